@@ -17,3 +17,6 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+
+# Component targets live in mk/*.mk (kafka.mk: the broker, chdb.mk: the engine).
+include $(wildcard mk/*.mk)
