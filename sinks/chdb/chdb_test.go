@@ -1,0 +1,291 @@
+package chdb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	sharedOnce sync.Once
+	shared     *Engine
+	sharedErr  error
+)
+
+// engine returns the one Engine of this test process (libchdb allows one).
+func engine(t *testing.T) *Engine {
+	t.Helper()
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "chdb-test-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		shared, sharedErr = Open(Config{Path: dir})
+	})
+	if sharedErr != nil {
+		t.Fatalf("opening engine (run scripts/chdb.sh fetch first): %v", sharedErr)
+	}
+	return shared
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("CHDB_TEST_CHILD_DIR"); dir != "" {
+		os.Exit(child(dir, os.Getenv("CHDB_TEST_CHILD_SQL")))
+	}
+	code := m.Run()
+	if shared != nil {
+		shared.Close()
+		os.RemoveAll(shared.Path())
+	}
+	os.Exit(code)
+}
+
+// child opens dir in a fresh process, runs sql and prints the result.
+func child(dir, sql string) int {
+	e, err := Open(Config{Path: dir})
+	if err != nil {
+		os.Stderr.WriteString(err.Error())
+		return 2
+	}
+	defer e.Close()
+	for _, q := range strings.Split(sql, ";") {
+		r, err := e.Query(context.Background(), q, "TabSeparated")
+		if err != nil {
+			os.Stderr.WriteString(err.Error())
+			return 3
+		}
+		os.Stdout.Write(r.Data)
+	}
+	return 0
+}
+
+func runChild(t *testing.T, dir, sql string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CHDB_TEST_CHILD_DIR="+dir, "CHDB_TEST_CHILD_SQL="+sql)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child process %q: %v: %s", sql, err, stderr.String())
+	}
+	return string(out)
+}
+
+func TestTablesSurviveProcessRestart(t *testing.T) {
+	dir := t.TempDir()
+	runChild(t, dir, "CREATE TABLE keep (a UInt32) ENGINE = MergeTree ORDER BY a;INSERT INTO keep VALUES (1), (2), (39)")
+	if got := runChild(t, dir, "SELECT count(), sum(a) FROM keep"); got != "3\t42\n" {
+		t.Fatalf("after restart got %q, want %q", got, "3\t42\n")
+	}
+}
+
+func TestOnlyOneEnginePerProcess(t *testing.T) {
+	engine(t)
+	_, err := Open(Config{Path: t.TempDir()})
+	if !errors.Is(err, ErrAlreadyOpen) {
+		t.Fatalf("second Open: got %v, want ErrAlreadyOpen", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{{}, {Path: ":memory:"}} {
+		if c.Validate() == nil {
+			t.Errorf("Validate(%+v) = nil, want error", c)
+		}
+	}
+	_, err := loadLib("/nonexistent/libchdb.so")
+	if err == nil || loaded == nil && !errors.Is(err, ErrLibraryNotFound) {
+		t.Fatalf("loading a missing library: %v", err)
+	}
+}
+
+func TestQueryResultAndStats(t *testing.T) {
+	e := engine(t)
+	r, err := e.Query(context.Background(), "SELECT number FROM numbers(5)", "CSV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Data) != "0\n1\n2\n3\n4\n" {
+		t.Fatalf("data %q", r.Data)
+	}
+	if r.RowsRead != 5 || r.BytesRead != 40 || r.Elapsed <= 0 {
+		t.Fatalf("stats rows=%d bytes=%d elapsed=%v", r.RowsRead, r.BytesRead, r.Elapsed)
+	}
+}
+
+func TestErrorsCarryCode(t *testing.T) {
+	e := engine(t)
+	_, err := e.Query(context.Background(), "SELECT * FROM no_such_table", "")
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %T %v, want *Error", err, err)
+	}
+	if ce.Code != 60 || ce.Name != "UNKNOWN_TABLE" || !strings.Contains(ce.Message, "no_such_table") {
+		t.Fatalf("got %+v", ce)
+	}
+	if !strings.HasPrefix(ce.Error(), "Code: 60. DB::Exception: ") || !strings.HasSuffix(ce.Error(), "(UNKNOWN_TABLE)") {
+		t.Fatalf("Error() = %q", ce.Error())
+	}
+	if _, err := e.Query(context.Background(), "SELEC 1", ""); ErrorCode(err) != 62 {
+		t.Fatalf("syntax error code: %v", err)
+	}
+}
+
+func TestParseError(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		code      int
+		name, msg string
+	}{
+		{"Code: 60. DB::Exception: Unknown table x. (UNKNOWN_TABLE)", 60, "UNKNOWN_TABLE", "Unknown table x."},
+		{"Code: 516. DB::Exception: default: Authentication failed. (AUTHENTICATION_FAILED) (version 26.5.1.1)", 516, "AUTHENTICATION_FAILED", "default: Authentication failed."},
+		{"Code: 1. something", 1, "", "something"},
+		{"plain failure", 0, "", "plain failure"},
+	} {
+		e := ParseError(tc.in)
+		if e.Code != tc.code || e.Name != tc.name || e.Message != tc.msg {
+			t.Errorf("ParseError(%q) = %+v", tc.in, e)
+		}
+	}
+}
+
+// Native is binary and full of zero bytes: it must survive inline in the SQL.
+func TestBinaryInlineInsertAndInfile(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	if _, err := e.Query(ctx, "CREATE TABLE bin (a UInt32, s String) ENGINE = MergeTree ORDER BY a", ""); err != nil {
+		t.Fatal(err)
+	}
+	nat, err := e.Query(ctx, "SELECT number::UInt32 AS a, repeat('x', number) AS s FROM numbers(1000)", "Native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(nat.Data, []byte{0}) {
+		t.Fatal("Native output has no zero byte; the test would prove nothing")
+	}
+	if _, err := e.Query(ctx, "INSERT INTO bin FORMAT Native\n"+string(nat.Data), ""); err != nil {
+		t.Fatalf("inline Native insert: %v", err)
+	}
+	f := t.TempDir() + "/data.native"
+	os.WriteFile(f, nat.Data, 0o600)
+	if _, err := e.Query(ctx, "INSERT INTO bin (a, s) FROM INFILE "+QuoteString(f)+" FORMAT Native", ""); err != nil {
+		t.Fatalf("INFILE Native insert: %v", err)
+	}
+	back, err := e.Query(ctx, "SELECT a, s FROM bin ORDER BY a LIMIT 1 BY a", "Native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back.Data, nat.Data) {
+		t.Fatalf("round trip differs: %d vs %d bytes", len(back.Data), len(nat.Data))
+	}
+	cnt, _ := e.Query(ctx, "SELECT count() FROM bin", "")
+	if string(cnt.Data) != "2000\n" {
+		t.Fatalf("count %q", cnt.Data)
+	}
+}
+
+func TestParamsAreBoundNotSpliced(t *testing.T) {
+	e := engine(t)
+	r, err := e.Exec(context.Background(), Request{
+		SQL:    "SELECT {n:UInt32} + 1, {s:String}, length({s:String})",
+		Format: "TabSeparatedRaw",
+		Params: []Param{{"n", "41"}, {"s", `it\'s'); DROP TABLE x; --\t`}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "42\tit's'); DROP TABLE x; --\t\t25\n"; string(r.Data) != want {
+		t.Fatalf("got %q want %q", r.Data, want)
+	}
+	_, err = e.Exec(context.Background(), Request{SQL: "SELECT {n:UInt32}", Params: []Param{{"n", "nope"}}})
+	if ErrorCode(err) == 0 {
+		t.Fatalf("bad UInt32 param: %v", err)
+	}
+}
+
+func TestSettingsAndDatabaseAreScopedToOneQuery(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	if _, err := e.Query(ctx, "CREATE DATABASE IF NOT EXISTS other", ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.Exec(ctx, Request{
+		SQL:      "SELECT getSetting('max_execution_time'), currentDatabase()",
+		Settings: map[string]string{"max_execution_time": "7"},
+		Database: "other",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Data) != "7\tother\n" {
+		t.Fatalf("inside: %q", r.Data)
+	}
+	r, err = e.Query(ctx, "SELECT getSetting('max_execution_time'), currentDatabase()", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Data) != "0\tdefault\n" {
+		t.Fatalf("after: %q (state leaked)", r.Data)
+	}
+	if _, err := e.Exec(ctx, Request{SQL: "SELECT 1", Settings: map[string]string{"bad name": "1"}}); err == nil {
+		t.Fatal("invalid setting name accepted")
+	}
+}
+
+func TestGoRuntimeSignalsSurviveEngine(t *testing.T) {
+	e := engine(t)
+	if _, err := e.Query(context.Background(), "SELECT 1", ""); err != nil {
+		t.Fatal(err)
+	}
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		var p *int
+		_ = *p // must be a Go panic, not a crash in the engine's handler
+	}()
+	if got == nil {
+		t.Fatal("nil dereference did not panic")
+	}
+}
+
+func TestParallelQueries(t *testing.T) {
+	e := engine(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*5)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				r, err := e.Query(context.Background(), "SELECT sum(number) FROM numbers(1000000)", "")
+				if err == nil && string(r.Data) != "499999500000\n" {
+					err = errors.New("wrong sum " + string(r.Data))
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestContextCanceledBeforeStart(t *testing.T) {
+	e := engine(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Query(ctx, "SELECT 1", ""); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+}
