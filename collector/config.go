@@ -1,0 +1,163 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/sora3web/telemetry/schema"
+)
+
+// Config configures the ingest HTTP server. Start from DefaultConfig.
+type Config struct {
+	// Listen is the TCP address the ingest server binds. Default 127.0.0.1:8080.
+	Listen string `mapstructure:"listen"`
+	// WriteKeys lists the accepted write keys, each naming a source. A request
+	// without one of these keys is refused with 401. Required.
+	WriteKeys []WriteKey `mapstructure:"write_keys"`
+	// CORSOrigins lists origins allowed to call the endpoints from a browser
+	// ("*" allows any). Default: none (no CORS headers).
+	CORSOrigins []string `mapstructure:"cors_origins"`
+	// TrustedProxies lists CIDR prefixes of proxies whose X-Forwarded-For /
+	// X-Real-IP headers are believed. Default: none (the peer address is used).
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// HonorDNT treats a "DNT: 1" request header as an opt-out. Default true.
+	HonorDNT bool `mapstructure:"honor_dnt"`
+	// HonorGPC treats a "Sec-GPC: 1" request header as an opt-out. Default true.
+	HonorGPC bool `mapstructure:"honor_gpc"`
+	// MaxEventBytes bounds one event's encoded JSON, in bytes. Default 32768.
+	MaxEventBytes int `mapstructure:"max_event_bytes"`
+	// MaxRequestBytes bounds a request body both before and after
+	// decompression, in bytes; larger bodies get 413. Default 524288.
+	MaxRequestBytes int `mapstructure:"max_request_bytes"`
+	// MaxBatchEvents bounds the number of events of one request; larger
+	// batches get 413. Default 500.
+	MaxBatchEvents int `mapstructure:"max_batch_events"`
+	// MaxDepth bounds JSON nesting depth of one event. Default 8.
+	MaxDepth int `mapstructure:"max_depth"`
+	// Limits bounds field lengths; see schema.Limits.
+	Limits schema.Limits `mapstructure:"limits"`
+	// UACacheSize is the number of parsed user agents kept. Default 10000.
+	UACacheSize int `mapstructure:"ua_cache_size"`
+	// PublishTimeout bounds how long a request waits for Kafka to
+	// acknowledge its events before it is answered 503. Default 5s.
+	PublishTimeout time.Duration `mapstructure:"publish_timeout"`
+	// RetryAfter is the Retry-After value sent with 503 and 429. Default 5s.
+	RetryAfter time.Duration `mapstructure:"retry_after"`
+	// ReadHeaderTimeout bounds reading request headers. Default 5s.
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request. Default 15s.
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// MaxHeaderBytes bounds request header size. Default 16384.
+	MaxHeaderBytes int `mapstructure:"max_header_bytes"`
+	// ShutdownTimeout bounds the drain of in-flight requests. Default 15s.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// WriteKey is a secret a client presents, and the source it names.
+type WriteKey struct {
+	// Key is the secret. At least 16 characters.
+	Key string `mapstructure:"key"`
+	// Source names where events with this key come from (e.g. "web").
+	Source string `mapstructure:"source"`
+}
+
+// DefaultConfig returns the documented defaults. It has no write keys.
+func DefaultConfig() Config {
+	return Config{
+		Listen:            "127.0.0.1:8080",
+		HonorDNT:          true,
+		HonorGPC:          true,
+		MaxEventBytes:     32 << 10,
+		MaxRequestBytes:   512 << 10,
+		MaxBatchEvents:    500,
+		MaxDepth:          8,
+		Limits:            schema.DefaultLimits(),
+		UACacheSize:       10000,
+		PublishTimeout:    5 * time.Second,
+		RetryAfter:        5 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ShutdownTimeout:   15 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field, named by its config key.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("ingest.%s: "+format, append([]any{field}, args...)...))
+	}
+	if c.Listen == "" {
+		add("listen", "required")
+	}
+	if len(c.WriteKeys) == 0 {
+		add("write_keys", "at least one write key is required")
+	}
+	seen := map[string]bool{}
+	for i, k := range c.WriteKeys {
+		if len(k.Key) < 16 {
+			add(fmt.Sprintf("write_keys[%d].key", i), "must be at least 16 characters")
+		}
+		if k.Source == "" {
+			add(fmt.Sprintf("write_keys[%d].source", i), "required")
+		}
+		if seen[k.Key] {
+			add(fmt.Sprintf("write_keys[%d].key", i), "duplicate key")
+		}
+		seen[k.Key] = true
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			add(fmt.Sprintf("trusted_proxies[%d]", i), "must be an IP or CIDR prefix: %v", err)
+		}
+	}
+	if c.MaxEventBytes <= 0 || c.MaxEventBytes > c.MaxRequestBytes {
+		add("max_event_bytes", "must be > 0 and <= max_request_bytes")
+	}
+	if c.MaxRequestBytes <= 0 {
+		add("max_request_bytes", "must be > 0")
+	}
+	if c.MaxBatchEvents <= 0 {
+		add("max_batch_events", "must be > 0")
+	}
+	if c.MaxDepth < 3 {
+		add("max_depth", "must be >= 3 (the contract nests 3 deep)")
+	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ingest.limits.%w", err))
+	}
+	if c.UACacheSize <= 0 {
+		add("ua_cache_size", "must be > 0")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"publish_timeout", c.PublishTimeout}, {"retry_after", c.RetryAfter},
+		{"read_header_timeout", c.ReadHeaderTimeout}, {"read_timeout", c.ReadTimeout},
+		{"shutdown_timeout", c.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			add(d.name, "must be a positive duration")
+		}
+	}
+	if c.MaxHeaderBytes < 1024 {
+		add("max_header_bytes", "must be >= 1024")
+	}
+	return errors.Join(errs...)
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

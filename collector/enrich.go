@@ -1,0 +1,253 @@
+package collector
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ua-parser/uap-go/uaparser"
+
+	"github.com/sora3web/telemetry/schema"
+)
+
+// Device classes written into schema.Device.Class.
+const (
+	DeviceDesktop = "desktop"
+	DeviceMobile  = "mobile"
+	DeviceTablet  = "tablet"
+	DeviceBot     = "bot"
+	DeviceOther   = "other"
+)
+
+// uaCache keeps parsed user agents. It holds two generations of at most
+// size/2 entries each: lookups check both, inserts go to the current one,
+// and when it fills the previous generation is dropped. Memory stays bounded
+// and hot entries survive by being copied forward on a hit.
+type uaCache struct {
+	mu       sync.RWMutex
+	half     int
+	cur, old map[string]schema.Device
+}
+
+func newUACache(size int) *uaCache {
+	half := max(size/2, 1)
+	return &uaCache{half: half, cur: make(map[string]schema.Device, half)}
+}
+
+func (c *uaCache) get(ua string) (schema.Device, bool) {
+	c.mu.RLock()
+	d, ok := c.cur[ua]
+	if ok {
+		c.mu.RUnlock()
+		return d, true
+	}
+	d, ok = c.old[ua]
+	c.mu.RUnlock()
+	if ok {
+		c.put(ua, d)
+	}
+	return d, ok
+}
+
+func (c *uaCache) put(ua string, d schema.Device) {
+	c.mu.Lock()
+	if len(c.cur) >= c.half {
+		c.old, c.cur = c.cur, make(map[string]schema.Device, c.half)
+	}
+	c.cur[ua] = d
+	c.mu.Unlock()
+}
+
+// UAParser turns user-agent strings into schema.Device, behind a bounded
+// cache. It is safe for concurrent use.
+type UAParser struct {
+	parser *uaparser.Parser
+	cache  *uaCache
+	// onLookup, when set, is told whether each lookup hit the cache.
+	onLookup func(hit bool)
+}
+
+// NewUAParser compiles the embedded uap-core regexes and makes a cache of
+// cacheSize entries.
+func NewUAParser(cacheSize int) (*UAParser, error) {
+	p, err := uaparser.New(uaparser.WithCacheSize(0))
+	if err != nil {
+		return nil, err
+	}
+	return &UAParser{parser: p, cache: newUACache(cacheSize)}, nil
+}
+
+// Parse returns the device described by ua.
+func (u *UAParser) Parse(ua string) schema.Device {
+	if d, ok := u.cache.get(ua); ok {
+		if u.onLookup != nil {
+			u.onLookup(true)
+		}
+		return d
+	}
+	if u.onLookup != nil {
+		u.onLookup(false)
+	}
+	d := u.parse(ua)
+	u.cache.put(strings.Clone(ua), d)
+	return d
+}
+
+func (u *UAParser) parse(ua string) schema.Device {
+	if ua == "" {
+		return schema.Device{Class: DeviceOther}
+	}
+	c := u.parser.Parse(ua)
+	d := schema.Device{
+		OS:             orEmpty(c.Os.Family),
+		OSVersion:      version(c.Os.Major, c.Os.Minor),
+		Browser:        orEmpty(c.UserAgent.Family),
+		BrowserVersion: version(c.UserAgent.Major, c.UserAgent.Minor),
+	}
+	d.Class = deviceClass(ua, c)
+	d.IsBot = d.Class == DeviceBot
+	return d
+}
+
+func orEmpty(family string) string {
+	if family == "Other" {
+		return ""
+	}
+	return family
+}
+
+func version(major, minor string) string {
+	switch {
+	case major == "":
+		return ""
+	case minor == "":
+		return major
+	default:
+		return major + "." + minor
+	}
+}
+
+var botWords = []string{"bot", "crawler", "spider", "slurp", "headlesschrome", "lighthouse", "curl/", "wget/", "python-requests", "go-http-client"}
+
+// deviceClass decides desktop, mobile, tablet or bot from the parse and the
+// raw string (uap-core has no device class of its own).
+func deviceClass(ua string, c *uaparser.Client) string {
+	lower := strings.ToLower(ua)
+	if c.Device.Family == "Spider" {
+		return DeviceBot
+	}
+	for _, w := range botWords {
+		if strings.Contains(lower, w) {
+			return DeviceBot
+		}
+	}
+	dev := strings.ToLower(c.Device.Family + " " + c.Device.Model)
+	switch {
+	case strings.Contains(dev, "ipad"), strings.Contains(dev, "tablet"), strings.Contains(lower, "tablet"),
+		strings.Contains(lower, "android") && !strings.Contains(lower, "mobile"):
+		return DeviceTablet
+	}
+	switch c.Os.Family {
+	case "iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "HarmonyOS":
+		return DeviceMobile
+	case "Windows", "Mac OS X", "Linux", "Ubuntu", "Chrome OS", "ChromeOS", "Fedora", "FreeBSD", "Debian":
+		return DeviceDesktop
+	}
+	if strings.Contains(lower, "mobile") {
+		return DeviceMobile
+	}
+	return DeviceOther
+}
+
+// clientIP returns the client's address: the peer, or, when the peer is a
+// trusted proxy, the right-most untrusted address of X-Forwarded-For (or
+// X-Real-IP).
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	peer := ap.Addr().Unmap()
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops := strings.Split(strings.Join(xff, ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break
+			}
+			a = a.Unmap()
+			if !isTrusted(a, trusted) {
+				return a
+			}
+		}
+	}
+	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
+		return a.Unmap()
+	}
+	return peer
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// AnonymizeIP keeps the network part of an address: IPv4 to /24, IPv6 to
+// /48. An invalid address gives "".
+func AnonymizeIP(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return p.Addr().String()
+}
+
+// requestInfo is what enrichment takes from the HTTP request, read once.
+type requestInfo struct {
+	receivedAt time.Time
+	userAgent  string
+	ip         string // anonymised
+	optOut     bool   // DNT or GPC, where honoured
+	source     string
+}
+
+// enrich turns a valid event into the published form. It returns false when
+// the event must not be published (from a user under 13).
+func (u *UAParser) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, bool) {
+	if ev.Under13 {
+		return schema.Enriched{}, false
+	}
+	out := schema.Enriched{Event: *ev, ReceivedAt: ri.receivedAt, Source: ri.source, IP: ri.ip}
+	out.SchemaVersion = schema.Version
+	out.Timestamp = ev.OccurredAt.Add(ri.receivedAt.Sub(ev.SentAt)).UTC()
+	out.OccurredAt, out.SentAt = ev.OccurredAt.UTC(), ev.SentAt.UTC()
+	ua := ev.Context.UserAgent
+	if ua == "" {
+		ua = ri.userAgent
+	}
+	out.Device = u.Parse(ua)
+	out.Context.UserAgent = ""
+	if ri.optOut || (ev.Consent.Analytics != nil && !*ev.Consent.Analytics) {
+		out.OptedOut = true
+		out.UserID, out.AnonymousID, out.SessionID = "", "", ""
+		out.Properties.Prompt = ""
+		out.IP = ""
+	}
+	return out, true
+}

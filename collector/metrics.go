@@ -1,0 +1,100 @@
+package collector
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// metrics holds the collector's OpenTelemetry instruments. They come from
+// the global MeterProvider that cmd/telemetry installs.
+type metrics struct {
+	requests  metric.Int64Counter
+	duration  metric.Float64Histogram
+	events    metric.Int64Counter
+	publish   metric.Float64Histogram
+	uaLookups metric.Int64Counter
+}
+
+func newMetrics() (*metrics, error) {
+	meter := otel.Meter("github.com/sora3web/telemetry/collector")
+	var m metrics
+	var err error
+	if m.requests, err = meter.Int64Counter("telemetry.ingest.requests", metric.WithDescription("Ingest HTTP requests by route and status.")); err != nil {
+		return nil, err
+	}
+	if m.duration, err = meter.Float64Histogram("telemetry.ingest.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Ingest request latency by route and status."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		return nil, err
+	}
+	if m.events, err = meter.Int64Counter("telemetry.ingest.events", metric.WithDescription("Events by outcome (accepted, rejected, dropped) and reason.")); err != nil {
+		return nil, err
+	}
+	if m.publish, err = meter.Float64Histogram("telemetry.ingest.publish.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to make a request's events durable."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		return nil, err
+	}
+	if m.uaLookups, err = meter.Int64Counter("telemetry.ingest.ua.lookups", metric.WithDescription("User-agent cache lookups by result (hit, miss).")); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// instrument counts and times requests of route.
+func (m *metrics) instrument(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		attrs := metric.WithAttributes(attribute.String("route", route), attribute.String("status", strconv.Itoa(rec.status)))
+		m.requests.Add(r.Context(), 1, attrs)
+		m.duration.Record(r.Context(), time.Since(start).Seconds(), attrs)
+	})
+}
+
+func (m *metrics) rejected(ctx context.Context, field string) {
+	m.events.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "rejected"), attribute.String("reason", field)))
+}
+
+func (m *metrics) dropped(ctx context.Context, reason string) {
+	m.events.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped"), attribute.String("reason", reason)))
+}
+
+func (m *metrics) accepted(ctx context.Context, n int) {
+	if n > 0 {
+		m.events.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", "accepted"), attribute.String("reason", "")))
+	}
+}
+
+func (m *metrics) published(ctx context.Context, d time.Duration, n int, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.publish.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("result", result)))
+}
+
+func (m *metrics) uaLookup(hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.uaLookups.Add(context.Background(), 1, metric.WithAttributes(attribute.String("result", result)))
+}

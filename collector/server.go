@@ -1,0 +1,429 @@
+// Package collector owns ingest: the HTTP endpoints clients send events to,
+// decoding, validation, enrichment and publishing. An event counts as
+// accepted when the collector has answered 2xx for it, and it answers 2xx
+// only after the Publisher made every accepted event of the request
+// durable. The package must not know how events are stored downstream.
+package collector
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sora3web/telemetry/schema"
+)
+
+// maxReportedErrors bounds the rejections listed in one response.
+const maxReportedErrors = 100
+
+// ErrUnauthorized means the request carried no known write key.
+var ErrUnauthorized = errors.New("missing or unknown write key")
+
+// Response is the JSON body of every ingest answer.
+type Response struct {
+	// Accepted counts events made durable (or, for dropped, deliberately
+	// not stored).
+	Accepted int `json:"accepted"`
+	// Rejected counts events refused; Errors says why.
+	Rejected int `json:"rejected"`
+	// Dropped counts accepted events that were not stored because the
+	// policy forbids it (users under 13).
+	Dropped int `json:"dropped,omitempty"`
+	// Errors lists rejections, at most 100.
+	Errors []Rejection `json:"errors,omitempty"`
+	// Error explains a failure of the whole request.
+	Error string `json:"error,omitempty"`
+}
+
+// Rejection explains why one event was refused.
+type Rejection struct {
+	// Index is the event's position in the request, from 0.
+	Index int `json:"index"`
+	// EventID is the event's id when it could be read.
+	EventID string `json:"event_id,omitempty"`
+	// Field is the JSON path of the offending field.
+	Field string `json:"field"`
+	// Rule is the rule the field broke.
+	Rule string `json:"rule"`
+}
+
+// Server is the ingest HTTP server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	pub     Publisher
+	ua      *UAParser
+	keys    map[string]string // write key -> source
+	trusted []netip.Prefix
+	mux     *http.ServeMux
+	m       *metrics
+	now     func() time.Time
+
+	srv      *http.Server
+	ln       net.Listener
+	wg       sync.WaitGroup
+	draining atomic.Bool
+}
+
+// New builds a server publishing through pub. It does no I/O.
+func New(cfg Config, pub Publisher, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ua, err := NewUAParser(cfg.UACacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("loading user-agent regexes: %w", err)
+	}
+	m, err := newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	ua.onLookup = m.uaLookup
+	s := &Server{cfg: cfg, log: log, pub: pub, ua: ua, keys: map[string]string{}, mux: http.NewServeMux(), m: m, now: time.Now}
+	for _, k := range cfg.WriteKeys {
+		s.keys[k.Key] = k.Source
+	}
+	for _, p := range cfg.TrustedProxies {
+		pfx, _ := parsePrefix(p)
+		s.trusted = append(s.trusted, pfx)
+	}
+	s.route("POST /v1/events", s.native(false))
+	s.route("POST /v1/beacon", s.native(true))
+	for _, kind := range []string{"track", "page", "screen", "identify"} {
+		s.route("POST /v1/"+kind, s.segment(kind))
+	}
+	s.route("POST /v1/batch", s.segment(""))
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	return s, nil
+}
+
+// Mount adds a handler (metrics, dashboards) before Start.
+func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Handler returns the server's routes, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// route registers an ingest handler with CORS, preflight and metrics.
+func (s *Server) route(pattern string, h http.HandlerFunc) {
+	path := pattern[strings.IndexByte(pattern, ' ')+1:]
+	s.mux.Handle(pattern, s.m.instrument(path, s.cors(h)))
+	s.mux.Handle("OPTIONS "+path, s.cors(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+}
+
+// cors adds CORS headers for allowed origins and refuses preflights from
+// others.
+func (s *Server) cors(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && s.originAllowed(origin) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			if r.Method == http.MethodOptions {
+				h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Write-Key")
+				h.Set("Access-Control-Max-Age", "600")
+			}
+		} else if r.Method == http.MethodOptions {
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	return slices.Contains(s.cfg.CORSOrigins, "*") || slices.Contains(s.cfg.CORSOrigins, origin)
+}
+
+// writeKey finds the key in Authorization (Bearer, or Basic with the key
+// as user name), X-Write-Key, or the writeKey query parameter (beacons
+// cannot set headers).
+func writeKey(r *http.Request) string {
+	auth := r.Header.Get("Authorization")
+	switch {
+	case strings.HasPrefix(auth, "Bearer "):
+		return strings.TrimSpace(auth[len("Bearer "):])
+	case strings.HasPrefix(auth, "Basic "):
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(auth[len("Basic "):]))
+		if err != nil {
+			return ""
+		}
+		user, _, _ := strings.Cut(string(raw), ":")
+		return user
+	}
+	if k := r.Header.Get("X-Write-Key"); k != "" {
+		return k
+	}
+	q := r.URL.Query()
+	if k := q.Get("writeKey"); k != "" {
+		return k
+	}
+	return q.Get("write_key")
+}
+
+// mediaOK checks the Content-Type against the endpoint's accepted types
+// and reports whether the body is NDJSON.
+func mediaOK(r *http.Request, beacon bool) (ndjson bool, err error) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, perr := mime.ParseMediaType(ct)
+	if ct == "" || perr != nil {
+		mt = ""
+	}
+	switch mt {
+	case "application/json":
+		return false, nil
+	case "application/x-ndjson", "application/jsonl", "application/json-seq":
+		return true, nil
+	case "text/plain":
+		if beacon {
+			return false, nil
+		}
+	}
+	accepted := "application/json, application/x-ndjson"
+	if beacon {
+		accepted += ", text/plain"
+	}
+	return false, fmt.Errorf("%w: Content-Type %q (accepted: %s)", ErrUnsupportedMedia, ct, accepted)
+}
+
+// native serves /v1/events and /v1/beacon.
+func (s *Server) native(beacon bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ndjson, err := mediaOK(r, beacon)
+		if err != nil {
+			s.fail(w, http.StatusUnsupportedMediaType, err)
+			return
+		}
+		s.ingest(w, r, ndjson, func(raw []byte, _ time.Time) (schema.Event, *schema.FieldError) {
+			var ev schema.Event
+			fe := decodeInto(raw, &ev)
+			return ev, fe
+		})
+	}
+}
+
+// segment serves the Segment HTTP Tracking API endpoints.
+func (s *Server) segment(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, err := mediaOK(r, false); err != nil {
+			s.fail(w, http.StatusUnsupportedMediaType, err)
+			return
+		}
+		s.ingest(w, r, false, func(raw []byte, at time.Time) (schema.Event, *schema.FieldError) {
+			return segmentToEvent(raw, kind, at)
+		})
+	}
+}
+
+// decodeFunc maps one raw event of the request onto the internal event.
+type decodeFunc func(raw []byte, receivedAt time.Time) (schema.Event, *schema.FieldError)
+
+// ingest runs the shared pipeline: auth, body, split, per-event check,
+// decode, validate, enrich, publish, answer.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, decode decodeFunc) {
+	ri := requestInfo{receivedAt: s.now().UTC(), userAgent: r.UserAgent()}
+	source, ok := s.keys[writeKey(r)]
+	if !ok {
+		s.fail(w, http.StatusUnauthorized, ErrUnauthorized)
+		return
+	}
+	ri.source = source
+	if s.draining.Load() {
+		s.unavailable(w, errors.New("shutting down"))
+		return
+	}
+	body, err := readBody(r, s.cfg.MaxRequestBytes)
+	if err != nil {
+		s.fail(w, statusOf(err), err)
+		return
+	}
+	raws, err := splitBatch(body, ndjson, s.cfg.MaxBatchEvents)
+	if err != nil {
+		s.fail(w, statusOf(err), err)
+		return
+	}
+	ri.ip = AnonymizeIP(clientIP(r, s.trusted))
+	ri.optOut = (s.cfg.HonorDNT && r.Header.Get("DNT") == "1") || (s.cfg.HonorGPC && r.Header.Get("Sec-GPC") == "1")
+
+	var resp Response
+	msgs := make([]Message, 0, len(raws))
+	reject := func(i int, id string, fes ...schema.FieldError) {
+		resp.Rejected++
+		for _, fe := range fes {
+			if len(resp.Errors) < maxReportedErrors {
+				resp.Errors = append(resp.Errors, Rejection{Index: i, EventID: id, Field: fe.Field, Rule: fe.Rule})
+			}
+			s.m.rejected(r.Context(), fe.Field)
+		}
+	}
+	for i, raw := range raws {
+		if raw.err != nil {
+			reject(i, "", *raw.err)
+			continue
+		}
+		if fe := checkRaw(raw.data, s.cfg.MaxEventBytes, s.cfg.MaxDepth); fe != nil {
+			reject(i, "", *fe)
+			continue
+		}
+		ev, fe := decode(raw.data, ri.receivedAt)
+		if fe != nil {
+			reject(i, "", *fe)
+			continue
+		}
+		if fes := schema.Validate(&ev, s.cfg.Limits); fes != nil {
+			reject(i, ev.EventID, fes...)
+			continue
+		}
+		out, keep := s.ua.enrich(&ev, &ri)
+		if !keep {
+			resp.Dropped++
+			s.m.dropped(r.Context(), "under_13")
+			continue
+		}
+		val, err := json.Marshal(&out)
+		if err != nil {
+			reject(i, ev.EventID, schema.FieldError{Field: "event", Rule: "must be encodable: " + err.Error()})
+			continue
+		}
+		msgs = append(msgs, Message{Key: partitionKey(&out), Value: val})
+	}
+	if len(msgs) > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
+		start := time.Now()
+		err := s.pub.Publish(ctx, msgs)
+		cancel()
+		s.m.published(r.Context(), time.Since(start), len(msgs), err)
+		if err != nil {
+			s.log.Warn("publish failed; answering 503", "events", len(msgs), "err", err)
+			s.unavailable(w, errors.New("events could not be stored in time; retry the whole request"))
+			return
+		}
+	}
+	resp.Accepted = len(msgs) + resp.Dropped
+	s.m.accepted(r.Context(), len(msgs))
+	status := http.StatusOK
+	switch {
+	case resp.Rejected > 0 && resp.Accepted > 0:
+		status = http.StatusMultiStatus
+	case resp.Rejected > 0:
+		status = http.StatusBadRequest
+	}
+	writeJSON(w, status, &resp)
+}
+
+// partitionKey is user_id, else anonymous_id, else nil (round-robin).
+func partitionKey(e *schema.Enriched) []byte {
+	switch {
+	case e.UserID != "":
+		return []byte(e.UserID)
+	case e.AnonymousID != "":
+		return []byte(e.AnonymousID)
+	}
+	return nil
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrUnsupportedMedia):
+		return http.StatusUnsupportedMediaType
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+func (s *Server) fail(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, &Response{Error: err.Error()})
+}
+
+func (s *Server) unavailable(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(max(s.cfg.RetryAfter/time.Second, 1))))
+	writeJSON(w, http.StatusServiceUnavailable, &Response{Error: err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 only when events can be durably accepted.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	if err := s.pub.Ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Start listens on cfg.Listen and serves until Shutdown.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.ReadTimeout + s.cfg.PublishTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("ingest server stopped", "err", err)
+		}
+	}()
+	s.log.Info("ingest listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the bound address, after Start.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops accepting, marks the server not ready and drains in-flight
+// requests (each finishes its publish) within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("draining ingest requests: %w", err)
+	}
+	return nil
+}

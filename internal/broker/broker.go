@@ -1,0 +1,185 @@
+// Package broker holds what the collector and the consumers share about
+// Kafka: the connection and topic configuration, and topic creation. It
+// owns no long-lived connections and must not know about events.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+)
+
+// Config configures the Kafka connection and topics.
+type Config struct {
+	// Brokers lists bootstrap broker addresses. Default ["127.0.0.1:9092"].
+	Brokers []string `mapstructure:"brokers"`
+	// EventsTopic receives one enriched event per message. Default "telemetry.events".
+	EventsTopic string `mapstructure:"events_topic"`
+	// DeadLetterTopic receives messages consumers could not decode or map,
+	// with the reason in a header. Default "telemetry.dead-letters".
+	DeadLetterTopic string `mapstructure:"dead_letter_topic"`
+	// Partitions is the partition count of topics created at start. Default 4.
+	Partitions int `mapstructure:"partitions"`
+	// ReplicationFactor of topics created at start. Default 1 (single node);
+	// use 3 in production.
+	ReplicationFactor int `mapstructure:"replication_factor"`
+	// CreateTopics makes the topics at start when missing. Default true.
+	CreateTopics bool `mapstructure:"create_topics"`
+	// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
+	// Default lz4.
+	Compression string `mapstructure:"compression"`
+	// BatchSize is the most messages per produce request. Default 1000.
+	BatchSize int `mapstructure:"batch_size"`
+	// BatchBytes bounds a produce request, in bytes. Default 1048576.
+	BatchBytes int64 `mapstructure:"batch_bytes"`
+	// Linger is how long a partial batch waits for more messages before it
+	// is sent. It adds directly to ingest latency. Default 2ms.
+	Linger time.Duration `mapstructure:"linger"`
+	// DialTimeout bounds connecting to a broker. Default 5s.
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Brokers:           []string{"127.0.0.1:9092"},
+		EventsTopic:       "telemetry.events",
+		DeadLetterTopic:   "telemetry.dead-letters",
+		Partitions:        4,
+		ReplicationFactor: 1,
+		CreateTopics:      true,
+		Compression:       "lz4",
+		BatchSize:         1000,
+		BatchBytes:        1 << 20,
+		Linger:            2 * time.Millisecond,
+		DialTimeout:       5 * time.Second,
+	}
+}
+
+// Validate reports invalid fields, named by their config keys.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, rule string) { errs = append(errs, fmt.Errorf("kafka.%s: %s", field, rule)) }
+	if len(c.Brokers) == 0 {
+		add("brokers", "at least one broker address is required")
+	}
+	for i, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			add(fmt.Sprintf("brokers[%d]", i), "must be host:port")
+		}
+	}
+	if c.EventsTopic == "" {
+		add("events_topic", "required")
+	}
+	if c.DeadLetterTopic == "" || c.DeadLetterTopic == c.EventsTopic {
+		add("dead_letter_topic", "required and different from events_topic")
+	}
+	if c.Partitions <= 0 {
+		add("partitions", "must be > 0")
+	}
+	if c.ReplicationFactor <= 0 {
+		add("replication_factor", "must be > 0")
+	}
+	if _, err := c.Codec(); err != nil {
+		add("compression", err.Error())
+	}
+	if c.BatchSize <= 0 {
+		add("batch_size", "must be > 0")
+	}
+	if c.BatchBytes <= 0 {
+		add("batch_bytes", "must be > 0")
+	}
+	if c.Linger < 0 {
+		add("linger", "must be >= 0")
+	}
+	if c.DialTimeout <= 0 {
+		add("dial_timeout", "must be > 0")
+	}
+	return errors.Join(errs...)
+}
+
+// Codec returns the kafka-go compression for c.Compression.
+func (c Config) Codec() (compress.Compression, error) {
+	switch c.Compression {
+	case "", "none":
+		return 0, nil
+	case "gzip":
+		return kafka.Gzip, nil
+	case "snappy":
+		return kafka.Snappy, nil
+	case "lz4":
+		return kafka.Lz4, nil
+	case "zstd":
+		return kafka.Zstd, nil
+	}
+	return 0, fmt.Errorf("must be one of none, gzip, snappy, lz4, zstd")
+}
+
+// ErrUnavailable means no broker of the list answered.
+var ErrUnavailable = errors.New("kafka unavailable")
+
+// dialAny connects to the first broker that answers.
+func dialAny(ctx context.Context, c Config) (*kafka.Conn, error) {
+	d := &kafka.Dialer{Timeout: c.DialTimeout}
+	var errs []error
+	for _, b := range c.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+// Ping checks that a broker answers a metadata request for topic.
+func Ping(ctx context.Context, c Config, topic string) error {
+	conn, err := dialAny(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := conn.ReadPartitions(topic); err != nil {
+		return fmt.Errorf("reading partitions of %s: %w", topic, err)
+	}
+	return nil
+}
+
+// EnsureTopics creates the events and dead-letter topics when missing.
+// Existing topics are left as they are.
+func EnsureTopics(ctx context.Context, c Config) error {
+	conn, err := dialAny(ctx, c)
+	if err != nil {
+		return fmt.Errorf("creating topics: %w", err)
+	}
+	defer conn.Close()
+	ctrl, err := conn.Controller()
+	if err != nil {
+		return fmt.Errorf("creating topics: finding the controller: %w", err)
+	}
+	cc, err := (&kafka.Dialer{Timeout: c.DialTimeout}).DialContext(ctx, "tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
+	if err != nil {
+		return fmt.Errorf("creating topics: dialing the controller: %w", err)
+	}
+	defer cc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = cc.SetDeadline(dl)
+	}
+	var cfgs []kafka.TopicConfig
+	for _, t := range []string{c.EventsTopic, c.DeadLetterTopic} {
+		cfgs = append(cfgs, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
+	}
+	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("creating topics %s, %s: %w", c.EventsTopic, c.DeadLetterTopic, err)
+	}
+	return nil
+}
