@@ -1,0 +1,104 @@
+package chserver
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Request parameters that are not settings: they steer the HTTP layer.
+var controlParams = map[string]bool{
+	"query": true, "database": true, "default_format": true,
+	"user": true, "password": true, "quota_key": true, "query_id": true,
+	"compress": true, "decompress": true, "enable_http_compression": true,
+	"client_protocol_version": true, "network_compression_method": true,
+	"network_zstd_compression_level": true, "http_zlib_compression_level": true,
+}
+
+// ignoredSettings are accepted and have no effect, because the behaviour
+// they select is what this server always does or does not apply to it.
+var ignoredSettings = map[string]string{
+	"wait_end_of_query":                            "the whole result is always buffered before the response starts",
+	"buffer_size":                                  "the whole result is always buffered",
+	"http_response_buffer_size":                    "the whole result is always buffered",
+	"send_progress_in_http_headers":                "no progress headers are sent; X-ClickHouse-Summary is",
+	"http_headers_progress_interval_ms":            "no progress headers are sent",
+	"async_insert":                                 "inserts are always synchronous (stronger than async)",
+	"wait_for_async_insert":                        "inserts are always synchronous",
+	"async_insert_deduplicate":                     "inserts are always synchronous; use insert_deduplication_token",
+	"async_insert_busy_timeout_ms":                 "inserts are always synchronous",
+	"async_insert_max_data_size":                   "inserts are always synchronous",
+	"add_http_cors_header":                         "CORS is not supported",
+	"log_queries":                                  "there is no query log",
+	"cancel_http_readonly_queries_on_client_close": "queries cannot be cancelled",
+	"session_timeout":                              "sessions are not supported",
+	"date_time_input_format_strict":                "",
+}
+
+// appliedSettings are SET for the duration of the request.
+var appliedSettings = map[string]bool{
+	"max_execution_time": true, "timeout_overflow_mode": true,
+	"max_result_rows": true, "max_result_bytes": true, "result_overflow_mode": true,
+	"max_rows_to_read": true, "max_bytes_to_read": true, "read_overflow_mode": true,
+	"max_memory_usage": true, "max_threads": true, "max_block_size": true,
+	"max_insert_block_size": true, "min_insert_block_size_rows": true, "min_insert_block_size_bytes": true,
+	"max_insert_threads": true, "max_query_size": true, "max_ast_elements": true,
+	"insert_deduplication_token": true, "insert_deduplicate": true,
+	"insert_null_as_default": true, "mutations_sync": true, "alter_sync": true,
+	"join_use_nulls": true, "extremes": true, "readonly": true,
+	"session_timezone": true, "use_client_time_zone": true,
+	"allow_suspicious_low_cardinality_types": true, "allow_nullable_key": true,
+	"optimize_on_insert": true, "final": true, "select_sequential_consistency": true,
+	"distributed_ddl_task_timeout": true, "database_atomic_wait_for_drop_and_detach_synchronously": true,
+	"enable_json_type": true, "enable_variant_type": true, "enable_dynamic_type": true,
+	"allow_experimental_object_type": true, "allow_experimental_json_type": true,
+	"allow_experimental_variant_type": true, "allow_experimental_dynamic_type": true,
+	"allow_experimental_analyzer": true, "enable_analyzer": true,
+}
+
+// appliedPrefixes: format settings, all SET for the request.
+var appliedPrefixes = []string{"input_format_", "output_format_", "format_", "date_time_"}
+
+// settingsFrom extracts the engine settings of a request from its URL
+// parameters. param_* go to params. An unknown parameter is an error
+// (UNKNOWN_SETTING), so a client never silently loses a setting.
+func settingsFrom(q url.Values) (settings map[string]string, params map[string]string, err error) {
+	settings, params = map[string]string{}, map[string]string{}
+	for k, vs := range q {
+		v := vs[len(vs)-1]
+		switch {
+		case strings.HasPrefix(k, "param_"):
+			params[strings.TrimPrefix(k, "param_")] = v
+		case controlParams[k]:
+		case isExternalTableParam(k):
+			return nil, nil, &serverError{code: 48, name: "NOT_IMPLEMENTED", msg: "external tables (" + k + ") are not supported by this server"}
+		case appliedSettings[k] || hasAnyPrefix(k, appliedPrefixes):
+			settings[k] = v
+		default:
+			if _, ok := ignoredSettings[k]; ok {
+				continue
+			}
+			return nil, nil, &serverError{code: 115, name: "UNKNOWN_SETTING",
+				msg: fmt.Sprintf("Setting %s is not supported by this server (see sinks/chserver/README.md)", k)}
+		}
+	}
+	return settings, params, nil
+}
+
+func isExternalTableParam(k string) bool {
+	for _, suffix := range []string{"_structure", "_types", "_format"} {
+		if strings.HasSuffix(k, suffix) && k != "default_format" && !hasAnyPrefix(k, appliedPrefixes) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
