@@ -167,7 +167,9 @@ func looksLikeNDJSON(b []byte) bool {
 func syntaxErr(err error, base int64) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return fmt.Errorf("%w: at byte offset %d: %s", ErrMalformed, base+se.Offset, se.Error())
+		// Offset counts the bytes read including the bad one; report the
+		// bad byte's own zero-based position.
+		return fmt.Errorf("%w: at byte offset %d: %s", ErrMalformed, base+se.Offset-1, se.Error())
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected end of JSON input", ErrMalformed)

@@ -72,7 +72,7 @@ type UAParser struct {
 // NewUAParser compiles the embedded uap-core regexes and makes a cache of
 // cacheSize entries.
 func NewUAParser(cacheSize int) (*UAParser, error) {
-	p, err := uaparser.New(uaparser.WithCacheSize(0))
+	p, err := uaparser.New(uaparser.WithCacheSize(1)) // our own cache sits in front
 	if err != nil {
 		return nil, err
 	}
