@@ -254,7 +254,7 @@ type node struct {
 
 type walker struct{ docs map[string]map[string]any }
 
-// resolve follows a $ref or $dynamicRef (resolved statically) from file.
+// resolve follows a $ref (or $dynamicRef, resolved statically) from file.
 func (w walker) resolve(t testing.TB, file, ref string) node {
 	t.Helper()
 	target, frag, _ := strings.Cut(ref, "#")
@@ -533,6 +533,9 @@ func TestSchemaFiles(t *testing.T) {
 		if doc["$id"] != schema.SchemaID+name {
 			t.Errorf("%s: $id = %v, want %s", name, doc["$id"], schema.SchemaID+name)
 		}
+		if b, _ := json.Marshal(doc); bytes.Contains(b, []byte(`"$dynamic`)) {
+			t.Errorf("%s: avoid $dynamicRef/$dynamicAnchor: ajv supports them only at a document's root", name)
+		}
 		if doc["additionalProperties"] != nil || doc["unevaluatedProperties"] != nil {
 			t.Errorf("%s: unknown fields must stay allowed (the collector ignores them)", name)
 		}
@@ -580,8 +583,8 @@ func TestEnums(t *testing.T) {
 		file, pointer string
 		want          []string
 	}{
-		{schema.SchemaEnvelope, "/properties/type", schema.Types},
-		{schema.SchemaEnvelope, "/properties/plan", schema.Plans},
+		{schema.SchemaEnvelope, "/$defs/fields/properties/type", schema.Types},
+		{schema.SchemaEnvelope, "/$defs/fields/properties/plan", schema.Plans},
 		{schema.SchemaProperties, "/properties/quality", schema.Qualities},
 		{schema.SchemaProperties, "/properties/resolution", schema.Resolutions},
 		{schema.SchemaProperties, "/properties/aspect_ratio", schema.AspectRatios},
@@ -945,6 +948,8 @@ func TestEnriched(t *testing.T) {
 		{"no_consent_not_opted_out", "page_view_opted_out", "opted_out", del, "opted_out"},
 		{"under_13_published", "generation_completed", "under_13", true, "under_13"},
 		{"missing_received_at", "generation_completed", "received_at", del, "received_at"},
+		{"missing_schema_version", "generation_completed", "schema_version", del, "schema_version"},
+		{"user_agent_published", "generation_completed", "context.user_agent", "Mozilla/5.0", "context.user_agent"},
 		{"missing_device_class", "generation_completed", "device.class", del, "device.class"},
 		{"bad_device_class", "generation_completed", "device.class", "smart_fridge", "device.class"},
 		{"ip_not_an_address", "generation_completed", "ip", "203.0.113.x", "ip"},
