@@ -354,11 +354,14 @@ func (e *Engine) Exec(ctx context.Context, req Request) (*Result, error) {
 		return nil, ErrClosed
 	}
 
+	// Per-request state is applied, and restored however the query ends,
+	// while the lock is held, so no other query ever sees it.
+	var restore []string
 	if req.Database != "" {
+		restore = append(restore, "USE default")
 		if _, err := e.run("USE "+QuoteIdent(req.Database), "TabSeparated", nil); err != nil {
-			return nil, err
+			return nil, e.restore(err, restore)
 		}
-		defer e.run("USE default", "TabSeparated", nil) //nolint:errcheck // best effort restore
 	}
 	if len(req.Settings) > 0 {
 		var set, reset []string
@@ -366,12 +369,27 @@ func (e *Engine) Exec(ctx context.Context, req Request) (*Result, error) {
 			set = append(set, k+" = "+QuoteString(v))
 			reset = append(reset, k+" = DEFAULT")
 		}
+		restore = append(restore, "SET "+strings.Join(reset, ", "))
 		if _, err := e.run("SET "+strings.Join(set, ", "), "TabSeparated", nil); err != nil {
-			return nil, err
+			return nil, e.restore(err, restore)
 		}
-		defer e.run("SET "+strings.Join(reset, ", "), "TabSeparated", nil) //nolint:errcheck // best effort restore
 	}
-	return e.run(req.SQL, req.Format, req.Params)
+	res, err := e.run(req.SQL, req.Format, req.Params)
+	if err := e.restore(nil, restore); err != nil {
+		return nil, err
+	}
+	return res, err
+}
+
+// restore runs the statements that undo per-request state. A failure means
+// the session is no longer clean; it is reported (joined to cause).
+func (e *Engine) restore(cause error, stmts []string) error {
+	for _, stmt := range stmts {
+		if _, err := e.run(stmt, "TabSeparated", nil); err != nil {
+			return errors.Join(cause, fmt.Errorf("chdb: restoring session state (%s): %w", stmt, err))
+		}
+	}
+	return cause
 }
 
 // run executes one statement; e.mu must be held.

@@ -281,3 +281,21 @@ func TestCompression(t *testing.T) {
 		t.Fatalf("compress=1: %q %v", plain, err)
 	}
 }
+
+func TestSessionlessAndReadonlyGET(t *testing.T) {
+	// SET and USE do not leak into later requests.
+	mustOK(t, "POST", "SET max_result_rows = 77", nil, nil)
+	mustOK(t, "POST", "USE system", nil, nil)
+	if got := mustOK(t, "GET", "SELECT getSetting('max_result_rows'), currentDatabase()", nil, nil); string(got) != "0\tdefault\n" {
+		t.Fatalf("session state leaked: %q", got)
+	}
+	// GET is read-only, as in ClickHouse.
+	st, h, b := call(t, "GET", "CREATE TABLE via_get (a UInt8) ENGINE = Memory", nil, nil, nil)
+	if st == 200 || h.Get("X-ClickHouse-Exception-Code") != "164" {
+		t.Fatalf("GET CREATE: %d %s", st, b)
+	}
+	st, _, b = call(t, "GET", "INSERT INTO fmt FORMAT TSV", nil, nil, nil)
+	if st == 200 || !strings.Contains(string(b), "READONLY") {
+		t.Fatalf("GET INSERT: %d %s", st, b)
+	}
+}

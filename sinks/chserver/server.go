@@ -379,6 +379,10 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		req.Params = append(req.Params, chdb.Param{Name: name, Value: v})
 	}
 
+	if isInsert && r.Method == http.MethodGet {
+		return nil, "", nil, &serverError{code: 164, name: "READONLY",
+			msg: "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries"}
+	}
 	if isInsert {
 		path, err := s.spoolData(data)
 		if err != nil {
@@ -394,6 +398,16 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		return nil, format, res, err
 	}
 
+	switch kw := firstKeyword(sql); {
+	case kw == "SET" || kw == "USE":
+		// Sessionless, as in ClickHouse without session_id: the statement
+		// would only affect itself. Running it would leak into the shared
+		// engine session, so it is accepted and has no effect.
+		return nil, format, &chdb.Result{}, nil
+	case r.Method == http.MethodGet && !readOnlyKeywords[kw]:
+		return nil, "", nil, &serverError{code: 164, name: "READONLY",
+			msg: "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries"}
+	}
 	if f := outputFormat(sql); f != "" {
 		format = f
 	}
@@ -407,6 +421,12 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		return nil, "", nil, err
 	}
 	return res.Data, format, res, nil
+}
+
+// readOnlyKeywords start the statements a GET request may run.
+var readOnlyKeywords = map[string]bool{
+	"SELECT": true, "WITH": true, "SHOW": true, "DESCRIBE": true, "DESC": true,
+	"EXISTS": true, "EXPLAIN": true, "CHECK": true, "(": true,
 }
 
 // spoolData writes insert data to a temporary file for FROM INFILE, which

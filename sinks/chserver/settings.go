@@ -45,7 +45,7 @@ var appliedSettings = map[string]bool{
 	"max_insert_threads": true, "max_query_size": true, "max_ast_elements": true,
 	"insert_deduplication_token": true, "insert_deduplicate": true,
 	"insert_null_as_default": true, "mutations_sync": true, "alter_sync": true,
-	"join_use_nulls": true, "extremes": true, "readonly": true,
+	"join_use_nulls": true, "extremes": true,
 	"session_timezone": true, "use_client_time_zone": true,
 	"allow_suspicious_low_cardinality_types": true, "allow_nullable_key": true,
 	"optimize_on_insert": true, "final": true, "select_sequential_consistency": true,

@@ -1,6 +1,9 @@
 package chserver
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 func TestSplitInsert(t *testing.T) {
 	for _, tc := range []struct {
@@ -44,6 +47,33 @@ func TestOutputFormat(t *testing.T) {
 	} {
 		if got := outputFormat(sql); got != want {
 			t.Errorf("outputFormat(%q) = %q, want %q", sql, got, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{Listen: "127.0.0.1:8123"},
+		{Listen: "nonsense", DataDir: "/tmp/x"},
+		{Listen: "127.0.0.1:8123", DataDir: "/tmp/x", User: "a:b"},
+	} {
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidConfig", c, err)
+		}
+	}
+	if err := (Config{Listen: "127.0.0.1:8123", DataDir: "/tmp/x"}).Validate(); err != nil {
+		t.Errorf("valid config: %v", err)
+	}
+	if _, err := New(Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()}, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("New with nil engine: %v", err)
+	}
+}
+
+func TestStatusForCode(t *testing.T) {
+	for code, want := range map[int]int{60: 404, 62: 400, 516: 401, 27: 400, 115: 404, 80: 413, 241: 500, 48: 501} {
+		if got := StatusForCode(code, ""); got != want {
+			t.Errorf("StatusForCode(%d) = %d, want %d", code, got, want)
 		}
 	}
 }
