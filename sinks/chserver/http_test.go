@@ -204,6 +204,11 @@ func TestLargeNativeInsert(t *testing.T) {
 	if got := mustOK(t, "GET", "SELECT count(), sum(n), countIf(s = toString(n)) FROM big", nil, nil); string(got) != "300000\t44999850000\t300000\n" {
 		t.Fatalf("got %q", got)
 	}
+	// Statement and large binary data together in the body.
+	mustOK(t, "POST", "", nil, append([]byte("INSERT INTO big FORMAT Native\n"), native...))
+	if got := mustOK(t, "GET", "SELECT count(), uniqExact(n) FROM big", nil, nil); string(got) != "600000\t300000\n" {
+		t.Fatalf("after body-only insert got %q", got)
+	}
 }
 
 func TestInsertDeduplicationToken(t *testing.T) {
