@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	fastjson "github.com/segmentio/encoding/json"
+
 	"github.com/sora3web/telemetry/schema"
 )
 
@@ -243,14 +245,14 @@ func checkRaw(b []byte, maxBytes, maxDepth int) *schema.FieldError {
 // decodeInto unmarshals one checked event into v. Type mismatches become
 // a FieldError naming the JSON path and the expected type.
 func decodeInto(b []byte, v any) *schema.FieldError {
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := fastjson.Unmarshal(b, v); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
 			field := ute.Field
 			if field == "" {
 				field = "event"
 			}
-			return &schema.FieldError{Field: field, Rule: fmt.Sprintf("must be of type %s, got %s", jsonKind(ute.Type.String()), ute.Value)}
+			return &schema.FieldError{Field: field, Rule: fmt.Sprintf("must be of type %s, got %s", jsonKind(ute.Type.String()), valueKind(ute.Value))}
 		}
 		if f := badTimeField(b); f != "" {
 			return &schema.FieldError{Field: f, Rule: "must be an RFC 3339 date-time string"}
@@ -296,4 +298,31 @@ func jsonKind(goType string) string {
 	default:
 		return "object"
 	}
+}
+
+// valueKind names the JSON kind of a decoder's reported value, which is
+// either a kind name or the offending literal itself.
+func valueKind(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	switch v[0] {
+	case '"':
+		return "string"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		if v == "true" || v == "false" {
+			return "boolean"
+		}
+	case 'n':
+		if v == "null" {
+			return "null"
+		}
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "number"
+	}
+	return v
 }

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	fastjson "github.com/segmentio/encoding/json"
+
 	"github.com/sora3web/telemetry/schema"
 )
 
@@ -295,7 +297,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 			s.m.dropped(r.Context(), "under_13")
 			continue
 		}
-		val, err := json.Marshal(&out)
+		val, err := fastjson.Marshal(&out)
 		if err != nil {
 			reject(i, ev.EventID, schema.FieldError{Field: "event", Rule: "must be encodable: " + err.Error()})
 			continue
