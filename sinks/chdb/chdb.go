@@ -177,6 +177,9 @@ var (
 )
 
 func loadLib(path string) (*lib, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w at %s (run scripts/chdb.sh fetch): %w", ErrLibraryNotFound, path, err)
+	}
 	libMu.Lock()
 	defer libMu.Unlock()
 	if loaded != nil {
@@ -184,9 +187,6 @@ func loadLib(path string) (*lib, error) {
 			return nil, fmt.Errorf("chdb: loading %s: %s is already loaded in this process", path, loadedAt)
 		}
 		return loaded, nil
-	}
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w at %s (run scripts/chdb.sh fetch): %w", ErrLibraryNotFound, path, err)
 	}
 	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
@@ -340,11 +340,8 @@ func (e *Engine) Exec(ctx context.Context, req Request) (*Result, error) {
 			return nil, fmt.Errorf("chdb: setting name %q is not an identifier", name)
 		}
 	}
-	if req.Database != "" && !identRe.MatchString(req.Database) {
-		// Quote anything unusual with backticks below; reject only NUL.
-		if strings.ContainsRune(req.Database, 0) {
-			return nil, fmt.Errorf("chdb: database name contains NUL")
-		}
+	if strings.ContainsRune(req.Database, 0) {
+		return nil, fmt.Errorf("chdb: database name contains NUL")
 	}
 	if req.Format == "" {
 		req.Format = "TabSeparated"

@@ -100,9 +100,18 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate(%+v) = nil, want error", c)
 		}
 	}
-	_, err := loadLib("/nonexistent/libchdb.so")
-	if err == nil || loaded == nil && !errors.Is(err, ErrLibraryNotFound) {
-		t.Fatalf("loading a missing library: %v", err)
+	_, err := Open(Config{Path: t.TempDir(), LibPath: "/nonexistent/libchdb.so"})
+	if !errors.Is(err, ErrLibraryNotFound) {
+		t.Fatalf("opening with a missing library: %v, want ErrLibraryNotFound", err)
+	}
+	t.Setenv("CHDB_LIB_PATH", "/x/libchdb.so")
+	if got := ResolveLibPath(""); got != "/x/libchdb.so" {
+		t.Errorf("ResolveLibPath with CHDB_LIB_PATH = %q", got)
+	}
+	t.Setenv("CHDB_LIB_PATH", "")
+	t.Setenv("TELEMETRY_CACHE", "/c")
+	if got := ResolveLibPath(""); got != "/c/chdb/"+Version+"/libchdb.so" {
+		t.Errorf("ResolveLibPath default = %q", got)
 	}
 }
 
