@@ -6,8 +6,18 @@ export TELEMETRY_CACHE := $(CACHE)
 GO ?= go
 BIN := bin/telemetry
 
-.PHONY: all build run test vet fmt clean
+.PHONY: all build run test vet fmt fmt-check clean
 all: build
+
+# run: the main job on embedded defaults: a real Kafka broker and the
+# collector on 127.0.0.1:8080 (see README for the curl to try).
+run: kafka-up build
+	./$(BIN) serve
+
+# test: every test, on a fresh machine: fetches and starts what the
+# integration tests need (Kafka broker, ClickHouse engine), then runs them.
+test: kafka-up chdb fmt-check vet
+	$(GO) test -count=1 -timeout 30m ./...
 
 build:
 	$(GO) build -o $(BIN) ./cmd/telemetry
@@ -15,8 +25,14 @@ build:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
 vet:
 	$(GO) vet ./...
 
 # Component targets live in mk/*.mk (kafka.mk: the broker, chdb.mk: the engine).
 include $(wildcard mk/*.mk)
+
+clean:
+	rm -rf bin

@@ -68,6 +68,8 @@ type WriteKey struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:            "127.0.0.1:8080",
+		CORSOrigins:       []string{},
+		TrustedProxies:    []string{},
 		HonorDNT:          true,
 		HonorGPC:          true,
 		MaxEventBytes:     32 << 10,
