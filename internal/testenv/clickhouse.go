@@ -20,16 +20,20 @@ import (
 const ClickHouseUser = "default"
 
 var clickHouseUp struct {
-	once sync.Once
-	addr string
-	err  error
+	once   sync.Once
+	addr   string
+	err    error
+	srv    *chserver.Server
+	engine *chdb.Engine
+	dir    string
 }
 
 // ClickHouse returns the host:port of a ClickHouse HTTP interface served by
 // the embedded engine (sinks/chdb + sinks/chserver) inside this test
 // process. One server is started per test process, on a free 127.0.0.1
-// port with a fresh data directory, and lives until the process exits
-// (libchdb allows a single engine per process). If libchdb.so is missing it
+// port with a fresh data directory, and lives until StopClickHouse (call it
+// from TestMain) or the end of the process; libchdb allows a single engine
+// per process, so it cannot be restarted after StopClickHouse. If libchdb.so is missing it
 // runs scripts/chdb.sh fetch first. Any failure fails the test; it never
 // skips.
 func ClickHouse(t testing.TB) (addr string) {
@@ -70,9 +74,29 @@ func startClickHouse() (string, error) {
 	if err := srv.Start(ctx); err != nil {
 		return "", fmt.Errorf("starting server: %w", err)
 	}
-	// The server and engine live as long as the test process; the data
-	// directory is in the system temp dir and is small.
+	clickHouseUp.srv, clickHouseUp.engine, clickHouseUp.dir = srv, engine, dir
 	return srv.Addr()
+}
+
+// StopClickHouse stops the server started by ClickHouse, closes the engine
+// and removes its data directory; a no-op if none was started. Call it from
+// TestMain after m.Run: without it the process exits with the engine open,
+// which is fine for a plain exit but crashes under -race, whose exit path
+// runs the library's C++ destructors while engine threads are still alive.
+func StopClickHouse() error {
+	up := &clickHouseUp
+	if up.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := up.srv.Shutdown(ctx)
+	if cerr := up.engine.Close(); err == nil {
+		err = cerr
+	}
+	os.RemoveAll(up.dir)
+	up.srv, up.engine = nil, nil
+	return err
 }
 
 // fetchChdb runs scripts/chdb.sh fetch from the repository root.

@@ -188,7 +188,7 @@ func loadLib(path string) (*lib, error) {
 		}
 		return loaded, nil
 	}
-	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_LOCAL)
 	if err != nil {
 		return nil, fmt.Errorf("chdb: dlopen %s: %w", path, err)
 	}
