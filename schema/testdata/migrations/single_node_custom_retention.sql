@@ -1,0 +1,174 @@
+-- bootstrap
+CREATE DATABASE IF NOT EXISTS tele;
+
+CREATE TABLE IF NOT EXISTS tele.schema_migrations
+(
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY version;
+
+CREATE TABLE IF NOT EXISTS tele.schema_retention
+(
+    target     String,
+    statement  String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY target;
+
+-- migration 0001_events (sha256 156c26c76896e3acdea8f717d79069d04fb676983168521fd2a60625145b49c5)
+CREATE TABLE IF NOT EXISTS tele.events
+(
+    event_id               UUID,
+    type                   LowCardinality(String),
+    schema_version         UInt8,
+    timestamp              DateTime64(3, 'UTC'),
+    occurred_at            DateTime64(3, 'UTC'),
+    sent_at                DateTime64(3, 'UTC'),
+    received_at            DateTime64(3, 'UTC'),
+    anonymous_id           String,
+    user_id                String,
+    session_id             String,
+    plan                   LowCardinality(String),
+    consent_analytics      Bool,
+    opted_out              Bool,
+    source                 LowCardinality(String),
+    ip                     String,
+    context_page_url       String CODEC(ZSTD(3)),
+    context_referrer       String CODEC(ZSTD(3)),
+    context_locale         LowCardinality(String),
+    context_screen_width   UInt16,
+    context_screen_height  UInt16,
+    context_app_version    LowCardinality(String),
+    context_user_agent     String CODEC(ZSTD(3)),
+    device_class           LowCardinality(String),
+    device_os              LowCardinality(String),
+    device_os_version      LowCardinality(String),
+    device_browser         LowCardinality(String),
+    device_browser_version LowCardinality(String),
+    device_is_bot          Bool,
+    device_pending         Bool,
+    quality                LowCardinality(String),
+    resolution             LowCardinality(String),
+    width                  UInt16,
+    height                 UInt16,
+    aspect_ratio           LowCardinality(String),
+    duration_s             Float32,
+    prompt                 String CODEC(ZSTD(3)),
+    model                  LowCardinality(String),
+    generation_id          String,
+    latency_ms             UInt32,
+    format                 LowCardinality(String),
+    error_code             LowCardinality(String),
+    error_message          String CODEC(ZSTD(3)),
+    error_stack            String CODEC(ZSTD(3)),
+    setting                LowCardinality(String),
+    value                  String,
+    kafka_topic            LowCardinality(String),
+    kafka_partition        Int32,
+    kafka_offset           Int64,
+    PROJECTION offsets
+    (
+        SELECT kafka_topic, kafka_partition, max(kafka_offset)
+        GROUP BY kafka_topic, kafka_partition
+    )
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (type, plan, toDate(timestamp), event_id)
+SETTINGS non_replicated_deduplication_window = 1000, deduplicate_merge_projection_mode = 'rebuild';
+
+-- migration 0002_errors (sha256 51d798a218626da1b04845ba9fa218824b097695d05f239d760644248a85026c)
+CREATE TABLE IF NOT EXISTS tele.errors
+(
+    event_id               UUID,
+    type                   LowCardinality(String),
+    timestamp              DateTime64(3, 'UTC'),
+    error_code             LowCardinality(String),
+    error_message          String CODEC(ZSTD(3)),
+    error_stack            String CODEC(ZSTD(3)),
+    page_url               String CODEC(ZSTD(3)),
+    device_class           LowCardinality(String),
+    browser                LowCardinality(String),
+    browser_version        LowCardinality(String),
+    os                     LowCardinality(String),
+    os_version             LowCardinality(String),
+    app_version            LowCardinality(String),
+    session_id             String,
+    user_id                String,
+    anonymous_id           String,
+    plan                   LowCardinality(String),
+    model                  LowCardinality(String),
+    generation_id          String,
+    source                 LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (error_code, toDate(timestamp), event_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tele.errors_mv TO tele.errors AS
+SELECT
+    event_id, type, timestamp, error_code, error_message, error_stack,
+    context_page_url AS page_url, device_class,
+    device_browser AS browser, device_browser_version AS browser_version,
+    device_os AS os, device_os_version AS os_version,
+    context_app_version AS app_version, session_id, user_id, anonymous_id,
+    plan, model, generation_id, source
+FROM tele.events
+WHERE type IN ('client_error', 'generation_failed');
+
+-- migration 0003_rollups (sha256 8d3a19d7c43713708d76c3af1ff6c19e56ba3cd2784ba491bc9de0e87ed9eae1)
+CREATE TABLE IF NOT EXISTS tele.rollups_daily
+(
+    day            Date,
+    type           LowCardinality(String),
+    plan           LowCardinality(String),
+    quality        LowCardinality(String),
+    resolution     LowCardinality(String),
+    aspect_ratio   LowCardinality(String),
+    device_class   LowCardinality(String),
+    device_os      LowCardinality(String),
+    device_browser LowCardinality(String),
+    events         AggregateFunction(count),
+    users          AggregateFunction(uniq, Nullable(String)),
+    latency_ms     AggregateFunction(quantilesIf(0.5, 0.9, 0.99), UInt32, UInt8)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, type, plan, quality, resolution, aspect_ratio, device_class, device_os, device_browser);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tele.rollups_daily_mv TO tele.rollups_daily AS
+SELECT
+    toDate(timestamp) AS day, type, plan, quality, resolution, aspect_ratio,
+    device_class, device_os, device_browser,
+    countState() AS events,
+    uniqState(coalesce(nullIf(user_id, ''), nullIf(anonymous_id, ''))) AS users,
+    quantilesIfState(0.5, 0.9, 0.99)(latency_ms, latency_ms > 0) AS latency_ms
+FROM tele.events
+GROUP BY day, type, plan, quality, resolution, aspect_ratio, device_class, device_os, device_browser;
+
+-- retention events
+ALTER TABLE tele.events
+MODIFY TTL
+    toDateTime(timestamp) + INTERVAL 14 DAY DELETE WHERE plan = 'free',
+    toDateTime(timestamp) + INTERVAL 395 DAY DELETE WHERE plan = 'pro';
+
+-- retention events.prompt
+ALTER TABLE tele.events
+MODIFY COLUMN prompt TTL multiIf(
+    plan = 'free', toDateTime(timestamp) + INTERVAL 1 DAY,
+    plan = 'pro', toDateTime(timestamp) + INTERVAL 90 DAY,
+    toDateTime(timestamp) + INTERVAL 1 DAY);
+
+-- retention errors
+ALTER TABLE tele.errors
+MODIFY TTL toDateTime(timestamp) + INTERVAL 30 DAY;
+
+-- retention rollups_daily
+ALTER TABLE tele.rollups_daily
+MODIFY TTL day + INTERVAL 730 DAY;
+
