@@ -19,11 +19,15 @@ func BenchmarkDecodeValidateEnrich(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	raw := mustJSON(b, event())
+	raws, err := splitBatch(mustJSON(b, event()), false, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := raws[0]
 	ri := &requestInfo{userAgent: uaChromeWin, ip: "203.0.113.0", source: "web"}
 	ua.Parse(uaChromeWin)
 	b.ReportAllocs()
-	b.SetBytes(int64(len(raw)))
+	b.SetBytes(int64(len(raw.data)))
 	for b.Loop() {
 		if fe := checkRaw(raw, cfg.MaxEventBytes, cfg.MaxDepth); fe != nil {
 			b.Fatal(fe)

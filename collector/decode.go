@@ -70,181 +70,284 @@ func isMaxBytes(err error) bool {
 type rawEvent struct {
 	data   []byte
 	offset int64
-	err    *schema.FieldError // set when the line could not be split out
+	depth  int // deepest nesting inside the event, the event itself being 1
 }
 
 // splitBatch cuts a body into at most maxEvents events (more is
 // ErrTooLarge). It accepts {"events":[...]} (or Segment's {"batch":[...]}),
-// a JSON array, a single event object, or NDJSON (one event per line). A
-// syntax error in a JSON document fails the whole request with its byte
-// offset; a bad NDJSON line fails only that event.
+// a JSON array, a single event object, or NDJSON (one event per line). It
+// checks only the framing, in one pass that also measures each event's
+// nesting depth; each event's own JSON is checked when it is decoded, so a
+// broken event fails alone. A framing error fails the whole request with
+// its byte offset.
 func splitBatch(body []byte, ndjson bool, maxEvents int) ([]rawEvent, error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 {
+	sc := scanner{b: body}
+	sc.ws()
+	if sc.i == len(body) {
 		return nil, fmt.Errorf("%w: empty body", ErrMalformed)
 	}
-	lead := int64(len(body) - len(trimmed))
+	if ndjson {
+		return splitNDJSON(body, maxEvents)
+	}
 	var out []rawEvent
 	var err error
-	switch {
-	case ndjson || (trimmed[0] == '{' && looksLikeNDJSON(trimmed) && !json.Valid(trimmed)):
-		out = splitNDJSON(body)
-	case trimmed[0] == '[':
-		out, err = splitArray(json.NewDecoder(bytes.NewReader(trimmed)), lead, maxEvents)
-	case trimmed[0] == '{':
-		out, err = splitObject(trimmed, lead, maxEvents)
+	switch body[sc.i] {
+	case '[':
+		out, err = sc.array(maxEvents)
+	case '{':
+		out, err = sc.object(maxEvents)
 	default:
-		return nil, fmt.Errorf("%w: at byte offset %d: expected '{' or '['", ErrMalformed, lead)
+		return nil, fmt.Errorf("%w: at byte offset %d: expected '{' or '['", ErrMalformed, sc.i)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if len(out) > maxEvents {
-		return nil, fmt.Errorf("%w: more than %d events in one request", ErrTooLarge, maxEvents)
+	sc.ws()
+	if sc.i < len(body) {
+		if body[sc.i] == '{' { // a second object: the body is NDJSON
+			return splitNDJSON(body, maxEvents)
+		}
+		return nil, fmt.Errorf("%w: at byte offset %d: unexpected data after the JSON value", ErrMalformed, sc.i)
 	}
 	return out, nil
 }
 
-// splitObject handles a body that is one JSON object: a batch wrapper when
-// it has an "events" or "batch" array, else a single event.
-func splitObject(b []byte, lead int64, maxEvents int) ([]rawEvent, error) {
-	if !json.Valid(b) {
-		var v any
-		return nil, syntaxErr(json.Unmarshal(b, &v), lead)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if _, err := dec.Token(); err != nil { // '{'
-		return nil, syntaxErr(err, lead)
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, syntaxErr(err, lead)
+// splitNDJSON cuts a body into one event per non-empty line.
+func splitNDJSON(body []byte, maxEvents int) ([]rawEvent, error) {
+	var out []rawEvent
+	var off int
+	for off < len(body) {
+		end := bytes.IndexByte(body[off:], '\n')
+		if end < 0 {
+			end = len(body) - off
 		}
-		if key, _ := tok.(string); key == "events" || key == "batch" {
-			return splitArray(dec, lead, maxEvents)
+		line := body[off : off+end]
+		sc := scanner{b: line}
+		sc.ws()
+		if sc.i < len(line) {
+			if len(out) == maxEvents {
+				return nil, fmt.Errorf("%w: more than %d events in one request", ErrTooLarge, maxEvents)
+			}
+			start := sc.i
+			depth, _ := sc.value(0) // a bad line fails when decoded
+			data := bytes.TrimRight(line[start:], " \t\r")
+			out = append(out, rawEvent{data: data, offset: int64(off + start), depth: depth})
 		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil, syntaxErr(err, lead)
-		}
+		off += end + 1
 	}
-	return []rawEvent{{data: b, offset: lead}}, nil
+	return out, nil
 }
 
-// splitArray reads a JSON array of objects from dec, whose input began at
-// byte lead of the body, keeping each element's bytes and offset.
-func splitArray(dec *json.Decoder, lead int64, maxEvents int) ([]rawEvent, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, syntaxErr(err, lead)
+// scanner walks JSON framing without decoding values.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\r', '\n':
+			s.i++
+		default:
+			return
+		}
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, fmt.Errorf("%w: at byte offset %d: \"events\" must be an array of event objects", ErrMalformed, lead+dec.InputOffset())
+}
+
+func (s *scanner) errf(format string, args ...any) error {
+	return fmt.Errorf("%w: at byte offset %d: %s", ErrMalformed, s.i, fmt.Sprintf(format, args...))
+}
+
+// str skips a string starting at s.i (a '"') and returns its raw contents.
+func (s *scanner) str() ([]byte, error) {
+	start := s.i + 1
+	for j := start; j < len(s.b); j++ {
+		switch s.b[j] {
+		case '\\':
+			j++
+		case '"':
+			s.i = j + 1
+			return s.b[start:j], nil
+		}
 	}
+	s.i = len(s.b)
+	return nil, s.errf("unterminated string")
+}
+
+// value skips one value starting at s.i and returns its nesting depth
+// relative to base (an object or array at base 0 has depth 1).
+func (s *scanner) value(base int) (int, error) {
+	if s.i >= len(s.b) {
+		return 0, s.errf("unexpected end of input, expected a value")
+	}
+	switch c := s.b[s.i]; c {
+	case '"':
+		_, err := s.str()
+		return base, err
+	case '{', '[':
+		stack := make([]byte, 0, 8)
+		maxDepth := base
+		for s.i < len(s.b) {
+			switch c := s.b[s.i]; c {
+			case '"':
+				if _, err := s.str(); err != nil {
+					return 0, err
+				}
+				continue
+			case '{', '[':
+				stack = append(stack, c)
+				maxDepth = max(maxDepth, base+len(stack))
+			case '}', ']':
+				if len(stack) == 0 || (c == '}') != (stack[len(stack)-1] == '{') {
+					return 0, s.errf("unexpected %q", c)
+				}
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					s.i++
+					return maxDepth, nil
+				}
+			}
+			s.i++
+		}
+		return 0, s.errf("unexpected end of input, %d bracket(s) left open", len(stack))
+	default:
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case ',', ']', '}', ' ', '\t', '\r', '\n':
+				return base, nil
+			}
+			s.i++
+		}
+		return base, nil
+	}
+}
+
+// array reads an array of events starting at s.i.
+func (s *scanner) array(maxEvents int) ([]rawEvent, error) {
+	s.i++ // '['
 	var out []rawEvent
-	for dec.More() {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return out, nil
+	}
+	for {
+		s.ws()
 		if len(out) == maxEvents {
 			return nil, fmt.Errorf("%w: more than %d events in one request", ErrTooLarge, maxEvents)
 		}
-		var m json.RawMessage
-		if err := dec.Decode(&m); err != nil {
-			return nil, syntaxErr(err, lead)
+		start := s.i
+		depth, err := s.value(0)
+		if err != nil {
+			return nil, err
 		}
-		end := lead + dec.InputOffset()
-		out = append(out, rawEvent{data: m, offset: end - int64(len(m))})
-	}
-	if _, err := dec.Token(); err != nil { // ']'
-		return nil, syntaxErr(err, lead)
-	}
-	return out, nil
-}
-
-// looksLikeNDJSON reports whether b holds more than one non-empty line.
-func looksLikeNDJSON(b []byte) bool {
-	i := bytes.IndexByte(b, '\n')
-	return i >= 0 && len(bytes.TrimSpace(b[i:])) > 0
-}
-
-func syntaxErr(err error, base int64) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		// Offset counts the bytes read including the bad one; report the
-		// bad byte's own zero-based position.
-		return fmt.Errorf("%w: at byte offset %d: %s", ErrMalformed, base+se.Offset-1, se.Error())
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: unexpected end of JSON input", ErrMalformed)
-	}
-	return fmt.Errorf("%w: %v", ErrMalformed, err)
-}
-
-func splitNDJSON(body []byte) []rawEvent {
-	var out []rawEvent
-	var off int64
-	for len(body) > 0 {
-		line := body
-		next := len(body)
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, next = body[:i], i+1
+		out = append(out, rawEvent{data: s.b[start:s.i], offset: int64(start), depth: depth})
+		s.ws()
+		if s.i >= len(s.b) {
+			return nil, s.errf("unexpected end of input, expected ',' or ']'")
 		}
-		if t := bytes.TrimSpace(line); len(t) > 0 {
-			ev := rawEvent{data: t, offset: off + int64(bytes.Index(line, t))}
-			if !json.Valid(t) {
-				ev.err = &schema.FieldError{Field: "event", Rule: fmt.Sprintf("must be a JSON object (malformed line at byte offset %d)", ev.offset)}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return out, nil
+		default:
+			return nil, s.errf("expected ',' or ']' after an event, got %q", s.b[s.i])
+		}
+	}
+}
+
+// object reads a top-level object: a batch wrapper when it has an
+// "events" or "batch" array, else a single event.
+func (s *scanner) object(maxEvents int) ([]rawEvent, error) {
+	start := s.i
+	s.i++ // '{'
+	var events []rawEvent
+	found := false
+	depth := 1
+	for {
+		s.ws()
+		if s.i >= len(s.b) {
+			return nil, s.errf("unexpected end of input in an object")
+		}
+		if s.b[s.i] == '}' {
+			s.i++
+			break
+		}
+		if s.b[s.i] != '"' {
+			return nil, s.errf("expected a field name, got %q", s.b[s.i])
+		}
+		key, err := s.str()
+		if err != nil {
+			return nil, err
+		}
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return nil, s.errf("expected ':' after a field name")
+		}
+		s.i++
+		s.ws()
+		if k := string(key); (k == "events" || k == "batch") && !found && s.i < len(s.b) && s.b[s.i] == '[' {
+			if events, err = s.array(maxEvents); err != nil {
+				return nil, err
 			}
-			out = append(out, ev)
+			found = true
+		} else {
+			d, err := s.value(1)
+			if err != nil {
+				return nil, err
+			}
+			depth = max(depth, d)
 		}
-		off += int64(next)
-		body = body[next:]
+		s.ws()
+		if s.i >= len(s.b) {
+			return nil, s.errf("unexpected end of input, expected ',' or '}'")
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			if found {
+				return events, nil
+			}
+			return []rawEvent{{data: s.b[start:s.i], offset: int64(start), depth: depth}}, nil
+		default:
+			return nil, s.errf("expected ',' or '}', got %q", s.b[s.i])
+		}
 	}
-	return out
+	if found {
+		return events, nil
+	}
+	return []rawEvent{{data: s.b[start:s.i], offset: int64(start), depth: depth}}, nil
 }
 
-// checkRaw enforces the byte-level rules of one event: size, valid UTF-8 and
-// nesting depth. It scans once, tracking strings so brackets inside them do
-// not count.
-func checkRaw(b []byte, maxBytes, maxDepth int) *schema.FieldError {
+// checkRaw enforces the byte-level rules of one event: size, valid UTF-8
+// and nesting depth (measured while splitting).
+func checkRaw(ev rawEvent, maxBytes, maxDepth int) *schema.FieldError {
+	b := ev.data
 	if len(b) > maxBytes {
 		return &schema.FieldError{Field: "event", Rule: fmt.Sprintf("must be at most %d bytes, got %d", maxBytes, len(b))}
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return &schema.FieldError{Field: "event", Rule: fmt.Sprintf("must be a JSON object (at byte offset %d)", ev.offset)}
 	}
 	if !utf8.Valid(b) {
 		return &schema.FieldError{Field: "event", Rule: "must be valid UTF-8"}
 	}
-	if len(b) == 0 || b[0] != '{' {
-		return &schema.FieldError{Field: "event", Rule: "must be a JSON object"}
-	}
-	depth, inStr, esc := 0, false, false
-	for _, c := range b {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case '{', '[':
-			depth++
-			if depth > maxDepth {
-				return &schema.FieldError{Field: "event", Rule: fmt.Sprintf("nesting must be at most %d levels deep", maxDepth)}
-			}
-		case '}', ']':
-			depth--
-		}
+	if ev.depth > maxDepth {
+		return &schema.FieldError{Field: "event", Rule: fmt.Sprintf("nesting must be at most %d levels deep", maxDepth)}
 	}
 	return nil
 }
 
-// decodeInto unmarshals one checked event into v. Type mismatches become
-// a FieldError naming the JSON path and the expected type.
-func decodeInto(b []byte, v any) *schema.FieldError {
+// decodeInto unmarshals one event into v. Syntax errors name their byte
+// offset in the body; type mismatches become a FieldError naming the JSON
+// path and the expected type.
+func decodeInto(ev rawEvent, v any) *schema.FieldError {
+	b := ev.data
 	if err := fastjson.Unmarshal(b, v); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
@@ -253,6 +356,9 @@ func decodeInto(b []byte, v any) *schema.FieldError {
 				field = "event"
 			}
 			return &schema.FieldError{Field: field, Rule: fmt.Sprintf("must be of type %s, got %s", jsonKind(ute.Type.String()), valueKind(ute.Value))}
+		}
+		if isSyntax(err) {
+			return &schema.FieldError{Field: "event", Rule: "must be valid JSON: " + syntaxDetail(b, ev.offset)}
 		}
 		if f := badTimeField(b); f != "" {
 			return &schema.FieldError{Field: f, Rule: "must be an RFC 3339 date-time string"}
@@ -325,4 +431,25 @@ func valueKind(v string) string {
 		return "number"
 	}
 	return v
+}
+
+// isSyntax reports whether err is a JSON syntax error.
+func isSyntax(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
+}
+
+// syntaxDetail describes a syntax error with its offset inside the event,
+// using the standard decoder (which reports offsets) on the error path.
+func syntaxDetail(b []byte, base int64) string {
+	var v any
+	err := json.Unmarshal(b, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("at byte offset %d: %s", base+se.Offset-1, se.Error())
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "invalid JSON"
 }

@@ -26,14 +26,14 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		for _, raw := range raws {
-			if raw.err != nil || checkRaw(raw.data, cfg.MaxEventBytes, cfg.MaxDepth) != nil {
+			if checkRaw(raw, cfg.MaxEventBytes, cfg.MaxDepth) != nil {
 				continue
 			}
 			var ev schema.Event
-			if decodeInto(raw.data, &ev) != nil {
+			if decodeInto(raw, &ev) != nil {
 				continue
 			}
-			_, _ = segmentToEvent(raw.data, "", ev.SentAt) // must not panic either
+			_, _ = segmentToEvent(raw, "", ev.SentAt) // must not panic either
 			if schema.Validate(&ev, cfg.Limits) != nil {
 				continue
 			}

@@ -66,7 +66,7 @@ func segmentType(m *segmentMessage) string {
 
 // segmentToEvent maps one Segment message onto the internal event. kind is
 // the endpoint's call type ("" for /v1/batch, where each message says).
-func segmentToEvent(raw []byte, kind string, receivedAt time.Time) (schema.Event, *schema.FieldError) {
+func segmentToEvent(raw rawEvent, kind string, receivedAt time.Time) (schema.Event, *schema.FieldError) {
 	var m segmentMessage
 	if fe := decodeInto(raw, &m); fe != nil {
 		return schema.Event{}, fe
@@ -107,7 +107,7 @@ func segmentToEvent(raw []byte, kind string, receivedAt time.Time) (schema.Event
 		ev.SentAt = *m.SentAt
 	}
 	if len(m.Properties) > 0 && string(m.Properties) != "null" {
-		if fe := decodeInto(m.Properties, &ev.Properties); fe != nil {
+		if fe := decodeInto(rawEvent{data: m.Properties, offset: raw.offset}, &ev.Properties); fe != nil {
 			fe.Field = "properties." + strings.TrimPrefix(fe.Field, "properties.")
 			return schema.Event{}, fe
 		}

@@ -211,7 +211,7 @@ func (s *Server) native(beacon bool) http.HandlerFunc {
 			s.fail(w, http.StatusUnsupportedMediaType, err)
 			return
 		}
-		s.ingest(w, r, ndjson, func(raw []byte, _ time.Time) (schema.Event, *schema.FieldError) {
+		s.ingest(w, r, ndjson, func(raw rawEvent, _ time.Time) (schema.Event, *schema.FieldError) {
 			var ev schema.Event
 			fe := decodeInto(raw, &ev)
 			return ev, fe
@@ -226,14 +226,14 @@ func (s *Server) segment(kind string) http.HandlerFunc {
 			s.fail(w, http.StatusUnsupportedMediaType, err)
 			return
 		}
-		s.ingest(w, r, false, func(raw []byte, at time.Time) (schema.Event, *schema.FieldError) {
+		s.ingest(w, r, false, func(raw rawEvent, at time.Time) (schema.Event, *schema.FieldError) {
 			return segmentToEvent(raw, kind, at)
 		})
 	}
 }
 
 // decodeFunc maps one raw event of the request onto the internal event.
-type decodeFunc func(raw []byte, receivedAt time.Time) (schema.Event, *schema.FieldError)
+type decodeFunc func(raw rawEvent, receivedAt time.Time) (schema.Event, *schema.FieldError)
 
 // ingest runs the shared pipeline: auth, body, split, per-event check,
 // decode, validate, enrich, publish, answer.
@@ -274,15 +274,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		}
 	}
 	for i, raw := range raws {
-		if raw.err != nil {
-			reject(i, "", *raw.err)
-			continue
-		}
-		if fe := checkRaw(raw.data, s.cfg.MaxEventBytes, s.cfg.MaxDepth); fe != nil {
+		if fe := checkRaw(raw, s.cfg.MaxEventBytes, s.cfg.MaxDepth); fe != nil {
 			reject(i, "", *fe)
 			continue
 		}
-		ev, fe := decode(raw.data, ri.receivedAt)
+		ev, fe := decode(raw, ri.receivedAt)
 		if fe != nil {
 			reject(i, "", *fe)
 			continue

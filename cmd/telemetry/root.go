@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.listen, "listen", "", "ingest listen address (ingest.listen)")
 	pf.StringVar(&g.brokers, "kafka-brokers", "", "comma-separated Kafka brokers (kafka.brokers)")
 	root.AddCommand(newServeCmd(&g, "serve", "Run every configured part of the pipeline"), newServeCmd(&g, "ingest", "Run the ingest endpoints only"), newVersionCmd(), newConfigCmd(&g))
+	root.AddCommand(newLoadgenCmd())
 	return root
 }
 

@@ -1,0 +1,312 @@
+// Package loadgen drives an ingest endpoint with a realistic event mix at a
+// set rate and concurrency, in batch or beacon mode, and reports what was
+// sent, accepted and rejected with a latency histogram. It owns its worker
+// goroutines for the length of Run and nothing after.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sora3web/telemetry/internal/gen"
+)
+
+// Config configures a load run.
+type Config struct {
+	// URL is the collector's base URL, e.g. http://127.0.0.1:8080.
+	URL string
+	// WriteKey authenticates the requests.
+	WriteKey string
+	// Mode is "batch" (POST /v1/events) or "beacon" (POST /v1/beacon, text/plain).
+	Mode string
+	// BatchSize is the events per request.
+	BatchSize int
+	// Rate is the target events per second; 0 sends as fast as possible.
+	Rate float64
+	// Concurrency is the number of concurrent senders.
+	Concurrency int
+	// Duration is how long to send.
+	Duration time.Duration
+	// Users is the size of the simulated user population.
+	Users int
+	// UniqueUA gives every event a never-seen user agent.
+	UniqueUA bool
+	// Seed makes the event mix reproducible.
+	Seed uint64
+	// Progress, when set, receives a progress line every second.
+	Progress io.Writer
+}
+
+// Validate names the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.URL == "":
+		return errors.New("url: required")
+	case c.Mode != "batch" && c.Mode != "beacon":
+		return errors.New("mode: must be batch or beacon")
+	case c.BatchSize <= 0:
+		return errors.New("batch: must be > 0")
+	case c.Concurrency <= 0:
+		return errors.New("concurrency: must be > 0")
+	case c.Duration <= 0:
+		return errors.New("duration: must be > 0")
+	case c.Rate < 0:
+		return errors.New("rate: must be >= 0")
+	}
+	return nil
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Mode          string          `json:"mode"`
+	BatchSize     int             `json:"batch_size"`
+	Concurrency   int             `json:"concurrency"`
+	TargetRate    float64         `json:"target_rate"`
+	Elapsed       time.Duration   `json:"elapsed"`
+	Requests      int64           `json:"requests"`
+	EventsSent    int64           `json:"events_sent"`
+	Accepted      int64           `json:"accepted"`
+	Rejected      int64           `json:"rejected"`
+	Failed        int64           `json:"failed_events"`
+	Statuses      map[int]int64   `json:"statuses"`
+	EventsPerSec  float64         `json:"events_per_sec"`
+	RequestsPerS  float64         `json:"requests_per_sec"`
+	Latency       LatencySummary  `json:"latency"`
+	Histogram     []HistogramBin  `json:"histogram"`
+	TransportErrs int64           `json:"transport_errors"`
+	lat           []time.Duration `json:"-"`
+}
+
+// LatencySummary are request latency percentiles.
+type LatencySummary struct {
+	P50, P90, P99, P999, Max time.Duration
+}
+
+// HistogramBin counts requests with latency up to Le.
+type HistogramBin struct {
+	Le    time.Duration `json:"le"`
+	Count int64         `json:"count"`
+}
+
+// body is a request body whose event ids are rewritten before each send.
+type body struct {
+	buf     []byte
+	idSpans []int // offsets of the 36-byte event_id values
+}
+
+func (b *body) refresh(scratch []byte) {
+	for _, off := range b.idSpans {
+		_, _ = rand.Read(scratch[:16])
+		scratch[6] = scratch[6]&0x0f | 0x40
+		scratch[8] = scratch[8]&0x3f | 0x80
+		dst := b.buf[off : off+36]
+		hex.Encode(dst[0:8], scratch[0:4])
+		hex.Encode(dst[9:13], scratch[4:6])
+		hex.Encode(dst[14:18], scratch[6:8])
+		hex.Encode(dst[19:23], scratch[8:10])
+		hex.Encode(dst[24:36], scratch[10:16])
+	}
+}
+
+// makeBodies prepares n bodies of batch events from g.
+func makeBodies(g *gen.Generator, n, batch int) ([]*body, error) {
+	out := make([]*body, n)
+	for i := range out {
+		evs := make([]any, batch)
+		for j := range evs {
+			evs[j] = g.Event()
+		}
+		buf, err := json.Marshal(map[string]any{"events": evs})
+		if err != nil {
+			return nil, err
+		}
+		b := &body{buf: buf}
+		key := []byte(`"event_id":"`)
+		for off := 0; ; {
+			k := bytes.Index(buf[off:], key)
+			if k < 0 {
+				break
+			}
+			b.idSpans = append(b.idSpans, off+k+len(key))
+			off += k + len(key) + 36
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// Run sends load until cfg.Duration passes or ctx ends.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	url := cfg.URL + "/v1/events"
+	ctype := "application/json"
+	if cfg.Mode == "beacon" {
+		url, ctype = cfg.URL+"/v1/beacon?writeKey="+cfg.WriteKey, "text/plain;charset=UTF-8"
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: cfg.Concurrency * 2, MaxIdleConnsPerHost: cfg.Concurrency * 2, IdleConnTimeout: time.Minute,
+	}}
+	defer client.CloseIdleConnections()
+
+	var (
+		requests, sent, accepted, rejected, failed, terrs atomic.Int64
+		mu                                                sync.Mutex
+		statuses                                          = map[int]int64{}
+		lats                                              []time.Duration
+	)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	start := time.Now()
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(cfg.BatchSize) * float64(cfg.Concurrency) / cfg.Rate)
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, cfg.Concurrency)
+	for w := 0; w < cfg.Concurrency; w++ {
+		g := gen.New(cfg.Seed+uint64(w)*7919, cfg.Users)
+		g.UniqueUA = cfg.UniqueUA
+		bodies, err := makeBodies(g, 64, cfg.BatchSize)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			scratch := make([]byte, 16)
+			local := make([]time.Duration, 0, 4096)
+			localStatus := map[int]int64{}
+			var resp struct{ Accepted, Rejected int }
+			for n := 0; ; n++ {
+				intended := time.Now()
+				if interval > 0 {
+					// open loop: latency counts from the intended send time
+					intended = start.Add(time.Duration(n)*interval + time.Duration(w)*interval/time.Duration(cfg.Concurrency))
+					if d := time.Until(intended); d > 0 {
+						select {
+						case <-ctx.Done():
+						case <-time.After(d):
+						}
+					}
+				}
+				if ctx.Err() != nil {
+					break
+				}
+				b := bodies[n%len(bodies)]
+				b.refresh(scratch)
+				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, bytes.NewReader(b.buf))
+				req.Header.Set("Content-Type", ctype)
+				if cfg.Mode == "batch" {
+					req.Header.Set("Authorization", "Bearer "+cfg.WriteKey)
+				}
+				req.Header.Set("User-Agent", gen.UserAgents[n%len(gen.UserAgents)])
+				res, err := client.Do(req)
+				requests.Add(1)
+				sent.Add(int64(cfg.BatchSize))
+				if err != nil {
+					terrs.Add(1)
+					failed.Add(int64(cfg.BatchSize))
+					continue
+				}
+				resp.Accepted, resp.Rejected = 0, 0
+				_ = json.NewDecoder(res.Body).Decode(&resp)
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				local = append(local, time.Since(intended))
+				localStatus[res.StatusCode]++
+				if res.StatusCode/100 == 2 {
+					accepted.Add(int64(resp.Accepted))
+					rejected.Add(int64(resp.Rejected))
+				} else {
+					failed.Add(int64(cfg.BatchSize))
+				}
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			for k, v := range localStatus {
+				statuses[k] += v
+			}
+			mu.Unlock()
+		}(w)
+	}
+	progressDone := make(chan struct{})
+	if cfg.Progress != nil {
+		go func() {
+			defer close(progressDone)
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			var last int64
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					s := sent.Load()
+					fmt.Fprintf(cfg.Progress, "t=%4.0fs sent=%d accepted=%d rejected=%d failed=%d rate=%d ev/s\n",
+						time.Since(start).Seconds(), s, accepted.Load(), rejected.Load(), failed.Load(), s-last)
+					last = s
+				}
+			}
+		}()
+	} else {
+		close(progressDone)
+	}
+	wg.Wait()
+	<-progressDone
+	close(errc)
+	elapsed := time.Since(start)
+	r := &Report{
+		Mode: cfg.Mode, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, TargetRate: cfg.Rate, Elapsed: elapsed,
+		Requests: requests.Load(), EventsSent: sent.Load(), Accepted: accepted.Load(), Rejected: rejected.Load(),
+		Failed: failed.Load(), Statuses: statuses, TransportErrs: terrs.Load(), lat: lats,
+	}
+	r.EventsPerSec = float64(r.Accepted) / elapsed.Seconds()
+	r.RequestsPerS = float64(r.Requests) / elapsed.Seconds()
+	r.summarize()
+	return r, nil
+}
+
+func (r *Report) summarize() {
+	if len(r.lat) == 0 {
+		return
+	}
+	slices.Sort(r.lat)
+	q := func(p float64) time.Duration { return r.lat[min(int(p*float64(len(r.lat))), len(r.lat)-1)] }
+	r.Latency = LatencySummary{P50: q(0.50), P90: q(0.90), P99: q(0.99), P999: q(0.999), Max: r.lat[len(r.lat)-1]}
+	bounds := []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond,
+		50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 5 * time.Second, time.Hour}
+	i := 0
+	for _, b := range bounds {
+		for i < len(r.lat) && r.lat[i] <= b {
+			i++
+		}
+		r.Histogram = append(r.Histogram, HistogramBin{Le: b, Count: int64(i)})
+	}
+}
+
+// WriteText prints the report for people.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "mode=%s batch=%d concurrency=%d target=%.0f ev/s elapsed=%s\n", r.Mode, r.BatchSize, r.Concurrency, r.TargetRate, r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "requests=%d (%.0f/s) events sent=%d accepted=%d (%.0f/s) rejected=%d failed=%d transport_errors=%d\n",
+		r.Requests, r.RequestsPerS, r.EventsSent, r.Accepted, r.EventsPerSec, r.Rejected, r.Failed, r.TransportErrs)
+	fmt.Fprintf(w, "statuses=%v\n", r.Statuses)
+	fmt.Fprintf(w, "latency p50=%s p90=%s p99=%s p99.9=%s max=%s\n", r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
+	var prev int64
+	for _, b := range r.Histogram {
+		fmt.Fprintf(w, "  <= %-8s %8d\n", b.Le, b.Count-prev)
+		prev = b.Count
+	}
+}
