@@ -90,4 +90,3 @@ func newConfigCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 }
-

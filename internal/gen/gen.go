@@ -135,7 +135,7 @@ func (g *Generator) User() User {
 }
 
 var (
-	qualityW    = []int{35, 30, 25, 10}     // standard fast pro uhd
+	qualityW    = []int{35, 30, 25, 10}      // standard fast pro uhd
 	resolutionW = []int{8, 5, 30, 35, 8, 14} // 480p 540p 720p 1080p 1440p 2160p
 	aspectW     = []int{45, 30, 12, 4, 3, 6}
 	dims        = map[string][2]int{"480p": {854, 480}, "540p": {960, 540}, "720p": {1280, 720}, "1080p": {1920, 1080}, "1440p": {2560, 1440}, "2160p": {3840, 2160}}
