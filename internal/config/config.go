@@ -16,6 +16,9 @@ import (
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/broker"
 	"github.com/sora3web/telemetry/internal/obs"
+	"github.com/sora3web/telemetry/schema/migrations"
+	"github.com/sora3web/telemetry/sinks/consumer"
+	"github.com/sora3web/telemetry/sinks/consumer/chconn"
 )
 
 // DevWriteKey is the development write key of the default and example
@@ -34,6 +37,12 @@ type Config struct {
 	Ingest collector.Config `mapstructure:"ingest"`
 	// Kafka configures the broker connection and topics.
 	Kafka broker.Config `mapstructure:"kafka"`
+	// ClickHouse configures the ClickHouse connection of migrate and consume.
+	ClickHouse chconn.Config `mapstructure:"clickhouse"`
+	// Retention configures the per-plan TTLs that migrate applies.
+	Retention migrations.Retention `mapstructure:"retention"`
+	// Consumer configures the Kafka to ClickHouse consumer.
+	Consumer consumer.Config `mapstructure:"consumer"`
 }
 
 // Default returns the defaults of every field: the single place they live.
@@ -45,12 +54,17 @@ func Default() Config {
 		Log:    obs.DefaultLogConfig(),
 		Ingest: ingest,
 		Kafka:  broker.DefaultConfig(),
+
+		ClickHouse: chconn.DefaultConfig(),
+		Retention:  migrations.DefaultRetention(),
+		Consumer:   consumer.DefaultConfig(),
 	}
 }
 
 // Validate checks every part and names each invalid field.
 func (c Config) Validate() error {
-	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate()}
+	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
+		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate()}
 	if !c.Dev {
 		for i, k := range c.Ingest.WriteKeys {
 			if k.Key == DevWriteKey {

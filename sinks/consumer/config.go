@@ -1,0 +1,81 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures the consumer (config key consumer). The topics and
+// brokers come from broker.Config.
+type Config struct {
+	// GroupID is the Kafka consumer group. Default "telemetry-clickhouse".
+	GroupID string `mapstructure:"group_id"`
+	// BatchRows cuts a batch at this many messages. Default 100000.
+	BatchRows int `mapstructure:"batch_rows"`
+	// BatchBytes cuts a batch at this many message bytes. Default 16777216.
+	BatchBytes int `mapstructure:"batch_bytes"`
+	// BatchInterval cuts a batch this long after its first message, so at
+	// most about one insert per interval reaches ClickHouse. Default 1s.
+	BatchInterval time.Duration `mapstructure:"batch_interval"`
+	// FetchMaxBytes bounds one Kafka fetch response. Default 10485760.
+	FetchMaxBytes int `mapstructure:"fetch_max_bytes"`
+	// FetchMaxWait is how long a Kafka fetch waits for data. Default 250ms.
+	FetchMaxWait time.Duration `mapstructure:"fetch_max_wait"`
+	// StartOffset of a new group: earliest or latest. Default earliest.
+	StartOffset string `mapstructure:"start_offset"`
+	// BackoffMin is the first wait after a failed insert or commit. Default 100ms.
+	BackoffMin time.Duration `mapstructure:"backoff_min"`
+	// BackoffMax bounds the doubling wait. Default 10s.
+	BackoffMax time.Duration `mapstructure:"backoff_max"`
+}
+
+// DefaultConfig returns the documented defaults, following ClickHouse's
+// advice for inserts: large batches, about one insert per second per table.
+func DefaultConfig() Config {
+	return Config{
+		GroupID:       "telemetry-clickhouse",
+		BatchRows:     100_000,
+		BatchBytes:    16 << 20,
+		BatchInterval: time.Second,
+		FetchMaxBytes: 10 << 20,
+		FetchMaxWait:  250 * time.Millisecond,
+		StartOffset:   "earliest",
+		BackoffMin:    100 * time.Millisecond,
+		BackoffMax:    10 * time.Second,
+	}
+}
+
+// ErrInvalidConfig wraps every configuration error.
+var ErrInvalidConfig = errors.New("invalid consumer config")
+
+// Validate names invalid fields by their config keys.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, rule string) { errs = append(errs, fmt.Errorf("%w: consumer.%s: %s", ErrInvalidConfig, field, rule)) }
+	if c.GroupID == "" {
+		add("group_id", "required")
+	}
+	if c.BatchRows <= 0 {
+		add("batch_rows", "must be > 0")
+	}
+	if c.BatchBytes <= 0 {
+		add("batch_bytes", "must be > 0")
+	}
+	if c.BatchInterval <= 0 {
+		add("batch_interval", "must be > 0")
+	}
+	if c.FetchMaxBytes <= 0 {
+		add("fetch_max_bytes", "must be > 0")
+	}
+	if c.FetchMaxWait <= 0 {
+		add("fetch_max_wait", "must be > 0")
+	}
+	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
+		add("start_offset", "must be earliest or latest")
+	}
+	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
+		add("backoff_min", "must be > 0 and <= backoff_max")
+	}
+	return errors.Join(errs...)
+}

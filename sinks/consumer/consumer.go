@@ -1,0 +1,426 @@
+// Package consumer owns moving events from the Kafka events topic into the
+// ClickHouse events table with an exactly-once effect: a consumer-group
+// reader, batching by rows, bytes and time, the columnar mapping of
+// schema.Enriched, dead-lettering of messages that cannot be stored, and
+// committing offsets only after ClickHouse acknowledged the insert. It must
+// not create tables (schema/migrations does) nor know the HTTP ingest.
+// See README.md for the exactly-once design.
+package consumer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sora3web/telemetry/internal/broker"
+)
+
+// Sink is where batches go; ClickHouseSink is the production one.
+type Sink interface {
+	// WriteBatch stores b and returns once it is durable. Storing a batch
+	// with the same Token twice must store it once.
+	WriteBatch(ctx context.Context, b *Batch) error
+	// HighWater returns the largest offset stored per partition of topic
+	// (absent: none stored).
+	HighWater(ctx context.Context, topic string, partitions []int) (map[int]int64, error)
+}
+
+// reader is what the consumer needs of a kafka-go group reader.
+type reader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
+}
+
+// messageWriter is what the consumer needs of the dead-letter writer.
+type messageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
+}
+
+// Sentinel errors of the lifecycle.
+var (
+	// ErrStarted means Start was called twice.
+	ErrStarted = errors.New("consumer already started")
+	// ErrNotStarted means Shutdown came before Start.
+	ErrNotStarted = errors.New("consumer not started")
+	// errCrash is returned by the test hook to stop as a killed process
+	// would: after the insert, before the commit.
+	errCrash = errors.New("simulated crash")
+)
+
+// Header names of a dead letter.
+const (
+	HeaderError     = "error"
+	HeaderTopic     = "source_topic"
+	HeaderPartition = "source_partition"
+	HeaderOffset    = "source_offset"
+)
+
+// fetchQueue bounds the messages fetched ahead of the batcher.
+const fetchQueue = 8192
+
+// Consumer reads the events topic and writes to a Sink.
+type Consumer struct {
+	cfg  Config
+	kcfg broker.Config
+	sink Sink
+	log  *slog.Logger
+	m    *metrics
+
+	// afterInsert, when set (tests), runs after an acknowledged insert; an
+	// error stops the consumer before the commit.
+	afterInsert func() error
+
+	mu       sync.Mutex
+	started  bool
+	r        reader
+	dlq      messageWriter
+	ctx      context.Context // cancelled to abort retries
+	cancel   context.CancelFunc
+	stopping chan struct{} // closed by Shutdown: flush and return
+	done     chan struct{} // closed when run returned
+	wg       sync.WaitGroup
+	runErr   error
+}
+
+// New returns a consumer of kcfg.EventsTopic writing to sink.
+func New(cfg Config, kcfg broker.Config, sink Sink, log *slog.Logger) (*Consumer, error) {
+	if err := errors.Join(cfg.Validate(), kcfg.Validate()); err != nil {
+		return nil, err
+	}
+	if sink == nil || log == nil {
+		return nil, fmt.Errorf("%w: sink and logger are required", ErrInvalidConfig)
+	}
+	m, err := newMetrics()
+	if err != nil {
+		return nil, fmt.Errorf("creating consumer metrics: %w", err)
+	}
+	return &Consumer{cfg: cfg, kcfg: kcfg, sink: sink, log: log.With("component", "consumer", "topic", kcfg.EventsTopic), m: m}, nil
+}
+
+// Start creates the topics when configured to, joins the group and starts
+// consuming in the background. ctx bounds only the start.
+func (c *Consumer) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return ErrStarted
+	}
+	if c.kcfg.CreateTopics {
+		if err := broker.EnsureTopics(ctx, c.kcfg); err != nil {
+			return err
+		}
+	}
+	start := kafka.FirstOffset
+	if c.cfg.StartOffset == "latest" {
+		start = kafka.LastOffset
+	}
+	c.r = kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        c.kcfg.Brokers,
+		GroupID:        c.cfg.GroupID,
+		Topic:          c.kcfg.EventsTopic,
+		MinBytes:       1,
+		MaxBytes:       c.cfg.FetchMaxBytes,
+		MaxWait:        c.cfg.FetchMaxWait,
+		StartOffset:    start,
+		CommitInterval: 0, // synchronous: CommitMessages returns once committed
+		Dialer:         &kafka.Dialer{Timeout: c.kcfg.DialTimeout},
+	})
+	c.dlq = &kafka.Writer{
+		Addr:         kafka.TCP(c.kcfg.Brokers...),
+		Topic:        c.kcfg.DeadLetterTopic,
+		RequiredAcks: kafka.RequireAll,
+		Balancer:     &kafka.Hash{},
+		BatchTimeout: time.Millisecond,
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.stopping, c.done = make(chan struct{}), make(chan struct{})
+	c.started = true
+	msgs := make(chan kafka.Message, fetchQueue)
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.fetch(msgs) }()
+	go func() {
+		defer c.wg.Done()
+		defer close(c.done)
+		c.runErr = c.run(msgs)
+	}()
+	c.log.Info("consumer started", "group", c.cfg.GroupID, "brokers", c.kcfg.Brokers)
+	return nil
+}
+
+// Shutdown flushes the batch in progress (insert, then commit), leaves the
+// group and waits for every goroutine. When ctx ends first, pending retries
+// are abandoned: nothing uncommitted is lost, it is redelivered.
+func (c *Consumer) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.started {
+		c.mu.Unlock()
+		return ErrNotStarted
+	}
+	select {
+	case <-c.stopping:
+	default:
+		close(c.stopping)
+	}
+	c.mu.Unlock()
+	var err error
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		err = fmt.Errorf("consumer shutdown: %w", ctx.Err())
+	}
+	c.cancel()
+	c.wg.Wait()
+	if c.runErr != nil && !errors.Is(c.runErr, context.Canceled) {
+		err = errors.Join(err, c.runErr)
+	}
+	return errors.Join(err, c.r.Close(), c.dlq.Close())
+}
+
+// fetch feeds msgs until the consumer is cancelled.
+func (c *Consumer) fetch(msgs chan<- kafka.Message) {
+	defer close(msgs)
+	bo := c.newBackoff()
+	for {
+		m, err := c.r.FetchMessage(c.ctx)
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("fetching from kafka", "err", err)
+			if !bo.wait(c.ctx) {
+				return
+			}
+			continue
+		}
+		bo.reset()
+		c.m.setLag(m.Partition, m.HighWaterMark-m.Offset-1)
+		select {
+		case msgs <- m:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// pending is the batch being assembled.
+type pending struct {
+	msgs    []kafka.Message
+	records []record
+	bad     []kafka.Message // dead letters, with the error header set
+	bytes   int
+	first   time.Time
+}
+
+// run batches messages and flushes on size, time or shutdown.
+func (c *Consumer) run(msgs <-chan kafka.Message) error {
+	var p pending
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return c.ctx.Err()
+			}
+			if len(p.msgs) == 0 {
+				p.first = time.Now()
+				timer.Reset(c.cfg.BatchInterval)
+			}
+			c.add(&p, m)
+			if len(p.msgs) >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes {
+				timer.Stop()
+				if err := c.flush(&p); err != nil {
+					return err
+				}
+			}
+		case <-timer.C:
+			if err := c.flush(&p); err != nil {
+				return err
+			}
+		case <-c.stopping:
+			timer.Stop()
+			return c.flush(&p)
+		}
+	}
+}
+
+// add decodes m into p; a message that cannot be stored becomes a dead letter.
+func (c *Consumer) add(p *pending, m kafka.Message) {
+	p.msgs = append(p.msgs, m)
+	p.bytes += len(m.Value)
+	r, err := decode(m)
+	if err != nil {
+		dl := kafka.Message{Key: m.Key, Value: m.Value, Headers: append(append([]kafka.Header(nil), m.Headers...),
+			kafka.Header{Key: HeaderError, Value: []byte(err.Error())},
+			kafka.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
+			kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
+			kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		)}
+		p.bad = append(p.bad, dl)
+		reason := "decode"
+		if errors.Is(err, ErrMap) {
+			reason = "map"
+		}
+		c.log.Warn("dead-lettering message", "partition", m.Partition, "offset", m.Offset, "err", err)
+		c.m.deadLetters.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+		return
+	}
+	p.records = append(p.records, r)
+}
+
+// flush stores p: records not yet in the sink are inserted, dead letters
+// written, and only then are the offsets committed. Each step retries with
+// backoff until it succeeds or the consumer is cancelled; p is reset only
+// after the commit.
+func (c *Consumer) flush(p *pending) error {
+	if len(p.msgs) == 0 {
+		return nil
+	}
+	ctx := context.Background()
+	c.m.batchBytes.Record(ctx, int64(p.bytes))
+	var b *Batch
+	if err := c.retry("read stored offsets", func() error {
+		var err error
+		b, err = c.newBatch(p.records)
+		return err
+	}); err != nil {
+		return err
+	}
+	if b.Rows() > 0 {
+		if err := c.retry("insert", func() error {
+			start := time.Now()
+			if err := c.sink.WriteBatch(c.ctx, b); err != nil {
+				return err
+			}
+			c.m.insertSeconds.Record(ctx, time.Since(start).Seconds())
+			return nil
+		}); err != nil {
+			return err
+		}
+		c.m.batchRows.Record(ctx, int64(b.Rows()))
+		c.m.rowsInserted.Add(ctx, int64(b.Rows()))
+	}
+	if skipped := len(p.records) - b.Rows(); skipped > 0 {
+		c.m.rowsSkipped.Add(ctx, int64(skipped))
+		c.log.Info("skipped redelivered messages already stored", "count", skipped)
+	}
+	if c.afterInsert != nil {
+		if err := c.afterInsert(); err != nil {
+			return err
+		}
+	}
+	if len(p.bad) > 0 {
+		if err := c.retry("write dead letters", func() error { return c.dlq.WriteMessages(c.ctx, p.bad...) }); err != nil {
+			return err
+		}
+	}
+	if err := c.retry("commit", func() error { return c.r.CommitMessages(c.ctx, p.msgs...) }); err != nil {
+		return err
+	}
+	c.log.Debug("batch stored", "messages", len(p.msgs), "rows", b.Rows(), "dead_letters", len(p.bad), "age", time.Since(p.first))
+	*p = pending{}
+	return nil
+}
+
+// newBatch builds the insert of records whose offsets the sink does not
+// hold yet (a crash between insert and commit redelivers them), with a
+// token naming the offset range of each partition.
+func (c *Consumer) newBatch(records []record) (*Batch, error) {
+	ranges := map[int][2]int64{}
+	var parts []int
+	for _, r := range records {
+		rg, ok := ranges[r.partition]
+		if !ok {
+			parts = append(parts, r.partition)
+			rg = [2]int64{r.offset, r.offset}
+		}
+		rg[0], rg[1] = min(rg[0], r.offset), max(rg[1], r.offset)
+		ranges[r.partition] = rg
+	}
+	b := &Batch{cols: newColumns()}
+	if len(records) == 0 {
+		return b, nil
+	}
+	stored, err := c.sink.HighWater(c.ctx, c.kcfg.EventsTopic, parts)
+	if err != nil {
+		return nil, err
+	}
+	for i := range records {
+		r := &records[i]
+		if hw, ok := stored[r.partition]; ok && r.offset <= hw {
+			continue
+		}
+		for _, col := range b.cols {
+			col.add(r)
+		}
+	}
+	sort.Ints(parts)
+	h := sha256.New()
+	h.Write([]byte(c.kcfg.EventsTopic))
+	for _, p := range parts {
+		lo := ranges[p][0]
+		if hw, ok := stored[p]; ok && hw+1 > lo {
+			lo = hw + 1
+		}
+		fmt.Fprintf(h, "|%d:%d-%d", p, lo, ranges[p][1])
+	}
+	b.Token = hex.EncodeToString(h.Sum(nil))
+	return b, nil
+}
+
+// retry runs f until it succeeds, waiting with exponential backoff between
+// attempts, or until the consumer is cancelled.
+func (c *Consumer) retry(op string, f func() error) error {
+	bo := c.newBackoff()
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if c.ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", op, c.ctx.Err())
+		}
+		c.m.retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("operation", op)))
+		c.log.Warn("retrying", "operation", op, "in", bo.next, "err", err)
+		if !bo.wait(c.ctx) {
+			return fmt.Errorf("%s: %w", op, errors.Join(c.ctx.Err(), err))
+		}
+	}
+}
+
+// backoff doubles its wait from BackoffMin up to BackoffMax.
+type backoff struct {
+	min, max, next time.Duration
+}
+
+func (c *Consumer) newBackoff() *backoff {
+	return &backoff{min: c.cfg.BackoffMin, max: c.cfg.BackoffMax, next: c.cfg.BackoffMin}
+}
+
+func (b *backoff) reset() { b.next = b.min }
+
+// wait sleeps the current wait and doubles it; false when ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	b.next = min(2*b.next, b.max)
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

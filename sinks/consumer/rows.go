@@ -1,0 +1,186 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/encoding/json"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sora3web/telemetry/schema"
+)
+
+// Errors of mapping a message to a row; the dead-letter header names them.
+var (
+	// ErrDecode means the message is not a JSON schema.Enriched.
+	ErrDecode = errors.New("decoding event")
+	// ErrMap means a field cannot be stored in its column.
+	ErrMap = errors.New("mapping event")
+)
+
+// record is one decoded message: the event and where it came from.
+type record struct {
+	e         schema.Enriched
+	id        uuid.UUID
+	topic     string
+	partition int
+	offset    int64
+}
+
+// minTime and maxTime bound DateTime64(3).
+var (
+	minTime = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2299, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// decode maps a message to a record or says why it cannot be stored.
+func decode(m kafka.Message) (record, error) {
+	r := record{topic: m.Topic, partition: m.Partition, offset: m.Offset}
+	if err := json.Unmarshal(m.Value, &r.e); err != nil {
+		return r, fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	var err error
+	if r.id, err = uuid.Parse(r.e.EventID); err != nil {
+		return r, fmt.Errorf("%w: event_id %q: not a UUID", ErrMap, r.e.EventID)
+	}
+	if r.e.Type == "" {
+		return r, fmt.Errorf("%w: type: required", ErrMap)
+	}
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"timestamp", r.e.Timestamp}, {"occurred_at", r.e.OccurredAt}, {"sent_at", r.e.SentAt}, {"received_at", r.e.ReceivedAt}} {
+		if f.t.Before(minTime) || f.t.After(maxTime) {
+			return r, fmt.Errorf("%w: %s %s: outside DateTime64 range", ErrMap, f.name, f.t.Format(time.RFC3339))
+		}
+	}
+	for _, f := range []struct {
+		name  string
+		v     int64
+		limit int64
+	}{
+		{"schema_version", int64(r.e.SchemaVersion), math.MaxUint8},
+		{"context.screen.width", int64(r.e.Context.Screen.Width), math.MaxUint16},
+		{"context.screen.height", int64(r.e.Context.Screen.Height), math.MaxUint16},
+		{"properties.width", int64(r.e.Properties.Width), math.MaxUint16},
+		{"properties.height", int64(r.e.Properties.Height), math.MaxUint16},
+		{"properties.latency_ms", r.e.Properties.LatencyMS, math.MaxUint32},
+	} {
+		if f.v < 0 || f.v > f.limit {
+			return r, fmt.Errorf("%w: %s %d: outside 0..%d", ErrMap, f.name, f.v, f.limit)
+		}
+	}
+	if d := r.e.Properties.DurationS; math.IsNaN(d) || math.IsInf(d, 0) || math.Abs(d) > math.MaxFloat32 {
+		return r, fmt.Errorf("%w: properties.duration_s: not a finite float32", ErrMap)
+	}
+	return r, nil
+}
+
+// column accumulates one column of a batch.
+type column interface {
+	name() string
+	add(r *record)
+	values() any
+	len() int
+}
+
+type col[T any] struct {
+	n   string
+	get func(r *record) T
+	v   []T
+}
+
+func (c *col[T]) name() string    { return c.n }
+func (c *col[T]) add(r *record)   { c.v = append(c.v, c.get(r)) }
+func (c *col[T]) values() any     { return c.v }
+func (c *col[T]) len() int        { return len(c.v) }
+func mk[T any](n string, get func(r *record) T) column { return &col[T]{n: n, get: get} }
+
+// newColumns returns empty columns of the events table, in insert order.
+// It is the one place a schema.Enriched field meets its column.
+func newColumns() []column {
+	u16 := func(v int) uint16 { return uint16(v) }
+	return []column{
+		mk("event_id", func(r *record) uuid.UUID { return r.id }),
+		mk("type", func(r *record) string { return r.e.Type }),
+		mk("schema_version", func(r *record) uint8 { return uint8(r.e.SchemaVersion) }),
+		mk("timestamp", func(r *record) time.Time { return r.e.Timestamp }),
+		mk("occurred_at", func(r *record) time.Time { return r.e.OccurredAt }),
+		mk("sent_at", func(r *record) time.Time { return r.e.SentAt }),
+		mk("received_at", func(r *record) time.Time { return r.e.ReceivedAt }),
+		mk("anonymous_id", func(r *record) string { return r.e.AnonymousID }),
+		mk("user_id", func(r *record) string { return r.e.UserID }),
+		mk("session_id", func(r *record) string { return r.e.SessionID }),
+		mk("plan", func(r *record) string { return r.e.Plan }),
+		mk("consent_analytics", func(r *record) bool { return r.e.Consent.Analytics != nil && *r.e.Consent.Analytics }),
+		mk("opted_out", func(r *record) bool { return r.e.OptedOut }),
+		mk("source", func(r *record) string { return r.e.Source }),
+		mk("ip", func(r *record) string { return r.e.IP }),
+		mk("context_page_url", func(r *record) string { return r.e.Context.PageURL }),
+		mk("context_referrer", func(r *record) string { return r.e.Context.Referrer }),
+		mk("context_locale", func(r *record) string { return r.e.Context.Locale }),
+		mk("context_screen_width", func(r *record) uint16 { return u16(r.e.Context.Screen.Width) }),
+		mk("context_screen_height", func(r *record) uint16 { return u16(r.e.Context.Screen.Height) }),
+		mk("context_app_version", func(r *record) string { return r.e.Context.AppVersion }),
+		mk("context_user_agent", func(r *record) string { return r.e.Context.UserAgent }),
+		mk("device_class", func(r *record) string { return r.e.Device.Class }),
+		mk("device_os", func(r *record) string { return r.e.Device.OS }),
+		mk("device_os_version", func(r *record) string { return r.e.Device.OSVersion }),
+		mk("device_browser", func(r *record) string { return r.e.Device.Browser }),
+		mk("device_browser_version", func(r *record) string { return r.e.Device.BrowserVersion }),
+		mk("device_is_bot", func(r *record) bool { return r.e.Device.IsBot }),
+		mk("device_pending", func(r *record) bool { return r.e.Device.Pending }),
+		mk("quality", func(r *record) string { return r.e.Properties.Quality }),
+		mk("resolution", func(r *record) string { return r.e.Properties.Resolution }),
+		mk("width", func(r *record) uint16 { return u16(r.e.Properties.Width) }),
+		mk("height", func(r *record) uint16 { return u16(r.e.Properties.Height) }),
+		mk("aspect_ratio", func(r *record) string { return r.e.Properties.AspectRatio }),
+		mk("duration_s", func(r *record) float32 { return float32(r.e.Properties.DurationS) }),
+		mk("prompt", func(r *record) string { return r.e.Properties.Prompt }),
+		mk("model", func(r *record) string { return r.e.Properties.Model }),
+		mk("generation_id", func(r *record) string { return r.e.Properties.GenerationID }),
+		mk("latency_ms", func(r *record) uint32 { return uint32(r.e.Properties.LatencyMS) }),
+		mk("format", func(r *record) string { return r.e.Properties.Format }),
+		mk("error_code", func(r *record) string { return r.e.Properties.ErrorCode }),
+		mk("error_message", func(r *record) string { return r.e.Properties.ErrorMessage }),
+		mk("error_stack", func(r *record) string { return r.e.Properties.ErrorStack }),
+		mk("setting", func(r *record) string { return r.e.Properties.Setting }),
+		mk("value", func(r *record) string { return r.e.Properties.Value }),
+		mk("kafka_topic", func(r *record) string { return r.topic }),
+		mk("kafka_partition", func(r *record) int32 { return int32(r.partition) }),
+		mk("kafka_offset", func(r *record) int64 { return r.offset }),
+	}
+}
+
+// Batch is the rows of one insert, column by column, and its
+// deduplication token.
+type Batch struct {
+	// Token is the insert_deduplication_token: a hash of the topic and the
+	// offset range of every partition in the batch, so a retried insert of
+	// the same batch is dropped by the server.
+	Token string
+	cols  []column
+}
+
+// Rows is the number of rows.
+func (b *Batch) Rows() int {
+	if len(b.cols) == 0 {
+		return 0
+	}
+	return b.cols[0].len()
+}
+
+// Columns returns the column names, in insert order.
+func (b *Batch) Columns() []string {
+	out := make([]string, len(b.cols))
+	for i, c := range b.cols {
+		out[i] = c.name()
+	}
+	return out
+}
+
+// Values returns column i's values as a typed slice ([]string, []uint16, ...).
+func (b *Batch) Values(i int) any { return b.cols[i].values() }
