@@ -1,0 +1,278 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sora3web/telemetry/internal/testenv"
+	"github.com/sora3web/telemetry/schema"
+)
+
+// stored is an events row read back for comparison.
+type stored struct {
+	EventID       string    `ch:"id"`
+	Type          string    `ch:"type"`
+	SchemaVersion uint8     `ch:"schema_version"`
+	Timestamp     time.Time `ch:"timestamp"`
+	OccurredAt    time.Time `ch:"occurred_at"`
+	SentAt        time.Time `ch:"sent_at"`
+	ReceivedAt    time.Time `ch:"received_at"`
+	AnonymousID   string    `ch:"anonymous_id"`
+	UserID        string    `ch:"user_id"`
+	SessionID     string    `ch:"session_id"`
+	Plan          string    `ch:"plan"`
+	Consent       bool      `ch:"consent_analytics"`
+	OptedOut      bool      `ch:"opted_out"`
+	Source        string    `ch:"source"`
+	IP            string    `ch:"ip"`
+	PageURL       string    `ch:"context_page_url"`
+	Referrer      string    `ch:"context_referrer"`
+	Locale        string    `ch:"context_locale"`
+	ScreenW       uint16    `ch:"context_screen_width"`
+	ScreenH       uint16    `ch:"context_screen_height"`
+	AppVersion    string    `ch:"context_app_version"`
+	UserAgent     string    `ch:"context_user_agent"`
+	DevClass      string    `ch:"device_class"`
+	DevOS         string    `ch:"device_os"`
+	DevOSVersion  string    `ch:"device_os_version"`
+	DevBrowser    string    `ch:"device_browser"`
+	DevBrowserVer string    `ch:"device_browser_version"`
+	DevIsBot      bool      `ch:"device_is_bot"`
+	DevPending    bool      `ch:"device_pending"`
+	Quality       string    `ch:"quality"`
+	Resolution    string    `ch:"resolution"`
+	Width         uint16    `ch:"width"`
+	Height        uint16    `ch:"height"`
+	AspectRatio   string    `ch:"aspect_ratio"`
+	DurationS     float32   `ch:"duration_s"`
+	Prompt        string    `ch:"prompt"`
+	Model         string    `ch:"model"`
+	GenerationID  string    `ch:"generation_id"`
+	LatencyMS     uint32    `ch:"latency_ms"`
+	Format        string    `ch:"format"`
+	ErrorCode     string    `ch:"error_code"`
+	ErrorMessage  string    `ch:"error_message"`
+	ErrorStack    string    `ch:"error_stack"`
+	Setting       string    `ch:"setting"`
+	Value         string    `ch:"value"`
+	Topic         string    `ch:"kafka_topic"`
+}
+
+func expected(e schema.Enriched, topic string) stored {
+	return stored{
+		EventID: e.EventID, Type: e.Type, SchemaVersion: uint8(e.SchemaVersion),
+		Timestamp: e.Timestamp, OccurredAt: e.OccurredAt, SentAt: e.SentAt, ReceivedAt: e.ReceivedAt,
+		AnonymousID: e.AnonymousID, UserID: e.UserID, SessionID: e.SessionID, Plan: e.Plan, Consent: *e.Consent.Analytics,
+		OptedOut: e.OptedOut, Source: e.Source, IP: e.IP, PageURL: e.Context.PageURL, Referrer: e.Context.Referrer,
+		Locale: e.Context.Locale, ScreenW: uint16(e.Context.Screen.Width), ScreenH: uint16(e.Context.Screen.Height),
+		AppVersion: e.Context.AppVersion, UserAgent: e.Context.UserAgent, DevClass: e.Device.Class, DevOS: e.Device.OS,
+		DevOSVersion: e.Device.OSVersion, DevBrowser: e.Device.Browser, DevBrowserVer: e.Device.BrowserVersion,
+		DevIsBot: e.Device.IsBot, DevPending: e.Device.Pending, Quality: e.Properties.Quality, Resolution: e.Properties.Resolution,
+		Width: uint16(e.Properties.Width), Height: uint16(e.Properties.Height), AspectRatio: e.Properties.AspectRatio,
+		DurationS: float32(e.Properties.DurationS), Prompt: e.Properties.Prompt, Model: e.Properties.Model,
+		GenerationID: e.Properties.GenerationID, LatencyMS: uint32(e.Properties.LatencyMS), Format: e.Properties.Format,
+		ErrorCode: e.Properties.ErrorCode, ErrorMessage: e.Properties.ErrorMessage, ErrorStack: e.Properties.ErrorStack,
+		Setting: e.Properties.Setting, Value: e.Properties.Value, Topic: topic,
+	}
+}
+
+func TestConsumeEndToEndStoresEveryField(t *testing.T) {
+	e := newEnv(t)
+	const n = 60
+	want := map[string]stored{}
+	var msgs []kafka.Message
+	for i := range n {
+		ev := event(i)
+		want[ev.EventID] = expected(ev, e.bc.EventsTopic)
+		msgs = append(msgs, marshal(t, ev))
+	}
+	e.produce(t, msgs...)
+	c := e.start(t, e.conn, nil)
+	e.waitCount(t, "SELECT count() FROM {t}", n, 60*time.Second)
+	if err := shutdown(c); err != nil {
+		t.Fatal(err)
+	}
+	var rows []stored
+	if err := e.conn.Select(context.Background(), &rows, "SELECT toString(event_id) AS id, * EXCEPT (event_id, kafka_partition, kafka_offset) FROM "+e.db+".events"); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != n {
+		t.Fatalf("%d rows, want %d", len(rows), n)
+	}
+	for _, got := range rows {
+		w, ok := want[got.EventID]
+		if !ok {
+			t.Fatalf("unexpected row %s", got.EventID)
+		}
+		got.Timestamp, got.OccurredAt, got.SentAt, got.ReceivedAt = got.Timestamp.UTC(), got.OccurredAt.UTC(), got.SentAt.UTC(), got.ReceivedAt.UTC()
+		if got != w {
+			t.Errorf("row %s:\n got %+v\nwant %+v", got.EventID, got, w)
+		}
+	}
+	if got := sumCommitted(e.committed(t)); got != n {
+		t.Errorf("committed offsets sum to %d, want %d", got, n)
+	}
+	// The errors table and rollups are fed by the materialized views.
+	var errRows, rollupEvents uint64
+	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM "+e.db+".errors").Scan(&errRows); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.QueryRow(context.Background(), "SELECT countMerge(events) FROM "+e.db+".rollups_daily").Scan(&rollupEvents); err != nil {
+		t.Fatal(err)
+	}
+	wantErr := 0
+	for _, w := range want {
+		if w.Type == schema.TypeClientError || w.Type == schema.TypeGenerationFailed {
+			wantErr++
+		}
+	}
+	if errRows != uint64(wantErr) || rollupEvents != n {
+		t.Errorf("errors table %d rows (want %d), rollups count %d (want %d)", errRows, wantErr, rollupEvents, n)
+	}
+}
+
+func TestCrashBetweenInsertAndCommitStoresEachEventOnce(t *testing.T) {
+	e := newEnv(t)
+	var msgs []kafka.Message
+	for i := range 100 {
+		msgs = append(msgs, marshal(t, event(i)))
+	}
+	resent := event(1000)
+	msgs = append(msgs, marshal(t, resent), marshal(t, resent)) // a client resending the same event_id
+	e.produce(t, msgs...)
+
+	// The first consumer dies after its first insert is acknowledged and
+	// before it commits.
+	crashed := make(chan struct{})
+	c1 := e.start(t, e.conn, func() error { close(crashed); return errCrash })
+	select {
+	case <-crashed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no insert within 60s")
+	}
+	if err := shutdown(c1); !errors.Is(err, errCrash) {
+		t.Fatalf("shutdown after crash: %v", err)
+	}
+	inserted := e.count(t, "SELECT count() FROM {t}")
+	if inserted == 0 {
+		t.Fatal("the crashed consumer inserted nothing")
+	}
+	if got := sumCommitted(e.committed(t)); got != 0 {
+		t.Fatalf("the crashed consumer committed %d offsets", got)
+	}
+
+	// A restarted consumer gets everything again, plus new messages.
+	var more []kafka.Message
+	for i := 2000; i < 2020; i++ {
+		more = append(more, marshal(t, event(i)))
+	}
+	e.produce(t, more...)
+	c2 := e.start(t, e.conn, nil)
+	e.waitCount(t, "SELECT uniqExact(event_id) FROM {t}", 121, 60*time.Second)
+	if err := shutdown(c2); err != nil {
+		t.Fatal(err)
+	}
+	// Without FINAL: redelivery after the crash inserted nothing twice.
+	if got := e.count(t, "SELECT count() FROM {t} WHERE event_id != toUUID('"+resent.EventID+"')"); got != 120 {
+		t.Errorf("%d rows for 120 distinct events: redelivered messages were inserted twice", got)
+	}
+	// The client's resend is collapsed by ReplacingMergeTree (at insert
+	// time when both copies share a block, else at merge time / FINAL).
+	if got := e.count(t, "SELECT count() FROM {t} FINAL"); got != 121 {
+		t.Errorf("FINAL: %d rows, want 121 (the resent event_id once)", got)
+	}
+	if got := e.count(t, "SELECT max(c) FROM (SELECT event_id, count() AS c FROM {t} FINAL GROUP BY event_id)"); got != 1 {
+		t.Errorf("an event_id is stored %d times", got)
+	}
+	if got := sumCommitted(e.committed(t)); got != 122 {
+		t.Errorf("committed %d, want 122", got)
+	}
+}
+
+func TestUndecodableMessagesGoToDeadLetterTopic(t *testing.T) {
+	e := newEnv(t)
+	bigLatency := event(2)
+	bigLatency.Properties.LatencyMS = 1 << 40
+	badID := event(3)
+	badID.EventID = "not-a-uuid"
+	bad := []struct {
+		msg    kafka.Message
+		reason string
+	}{
+		{kafka.Message{Key: []byte("k1"), Value: []byte("{not json")}, "decoding event"},
+		{marshal(t, badID), "mapping event: event_id"},
+		{marshal(t, bigLatency), "mapping event: properties.latency_ms"},
+	}
+	msgs := []kafka.Message{marshal(t, event(0))}
+	for _, b := range bad {
+		msgs = append(msgs, b.msg)
+	}
+	msgs = append(msgs, marshal(t, event(1)))
+	e.produce(t, msgs...)
+	c := e.start(t, e.conn, nil)
+	e.waitCount(t, "SELECT count() FROM {t}", 2, 60*time.Second)
+	if err := shutdown(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := sumCommitted(e.committed(t)); got != int64(len(msgs)) {
+		t.Errorf("committed %d of %d messages: stalled on a bad one", got, len(msgs))
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.bc.Brokers, Topic: e.bc.DeadLetterTopic, GroupID: "read-" + e.cfg.GroupID, StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := map[string]string{}
+	for range bad {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading dead letters: %v", err)
+		}
+		for _, h := range m.Headers {
+			if h.Key == HeaderError {
+				got[string(m.Value)] = string(h.Value)
+			}
+		}
+	}
+	for _, b := range bad {
+		reason, ok := got[string(b.msg.Value)]
+		if !ok || !strings.Contains(reason, b.reason) {
+			t.Errorf("dead letter of %.40q: error header %q, want it to contain %q", b.msg.Value, reason, b.reason)
+		}
+	}
+}
+
+func TestClickHouseUnavailablePausesAndLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	px := newProxy(t, testenv.ClickHouse(t))
+	addr := px.addr
+	c := e.start(t, openCH(t, addr), nil)
+	px.down()
+	var msgs []kafka.Message
+	for i := range 40 {
+		msgs = append(msgs, marshal(t, event(i)))
+	}
+	e.produce(t, msgs...)
+	time.Sleep(3 * time.Second) // several failed attempts with backoff
+	if got := e.count(t, "SELECT count() FROM {t}"); got != 0 {
+		t.Fatalf("%d rows stored while the engine was unreachable", got)
+	}
+	if got := sumCommitted(e.committed(t)); got != 0 {
+		t.Fatalf("committed %d offsets while the engine was unreachable", got)
+	}
+	px.up(addr)
+	e.waitCount(t, "SELECT count() FROM {t}", 40, 60*time.Second)
+	if err := shutdown(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := sumCommitted(e.committed(t)); got != 40 {
+		t.Errorf("committed %d, want 40", got)
+	}
+	if got := e.count(t, "SELECT count() FROM {t}"); got != 40 {
+		t.Errorf("%d rows, want 40", got)
+	}
+}

@@ -1,0 +1,262 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+	"github.com/segmentio/encoding/json"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/internal/testenv"
+	"github.com/sora3web/telemetry/schema"
+	"github.com/sora3web/telemetry/schema/migrations"
+)
+
+// env is one test's topics, group and migrated database.
+type env struct {
+	bc   broker.Config
+	cfg  Config
+	db   string
+	conn driver.Conn // direct to the engine, for assertions
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
+	suffix := fmt.Sprintf("%s_%d", name, time.Now().UnixNano())
+	bc := broker.DefaultConfig()
+	bc.Brokers = testenv.Kafka(t)
+	bc.EventsTopic, bc.DeadLetterTopic = "events-"+suffix, "dlq-"+suffix
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := broker.EnsureTopics(ctx, bc); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.GroupID = "group-" + suffix
+	cfg.BatchInterval = 200 * time.Millisecond
+	cfg.FetchMaxWait = 50 * time.Millisecond
+	cfg.BackoffMin, cfg.BackoffMax = 50*time.Millisecond, 500*time.Millisecond
+	e := &env{bc: bc, cfg: cfg, db: "c_" + suffix, conn: openCH(t, testenv.ClickHouse(t))}
+	m, err := migrations.New(e.conn, migrations.Options{Database: e.db, Retention: migrations.DefaultRetention()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func openCH(t testing.TB, addr string) driver.Conn {
+	t.Helper()
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr: []string{addr}, Protocol: clickhouse.HTTP,
+		Auth:        clickhouse.Auth{Database: "default", Username: testenv.ClickHouseUser},
+		DialTimeout: 2 * time.Second, ReadTimeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// start runs a consumer writing through conn; hook, when set, is the
+// after-insert test hook.
+func (e *env) start(t testing.TB, conn driver.Conn, hook func() error) *Consumer {
+	t.Helper()
+	c, err := New(e.cfg, e.bc, NewClickHouseSink(conn, e.db), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.afterInsert = hook
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func shutdown(c *Consumer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.Shutdown(ctx)
+}
+
+// event returns a valid enriched event, varied by i.
+func event(i int) schema.Enriched {
+	yes := i%5 != 0
+	ts := time.Now().UTC().Add(-time.Duration(i) * time.Minute).Truncate(time.Millisecond)
+	e := schema.Enriched{
+		Event: schema.Event{
+			SchemaVersion: 1, EventID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprint("ev", i, time.Now().UnixNano()))).String(),
+			Type: schema.Types[i%len(schema.Types)], OccurredAt: ts.Add(-time.Second), SentAt: ts,
+			AnonymousID: fmt.Sprint("anon-", i%7), UserID: fmt.Sprint("user-", i%3), SessionID: fmt.Sprint("s-", i%4),
+			Plan: schema.Plans[i%2], Consent: schema.Consent{Analytics: &yes},
+			Context: schema.Context{PageURL: fmt.Sprint("https://app.example/p/", i), Referrer: "https://ref.example/", Locale: "en-US",
+				Screen: schema.Screen{Width: 1920, Height: 1080 + i}, AppVersion: "1.2.3", UserAgent: "Mozilla/5.0"},
+			Properties: schema.Properties{Quality: schema.Qualities[i%4], Resolution: schema.Resolutions[i%6], Width: 3840, Height: 2160,
+				AspectRatio: schema.AspectRatios[i%6], DurationS: 4.5, Prompt: fmt.Sprint("a cat ", i, " \"quoted\"\n"), Model: "sora-4k",
+				GenerationID: fmt.Sprint("g-", i), LatencyMS: int64(1000 + i), Format: "mp4", ErrorCode: fmt.Sprint("E", i%3),
+				ErrorMessage: "boom", ErrorStack: "at x\nat y", Setting: "theme", Value: "dark"},
+		},
+		ReceivedAt: ts.Add(time.Millisecond), Timestamp: ts.Add(-500 * time.Millisecond), Source: "web", IP: "203.0.113.0",
+		Device:   schema.Device{Class: "desktop", OS: "Mac OS X", OSVersion: "14.5", Browser: "Chrome", BrowserVersion: "126.0", IsBot: i%9 == 0, Pending: i%11 == 0},
+		OptedOut: i%13 == 0,
+	}
+	return e
+}
+
+func marshal(t testing.TB, e schema.Enriched) kafka.Message {
+	t.Helper()
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafka.Message{Key: []byte(e.UserID), Value: b}
+}
+
+func (e *env) produce(t testing.TB, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(e.bc.Brokers...), Topic: e.bc.EventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchSize: 10000, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// A topic just created may not be known to every broker yet.
+	for {
+		err := w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, kafka.UnknownTopicOrPartition) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// count runs a count query on the events table ({t} is replaced by it).
+func (e *env) count(t testing.TB, q string) uint64 {
+	t.Helper()
+	var n uint64
+	if err := e.conn.QueryRow(context.Background(), strings.ReplaceAll(q, "{t}", e.db+".events")).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitCount waits until q returns want.
+func (e *env) waitCount(t testing.TB, q string, want uint64, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := e.count(t, q)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %d after %v, want %d", q, got, within, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// committed returns the group's committed offsets per partition (-1: none).
+func (e *env) committed(t testing.TB) map[int]int64 {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(e.bc.Brokers...), Timeout: 10 * time.Second}
+	parts := make([]int, e.bc.Partitions)
+	for i := range parts {
+		parts[i] = i
+	}
+	resp, err := cl.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: e.cfg.GroupID, Topics: map[string][]int{e.bc.EventsTopic: parts}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int64{}
+	for _, p := range resp.Topics[e.bc.EventsTopic] {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+func sumCommitted(m map[int]int64) int64 {
+	var s int64
+	for _, o := range m {
+		if o > 0 {
+			s += o
+		}
+	}
+	return s
+}
+
+// proxy forwards TCP to a target and can be stopped and restarted on the
+// same address: the engine seen going away and coming back.
+type proxy struct {
+	t      testing.TB
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	p := &proxy{t: t, target: target}
+	p.up("127.0.0.1:0")
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *proxy) up(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
