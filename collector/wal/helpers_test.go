@@ -3,9 +3,7 @@ package wal
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -174,6 +172,3 @@ func checkRecords(t testing.TB, recs []Record, from uint64, want func(seq uint64
 		}
 	}
 }
-
-var _ = errors.Is
-var _ io.Reader

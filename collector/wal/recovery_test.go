@@ -70,7 +70,7 @@ func appendBytes(t testing.TB, path string, b []byte) {
 func TestRecovery(t *testing.T) {
 	const n = 60
 	type layout struct {
-		segs [][]recPos // per segment file, in order
+		segs  [][]recPos // per segment file, in order
 		paths []string
 	}
 	// damage changes the files and returns the seqs expected to survive,
