@@ -110,13 +110,20 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
   let userId = o.userId;
   let errors = 0;
   let lastUrl: string | undefined;
+  // After pagehide the page sends nothing more (unless it comes back from
+  // the back/forward cache): what is left is the next page's to send.
+  let gone = false;
   const restored = queue.length;
 
   const busy = (e: WireEvent): boolean => !!inflight && e.event_id in inflight;
 
-  /** Writes the queue; when storage is full, keeps the newest part that fits. */
-  function persist(): void {
-    let q = queue;
+  /**
+   * Writes the queue; when storage is full, keeps the newest part that fits.
+   * At unload, events handed to a last keepalive fetch are left out: the
+   * page cannot learn their fate, and the next page must not send them again.
+   */
+  function persist(handedOff?: boolean): void {
+    let q = handedOff ? queue.filter((e) => !busy(e)) : queue;
     for (;;) {
       try {
         ls.setItem(KEYS.queue, JSON.stringify(q));
@@ -209,7 +216,7 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
   function send(): Promise<void> {
     if (timer) g.clearTimeout(timer);
     timer = null;
-    if (inflight || !queue.length || !g.fetch || nav.onLine === false) return Promise.resolve();
+    if (gone || inflight || !queue.length || !g.fetch || nav.onLine === false) return Promise.resolve();
     const wait = retryAt - now();
     if (wait > 0) {
       later(wait);
@@ -264,22 +271,30 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
   /**
    * On pagehide or when the page is hidden: hands every waiting event to
    * sendBeacon (text/plain, write key in the URL). Events the browser
-   * accepted leave the queue; the others stay in localStorage for the next
-   * page. Offline, nothing is sent: the queue waits in localStorage.
+   * accepted leave the queue. Without sendBeacon, or when it refuses, a
+   * keepalive fetch is tried; its events stay in localStorage until it is
+   * answered, for the next page. Offline, nothing is sent: the queue waits
+   * in localStorage.
    */
   function unload(): void {
-    if (nav.onLine === false || !nav.sendBeacon) return;
+    if (nav.onLine === false) return;
     let rest = queue.filter((e) => !busy(e));
     while (rest.length) {
       const batch = take(MAX_EVENTS, rest);
       rest = rest.slice(batch.length);
       let ok = false;
       try {
-        ok = nav.sendBeacon(base + "/v1/beacon?writeKey=" + encodeURIComponent(o.writeKey), body(batch));
+        ok = !!nav.sendBeacon && nav.sendBeacon(base + "/v1/beacon?writeKey=" + encodeURIComponent(o.writeKey), body(batch));
       } catch (_) {
-        // A rejected beacon keeps its events queued.
+        // A refused beacon keeps its events queued.
       }
-      if (!ok) break;
+      if (!ok) {
+        // No beacon: one last keepalive fetch, which outlives the page.
+        retryAt = 0;
+        void send();
+        persist(true);
+        return;
+      }
       sent += batch.length;
       remove(batch);
     }
@@ -367,7 +382,17 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
   }
 
   const on = (t: string, f: (e: any) => void): void => g.addEventListener && g.addEventListener(t, f);
-  on("pagehide", unload);
+  on("pagehide", () => {
+    unload();
+    gone = true;
+  });
+  on("pageshow", () => {
+    if (gone) {
+      gone = false;
+      persist();
+      void send();
+    }
+  });
   on("online", () => {
     failures = 0;
     retryAt = 0;

@@ -1,5 +1,5 @@
 // Unit tests of the SDK's logic on a fake browser (test/fake.mjs), run with
-// `node --test test/` against the ESM build (npm run build first).
+// `node --test test/*.test.mjs` against the ESM build (npm run build first).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient, KEYS, MAX_BODY, OPTED_OUT_ID } from "../dist/sdk.mjs";
@@ -245,13 +245,59 @@ test("pagehide and visibilitychange hand the queue to sendBeacon (text, write ke
   assert.ok(b.beacons[0].body.events[1].sent_at);
   assert.equal(c.stats().queued, 0);
   assert.equal(b.env.localStorage.getItem(KEYS.queue), "[]");
-  // A refused beacon keeps the events for later.
+  // A refused beacon falls back to one keepalive fetch, handed off like a
+  // beacon: out of localStorage, so the next page does not send it again.
   b.beaconResult = false;
-  c.track("video_downloaded", { format: "gif" });
+  b.answer = () => new Error("net");
+  const gif = c.track("video_downloaded", { format: "gif" });
   await b.fire("pagehide");
   assert.equal(b.beacons.length, 2);
-  assert.equal(JSON.parse(b.env.localStorage.getItem(KEYS.queue)).length, 1);
-  assert.equal(b.requests.length, 0);
+  assert.equal(b.requests.length, 1);
+  assert.equal(b.requests[0].url, "https://t.example.com/v1/events");
+  assert.equal(b.requests[0].init.keepalive, true);
+  assert.deepEqual(b.requests[0].body.events.map((e) => e.event_id), [gif]);
+  assert.equal(b.env.localStorage.getItem(KEYS.queue), "[]");
+});
+
+test("after pagehide the page sends nothing more; what is left is the next page's", async () => {
+  const storage = new FakeStorage();
+  const b = fakeBrowser({ storage, online: false });
+  const c = createClient(opts({ batchSize: 1, flushInterval: 100 }), b.env);
+  const id = c.track("settings_changed", { setting: "a", value: "1" });
+  await b.fire("pagehide"); // offline: no beacon, the queue stays stored
+  b.env.navigator.onLine = true;
+  await b.fire("online");
+  await b.advance(60000);
+  assert.equal(b.requests.length + b.beacons.length, 0, "a hidden page sent");
+  assert.equal(JSON.parse(storage.getItem(KEYS.queue)).length, 2);
+  // Back from the back/forward cache, it sends again.
+  await b.fire("pageshow", { persisted: true });
+  await b.advance(0);
+  assert.ok(b.sentEvents().some((e) => e.event_id === id));
+});
+
+test("a last keepalive fetch at unload leaves localStorage: the next page does not resend it", async () => {
+  const storage = new FakeStorage();
+  const b = fakeBrowser({ storage });
+  b.beaconResult = false;
+  b.env.fetch = () => new Promise(() => {}); // the page dies before the answer
+  const c = createClient(opts({ batchSize: 100, flushInterval: 60000 }), b.env);
+  c.track("settings_changed", { setting: "a", value: "1" });
+  await b.fire("pagehide");
+  assert.equal(c.stats().inflight, 2);
+  assert.equal(storage.getItem(KEYS.queue), "[]");
+});
+
+test("without sendBeacon, unload uses a keepalive fetch", async () => {
+  const b = fakeBrowser();
+  delete b.env.navigator.sendBeacon;
+  const c = createClient(opts({ batchSize: 100, flushInterval: 60000 }), b.env);
+  c.track("video_downloaded", { format: "mp4" });
+  await b.hide();
+  assert.equal(b.requests.length, 1);
+  assert.equal(b.requests[0].init.keepalive, true);
+  assert.equal(b.requests[0].body.events.length, 2);
+  assert.equal(c.stats().queued, 0);
 });
 
 test("events in flight are not beaconed again at unload", async () => {
