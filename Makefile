@@ -16,7 +16,7 @@ run: kafka-up build
 
 # test: every test, on a fresh machine: fetches and starts what the
 # integration tests need (Kafka broker, ClickHouse engine), then runs them.
-test: kafka-up chdb fmt-check vet
+test: kafka-up chdb sdk-deps fmt-check vet sdk-test
 	$(GO) test -count=1 -timeout 30m ./...
 
 build:
@@ -36,3 +36,8 @@ include $(wildcard mk/*.mk)
 
 clean:
 	rm -rf bin
+
+# bench: load runs and benchmarks beside the broker's own limit; writes docs/benchmarks.md.
+.PHONY: bench
+bench: kafka-up
+	scripts/bench.sh

@@ -244,7 +244,7 @@ func TestCORSPreflightAllowsConfiguredOriginsOnly(t *testing.T) {
 		t.Fatalf("foreign preflight: %d %v", w.Code, w.Header())
 	}
 	w, _ = do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", body: mustJSON(t, event()), headers: map[string]string{"Authorization": "Bearer " + testKey, "Origin": "https://app.example.com"}})
-	if w.Code != 200 || w.Header().Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+	if w.Code != 200 || w.Header().Get("Access-Control-Allow-Origin") != "https://app.example.com" || w.Header().Get("Access-Control-Expose-Headers") != "Retry-After" {
 		t.Fatalf("simple request: %d %v", w.Code, w.Header())
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/obs"
+	"github.com/sora3web/telemetry/sdk"
 )
 
 func newServeCmd(g *globalFlags, name, short string) *cobra.Command {
@@ -40,6 +41,7 @@ func newServeCmd(g *globalFlags, name, short string) *cobra.Command {
 				return err
 			}
 			srv.Mount("GET /metrics", m.Handler)
+			srv.Mount("GET /v1/sdk.js", sdk.Handler())
 			if err := pub.Start(ctx); err != nil {
 				return fmt.Errorf("starting kafka publisher: %w", err)
 			}
