@@ -52,7 +52,9 @@ var ErrInvalidConfig = errors.New("invalid consumer config")
 // Validate names invalid fields by their config keys.
 func (c Config) Validate() error {
 	var errs []error
-	add := func(field, rule string) { errs = append(errs, fmt.Errorf("%w: consumer.%s: %s", ErrInvalidConfig, field, rule)) }
+	add := func(field, rule string) {
+		errs = append(errs, fmt.Errorf("%w: consumer.%s: %s", ErrInvalidConfig, field, rule))
+	}
 	if c.GroupID == "" {
 		add("group_id", "required")
 	}

@@ -93,10 +93,10 @@ type col[T any] struct {
 	v   []T
 }
 
-func (c *col[T]) name() string    { return c.n }
-func (c *col[T]) add(r *record)   { c.v = append(c.v, c.get(r)) }
-func (c *col[T]) values() any     { return c.v }
-func (c *col[T]) len() int        { return len(c.v) }
+func (c *col[T]) name() string                         { return c.n }
+func (c *col[T]) add(r *record)                        { c.v = append(c.v, c.get(r)) }
+func (c *col[T]) values() any                          { return c.v }
+func (c *col[T]) len() int                             { return len(c.v) }
 func mk[T any](n string, get func(r *record) T) column { return &col[T]{n: n, get: get} }
 
 // newColumns returns empty columns of the events table, in insert order.
