@@ -507,6 +507,7 @@ func (l *Log) reclaim() {
 			continue
 		}
 		l.bytes.Add(-s.end)
+		l.full.Store(false)
 		l.log.Debug("wal: segment reclaimed", "segment", s.path, "last_seq", s.last, "bytes", s.end)
 	}
 	if err := l.fs.SyncDir(l.cfg.Dir); err != nil {

@@ -104,6 +104,8 @@ type Log struct {
 	quit       chan struct{} // closed by Close
 	writerDone chan struct{} // closed when the writer goroutine exits
 	closed     atomic.Bool
+	failedErr  atomic.Pointer[error] // mirrors failed for Healthy
+	full       atomic.Bool           // the last append was refused with ErrFull
 	closeOnce  sync.Once
 	closeErr   error
 
@@ -485,6 +487,7 @@ func (l *Log) write(r *appendReq) {
 	}
 	if used := l.bytes.Load(); used+r.size > l.cfg.MaxBytes {
 		l.m.appendError(ctx, "full")
+		l.full.Store(true)
 		r.answer(fmt.Errorf("wal: append %d bytes with %d of max_bytes %d used: %w", r.size, used, l.cfg.MaxBytes, ErrFull))
 		return
 	}
@@ -511,6 +514,8 @@ func (l *Log) write(r *appendReq) {
 		werr := fmt.Errorf("wal: append: write %s at offset %d: %w", a.path, off, err)
 		if terr := a.f.Truncate(off); terr != nil {
 			l.failed = fmt.Errorf("%w: undo a failed write by truncating %s to %d: %w", ErrFailed, a.path, off, terr)
+			failed := l.failed
+			l.failedErr.Store(&failed)
 			l.log.Error("wal: cannot undo a failed write; refusing appends until reopened", "segment", a.path, "write_error", err.Error(), "truncate_error", terr.Error())
 			werr = errors.Join(werr, l.failed)
 		} else {
@@ -541,6 +546,8 @@ func (l *Log) flush() error {
 	l.m.fsynced(context.Background(), time.Since(start))
 	if err != nil {
 		l.failed = fmt.Errorf("%w: fsync %s: %w", ErrFailed, a.path, err)
+		failed := l.failed
+		l.failedErr.Store(&failed)
 		l.log.Error("wal: fsync failed; refusing appends until reopened", "segment", a.path, "error", err.Error())
 		for i, r := range l.pending {
 			r.answer(l.failed)
@@ -588,6 +595,22 @@ func (l *Log) roll() error {
 	}
 	old.f = nil
 	l.log.Debug("wal: segment rolled", "sealed", old.path, "sealed_bytes", old.size, "active", seg.path)
+	return nil
+}
+
+// Healthy is nil while Append can be expected to succeed: the log is
+// open, no fsync or undo has failed, and it is not full (no append was
+// refused for space since the last reclaim).
+func (l *Log) Healthy() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if p := l.failedErr.Load(); p != nil {
+		return *p
+	}
+	if used := l.bytes.Load(); l.full.Load() || used >= l.cfg.MaxBytes {
+		return fmt.Errorf("wal: %d of max_bytes %d used: %w", used, l.cfg.MaxBytes, ErrFull)
+	}
 	return nil
 }
 

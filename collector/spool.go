@@ -1,0 +1,291 @@
+package collector
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sora3web/telemetry/collector/wal"
+)
+
+// ErrBadRecord means a local-log record is not an encoded Message.
+var ErrBadRecord = errors.New("bad local-log record")
+
+// AppendBinary appends m's encoding for the local log to dst: the key, the
+// headers and the value, each length-prefixed (uvarint).
+func (m Message) AppendBinary(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(m.Key)))
+	dst = append(dst, m.Key...)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Headers)))
+	for _, h := range m.Headers {
+		dst = binary.AppendUvarint(dst, uint64(len(h.Key)))
+		dst = append(dst, h.Key...)
+		dst = binary.AppendUvarint(dst, uint64(len(h.Value)))
+		dst = append(dst, h.Value...)
+	}
+	return append(dst, m.Value...)
+}
+
+// DecodeMessage decodes a Message written by AppendBinary. The result
+// aliases b.
+func DecodeMessage(b []byte) (Message, error) {
+	var m Message
+	next := func() ([]byte, error) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, ErrBadRecord
+		}
+		v := b[k : k+int(n)]
+		b = b[k+int(n):]
+		return v, nil
+	}
+	var err error
+	if m.Key, err = next(); err != nil {
+		return Message{}, err
+	}
+	if len(m.Key) == 0 {
+		m.Key = nil
+	}
+	nh, k := binary.Uvarint(b)
+	if k <= 0 || nh > uint64(len(b)) {
+		return Message{}, ErrBadRecord
+	}
+	b = b[k:]
+	for i := uint64(0); i < nh; i++ {
+		key, err := next()
+		if err != nil {
+			return Message{}, err
+		}
+		val, err := next()
+		if err != nil {
+			return Message{}, err
+		}
+		m.Headers = append(m.Headers, kafka.Header{Key: string(key), Value: val})
+	}
+	m.Value = b
+	return m, nil
+}
+
+func encodeAll(msgs []Message) [][]byte {
+	out := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.AppendBinary(make([]byte, 0, len(m.Key)+len(m.Value)+8))
+	}
+	return out
+}
+
+// LogPublisher makes messages durable in the local log: the embedded bus
+// of all-in-one mode, where the log stands in for Kafka.
+type LogPublisher struct {
+	log *wal.Log
+}
+
+var _ Publisher = (*LogPublisher)(nil)
+
+// NewLogPublisher publishes into l.
+func NewLogPublisher(l *wal.Log) *LogPublisher { return &LogPublisher{log: l} }
+
+// Publish appends msgs and returns once they are durable under the log's
+// fsync policy.
+func (p *LogPublisher) Publish(ctx context.Context, msgs []Message) error {
+	if _, _, err := p.log.Append(ctx, encodeAll(msgs)); err != nil {
+		return fmt.Errorf("appending %d messages to the local log: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Ready is nil while the log accepts appends.
+func (p *LogPublisher) Ready() error { return p.log.Healthy() }
+
+// SpoolConfig configures the local spool in front of Kafka.
+type SpoolConfig struct {
+	// DirectTimeout bounds a direct publish to Kafka before the request's
+	// events go to the local log instead. Default 1s.
+	DirectTimeout time.Duration `mapstructure:"direct_timeout"`
+	// ForwardBatch is the most records the forwarder replays per Kafka
+	// write. Default 1000.
+	ForwardBatch int `mapstructure:"forward_batch"`
+}
+
+// DefaultSpoolConfig returns the documented defaults.
+func DefaultSpoolConfig() SpoolConfig {
+	return SpoolConfig{DirectTimeout: time.Second, ForwardBatch: 1000}
+}
+
+// Validate names the invalid field.
+func (c SpoolConfig) Validate() error {
+	if c.DirectTimeout <= 0 {
+		return errors.New("spool.direct_timeout: must be > 0")
+	}
+	if c.ForwardBatch <= 0 {
+		return errors.New("spool.forward_batch: must be > 0")
+	}
+	return nil
+}
+
+// spoolCursor is the local-log cursor of the Kafka forwarder.
+const spoolCursor = "kafka-forwarder"
+
+// SpoolPublisher publishes to Kafka directly while Kafka keeps up, and
+// into the local log when it cannot (unreachable, slow, or while earlier
+// events still wait in the log, so a user's events stay in order). A
+// forwarder replays the log to Kafka in order and commits what Kafka
+// acknowledged. Either way Publish returns nil only once the events are
+// durable: on Kafka (acks=all) or in the local log (fsynced).
+type SpoolPublisher struct {
+	cfg   SpoolConfig
+	kafka Publisher
+	log   *wal.Log
+	lg    *slog.Logger
+
+	mu       sync.RWMutex // appends hold R; the forwarder holds W to leave spooling
+	spooling atomic.Bool
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var _ Publisher = (*SpoolPublisher)(nil)
+
+// NewSpoolPublisher spools for k into l. l must have been opened with the
+// spool's cursor or accept new cursors.
+func NewSpoolPublisher(cfg SpoolConfig, k Publisher, l *wal.Log, lg *slog.Logger) (*SpoolPublisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := l.Cursor(spoolCursor); err != nil {
+		return nil, fmt.Errorf("registering the spool cursor: %w", err)
+	}
+	p := &SpoolPublisher{cfg: cfg, kafka: k, log: l, lg: lg}
+	committed, err := l.Committed(spoolCursor)
+	if err != nil {
+		return nil, err
+	}
+	p.spooling.Store(committed < l.Stats().LastSeq) // a backlog from before a restart
+	return p, nil
+}
+
+// Start runs the forwarder until Shutdown.
+func (p *SpoolPublisher) Start(ctx context.Context) error {
+	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.done = make(chan struct{})
+	go p.forward(ctx)
+	return nil
+}
+
+// Shutdown stops the forwarder; what it has not replayed stays in the log
+// for the next start.
+func (p *SpoolPublisher) Shutdown(ctx context.Context) error {
+	if p.cancel == nil {
+		return nil
+	}
+	p.cancel()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping the spool forwarder: %w", ctx.Err())
+	}
+}
+
+// Ready is nil when events can be made durable somewhere: on Kafka or in
+// the local log.
+func (p *SpoolPublisher) Ready() error {
+	kerr := p.kafka.Ready()
+	if kerr == nil {
+		return nil
+	}
+	if lerr := p.log.Healthy(); lerr != nil {
+		return errors.Join(kerr, lerr)
+	}
+	return nil
+}
+
+// Spooling reports whether new events currently go to the local log.
+func (p *SpoolPublisher) Spooling() bool { return p.spooling.Load() }
+
+// Publish makes msgs durable on Kafka or, failing that, in the local log.
+func (p *SpoolPublisher) Publish(ctx context.Context, msgs []Message) error {
+	if !p.spooling.Load() && p.kafka.Ready() == nil {
+		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
+		err := p.kafka.Publish(dctx, msgs)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		p.lg.Warn("kafka publish failed; spooling to the local log", "events", len(msgs), "err", err)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	p.spooling.Store(true)
+	if _, _, err := p.log.Append(ctx, encodeAll(msgs)); err != nil {
+		return fmt.Errorf("spooling %d messages to the local log: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// forward replays the log to Kafka in order, committing after each
+// acknowledged write, until ctx ends.
+func (p *SpoolPublisher) forward(ctx context.Context) {
+	defer close(p.done)
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		recs, err := p.log.Read(ctx, spoolCursor, p.cfg.ForwardBatch, 4<<20)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.lg.Error("reading the spool", "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		msgs := make([]Message, 0, len(recs))
+		for _, r := range recs {
+			m, err := DecodeMessage(r.Payload)
+			if err != nil {
+				p.lg.Error("dropping an undecodable spool record", "seq", r.Seq, "err", err)
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		for ctx.Err() == nil {
+			if err = p.kafka.Publish(ctx, msgs); err == nil {
+				break
+			}
+			p.lg.Warn("replaying the spool to kafka failed; retrying", "records", len(msgs), "backoff", backoff, "err", err)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+		}
+		if err != nil {
+			return // ctx ended mid-replay; the records stay uncommitted
+		}
+		backoff = 50 * time.Millisecond
+		last := recs[len(recs)-1].Seq
+		if err := p.log.Commit(spoolCursor, last); err != nil {
+			p.lg.Error("committing the spool cursor", "seq", last, "err", err)
+			continue
+		}
+		p.mu.Lock()
+		if p.log.Stats().LastSeq == last {
+			if p.spooling.Swap(false) {
+				p.lg.Info("spool drained; publishing to kafka directly again", "seq", last)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
