@@ -54,6 +54,23 @@ type Config struct {
 	MaxHeaderBytes int `mapstructure:"max_header_bytes"`
 	// ShutdownTimeout bounds the drain of in-flight requests. Default 15s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// RateLimitPerKey bounds requests per second per write key (429 with
+	// Retry-After above it). Default 5000/s, burst 10000.
+	RateLimitPerKey RateLimit `mapstructure:"rate_limit_per_key"`
+	// RateLimitPerIP bounds requests per second per client IP. Default
+	// 100/s, burst 200. Rate 0 disables it (load tests from one host).
+	RateLimitPerIP RateLimit `mapstructure:"rate_limit_per_ip"`
+	// MaxInFlight bounds requests being handled at once; above it ingest
+	// sheds load with 503 and Retry-After, so memory stays bounded by about
+	// max_inflight x max_request_bytes. Default 256.
+	MaxInFlight int `mapstructure:"max_inflight"`
+	// MaxConnections bounds open client connections. Default 10000.
+	MaxConnections int `mapstructure:"max_connections"`
+	// TLSCertFile and TLSKeyFile, both set, serve HTTPS. Default: plain HTTP
+	// (put a TLS-terminating proxy in front).
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	// TLSKeyFile is the private key of TLSCertFile.
+	TLSKeyFile string `mapstructure:"tls_key_file"`
 }
 
 // WriteKey is a secret a client presents, and the source it names.
@@ -84,6 +101,10 @@ func DefaultConfig() Config {
 		ReadTimeout:       15 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ShutdownTimeout:   15 * time.Second,
+		RateLimitPerKey:   RateLimit{Rate: 5000, Burst: 10000},
+		RateLimitPerIP:    RateLimit{Rate: 100, Burst: 200},
+		MaxInFlight:       256,
+		MaxConnections:    10000,
 	}
 }
 
@@ -149,6 +170,20 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 1024 {
 		add("max_header_bytes", "must be >= 1024")
+	}
+	for _, err := range []error{c.RateLimitPerKey.validate("rate_limit_per_key"), c.RateLimitPerIP.validate("rate_limit_per_ip")} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.MaxInFlight <= 0 {
+		add("max_inflight", "must be > 0")
+	}
+	if c.MaxConnections <= 0 {
+		add("max_connections", "must be > 0")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		add("tls_cert_file", "tls_cert_file and tls_key_file must be set together")
 	}
 	return errors.Join(errs...)
 }

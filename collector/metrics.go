@@ -19,6 +19,7 @@ type metrics struct {
 	events    metric.Int64Counter
 	publish   metric.Float64Histogram
 	uaLookups metric.Int64Counter
+	shedReqs  metric.Int64Counter
 }
 
 func newMetrics() (*metrics, error) {
@@ -44,6 +45,9 @@ func newMetrics() (*metrics, error) {
 	if m.uaLookups, err = meter.Int64Counter("telemetry.ingest.ua.lookups", metric.WithDescription("User-agent cache lookups by result (hit, miss).")); err != nil {
 		return nil, err
 	}
+	if m.shedReqs, err = meter.Int64Counter("telemetry.ingest.shed", metric.WithDescription("Requests refused to protect the service, by reason (inflight, rate_limit_key, rate_limit_ip).")); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -67,6 +71,10 @@ func (m *metrics) instrument(route string, next http.Handler) http.Handler {
 		m.requests.Add(r.Context(), 1, attrs)
 		m.duration.Record(r.Context(), time.Since(start).Seconds(), attrs)
 	})
+}
+
+func (m *metrics) shed(ctx context.Context, reason string) {
+	m.shedReqs.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 }
 
 func (m *metrics) rejected(ctx context.Context, field string) {

@@ -17,13 +17,14 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	fastjson "github.com/segmentio/encoding/json"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/sora3web/telemetry/schema"
 )
@@ -74,6 +75,10 @@ type Server struct {
 	m       *metrics
 	now     func() time.Time
 
+	keyLimits *limiterSet
+	ipLimits  *limiterSet
+	inflight  chan struct{}
+
 	srv      *http.Server
 	ln       net.Listener
 	wg       sync.WaitGroup
@@ -94,7 +99,11 @@ func New(cfg Config, pub Publisher, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	ua.onLookup = m.uaLookup
-	s := &Server{cfg: cfg, log: log, pub: pub, ua: ua, keys: map[string]string{}, mux: http.NewServeMux(), m: m, now: time.Now}
+	s := &Server{cfg: cfg, log: log, pub: pub, ua: ua, keys: map[string]string{}, mux: http.NewServeMux(), m: m, now: time.Now,
+		keyLimits: newLimiterSet(cfg.RateLimitPerKey, 1024),
+		ipLimits:  newLimiterSet(cfg.RateLimitPerIP, 100_000),
+		inflight:  make(chan struct{}, cfg.MaxInFlight),
+	}
 	for _, k := range cfg.WriteKeys {
 		s.keys[k.Key] = k.Source
 	}
@@ -240,7 +249,16 @@ type decodeFunc func(raw rawEvent, receivedAt time.Time) (schema.Event, *schema.
 // decode, validate, enrich, publish, answer.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, decode decodeFunc) {
 	ri := requestInfo{receivedAt: s.now().UTC(), userAgent: r.UserAgent()}
-	source, ok := s.keys[writeKey(r)]
+	select {
+	case s.inflight <- struct{}{}:
+		defer func() { <-s.inflight }()
+	default:
+		s.m.shed(r.Context(), "inflight")
+		s.unavailableAfter(w, time.Second, ErrOverloaded)
+		return
+	}
+	key := writeKey(r)
+	source, ok := s.keys[key]
 	if !ok {
 		s.fail(w, http.StatusUnauthorized, ErrUnauthorized)
 		return
@@ -248,6 +266,17 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 	ri.source = source
 	if s.draining.Load() {
 		s.unavailable(w, errors.New("shutting down"))
+		return
+	}
+	ip := clientIP(r, s.trusted)
+	if ok, wait := s.keyLimits.allow(key, ri.receivedAt); !ok {
+		s.m.shed(r.Context(), "rate_limit_key")
+		s.tooMany(w, wait, "write key "+source)
+		return
+	}
+	if ok, wait := s.ipLimits.allow(ip.String(), ri.receivedAt); !ok {
+		s.m.shed(r.Context(), "rate_limit_ip")
+		s.tooMany(w, wait, "client address")
 		return
 	}
 	body, err := readBody(r, s.cfg.MaxRequestBytes)
@@ -260,7 +289,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		s.fail(w, statusOf(err), err)
 		return
 	}
-	ri.ip = AnonymizeIP(clientIP(r, s.trusted))
+	ri.ip = AnonymizeIP(ip)
 	ri.optOut = (s.cfg.HonorDNT && r.Header.Get("DNT") == "1") || (s.cfg.HonorGPC && r.Header.Get("Sec-GPC") == "1")
 
 	var resp Response
@@ -354,7 +383,11 @@ func (s *Server) fail(w http.ResponseWriter, status int, err error) {
 }
 
 func (s *Server) unavailable(w http.ResponseWriter, err error) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(max(s.cfg.RetryAfter/time.Second, 1))))
+	s.unavailableAfter(w, s.cfg.RetryAfter, err)
+}
+
+func (s *Server) unavailableAfter(w http.ResponseWriter, after time.Duration, err error) {
+	w.Header().Set("Retry-After", retryAfter(after))
 	writeJSON(w, http.StatusServiceUnavailable, &Response{Error: err.Error()})
 }
 
@@ -389,6 +422,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
 	}
 	s.ln = ln
+	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -401,11 +435,15 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return s.srv.Serve(ln) }
+		if s.cfg.TLSCertFile != "" {
+			serve = func() error { return s.srv.ServeTLS(ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile) }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("ingest server stopped", "err", err)
 		}
 	}()
-	s.log.Info("ingest listening", "addr", ln.Addr().String())
+	s.log.Info("ingest listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSCertFile != "")
 	return nil
 }
 
