@@ -8,7 +8,12 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // metrics holds the collector's OpenTelemetry instruments. They come from
@@ -61,16 +66,42 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
-// instrument counts and times requests of route.
+// instrument counts and times requests of route and traces each one,
+// continuing a trace the client started (traceparent header).
 func (m *metrics) instrument(route string, next http.Handler) http.Handler {
+	tracer := otel.Tracer("github.com/sora3web/telemetry/collector")
+	name := "POST " + route
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.route", route)))
+		defer span.End()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
+		if rec.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(rec.status))
+		}
 		attrs := metric.WithAttributes(attribute.String("route", route), attribute.String("status", strconv.Itoa(rec.status)))
-		m.requests.Add(r.Context(), 1, attrs)
-		m.duration.Record(r.Context(), time.Since(start).Seconds(), attrs)
+		m.requests.Add(ctx, 1, attrs)
+		m.duration.Record(ctx, time.Since(start).Seconds(), attrs)
 	})
+}
+
+// traceHeaders returns the W3C trace context of ctx as Kafka headers, so
+// the consumer's insert joins the request's trace.
+func traceHeaders(ctx context.Context) []kafka.Header {
+	carrier := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(ctx, carrier)
+	if len(carrier) == 0 {
+		return nil
+	}
+	out := make([]kafka.Header, 0, len(carrier))
+	for k, v := range carrier {
+		out = append(out, kafka.Header{Key: k, Value: []byte(v)})
+	}
+	return out
 }
 
 func (m *metrics) shed(ctx context.Context, reason string) {

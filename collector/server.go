@@ -24,6 +24,8 @@ import (
 
 	fastjson "github.com/segmentio/encoding/json"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 
 	"github.com/sora3web/telemetry/schema"
@@ -294,6 +296,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 
 	var resp Response
 	msgs := make([]Message, 0, len(raws))
+	headers := traceHeaders(r.Context())
 	reject := func(i int, id string, fes ...schema.FieldError) {
 		resp.Rejected++
 		for _, fe := range fes {
@@ -328,7 +331,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 			reject(i, ev.EventID, schema.FieldError{Field: "event", Rule: "must be encodable: " + err.Error()})
 			continue
 		}
-		msgs = append(msgs, Message{Key: partitionKey(&out), Value: val})
+		msgs = append(msgs, Message{Key: partitionKey(&out), Value: val, Headers: headers})
 	}
 	if len(msgs) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
@@ -337,12 +340,14 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		cancel()
 		s.m.published(r.Context(), time.Since(start), len(msgs), err)
 		if err != nil {
-			s.log.Warn("publish failed; answering 503", "events", len(msgs), "err", err)
+			s.log.WarnContext(r.Context(), "publish failed; answering 503", "events", len(msgs), "err", err)
 			s.unavailable(w, errors.New("events could not be stored in time; retry the whole request"))
 			return
 		}
 	}
 	resp.Accepted = len(msgs) + resp.Dropped
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("telemetry.events.accepted", resp.Accepted),
+		attribute.Int("telemetry.events.rejected", resp.Rejected), attribute.Int("telemetry.events.dropped", resp.Dropped))
 	s.m.accepted(r.Context(), len(msgs))
 	status := http.StatusOK
 	switch {
