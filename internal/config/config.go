@@ -7,13 +7,17 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"path/filepath"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
 	"github.com/sora3web/telemetry/collector"
+	"github.com/sora3web/telemetry/collector/wal"
 	"github.com/sora3web/telemetry/internal/broker"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/schema/migrations"
@@ -43,6 +47,68 @@ type Config struct {
 	Retention migrations.Retention `mapstructure:"retention"`
 	// Consumer configures the Kafka to ClickHouse consumer.
 	Consumer consumer.Config `mapstructure:"consumer"`
+
+	// DataDir holds all local state of `telemetry serve`: the local log,
+	// the spool and the embedded ClickHouse. Default "./data".
+	DataDir string `mapstructure:"data_dir"`
+	// Bus is where ingest publishes and the consumer reads: "log" (the
+	// local durable log: one machine, no Kafka) or "kafka". Default "log".
+	Bus string `mapstructure:"bus"`
+	// WAL configures the local durable log (the bus in "log" mode, the
+	// spool in "kafka" mode). An empty dir means <data_dir>/wal.
+	WAL wal.Config `mapstructure:"wal"`
+	// Spool configures spooling to the local log when Kafka cannot take
+	// events (bus "kafka").
+	Spool SpoolConfig `mapstructure:"spool"`
+	// Embedded configures the embedded ClickHouse engine.
+	Embedded EmbeddedConfig `mapstructure:"embedded"`
+	// Serve chooses the parts `telemetry serve` runs.
+	Serve ServeConfig `mapstructure:"serve"`
+	// OTel configures OpenTelemetry export beyond /metrics.
+	OTel obs.OTelConfig `mapstructure:"otel"`
+}
+
+// SpoolConfig turns the spool on and tunes it.
+type SpoolConfig struct {
+	// Enabled spools to the local log when Kafka is unreachable or slow,
+	// so ingest keeps accepting. Default true.
+	Enabled bool `mapstructure:"enabled"`
+	// Tuning of the spool; see collector.SpoolConfig.
+	collector.SpoolConfig `mapstructure:",squash"`
+}
+
+// EmbeddedConfig configures the embedded ClickHouse engine (libchdb.so
+// served over ClickHouse's HTTP interface).
+type EmbeddedConfig struct {
+	// Enabled runs the engine in-process; the consumer, migrations and
+	// dashboards then use it, whatever clickhouse.addr says. Default true.
+	Enabled bool `mapstructure:"enabled"`
+	// Listen is the address of its HTTP interface. Default 127.0.0.1:8123.
+	Listen string `mapstructure:"listen"`
+	// LibPath is libchdb.so; empty means $CHDB_LIB_PATH, else the cache
+	// path `make chdb` fills. Default "".
+	LibPath string `mapstructure:"lib_path"`
+}
+
+// ServeConfig chooses the parts of the pipeline `telemetry serve` runs.
+type ServeConfig struct {
+	// Ingest runs the HTTP ingest endpoints. Default true.
+	Ingest bool `mapstructure:"ingest"`
+	// Consumer runs the bus-to-ClickHouse consumer. Default true.
+	Consumer bool `mapstructure:"consumer"`
+	// Migrate applies the migrations at start. Default true.
+	Migrate bool `mapstructure:"migrate"`
+	// ShutdownTimeout bounds the whole graceful shutdown: drain requests,
+	// flush batches, commit offsets, close the log. Default 30s.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// WALDir is the local log's directory: wal.dir, else <data_dir>/wal.
+func (c Config) WALDir() string {
+	if c.WAL.Dir != "" {
+		return c.WAL.Dir
+	}
+	return filepath.Join(c.DataDir, "wal")
 }
 
 // Default returns the defaults of every field: the single place they live.
@@ -58,13 +124,49 @@ func Default() Config {
 		ClickHouse: chconn.DefaultConfig(),
 		Retention:  migrations.DefaultRetention(),
 		Consumer:   consumer.DefaultConfig(),
+
+		DataDir:  "./data",
+		Bus:      "log",
+		WAL:      walDefaults(),
+		Spool:    SpoolConfig{Enabled: true, SpoolConfig: collector.DefaultSpoolConfig()},
+		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123"},
+		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, ShutdownTimeout: 30 * time.Second},
+		OTel:     obs.DefaultOTelConfig(),
 	}
+}
+
+// walDefaults are wal's defaults with the directory left to data_dir.
+func walDefaults() wal.Config {
+	c := wal.DefaultConfig()
+	c.Dir = ""
+	c.Cursors = []string{}
+	return c
 }
 
 // Validate checks every part and names each invalid field.
 func (c Config) Validate() error {
 	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
-		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate()}
+		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate()}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: required"))
+	}
+	if c.Bus != "log" && c.Bus != "kafka" {
+		errs = append(errs, fmt.Errorf("bus: must be log or kafka, got %q", c.Bus))
+	}
+	w := c.WAL
+	w.Dir = c.WALDir()
+	errs = append(errs, w.Validate())
+	if c.Spool.Enabled {
+		errs = append(errs, c.Spool.SpoolConfig.Validate())
+	}
+	if c.Embedded.Enabled {
+		if _, _, err := net.SplitHostPort(c.Embedded.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("embedded.listen: must be host:port: %w", err))
+		}
+	}
+	if c.Serve.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("serve.shutdown_timeout: must be > 0"))
+	}
 	if !c.Dev {
 		for i, k := range c.Ingest.WriteKeys {
 			if k.Key == DevWriteKey {

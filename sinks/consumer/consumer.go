@@ -36,15 +36,18 @@ type Sink interface {
 	HighWater(ctx context.Context, topic string, partitions []int) (map[int]int64, error)
 }
 
-// reader is what the consumer needs of a kafka-go group reader.
-type reader interface {
+// Source is where the consumer reads: kafka-go's group reader, or the
+// local log (collector.LogReader) in all-in-one mode. Commit must be
+// durable when it returns.
+type Source interface {
 	FetchMessage(ctx context.Context) (kafka.Message, error)
 	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
 	Close() error
 }
 
-// messageWriter is what the consumer needs of the dead-letter writer.
-type messageWriter interface {
+// DeadLetterWriter takes messages that cannot be stored: the dead-letter
+// topic, or a local log in all-in-one mode.
+type DeadLetterWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 	Close() error
 }
@@ -85,8 +88,8 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	started  bool
-	r        reader
-	dlq      messageWriter
+	r        Source
+	dlq      DeadLetterWriter
 	ctx      context.Context // cancelled to abort retries
 	cancel   context.CancelFunc
 	stopping chan struct{} // closed by Shutdown: flush and return
@@ -110,6 +113,22 @@ func New(cfg Config, kcfg broker.Config, sink Sink, log *slog.Logger) (*Consumer
 	return &Consumer{cfg: cfg, kcfg: kcfg, sink: sink, log: log.With("component", "consumer", "topic", kcfg.EventsTopic), m: m}, nil
 }
 
+// NewWithSource returns a consumer that reads src instead of Kafka and
+// writes dead letters to dlq, with the same batching, commit-after-insert
+// and dedup. topic names src in logs.
+func NewWithSource(cfg Config, src Source, dlq DeadLetterWriter, sink Sink, log *slog.Logger) (*Consumer, error) {
+	if src == nil || dlq == nil {
+		return nil, fmt.Errorf("%w: source and dead-letter writer are required", ErrInvalidConfig)
+	}
+	c, err := New(cfg, broker.DefaultConfig(), sink, log)
+	if err != nil {
+		return nil, err
+	}
+	c.r, c.dlq = src, dlq
+	c.log = log.With("component", "consumer", "source", "local log")
+	return c, nil
+}
+
 // Start creates the topics when configured to, joins the group and starts
 // consuming in the background. ctx bounds only the start.
 func (c *Consumer) Start(ctx context.Context) error {
@@ -118,6 +137,29 @@ func (c *Consumer) Start(ctx context.Context) error {
 	if c.started {
 		return ErrStarted
 	}
+	if c.r == nil {
+		if err := c.startKafka(ctx); err != nil {
+			return err
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.stopping, c.done = make(chan struct{}), make(chan struct{})
+	c.started = true
+	msgs := make(chan kafka.Message, fetchQueue)
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.fetch(msgs) }()
+	go func() {
+		defer c.wg.Done()
+		defer close(c.done)
+		c.runErr = c.run(msgs)
+	}()
+	c.log.Info("consumer started", "group", c.cfg.GroupID, "brokers", c.kcfg.Brokers)
+	return nil
+}
+
+// startKafka makes the topics when configured to and the group reader and
+// dead-letter writer.
+func (c *Consumer) startKafka(ctx context.Context) error {
 	if c.kcfg.CreateTopics {
 		if err := broker.EnsureTopics(ctx, c.kcfg); err != nil {
 			return err
@@ -145,18 +187,6 @@ func (c *Consumer) Start(ctx context.Context) error {
 		Balancer:     &kafka.Hash{},
 		BatchTimeout: time.Millisecond,
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.stopping, c.done = make(chan struct{}), make(chan struct{})
-	c.started = true
-	msgs := make(chan kafka.Message, fetchQueue)
-	c.wg.Add(2)
-	go func() { defer c.wg.Done(); c.fetch(msgs) }()
-	go func() {
-		defer c.wg.Done()
-		defer close(c.done)
-		c.runErr = c.run(msgs)
-	}()
-	c.log.Info("consumer started", "group", c.cfg.GroupID, "brokers", c.kcfg.Brokers)
 	return nil
 }
 
