@@ -6,13 +6,19 @@ export TELEMETRY_CACHE := $(CACHE)
 GO ?= go
 BIN := bin/telemetry
 
-.PHONY: all build run test vet fmt fmt-check clean
+.PHONY: all build run run-kafka test vet fmt fmt-check clean
 all: build
 
-# run: the main job on embedded defaults: a real Kafka broker and the
-# collector on 127.0.0.1:8080 (see README for the curl to try).
-run: kafka-up build
+# run: the whole pipeline on embedded defaults, one process, no servers to
+# install: ingest on 127.0.0.1:8080, the local durable log as the bus, the
+# consumer, the embedded ClickHouse on 127.0.0.1:8123; data under ./data.
+run: chdb build
 	./$(BIN) serve
+
+# run-kafka: the same with a real Kafka broker as the bus (the local log
+# becomes the spool used when Kafka is unreachable).
+run-kafka: kafka-up chdb build
+	./$(BIN) serve --set bus=kafka
 
 # test: every test, on a fresh machine: fetches and starts what the
 # integration tests need (Kafka broker, ClickHouse engine), then runs them.

@@ -60,6 +60,9 @@ type Config struct {
 	// RateLimitPerIP bounds requests per second per client IP. Default
 	// 100/s, burst 200. Rate 0 disables it (load tests from one host).
 	RateLimitPerIP RateLimit `mapstructure:"rate_limit_per_ip"`
+	// RateLimitExempt lists CIDR prefixes exempt from the per-IP limit
+	// (a local load generator, a health checker). Default loopback only.
+	RateLimitExempt []string `mapstructure:"rate_limit_exempt"`
 	// MaxInFlight bounds requests being handled at once; above it ingest
 	// sheds load with 503 and Retry-After, so memory stays bounded by about
 	// max_inflight x max_request_bytes. Default 256.
@@ -103,6 +106,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   15 * time.Second,
 		RateLimitPerKey:   RateLimit{Rate: 5000, Burst: 10000},
 		RateLimitPerIP:    RateLimit{Rate: 100, Burst: 200},
+		RateLimitExempt:   []string{"127.0.0.0/8", "::1/128"},
 		MaxInFlight:       256,
 		MaxConnections:    10000,
 	}
@@ -136,6 +140,11 @@ func (c Config) Validate() error {
 	for i, p := range c.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
 			add(fmt.Sprintf("trusted_proxies[%d]", i), "must be an IP or CIDR prefix: %v", err)
+		}
+	}
+	for i, p := range c.RateLimitExempt {
+		if _, err := parsePrefix(p); err != nil {
+			add(fmt.Sprintf("rate_limit_exempt[%d]", i), "must be an IP or CIDR prefix: %v", err)
 		}
 	}
 	if c.MaxEventBytes <= 0 || c.MaxEventBytes > c.MaxRequestBytes {

@@ -73,6 +73,7 @@ type Server struct {
 	ua      *UAParser
 	keys    map[string]string // write key -> source
 	trusted []netip.Prefix
+	exempt  []netip.Prefix
 	mux     *http.ServeMux
 	m       *metrics
 	now     func() time.Time
@@ -112,6 +113,10 @@ func New(cfg Config, pub Publisher, log *slog.Logger) (*Server, error) {
 	for _, p := range cfg.TrustedProxies {
 		pfx, _ := parsePrefix(p)
 		s.trusted = append(s.trusted, pfx)
+	}
+	for _, p := range cfg.RateLimitExempt {
+		pfx, _ := parsePrefix(p)
+		s.exempt = append(s.exempt, pfx)
 	}
 	s.route("POST /v1/events", s.native(false))
 	s.route("POST /v1/beacon", s.native(true))
@@ -276,7 +281,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		s.tooMany(w, wait, "write key "+source)
 		return
 	}
-	if ok, wait := s.ipLimits.allow(ip.String(), ri.receivedAt); !ok {
+	if ok, wait := s.ipLimits.allow(ip.String(), ri.receivedAt); !ok && !isTrusted(ip, s.exempt) {
 		s.m.shed(r.Context(), "rate_limit_ip")
 		s.tooMany(w, wait, "client address")
 		return

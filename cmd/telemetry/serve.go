@@ -3,19 +3,21 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sora3web/telemetry/collector"
+	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/internal/obs"
+	"github.com/sora3web/telemetry/internal/pipeline"
 	"github.com/sora3web/telemetry/sdk"
 )
 
-func newServeCmd(g *globalFlags, name, short string) *cobra.Command {
+// newServeCmd runs the pipeline; only, when set, narrows the parts (the
+// ingest command runs ingest alone).
+func newServeCmd(g *globalFlags, name, short string, only func(*config.Config)) *cobra.Command {
 	return &cobra.Command{
 		Use:   name,
 		Short: short,
@@ -24,36 +26,44 @@ func newServeCmd(g *globalFlags, name, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if only != nil {
+				only(&cfg)
+			}
 			log := obs.NewLogger(cfg.Log, os.Stderr)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
-			m, err := obs.SetupMetrics()
+			stopTracing, err := obs.SetupTracing(ctx, cfg.OTel)
 			if err != nil {
 				return err
 			}
-			pub, err := collector.NewKafkaPublisher(cfg.Kafka, log)
+			m, err := obs.StartMetrics(ctx, cfg.OTel)
 			if err != nil {
 				return err
 			}
-			srv, err := collector.New(cfg.Ingest, pub, log)
+			p, err := pipeline.New(cfg, log)
 			if err != nil {
 				return err
 			}
-			srv.Mount("GET /metrics", m.Handler)
-			srv.Mount("GET /v1/sdk.js", sdk.Handler())
-			if err := pub.Start(ctx); err != nil {
-				return fmt.Errorf("starting kafka publisher: %w", err)
-			}
-			if err := srv.Start(ctx); err != nil {
+			p.Handlers["GET /metrics"] = m.Handler
+			p.Handlers["GET /v1/sdk.js"] = sdk.Handler()
+			if err := p.Start(ctx); err != nil {
 				return err
 			}
-			log.Info("telemetry started", "command", name, "ingest", srv.Addr(), "kafka", cfg.Kafka.Brokers, "dev", cfg.Dev)
 			<-ctx.Done()
-			log.Info("shutting down", "deadline", cfg.Ingest.ShutdownTimeout)
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.Ingest.ShutdownTimeout)
+			log.Info("shutting down", "deadline", cfg.Serve.ShutdownTimeout.String())
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Serve.ShutdownTimeout)
 			defer cancel()
-			return errors.Join(srv.Shutdown(sctx), pub.Shutdown(sctx), m.Shutdown(sctx))
+			err = errors.Join(p.Shutdown(sctx), stopTracing(sctx), m.Shutdown(sctx))
+			if err == nil {
+				log.Info("stopped cleanly")
+			}
+			return err
 		},
 	}
+}
+
+// ingestOnly narrows serve to the ingest endpoints (publishing to the bus).
+func ingestOnly(c *config.Config) {
+	c.Serve.Consumer, c.Serve.Migrate = false, false
 }

@@ -1,0 +1,275 @@
+// Package pipeline assembles the parts of the telemetry pipeline that one
+// process runs, from the configuration: the embedded ClickHouse engine,
+// migrations, the bus (the local log, or Kafka with a local spool), the
+// consumer and the ingest endpoints. It owns their order of start and of
+// graceful shutdown, and nothing else: each part's behaviour lives in its
+// own package.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/sora3web/telemetry/collector"
+	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/schema/migrations"
+	"github.com/sora3web/telemetry/sinks/chdb"
+	"github.com/sora3web/telemetry/sinks/chserver"
+	"github.com/sora3web/telemetry/sinks/consumer"
+	"github.com/sora3web/telemetry/sinks/consumer/chconn"
+)
+
+// Cursor names of the local log's readers.
+const (
+	consumerCursor = "clickhouse"
+)
+
+// Pipeline is the set of running parts. Build it with New, run it with
+// Start, stop it with Shutdown.
+type Pipeline struct {
+	cfg config.Config
+	log *slog.Logger
+
+	// Handlers are mounted on the ingest server before it starts (metrics,
+	// the SDK, the dashboard). Set them before Start.
+	Handlers map[string]http.Handler
+
+	engine    *chdb.Engine
+	chsrv     *chserver.Server
+	conn      driver.Conn
+	bus       *wal.Log
+	deadLog   *wal.Log
+	publisher collector.Publisher
+	kafkaPub  *collector.KafkaPublisher
+	spool     *collector.SpoolPublisher
+	consumer  *consumer.Consumer
+	ingest    *collector.Server
+}
+
+// New checks cfg and prepares a pipeline; it does no I/O.
+func New(cfg config.Config, log *slog.Logger) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Pipeline{cfg: cfg, log: log, Handlers: map[string]http.Handler{}}, nil
+}
+
+// ClickHouseConfig is the connection the consumer and migrations use: the
+// embedded engine's HTTP interface when it is enabled, else clickhouse.*.
+func (p *Pipeline) ClickHouseConfig() chconn.Config {
+	c := p.cfg.ClickHouse
+	if p.cfg.Embedded.Enabled {
+		c.Protocol, c.Addr, c.Password = "http", []string{p.cfg.Embedded.Listen}, ""
+		if p.chsrv != nil {
+			if addr, err := p.chsrv.Addr(); err == nil {
+				c.Addr = []string{addr}
+			}
+		}
+	}
+	return c
+}
+
+// Conn is the ClickHouse connection, after Start (nil when no part needs it).
+func (p *Pipeline) Conn() driver.Conn { return p.conn }
+
+// IngestAddr is the ingest server's address, after Start.
+func (p *Pipeline) IngestAddr() string {
+	if p.ingest == nil {
+		return ""
+	}
+	return p.ingest.Addr()
+}
+
+// Start brings the parts up in order: engine, migrations, bus, consumer,
+// ingest. On error it stops what it started.
+func (p *Pipeline) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = p.Shutdown(context.WithoutCancel(ctx))
+		}
+	}()
+	s := p.cfg.Serve
+	if p.cfg.Embedded.Enabled && (s.Consumer || s.Migrate) {
+		if err := p.startEngine(ctx); err != nil {
+			return err
+		}
+	}
+	if s.Consumer || s.Migrate {
+		if p.conn, err = chconn.Open(p.ClickHouseConfig()); err != nil {
+			return err
+		}
+	}
+	if s.Migrate {
+		if err := p.migrate(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.startBus(ctx); err != nil {
+		return err
+	}
+	if s.Consumer {
+		if err := p.startConsumer(ctx); err != nil {
+			return err
+		}
+	}
+	if s.Ingest {
+		if p.ingest, err = collector.New(p.cfg.Ingest, p.publisher, p.log); err != nil {
+			return err
+		}
+		for pattern, h := range p.Handlers {
+			p.ingest.Mount(pattern, h)
+		}
+		if err := p.ingest.Start(ctx); err != nil {
+			return err
+		}
+	}
+	p.log.Info("pipeline started", "bus", p.cfg.Bus, "ingest", p.IngestAddr(), "embedded_clickhouse", p.cfg.Embedded.Enabled,
+		"consumer", s.Consumer, "data_dir", p.cfg.DataDir)
+	return nil
+}
+
+func (p *Pipeline) startEngine(ctx context.Context) error {
+	dir := filepath.Join(p.cfg.DataDir, "clickhouse")
+	engine, err := chdb.Open(chdb.Config{Path: dir, LibPath: p.cfg.Embedded.LibPath})
+	if err != nil {
+		return fmt.Errorf("opening the embedded ClickHouse engine in %s (run `make chdb` to fetch libchdb.so): %w", dir, err)
+	}
+	p.engine = engine
+	srv, err := chserver.New(chserver.Config{Listen: p.cfg.Embedded.Listen, DataDir: dir, User: p.cfg.ClickHouse.User, Logger: p.log}, engine)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return fmt.Errorf("starting the embedded ClickHouse HTTP interface on %s: %w", p.cfg.Embedded.Listen, err)
+	}
+	p.chsrv = srv
+	addr, _ := srv.Addr()
+	p.log.Info("embedded ClickHouse serving", "addr", addr, "data", dir)
+	return nil
+}
+
+func (p *Pipeline) migrate(ctx context.Context) error {
+	m, err := migrations.New(p.conn, migrations.Options{Database: p.cfg.ClickHouse.Database, Cluster: p.cfg.ClickHouse.Cluster, Retention: p.cfg.Retention})
+	if err != nil {
+		return err
+	}
+	plan, err := m.Apply(ctx)
+	if err != nil {
+		return fmt.Errorf("applying migrations: %w", err)
+	}
+	p.log.Info("migrations applied", "new", len(plan.Migrations), "retention_changes", len(plan.Retention))
+	return nil
+}
+
+// startBus opens the local log and the publisher the bus mode needs.
+func (p *Pipeline) startBus(ctx context.Context) error {
+	wcfg := p.cfg.WAL
+	wcfg.Dir = p.cfg.WALDir()
+	needLog := p.cfg.Bus == "log" || p.cfg.Spool.Enabled
+	if needLog {
+		if p.cfg.Bus == "log" && p.cfg.Serve.Consumer {
+			wcfg.Cursors = append(wcfg.Cursors, consumerCursor)
+		}
+		l, err := wal.Open(wcfg, p.log.With("wal", "bus"))
+		if err != nil {
+			return fmt.Errorf("opening the local log: %w", err)
+		}
+		p.bus = l
+	}
+	if p.cfg.Bus == "log" {
+		p.publisher = collector.NewLogPublisher(p.bus)
+		return nil
+	}
+	kp, err := collector.NewKafkaPublisher(p.cfg.Kafka, p.log)
+	if err != nil {
+		return err
+	}
+	if err := kp.Start(ctx); err != nil {
+		return err
+	}
+	p.kafkaPub, p.publisher = kp, kp
+	if p.cfg.Spool.Enabled {
+		sp, err := collector.NewSpoolPublisher(p.cfg.Spool.SpoolConfig, kp, p.bus, p.log.With("component", "spool"))
+		if err != nil {
+			return err
+		}
+		if err := sp.Start(ctx); err != nil {
+			return err
+		}
+		p.spool, p.publisher = sp, sp
+	}
+	return nil
+}
+
+func (p *Pipeline) startConsumer(ctx context.Context) error {
+	sink := consumer.NewClickHouseSink(p.conn, p.cfg.ClickHouse.Database)
+	var err error
+	if p.cfg.Bus == "log" {
+		topic, terr := collector.BusTopic(p.cfg.DataDir)
+		if terr != nil {
+			return terr
+		}
+		src, rerr := collector.NewLogReader(p.bus, consumerCursor, topic)
+		if rerr != nil {
+			return rerr
+		}
+		dcfg := wal.DefaultConfig()
+		dcfg.Dir = filepath.Join(p.cfg.DataDir, "dead-letters")
+		if p.deadLog, err = wal.Open(dcfg, p.log.With("wal", "dead-letters")); err != nil {
+			return fmt.Errorf("opening the dead-letter log: %w", err)
+		}
+		p.consumer, err = consumer.NewWithSource(p.cfg.Consumer, src, collector.NewLogWriter(p.deadLog), sink, p.log)
+	} else {
+		p.consumer, err = consumer.New(p.cfg.Consumer, p.cfg.Kafka, sink, p.log)
+	}
+	if err != nil {
+		return err
+	}
+	return p.consumer.Start(ctx)
+}
+
+// Shutdown stops in reverse order within ctx: stop accepting and drain
+// in-flight requests (each finishes its durable publish), stop the spool
+// forwarder, flush the consumer's batch and commit, close the logs, then
+// the engine.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	var errs []error
+	if p.ingest != nil {
+		errs = append(errs, p.ingest.Shutdown(ctx))
+	}
+	if p.spool != nil {
+		errs = append(errs, p.spool.Shutdown(ctx))
+	}
+	if p.kafkaPub != nil {
+		errs = append(errs, p.kafkaPub.Shutdown(ctx))
+	}
+	if p.consumer != nil {
+		if err := p.consumer.Shutdown(ctx); err != nil && !errors.Is(err, consumer.ErrNotStarted) {
+			errs = append(errs, err)
+		}
+	}
+	if p.bus != nil {
+		errs = append(errs, p.bus.Close())
+	}
+	if p.deadLog != nil {
+		errs = append(errs, p.deadLog.Close())
+	}
+	if p.conn != nil {
+		errs = append(errs, p.conn.Close())
+	}
+	if p.chsrv != nil {
+		errs = append(errs, p.chsrv.Shutdown(ctx))
+	}
+	if p.engine != nil {
+		errs = append(errs, p.engine.Close())
+	}
+	p.ingest, p.spool, p.kafkaPub, p.consumer, p.bus, p.deadLog, p.conn, p.chsrv, p.engine = nil, nil, nil, nil, nil, nil, nil, nil, nil
+	return errors.Join(errs...)
+}
