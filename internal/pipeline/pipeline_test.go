@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/gen"
+	"github.com/sora3web/telemetry/schema"
+)
+
+// allInOne returns the default config with every address on a free port
+// and all data in a temporary directory.
+func allInOne(t *testing.T) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Ingest.Listen = "127.0.0.1:0"
+	cfg.Embedded.Listen = "127.0.0.1:0"
+	cfg.Consumer.BatchInterval = 200 * time.Millisecond
+	return cfg
+}
+
+func query(t *testing.T, p *Pipeline, sql string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.ClickHouseConfig().Addr[0] + "/?query=" + url.QueryEscape(sql))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %d %s", sql, resp.StatusCode, b)
+	}
+	return strings.TrimRight(string(b), "\n")
+}
+
+// TestAllInOneEventsBecomeRowsAndSurviveARestart runs the default
+// pipeline in-process: HTTP in, rows out of the embedded ClickHouse, then a
+// graceful stop and a start on the same data directory.
+func TestAllInOneEventsBecomeRowsAndSurviveARestart(t *testing.T) {
+	cfg := allInOne(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g := gen.New(42, 200)
+	g.Now = func() time.Time { return time.Now() }
+	var sent []schema.Event
+	for i := 0; i < 300; i++ {
+		ev := g.Event()
+		t := true
+		ev.Consent.Analytics = &t
+		sent = append(sent, ev)
+	}
+	post := func(p *Pipeline, evs []schema.Event) {
+		body, _ := json.Marshal(map[string]any{"events": evs})
+		req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("ingest: %d %s", resp.StatusCode, b)
+		}
+	}
+	post(p, sent[:150])
+	waitRows(t, p, 150)
+
+	one := sent[0]
+	row := query(t, p, fmt.Sprintf("SELECT type, plan, quality, resolution, aspect_ratio, user_id, prompt FROM telemetry.events WHERE event_id = '%s' FORMAT TSV", one.EventID))
+	want := strings.Join([]string{one.Type, one.Plan, one.Properties.Quality, one.Properties.Resolution, one.Properties.AspectRatio, one.UserID, one.Properties.Prompt}, "\t")
+	if row != want {
+		t.Fatalf("row of %s:\n got %q\nwant %q", one.EventID, row, want)
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.Shutdown(sctx); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	p2, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Start(ctx); err != nil {
+		t.Fatalf("restart on the same data: %v", err)
+	}
+	defer p2.Shutdown(context.Background())
+	post(p2, sent[150:])
+	post(p2, sent[:10]) // a client resend of events already stored
+	waitRows(t, p2, 300)
+	if got := query(t, p2, "SELECT count() FROM telemetry.events FINAL"); got != "300" {
+		t.Fatalf("rows after restart and resend: %s, want 300", got)
+	}
+}
+
+func waitRows(t *testing.T, p *Pipeline, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := query(t, p, "SELECT uniqExact(event_id) FROM telemetry.events")
+		if got == fmt.Sprint(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s distinct events stored after 30s, want %d", got, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
