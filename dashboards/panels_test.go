@@ -1,0 +1,623 @@
+package dashboards
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sora3web/telemetry/schema"
+)
+
+// scenario is one setting of the dashboards' time range and variables.
+type scenario struct {
+	name                      string
+	from, to                  time.Time
+	interval                  time.Duration
+	plans, qualities, browser []string // nil: All
+	session                   string
+}
+
+func (s scenario) params(d *Dashboard) Params {
+	vars := map[string][]string{"plan": s.plans, "quality": s.qualities, "browser": s.browser, "session": {s.session}}
+	return Params{From: s.from, To: s.to, Interval: s.interval, Vars: vars, Options: d.Options()}
+}
+
+// Predicates mirroring the panels' WHERE clauses.
+func in(set []string, v string) bool { return set == nil || slices.Contains(set, v) }
+func (s scenario) dayIn(e *schema.Enriched) bool {
+	d := e.Timestamp.UTC().Truncate(24 * time.Hour)
+	return !d.Before(s.from.UTC().Truncate(24*time.Hour)) && !d.After(s.to.UTC().Truncate(24*time.Hour))
+}
+func (s scenario) tsIn(e *schema.Enriched) bool {
+	return !e.Timestamp.Before(s.from) && !e.Timestamp.After(s.to)
+}
+func (s scenario) pb(e *schema.Enriched) bool {
+	return in(s.plans, e.Plan) && in(s.browser, e.Device.Browser)
+}
+func (s scenario) pqb(e *schema.Enriched) bool { return s.pb(e) && in(s.qualities, e.Properties.Quality) }
+func notBot(e *schema.Enriched) bool          { return e.Device.Class != "bot" }
+func isType(types ...string) func(*schema.Enriched) bool {
+	return func(e *schema.Enriched) bool { return slices.Contains(types, e.Type) }
+}
+func isError(e *schema.Enriched) bool {
+	return e.Type == schema.TypeClientError || e.Type == schema.TypeGenerationFailed
+}
+
+// uid is the rollup's user: user_id, else anonymous_id, else none.
+func uid(e *schema.Enriched) string {
+	if e.UserID != "" {
+		return e.UserID
+	}
+	return e.AnonymousID
+}
+
+func where(events []schema.Enriched, preds ...func(*schema.Enriched) bool) []*schema.Enriched {
+	var out []*schema.Enriched
+next:
+	for i := range events {
+		for _, p := range preds {
+			if !p(&events[i]) {
+				continue next
+			}
+		}
+		out = append(out, &events[i])
+	}
+	return out
+}
+
+// group is an ordered group-by over events.
+type group struct {
+	keys []string
+	rows map[string][]*schema.Enriched
+}
+
+func groupBy(es []*schema.Enriched, key func(*schema.Enriched) string) *group {
+	g := &group{rows: map[string][]*schema.Enriched{}}
+	for _, e := range es {
+		k := key(e)
+		if _, ok := g.rows[k]; !ok {
+			g.keys = append(g.keys, k)
+		}
+		g.rows[k] = append(g.rows[k], e)
+	}
+	return g
+}
+
+func day(e *schema.Enriched) time.Time { return e.Timestamp.UTC().Truncate(24 * time.Hour) }
+func week(e *schema.Enriched) time.Time {
+	d := day(e)
+	return d.AddDate(0, 0, -((int(d.Weekday()) + 6) % 7))
+}
+func month(e *schema.Enriched) time.Time {
+	t := e.Timestamp.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+func tkey(t time.Time) string { return t.Format(time.RFC3339) }
+func ptime(k string) time.Time {
+	t, _ := time.Parse(time.RFC3339, k)
+	return t
+}
+
+func count(es []*schema.Enriched, p func(*schema.Enriched) bool) float64 {
+	n := 0.0
+	for _, e := range es {
+		if p == nil || p(e) {
+			n++
+		}
+	}
+	return n
+}
+
+func users(es []*schema.Enriched) float64 {
+	set := map[string]bool{}
+	for _, e := range es {
+		if u := uid(e); u != "" {
+			set[u] = true
+		}
+	}
+	return float64(len(set))
+}
+
+func ratio(a, b float64) any {
+	if b == 0 {
+		return nil
+	}
+	return a / b
+}
+
+func sortRows(rows [][]any, less func(a, b []any) bool) [][]any {
+	sort.SliceStable(rows, func(i, j int) bool { return less(rows[i], rows[j]) })
+	return rows
+}
+
+// byKey orders rows by the string (or time) columns idx, ascending.
+func byCols(idx ...int) func(a, b []any) bool {
+	return func(a, b []any) bool {
+		for _, i := range idx {
+			x, y := fmt.Sprint(a[i]), fmt.Sprint(b[i])
+			if ta, ok := a[i].(time.Time); ok {
+				x, y = tkey(ta), tkey(b[i].(time.Time))
+			}
+			if x != y {
+				return x < y
+			}
+		}
+		return false
+	}
+}
+
+// byCountDesc orders by the number in column n descending, then the
+// string in column k.
+func byCountDesc(n int, k ...int) func(a, b []any) bool {
+	return func(a, b []any) bool {
+		if a[n].(float64) != b[n].(float64) {
+			return a[n].(float64) > b[n].(float64)
+		}
+		return byCols(k...)(a, b)
+	}
+}
+
+func enumOrder(col int, enum []string) func(a, b []any) bool {
+	return func(a, b []any) bool {
+		return slices.Index(enum, a[col].(string)) < slices.Index(enum, b[col].(string))
+	}
+}
+
+// interpolated is ClickHouse's quantile over all values (a reservoir not
+// yet full): linear interpolation at level*(n-1); it returns the range the
+// answer must fall in.
+func interpolated(sorted []float64, level float64) (lo, hi float64) {
+	x := level * float64(len(sorted)-1)
+	return sorted[int(math.Floor(x))], sorted[int(math.Ceil(x))]
+}
+
+// exact is ClickHouse's quantileExact: the element at level*n of the sorted values.
+func exact(sorted []float64, level float64) float64 {
+	return sorted[min(int(level*float64(len(sorted))), len(sorted)-1)]
+}
+
+func latencies(es []*schema.Enriched) []float64 {
+	var out []float64
+	for _, e := range es {
+		if e.Properties.LatencyMS > 0 {
+			out = append(out, float64(e.Properties.LatencyMS))
+		}
+	}
+	sort.Float64s(out)
+	return out
+}
+
+// check compares a result against expected rows, with a tolerance per
+// column (absolute; 0 means exact) or a custom check.
+type expectation struct {
+	columns []string
+	rows    [][]any
+	tol     map[int]float64
+	// within, when set, replaces the value comparison of column i with a
+	// range check [lo, hi] taken from rows[r][i] as [2]float64.
+	within map[int]bool
+}
+
+// expected holds, per panel key, the expected answer in a scenario computed
+// from the seeded events in Go.
+var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
+	"product-1": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(day(e)) + "|" + e.Plan + " / " + e.Properties.Quality })
+		var rows [][]any
+		for _, k := range g.keys {
+			t, series, _ := strings.Cut(k, "|")
+			rows = append(rows, []any{ptime(t), series, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{"time", "series", "generations"}, rows: sortRows(rows, byCols(0, 1))}
+	},
+	"product-2": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.Resolution })
+		var rows [][]any
+		for _, k := range g.keys {
+			rows = append(rows, []any{k, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{"resolution", "generations"}, rows: sortRows(rows, enumOrder(0, schema.Resolutions))}
+	},
+	"product-3": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.AspectRatio })
+		var rows [][]any
+		for _, k := range g.keys {
+			rows = append(rows, []any{k, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{"aspect_ratio", "generations"}, rows: sortRows(rows, byCountDesc(1, 0))}
+	},
+	"product-4": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		share := ratio(count(es, func(e *schema.Enriched) bool { return e.Properties.Resolution == "2160p" }), float64(len(es)))
+		return expectation{columns: []string{"share_2160p"}, rows: [][]any{{share}}, tol: map[int]float64{0: 1e-12}}
+	},
+	"product-5": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, notBot, s.pqb)
+		r := ratio(count(es, isType(schema.TypeVideoDownloaded)), count(es, isType(schema.TypeGenerationCompleted)))
+		return expectation{columns: []string{"downloads_per_completed"}, rows: [][]any{{r}}, tol: map[int]float64{0: 1e-12}}
+	},
+	"product-6": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return fmt.Sprint(int(math.Floor(e.Properties.DurationS))) })
+		var rows [][]any
+		for _, k := range g.keys {
+			rows = append(rows, []any{k, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{"seconds", "generations"}, rows: sortRows(rows, func(a, b []any) bool {
+			return len(a[0].(string)) < len(b[0].(string)) || (len(a[0].(string)) == len(b[0].(string)) && a[0].(string) < b[0].(string))
+		})}
+	},
+	"product-7": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested, schema.TypeGenerationCompleted, schema.TypeGenerationFailed), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(day(e)) })
+		var rows [][]any
+		for _, k := range g.keys {
+			r := g.rows[k]
+			req := count(r, isType(schema.TypeGenerationRequested))
+			rows = append(rows, []any{ptime(k), ratio(count(r, isType(schema.TypeGenerationCompleted)), req), ratio(count(r, isType(schema.TypeGenerationFailed)), req)})
+		}
+		return expectation{columns: []string{"time", "completion_rate", "failure_rate"}, rows: sortRows(rows, byCols(0)), tol: map[int]float64{1: 1e-12, 2: 1e-12}}
+	},
+	"product-8": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, isType(schema.TypeGenerationCompleted), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.Quality })
+		var rows [][]any
+		for _, k := range g.keys {
+			l := latencies(g.rows[k])
+			row := []any{k}
+			for _, lv := range []float64{0.5, 0.9, 0.99} {
+				lo, hi := interpolated(l, lv)
+				row = append(row, [2]float64{math.Round(lo) - 1, math.Round(hi) + 1})
+			}
+			rows = append(rows, row)
+		}
+		return expectation{columns: []string{"quality", "p50_ms", "p90_ms", "p99_ms"}, rows: sortRows(rows, enumOrder(0, schema.Qualities)),
+			within: map[int]bool{1: true, 2: true, 3: true}}
+	},
+	"product-9": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isType(schema.TypeGenerationCompleted), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.Quality })
+		var rows [][]any
+		for _, k := range g.keys {
+			l := latencies(g.rows[k])
+			rows = append(rows, []any{k, exact(l, 0.5), exact(l, 0.95)})
+		}
+		return expectation{columns: []string{"quality", "p50_ms", "p95_ms"}, rows: sortRows(rows, enumOrder(0, schema.Qualities))}
+	},
+	"product-10": func(s scenario, ev []schema.Enriched) expectation {
+		lower := s.to.Add(-30 * 24 * time.Hour)
+		if s.from.After(lower) {
+			lower = s.from
+		}
+		es := where(ev, func(e *schema.Enriched) bool { return e.Timestamp.After(lower) && !e.Timestamp.After(s.to) }, notBot, s.pb)
+		after := func(d time.Duration) []*schema.Enriched {
+			var out []*schema.Enriched
+			for _, e := range es {
+				if e.Timestamp.After(s.to.Add(-d)) {
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+		dau, wau, mau := users(after(24*time.Hour)), users(after(7*24*time.Hour)), users(es)
+		var stick any
+		if mau > 0 {
+			stick = math.Round(dau/mau*1e4) / 1e4
+		}
+		return expectation{columns: []string{"dau", "wau", "mau", "dau_per_mau"}, rows: [][]any{{dau, wau, mau, stick}}, tol: map[int]float64{3: 1e-9}}
+	},
+	"product-11": activeUsers("dau", day),
+	"product-12": activeUsers("wau", week),
+	"product-13": activeUsers("mau", month),
+	"product-14": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isType(schema.TypeGenerationRequested), func(e *schema.Enriched) bool { return !e.OptedOut }, notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(week(e)) + "|" + e.Plan })
+		var rows [][]any
+		for _, k := range g.keys {
+			t, plan, _ := strings.Cut(k, "|")
+			rows = append(rows, []any{ptime(t), plan, float64(len(g.rows[k])) / users(g.rows[k])})
+		}
+		return expectation{columns: []string{"time", "plan", "generations_per_user"}, rows: sortRows(rows, byCols(0, 1)), tol: map[int]float64{2: 1e-12}}
+	},
+	"product-15": clients("device_class", func(e *schema.Enriched) string { return e.Device.Class }),
+	"product-16": clients("device_os", func(e *schema.Enriched) string { return e.Device.OS }),
+	"product-17": clients("device_browser", func(e *schema.Enriched) string { return e.Device.Browser }),
+
+	"errors-1": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isError, s.pb)
+		secs := int64(s.interval.Seconds())
+		g := groupBy(es, func(e *schema.Enriched) string {
+			u := e.Timestamp.Unix()
+			return tkey(time.Unix(u-u%secs, 0).UTC()) + "|" + e.Properties.ErrorCode
+		})
+		var rows [][]any
+		for _, k := range g.keys {
+			t, code, _ := strings.Cut(k, "|")
+			rows = append(rows, []any{ptime(t), code, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{"time", "error_code", "errors"}, rows: sortRows(rows, byCols(0, 1))}
+	},
+	"errors-2": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, s.pb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(day(e)) })
+		var rows [][]any
+		for _, k := range g.keys {
+			r := g.rows[k]
+			rows = append(rows, []any{ptime(k), ratio(count(r, isError)*1000, float64(len(r)))})
+		}
+		return expectation{columns: []string{"time", "errors_per_1000_events"}, rows: sortRows(rows, byCols(0)), tol: map[int]float64{1: 1e-9}}
+	},
+	"errors-3": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isError, s.pb)
+		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.ErrorCode + "\x00" + e.Properties.ErrorMessage })
+		var rows [][]any
+		for _, k := range g.keys {
+			code, msg, _ := strings.Cut(k, "\x00")
+			sessions := map[string]bool{}
+			var last time.Time
+			for _, e := range g.rows[k] {
+				if e.SessionID != "" {
+					sessions[e.SessionID] = true
+				}
+				if e.Timestamp.After(last) {
+					last = e.Timestamp.UTC()
+				}
+			}
+			rows = append(rows, []any{code, msg, float64(len(g.rows[k])), float64(len(sessions)), last})
+		}
+		rows = sortRows(rows, byCountDesc(2, 0, 1))
+		return expectation{columns: []string{"error_code", "error_message", "errors", "sessions", "last_seen"}, rows: rows[:min(20, len(rows))]}
+	},
+	"errors-4": errorsBy("browser", func(e *schema.Enriched) string { return e.Device.Browser }),
+	"errors-5": errorsBy("os", func(e *schema.Enriched) string { return e.Device.OS }),
+	"errors-6": errorsBy("app_version", func(e *schema.Enriched) string { return e.Context.AppVersion }),
+	"errors-7": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested, schema.TypeGenerationFailed), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.Quality + "|" + e.Properties.Resolution })
+		var rows [][]any
+		for _, k := range g.keys {
+			q, r, _ := strings.Cut(k, "|")
+			failed, req := count(g.rows[k], isType(schema.TypeGenerationFailed)), count(g.rows[k], isType(schema.TypeGenerationRequested))
+			rows = append(rows, []any{q, r, failed, req, ratio(failed, req)})
+		}
+		return expectation{columns: []string{"quality", "resolution", "failed", "requested", "failure_rate"}, rows: sortRows(rows, func(a, b []any) bool {
+			qa, qb := slices.Index(schema.Qualities, a[0].(string)), slices.Index(schema.Qualities, b[0].(string))
+			if qa != qb {
+				return qa < qb
+			}
+			return slices.Index(schema.Resolutions, a[1].(string)) < slices.Index(schema.Resolutions, b[1].(string))
+		}), tol: map[int]float64{4: 1e-12}}
+	},
+	"errors-8": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isError, s.pb)
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Timestamp.After(es[j].Timestamp) })
+		var rows [][]any
+		for _, e := range es[:min(100, len(es))] {
+			p := e.Properties
+			rows = append(rows, []any{e.Timestamp.UTC(), e.Type, p.ErrorCode, p.ErrorMessage, p.ErrorStack, e.Device.Browser, e.Device.OS, e.Context.AppVersion, e.Plan, e.SessionID})
+		}
+		return expectation{columns: []string{"timestamp", "type", "error_code", "error_message", "error_stack", "browser", "os", "app_version", "plan", "session_id"}, rows: rows}
+	},
+	"errors-9": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, func(e *schema.Enriched) bool { return e.SessionID != "" && e.SessionID == s.session })
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Timestamp.Before(es[j].Timestamp) })
+		var rows [][]any
+		for _, e := range es {
+			p := e.Properties
+			rows = append(rows, []any{e.Timestamp.UTC(), e.Type, e.Plan, p.Quality, p.Resolution, p.ErrorCode, p.ErrorMessage, e.Context.PageURL, e.Device.Browser})
+		}
+		return expectation{columns: []string{"timestamp", "type", "plan", "quality", "resolution", "error_code", "error_message", "page_url", "browser"}, rows: rows}
+	},
+}
+
+func activeUsers(col string, bucket func(*schema.Enriched) time.Time) func(s scenario, ev []schema.Enriched) expectation {
+	return func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, notBot, s.pb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(bucket(e)) + "|" + e.Plan })
+		var rows [][]any
+		for _, k := range g.keys {
+			t, plan, _ := strings.Cut(k, "|")
+			rows = append(rows, []any{ptime(t), plan, users(g.rows[k])})
+		}
+		return expectation{columns: []string{"time", "plan", col}, rows: sortRows(rows, byCols(0, 1))}
+	}
+}
+
+func clients(col string, key func(*schema.Enriched) string) func(s scenario, ev []schema.Enriched) expectation {
+	return func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.dayIn, s.pb)
+		g := groupBy(es, key)
+		var rows [][]any
+		for _, k := range g.keys {
+			rows = append(rows, []any{k, users(g.rows[k]), float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{col, "users", "events"}, rows: sortRows(rows, byCountDesc(1, 0))}
+	}
+}
+
+func errorsBy(col string, key func(*schema.Enriched) string) func(s scenario, ev []schema.Enriched) expectation {
+	return func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isError, s.pb)
+		g := groupBy(es, key)
+		var rows [][]any
+		for _, k := range g.keys {
+			rows = append(rows, []any{k, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{col, "errors"}, rows: sortRows(rows, byCountDesc(1, 0))}
+	}
+}
+
+// scenarios: the whole seeded window with every variable on All, and a
+// window cut inside days with every variable narrowed.
+func scenarios(ev []schema.Enriched) []scenario {
+	scs := []scenario{
+		{name: "all", from: seedFrom, to: seedTo, interval: 6 * time.Hour},
+		{name: "filtered", from: seedFrom.Add(7*24*time.Hour + 5*time.Hour), to: seedFrom.Add(20*24*time.Hour + 3*time.Hour + 30*time.Minute),
+			interval: time.Hour, plans: []string{"pro"}, qualities: []string{"pro", "uhd"}, browser: []string{"Chrome", "Mobile Safari", "Firefox"}},
+	}
+	for i := range scs {
+		scs[i].session = busiestErrorSession(ev, &scs[i])
+	}
+	return scs
+}
+
+// busiestErrorSession picks, among the sessions with an error in the
+// scenario's range, the one with the most events in it (the session a
+// user would follow from Latest errors).
+func busiestErrorSession(ev []schema.Enriched, s *scenario) string {
+	n := map[string]int{}
+	withError := map[string]bool{}
+	for _, e := range where(ev, s.tsIn) {
+		if e.SessionID == "" {
+			continue
+		}
+		n[e.SessionID]++
+		if isError(e) {
+			withError[e.SessionID] = true
+		}
+	}
+	best := ""
+	for id := range withError {
+		if best == "" || n[id] > n[best] || (n[id] == n[best] && id < best) {
+			best = id
+		}
+	}
+	return best
+}
+
+// TestPanelsOnSeededData runs every ClickHouse query of every dashboard,
+// expanded as Grafana would, on the embedded engine over the seeded events
+// and compares the answer with what the seed implies.
+func TestPanelsOnSeededData(t *testing.T) {
+	conn, ev := seed(t)
+	ds, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, err := ClickHouseQueries(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) < 20 {
+		t.Fatalf("only %d ClickHouse panels", len(qs))
+	}
+	seen := map[string]bool{}
+	for _, sc := range scenarios(ev) {
+		for _, q := range qs {
+			seen[q.Key] = true
+			t.Run(sc.name+"/"+q.Key, func(t *testing.T) {
+				want, ok := expected[q.Key]
+				if !ok {
+					t.Fatalf("panel %s %q has no expectation: add one to expected", q.Key, q.Panel.Title)
+				}
+				sql, err := Expand(q.Target.RawSQL, sc.params(q.Dashboard))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Run(context.Background(), conn, sql, 0)
+				if err != nil {
+					t.Fatalf("%v\n%s", err, sql)
+				}
+				exp := want(sc, ev)
+				if len(exp.rows) == 0 {
+					t.Fatalf("the seed implies no rows for %s in scenario %s: the test would prove nothing", q.Key, sc.name)
+				}
+				compare(t, res, exp, sql)
+			})
+		}
+	}
+	for k := range expected {
+		if !seen[k] {
+			t.Errorf("expectation %s matches no panel", k)
+		}
+	}
+}
+
+func compare(t *testing.T, res *Result, exp expectation, sql string) {
+	t.Helper()
+	var cols []string
+	for _, c := range res.Columns {
+		cols = append(cols, c.Name)
+	}
+	if !slices.Equal(cols, exp.columns) {
+		t.Fatalf("columns %v, want %v", cols, exp.columns)
+	}
+	if len(res.Rows) != len(exp.rows) {
+		t.Fatalf("%d rows, want %d\ngot first %v\nwant first %v\n%s", len(res.Rows), len(exp.rows), head(res.Rows), head(exp.rows), sql)
+	}
+	for i := range exp.rows {
+		for j, w := range exp.rows[i] {
+			g := res.Rows[i][j]
+			if !valueOK(g, w, exp.tol[j], exp.within[j]) {
+				t.Fatalf("row %d column %s = %v (%T), want %v\nrow %v\nwant %v", i, cols[j], g, g, w, res.Rows[i], exp.rows[i])
+			}
+		}
+	}
+}
+
+func head(rows [][]any) [][]any { return rows[:min(3, len(rows))] }
+
+func valueOK(got, want any, tol float64, within bool) bool {
+	if within {
+		r, g := want.([2]float64), got.(float64)
+		return g >= r[0] && g <= r[1]
+	}
+	switch w := want.(type) {
+	case nil:
+		return got == nil
+	case float64:
+		g, ok := got.(float64)
+		return ok && math.Abs(g-w) <= tol
+	case time.Time:
+		g, ok := got.(time.Time)
+		return ok && g.Equal(w)
+	}
+	return got == want
+}
+
+// TestBrowserVariableQuery runs the browser variable's query.
+func TestBrowserVariableQuery(t *testing.T) {
+	conn, ev := seed(t)
+	ds, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		for _, v := range d.Templating.List {
+			if v.Name != "browser" {
+				continue
+			}
+			sql, err := Expand(v.Query.(string), Params{From: seedFrom, To: seedTo, Options: d.Options()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(context.Background(), conn, sql, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want []string
+			for _, r := range res.Rows {
+				got = append(got, r[0].(string))
+			}
+			set := map[string]bool{}
+			for _, e := range ev {
+				if e.Device.Browser != "" && !set[e.Device.Browser] {
+					set[e.Device.Browser] = true
+					want = append(want, e.Device.Browser)
+				}
+			}
+			sort.Strings(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: browsers %v, want %v", d.File, got, want)
+			}
+		}
+	}
+}
