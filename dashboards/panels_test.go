@@ -39,8 +39,10 @@ func (s scenario) tsIn(e *schema.Enriched) bool {
 func (s scenario) pb(e *schema.Enriched) bool {
 	return in(s.plans, e.Plan) && in(s.browser, e.Device.Browser)
 }
-func (s scenario) pqb(e *schema.Enriched) bool { return s.pb(e) && in(s.qualities, e.Properties.Quality) }
-func notBot(e *schema.Enriched) bool          { return e.Device.Class != "bot" }
+func (s scenario) pqb(e *schema.Enriched) bool {
+	return s.pb(e) && in(s.qualities, e.Properties.Quality)
+}
+func notBot(e *schema.Enriched) bool { return e.Device.Class != "bot" }
 func isType(types ...string) func(*schema.Enriched) bool {
 	return func(e *schema.Enriched) bool { return slices.Contains(types, e.Type) }
 }
