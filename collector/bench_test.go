@@ -19,6 +19,8 @@ func BenchmarkDecodeValidateEnrich(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	scrub, _ := NewScrubber(DefaultScrubConfig())
+	enr := &enricher{ua: ua, scrub: scrub}
 	raws, err := splitBatch(mustJSON(b, event()), false, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -39,7 +41,7 @@ func BenchmarkDecodeValidateEnrich(b *testing.B) {
 		if fes := schema.Validate(&ev, cfg.Limits); fes != nil {
 			b.Fatal(fes)
 		}
-		out, _ := ua.enrich(&ev, ri)
+		out, _ := enr.enrich(&ev, ri)
 		if _, err := fastjson.Marshal(&out); err != nil {
 			b.Fatal(err)
 		}

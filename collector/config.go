@@ -39,6 +39,9 @@ type Config struct {
 	MaxDepth int `mapstructure:"max_depth"`
 	// Limits bounds field lengths; see schema.Limits.
 	Limits schema.Limits `mapstructure:"limits"`
+	// Scrub configures what is removed from error messages, stacks and URLs
+	// before publishing.
+	Scrub ScrubConfig `mapstructure:"scrub"`
 	// UACacheSize is the number of parsed user agents kept. Default 10000.
 	UACacheSize int `mapstructure:"ua_cache_size"`
 	// PublishTimeout bounds how long a request waits for Kafka to
@@ -97,6 +100,7 @@ func DefaultConfig() Config {
 		MaxBatchEvents:    500,
 		MaxDepth:          8,
 		Limits:            schema.DefaultLimits(),
+		Scrub:             DefaultScrubConfig(),
 		UACacheSize:       10000,
 		PublishTimeout:    5 * time.Second,
 		RetryAfter:        5 * time.Second,
@@ -161,6 +165,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("ingest.limits.%w", err))
+	}
+	if err := c.Scrub.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.UACacheSize <= 0 {
 		add("ua_cache_size", "must be > 0")

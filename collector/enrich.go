@@ -227,9 +227,16 @@ type requestInfo struct {
 	source     string
 }
 
+// enricher adds what the server knows to an event and removes what must
+// not be kept.
+type enricher struct {
+	ua    *UAParser
+	scrub *Scrubber
+}
+
 // enrich turns a valid event into the published form. It returns false when
 // the event must not be published (from a user under 13).
-func (u *UAParser) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, bool) {
+func (e *enricher) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, bool) {
 	if ev.Under13 {
 		return schema.Enriched{}, false
 	}
@@ -241,8 +248,13 @@ func (u *UAParser) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, b
 	if ua == "" {
 		ua = ri.userAgent
 	}
-	out.Device = u.Parse(ua)
+	out.Device = e.ua.Parse(ua)
 	out.Context.UserAgent = ""
+	c, p := &out.Context, &out.Properties
+	c.PageURL, c.Referrer = e.scrub.URL(c.PageURL), e.scrub.URL(c.Referrer)
+	if p.ErrorMessage != "" || p.ErrorStack != "" {
+		p.ErrorMessage, p.ErrorStack = e.scrub.Text(p.ErrorMessage), e.scrub.Text(p.ErrorStack)
+	}
 	if ri.optOut || (ev.Consent.Analytics != nil && !*ev.Consent.Analytics) {
 		out.OptedOut = true
 		out.UserID, out.AnonymousID, out.SessionID = "", "", ""

@@ -20,6 +20,8 @@ func FuzzDecode(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	scrub, _ := NewScrubber(DefaultScrubConfig())
+	enr := &enricher{ua: ua, scrub: scrub}
 	f.Fuzz(func(t *testing.T, body []byte, ndjson bool) {
 		raws, err := splitBatch(body, ndjson, cfg.MaxBatchEvents)
 		if err != nil {
@@ -37,7 +39,7 @@ func FuzzDecode(f *testing.F) {
 			if schema.Validate(&ev, cfg.Limits) != nil {
 				continue
 			}
-			out, keep := ua.enrich(&ev, &requestInfo{})
+			out, keep := enr.enrich(&ev, &requestInfo{})
 			if keep && schema.Validate(&out.Event, cfg.Limits) != nil && !out.OptedOut {
 				t.Fatalf("enrichment broke a valid event: %+v", out)
 			}

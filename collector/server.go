@@ -70,7 +70,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	pub     Publisher
-	ua      *UAParser
+	enr     *enricher
 	keys    map[string]string // write key -> source
 	trusted []netip.Prefix
 	exempt  []netip.Prefix
@@ -102,7 +102,11 @@ func New(cfg Config, pub Publisher, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	ua.onLookup = m.uaLookup
-	s := &Server{cfg: cfg, log: log, pub: pub, ua: ua, keys: map[string]string{}, mux: http.NewServeMux(), m: m, now: time.Now,
+	scrub, err := NewScrubber(cfg.Scrub)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, pub: pub, enr: &enricher{ua: ua, scrub: scrub}, keys: map[string]string{}, mux: http.NewServeMux(), m: m, now: time.Now,
 		keyLimits: newLimiterSet(cfg.RateLimitPerKey, 1024),
 		ipLimits:  newLimiterSet(cfg.RateLimitPerIP, 100_000),
 		inflight:  make(chan struct{}, cfg.MaxInFlight),
@@ -325,7 +329,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 			reject(i, ev.EventID, fes...)
 			continue
 		}
-		out, keep := s.ua.enrich(&ev, &ri)
+		out, keep := s.enr.enrich(&ev, &ri)
 		if !keep {
 			resp.Dropped++
 			s.m.dropped(r.Context(), "under_13")

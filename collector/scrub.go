@@ -1,0 +1,210 @@
+package collector
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// ScrubConfig configures what is removed from free text (error messages,
+// stacks) and URLs before an event is published.
+type ScrubConfig struct {
+	// SecretParams are query-string parameter names whose values are
+	// replaced in URLs and in free text, compared case-insensitively.
+	// Default: token, access_token, refresh_token, id_token, api_key,
+	// apikey, key, secret, client_secret, password, passwd, auth, sig,
+	// signature, code, session, sessionid, email.
+	SecretParams []string `mapstructure:"secret_params"`
+	// Patterns are extra regular expressions (RE2) whose matches are
+	// replaced by "[redacted]" in free text and URLs. Default: none.
+	Patterns []string `mapstructure:"patterns"`
+}
+
+// DefaultScrubConfig returns the documented defaults.
+func DefaultScrubConfig() ScrubConfig {
+	return ScrubConfig{
+		SecretParams: []string{"token", "access_token", "refresh_token", "id_token", "api_key", "apikey", "key", "secret",
+			"client_secret", "password", "passwd", "auth", "sig", "signature", "code", "session", "sessionid", "email"},
+		Patterns: []string{},
+	}
+}
+
+// Validate names the first invalid pattern.
+func (c ScrubConfig) Validate() error {
+	for i, p := range c.Patterns {
+		if _, err := regexp.Compile(p); err != nil {
+			return fmt.Errorf("ingest.scrub.patterns[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Scrubber removes personal data and secrets from text. It is safe for
+// concurrent use.
+type Scrubber struct {
+	rules   []scrubRule
+	params  map[string]bool
+	paramRE *regexp.Regexp
+}
+
+type scrubRule struct {
+	re   *regexp.Regexp
+	repl func(string) string
+}
+
+var (
+	emailRE  = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}`)
+	bearerRE = regexp.MustCompile(`(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*`)
+	// keys with well-known shapes: Stripe-style, AWS access keys, GitHub and
+	// Slack tokens, JWTs, and long key=value secrets in text.
+	apiKeyRE = regexp.MustCompile(`\b(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,}|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})\b`)
+	cardRE   = regexp.MustCompile(`\b(?:\d[ \-]?){12,18}\d\b`)
+	ipv4RE   = regexp.MustCompile(`\d{1,3}(?:\.\d{1,3}){3}`)
+	ipv6RE   = regexp.MustCompile(`[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}`)
+)
+
+// NewScrubber compiles c.
+func NewScrubber(c ScrubConfig) (*Scrubber, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Scrubber{params: map[string]bool{}}
+	var names []string
+	for _, p := range c.SecretParams {
+		s.params[strings.ToLower(p)] = true
+		names = append(names, regexp.QuoteMeta(p))
+	}
+	if len(names) > 0 {
+		s.paramRE = regexp.MustCompile(`(?i)([?&;](?:` + strings.Join(names, "|") + `)=)[^&\s#"')]+`)
+	}
+	s.rules = []scrubRule{
+		{bearerRE, func(m string) string { return strings.Fields(m)[0] + " [token]" }},
+		{apiKeyRE, constant("[secret]")},
+		{emailRE, constant("[email]")},
+		{cardRE, func(m string) string {
+			if luhn(m) {
+				return "[card]"
+			}
+			return m
+		}},
+	}
+	for _, p := range c.Patterns {
+		s.rules = append(s.rules, scrubRule{regexp.MustCompile(p), constant("[redacted]")})
+	}
+	return s, nil
+}
+
+func constant(s string) func(string) string { return func(string) string { return s } }
+
+// Text scrubs free text: messages and stack traces.
+func (s *Scrubber) Text(t string) string {
+	if t == "" {
+		return t
+	}
+	if s.paramRE != nil && strings.ContainsAny(t, "?&;") {
+		t = s.paramRE.ReplaceAllString(t, "${1}[redacted]")
+	}
+	for _, r := range s.rules {
+		t = r.re.ReplaceAllStringFunc(t, r.repl)
+	}
+	return scrubIPs(t)
+}
+
+// URL scrubs a URL: secret query parameters, e-mail addresses and the
+// patterns; a URL without a query string or '@' is returned as it is.
+func (s *Scrubber) URL(raw string) string {
+	if raw == "" || !strings.ContainsAny(raw, "?@#") {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return s.Text(raw)
+	}
+	if u.User != nil {
+		u.User = nil
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		changed := false
+		for k := range q {
+			if s.params[strings.ToLower(k)] {
+				q[k] = []string{"[redacted]"}
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
+	return s.Text(u.String())
+}
+
+// scrubIPs replaces valid IPv4 and IPv6 addresses, but not version
+// numbers such as Chrome/131.0.0.0 (preceded by '/', a letter or a digit)
+// nor times such as 12:00:05 (not an address).
+func scrubIPs(t string) string {
+	if strings.Count(t, ".") >= 3 {
+		t = replaceAddrs(t, ipv4RE, ':', func(a netip.Addr) bool { return a.Is4() })
+	}
+	if strings.Count(t, ":") >= 2 {
+		t = replaceAddrs(t, ipv6RE, 0, func(a netip.Addr) bool { return a.Is6() })
+	}
+	return t
+}
+
+// replaceAddrs replaces the matches of re that stand alone (no word
+// character, '.', ':' or '/' right before or after, except port, a byte
+// allowed after: ':' for an IPv4 address with a port) and parse as an
+// address that ok accepts.
+func replaceAddrs(t string, re *regexp.Regexp, port byte, ok func(netip.Addr) bool) string {
+	idx := re.FindAllStringIndex(t, -1)
+	if idx == nil {
+		return t
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range idx {
+		start, end := m[0], m[1]
+		after := end < len(t) && isAddrNeighbour(t[end]) && t[end] != port && !(t[end] == '.' && (end+1 == len(t) || t[end+1] == ' '))
+		if start > 0 && isAddrNeighbour(t[start-1]) || after {
+			continue
+		}
+		a, err := netip.ParseAddr(t[start:end])
+		if err != nil || !ok(a) {
+			continue
+		}
+		b.WriteString(t[last:start])
+		b.WriteString("[ip]")
+		last = end
+	}
+	b.WriteString(t[last:])
+	return b.String()
+}
+
+func isAddrNeighbour(c byte) bool {
+	return c == '.' || c == ':' || c == '/' || c == '_' || c == '-' ||
+		'0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// luhn reports whether the digits of s pass the Luhn check.
+func luhn(s string) bool {
+	sum, n, double := 0, 0, false
+	for i := len(s) - 1; i >= 0; i-- {
+		c := s[i]
+		if c < '0' || c > '9' {
+			continue
+		}
+		d := int(c - '0')
+		if double {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		n++
+		double = !double
+	}
+	return n >= 13 && sum%10 == 0
+}
