@@ -1,0 +1,331 @@
+// Package dashboards owns the analysts' and engineers' views of the
+// telemetry: the Grafana dashboards in grafana/ (JSON for the official
+// ClickHouse data source plugin and for Prometheus, with their provisioning
+// files), the expander that turns a panel's rawSql into the SQL the plugin
+// would run (Expand), and the built-in dashboard the collector serves at
+// /dashboard for all-in-one mode and quick looks (Handler). The built-in
+// dashboard runs the very queries of the Grafana panels, read from the
+// embedded JSON: there is one source of SQL. It must not write to
+// ClickHouse.
+package dashboards
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Embedded assets of the built-in dashboard: the page and the bundle built
+// from web/src by web/build.mjs (committed; see mk/dashboards.mk).
+var (
+	//go:embed web/index.html
+	indexHTML []byte
+	//go:embed web/dist/dashboard.js
+	bundleJS []byte
+	//go:embed web/dist/dashboard.css
+	bundleCSS []byte
+)
+
+// BundleJS returns the embedded JavaScript bundle (for the freshness test).
+func BundleJS() []byte { return bundleJS }
+
+// BundleCSS returns the embedded stylesheet bundle.
+func BundleCSS() []byte { return bundleCSS }
+
+// Config configures the built-in dashboard.
+type Config struct {
+	// Database holds the pipeline's tables (config key clickhouse.database).
+	// Default "telemetry".
+	Database string
+	// QueryTimeout bounds one panel's query. Default 30s.
+	QueryTimeout time.Duration
+	// MaxRows bounds one panel's answer. Default 10000.
+	MaxRows int
+	// MaxRange bounds the time range a request may ask for. Default 400 days.
+	MaxRange time.Duration
+	// Log receives query failures. Default: discarded.
+	Log *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Database == "" {
+		c.Database = "telemetry"
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 30 * time.Second
+	}
+	if c.MaxRows <= 0 {
+		c.MaxRows = 10000
+	}
+	if c.MaxRange <= 0 {
+		c.MaxRange = 400 * 24 * time.Hour
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// BuiltinDashboards are the Grafana dashboards (by file) whose panels the
+// built-in dashboard shows.
+var BuiltinDashboards = []string{"product.json", "errors.json"}
+
+// builtinVars are the variables the built-in dashboard can fill; a panel
+// using any other (errors' session) is left to Grafana.
+var builtinVars = []string{"database", "plan", "quality", "browser"}
+
+// PanelInfo describes one panel of the built-in dashboard.
+type PanelInfo struct {
+	// ID is the panel's key: <dashboard>-<panel id>, e.g. product-1.
+	ID string `json:"id"`
+	// Dashboard is the Grafana dashboard's title.
+	Dashboard string `json:"dashboard"`
+	// Title is the panel's title.
+	Title string `json:"title"`
+	// Type is the Grafana visualization: timeseries, barchart, piechart, stat or table.
+	Type string `json:"type"`
+	// Description says what the panel shows.
+	Description string `json:"description"`
+	// Unit is Grafana's unit of the values (percentunit, ms, short...).
+	Unit string `json:"unit,omitempty"`
+}
+
+// PanelData is the answer of /dashboard/api/panels/<id>.
+type PanelData struct {
+	PanelInfo
+	// From and To are the range the query ran over.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	Result
+}
+
+type builtin struct {
+	info  PanelInfo
+	query Query
+}
+
+// BuiltinPanels returns the panels of the built-in dashboard, in order.
+func BuiltinPanels() ([]PanelInfo, error) {
+	ps, err := builtinPanels()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PanelInfo, len(ps))
+	for i, p := range ps {
+		out[i] = p.info
+	}
+	return out, nil
+}
+
+func builtinPanels() ([]builtin, error) {
+	ds, err := Dashboards()
+	if err != nil {
+		return nil, err
+	}
+	var keep []Dashboard
+	for _, f := range BuiltinDashboards {
+		for _, d := range ds {
+			if d.File == f {
+				keep = append(keep, d)
+			}
+		}
+	}
+	qs, err := ClickHouseQueries(keep)
+	if err != nil {
+		return nil, err
+	}
+	var out []builtin
+next:
+	for _, q := range qs {
+		for _, m := range varRE.FindAllStringSubmatch(q.Target.RawSQL, -1) {
+			if name := m[1] + m[3]; !strings.HasPrefix(name, "__") && !slices.Contains(builtinVars, name) {
+				continue next
+			}
+		}
+		var fc struct {
+			Defaults struct {
+				Unit string `json:"unit"`
+			} `json:"defaults"`
+		}
+		_ = json.Unmarshal(q.Panel.FieldConfig, &fc)
+		out = append(out, builtin{query: q, info: PanelInfo{ID: q.Key, Dashboard: q.Dashboard.Title, Title: q.Panel.Title,
+			Type: q.Panel.Type, Description: q.Panel.Description, Unit: fc.Defaults.Unit}})
+	}
+	return out, nil
+}
+
+// Handler serves the built-in dashboard under /dashboard: the page at
+// /dashboard/, its assets under /dashboard/assets/, the panel list at
+// /dashboard/api/panels and each panel's data at
+// /dashboard/api/panels/<id>?from=&to=&plan=&quality=&browser=, where
+// from and to are RFC 3339 times, YYYY-MM-DD dates or Unix milliseconds
+// (default: the last 7 days), and plan, quality and browser are
+// comma-separated or repeated values (absent: All). The data is the
+// Grafana panel's rawSql expanded by Expand and run on db. Mount it on
+// "/dashboard" and "/dashboard/" (the collector: srv.Mount("GET /dashboard/", h)).
+func Handler(cfg Config, db DB) http.Handler {
+	cfg = cfg.withDefaults()
+	panels, err := builtinPanels()
+	h := &handler{cfg: cfg, db: db, panels: map[string]builtin{}, err: err}
+	for _, p := range panels {
+		h.order = append(h.order, p.info)
+		h.panels[p.info.ID] = p
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("GET /dashboard/{$}", h.asset("text/html; charset=utf-8", indexHTML))
+	mux.HandleFunc("GET /dashboard/assets/dashboard.js", h.asset("text/javascript; charset=utf-8", bundleJS))
+	mux.HandleFunc("GET /dashboard/assets/dashboard.css", h.asset("text/css; charset=utf-8", bundleCSS))
+	mux.HandleFunc("GET /dashboard/api/panels", h.list)
+	mux.HandleFunc("GET /dashboard/api/panels/{id}", h.data)
+	return mux
+}
+
+type handler struct {
+	cfg    Config
+	db     DB
+	order  []PanelInfo
+	panels map[string]builtin
+	err    error
+}
+
+func (h *handler) asset(ctype string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(body)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+func (h *handler) list(w http.ResponseWriter, _ *http.Request) {
+	if h.err != nil {
+		writeError(w, http.StatusInternalServerError, h.err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"panels": h.order})
+}
+
+// ErrBadRequest marks invalid query parameters.
+var ErrBadRequest = errors.New("bad request")
+
+func (h *handler) data(w http.ResponseWriter, r *http.Request) {
+	if h.err != nil {
+		writeError(w, http.StatusInternalServerError, h.err)
+		return
+	}
+	p, ok := h.panels[r.PathValue("id")]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no panel %q", r.PathValue("id")))
+		return
+	}
+	params, err := h.params(r, p.query.Dashboard)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	sql, err := Expand(p.query.Target.RawSQL, params)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+	defer cancel()
+	res, err := Run(ctx, h.db, sql, h.cfg.MaxRows)
+	if err != nil {
+		h.cfg.Log.Error("dashboard panel query failed", "panel", p.info.ID, "err", err)
+		writeError(w, http.StatusBadGateway, fmt.Errorf("panel %s: %w", p.info.ID, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, PanelData{PanelInfo: p.info, From: params.From, To: params.To, Result: *res})
+}
+
+// browserRE bounds a browser name: uap-core families are letters, digits,
+// spaces and a little punctuation.
+var browserRE = regexp.MustCompile(`^[\pL\pN ._()/+-]{1,64}$`)
+
+// params reads the request's time range and variables.
+func (h *handler) params(r *http.Request, d *Dashboard) (Params, error) {
+	q := r.URL.Query()
+	to, err := parseTime(q.Get("to"), time.Now().UTC().Truncate(time.Second))
+	if err != nil {
+		return Params{}, fmt.Errorf("%w: to: %w", ErrBadRequest, err)
+	}
+	from, err := parseTime(q.Get("from"), to.Add(-7*24*time.Hour))
+	if err != nil {
+		return Params{}, fmt.Errorf("%w: from: %w", ErrBadRequest, err)
+	}
+	if !from.Before(to) {
+		return Params{}, fmt.Errorf("%w: from must be before to", ErrBadRequest)
+	}
+	if to.Sub(from) > h.cfg.MaxRange {
+		return Params{}, fmt.Errorf("%w: range longer than %v", ErrBadRequest, h.cfg.MaxRange)
+	}
+	opts := d.Options()
+	opts["database"] = []string{h.cfg.Database}
+	vars := map[string][]string{"database": {h.cfg.Database}}
+	for _, name := range []string{"plan", "quality", "browser"} {
+		var vals []string
+		for _, v := range q[name] {
+			for _, s := range strings.Split(v, ",") {
+				if s = strings.TrimSpace(s); s != "" && s != "All" && s != AllValue {
+					vals = append(vals, s)
+				}
+			}
+		}
+		if len(vals) > 32 {
+			return Params{}, fmt.Errorf("%w: %s: at most 32 values", ErrBadRequest, name)
+		}
+		for _, v := range vals {
+			if allowed := opts[name]; allowed != nil && !slices.Contains(allowed, v) {
+				return Params{}, fmt.Errorf("%w: %s: %q is not one of %v", ErrBadRequest, name, v, allowed)
+			}
+			if name == "browser" && !browserRE.MatchString(v) {
+				return Params{}, fmt.Errorf("%w: browser: %q is not a browser name", ErrBadRequest, v)
+			}
+		}
+		vars[name] = vals
+	}
+	return Params{From: from, To: to, Interval: DefaultInterval(from, to), Vars: vars, Options: opts}, nil
+}
+
+// parseTime accepts RFC 3339, YYYY-MM-DD (UTC midnight) and Unix
+// milliseconds; empty gives def.
+func parseTime(s string, def time.Time) (time.Time, error) {
+	switch {
+	case s == "":
+		return def, nil
+	case strings.ContainsAny(s, "T:"):
+		t, err := time.Parse(time.RFC3339, s)
+		return t.UTC(), err
+	case strings.Count(s, "-") == 2:
+		return time.Parse(time.DateOnly, s)
+	}
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: want RFC 3339, YYYY-MM-DD or Unix milliseconds", s)
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
