@@ -1,0 +1,177 @@
+package chaos
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chQuery runs sql on the ClickHouse HTTP interface at addr and returns
+// the answer without its final newline.
+func chQuery(addr, sql string) (string, error) {
+	if addr == "" {
+		return "", errNoAddr
+	}
+	c := http.Client{Timeout: time.Minute}
+	resp, err := c.Get("http://" + addr + "/?query=" + url.QueryEscape(sql))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %d %s", sql, resp.StatusCode, b)
+	}
+	return strings.TrimRight(string(b), "\n"), nil
+}
+
+// chCount runs a query that returns one number.
+func chCount(t *testing.T, addr, sql string) int {
+	t.Helper()
+	out, err := chQuery(addr, sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(out)
+	if err != nil {
+		t.Fatalf("%s: %q is not a number", sql, out)
+	}
+	return n
+}
+
+// waitCaughtUp waits until the consumer has stored what it is going to:
+// the distinct event_ids in telemetry.events reach acked and stop growing
+// for two seconds, or stop growing for 20s whatever their number (then the
+// books will show what is missing), or timeout passes.
+func waitCaughtUp(t *testing.T, addr string, acked int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last, since := -1, time.Now()
+	for {
+		out, err := chQuery(addr, "SELECT uniqExact(event_id) FROM telemetry.events")
+		n, _ := strconv.Atoi(out)
+		if err != nil {
+			n = -1
+		}
+		if n != last {
+			last, since = n, time.Now()
+		}
+		stable := time.Since(since)
+		if (n >= acked && stable >= 2*time.Second) || (n >= 0 && stable >= 20*time.Second) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("consumer not caught up after %v: %d distinct events stored, %d acknowledged (last error: %v)", timeout, n, acked, err)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// outcome is a scenario's books, by event_id.
+type outcome struct {
+	name string
+	tally
+	stored    int // acknowledged events present in telemetry.events
+	lost      int // acknowledged and not stored
+	dup       int // count() FINAL - uniqExact(event_id)
+	rawCopies int // count() - uniqExact(event_id), before merges collapse copies
+	unacked   int // stored events that were sent but never acknowledged
+	strangers int // stored events that were never sent
+	lostIDs   []string
+}
+
+// line is the scenario's figures in the report format.
+func (o outcome) line() string {
+	return fmt.Sprintf("scenario=%s sent=%d acknowledged=%d stored=%d lost=%d duplicated=%d resent=%d refused=%d",
+		o.name, o.sent, o.acked, o.stored, o.lost, o.dup, o.resent, o.refused)
+}
+
+// settle waits for the consumer behind addr to catch up with what s sent,
+// then counts, prints and checks the scenario's books: it fails t when an
+// acknowledged event is missing, an event is stored twice under FINAL, or
+// a stored event was never sent.
+func settle(t *testing.T, name, addr string, s *sender) outcome {
+	t.Helper()
+	tl := s.tally()
+	waitCaughtUp(t, addr, tl.acked, 3*time.Minute)
+	o := outcome{name: name, tally: tl}
+	rows, err := chQuery(addr, "SELECT toString(event_id), count() FROM telemetry.events GROUP BY event_id FORMAT TSV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	if rows != "" {
+		for _, l := range strings.Split(rows, "\n") {
+			id, _, _ := strings.Cut(l, "\t")
+			stored[id] = true
+		}
+	}
+	for id, acked := range tl.ids {
+		switch {
+		case acked && stored[id]:
+			o.stored++
+		case acked:
+			o.lost++
+			o.lostIDs = append(o.lostIDs, id)
+		case stored[id]:
+			o.unacked++
+		}
+	}
+	for id := range stored {
+		if _, ok := tl.ids[id]; !ok {
+			o.strangers++
+		}
+	}
+	distinct := chCount(t, addr, "SELECT uniqExact(event_id) FROM telemetry.events")
+	o.dup = chCount(t, addr, "SELECT count() FROM telemetry.events FINAL") - distinct
+	o.rawCopies = chCount(t, addr, "SELECT count() FROM telemetry.events") - distinct
+
+	report(t, o.line())
+	t.Logf("%s: stored but never acknowledged=%d raw_copies_before_final=%d answers=%s",
+		name, o.unacked, o.rawCopies, statusLine(tl.status))
+	if o.lost != 0 {
+		sort.Strings(o.lostIDs)
+		t.Errorf("%s: %d acknowledged events are not stored, e.g. %v", name, o.lost, o.lostIDs[:min(5, len(o.lostIDs))])
+	}
+	if o.dup != 0 {
+		t.Errorf("%s: %d events stored more than once under FINAL", name, o.dup)
+	}
+	if o.strangers != 0 {
+		t.Errorf("%s: %d stored events were never sent", name, o.strangers)
+	}
+	if o.acked == 0 {
+		t.Errorf("%s: no event was acknowledged: the scenario proved nothing", name)
+	}
+	s.checkAnswers(t)
+	return o
+}
+
+// statusLine renders answer counts as "200:123 503:4 conn:5".
+func statusLine(m map[int]int) string {
+	keys := make([]int, 0, len(m))
+	total := 0
+	for k, v := range m {
+		keys = append(keys, k)
+		total += v
+	}
+	sort.Ints(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		name := strconv.Itoa(k)
+		if k == 0 {
+			name = "conn"
+		}
+		fmt.Fprintf(&b, "%s:%d(%.1f%%) ", name, m[k], 100*float64(m[k])/float64(max(total, 1)))
+	}
+	return strings.TrimSpace(b.String())
+}
