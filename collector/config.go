@@ -44,6 +44,10 @@ type Config struct {
 	Scrub ScrubConfig `mapstructure:"scrub"`
 	// UACacheSize is the number of parsed user agents kept. Default 10000.
 	UACacheSize int `mapstructure:"ua_cache_size"`
+	// UAParseBudget bounds user agents parsed per second on the request
+	// path on a cache miss; above it events are marked device.pending and
+	// the consumer parses them. 0 means no bound. Default 2000.
+	UAParseBudget int `mapstructure:"ua_parse_budget"`
 	// PublishTimeout bounds how long a request waits for Kafka to
 	// acknowledge its events before it is answered 503. Default 5s.
 	PublishTimeout time.Duration `mapstructure:"publish_timeout"`
@@ -102,6 +106,7 @@ func DefaultConfig() Config {
 		Limits:            schema.DefaultLimits(),
 		Scrub:             DefaultScrubConfig(),
 		UACacheSize:       10000,
+		UAParseBudget:     2000,
 		PublishTimeout:    5 * time.Second,
 		RetryAfter:        5 * time.Second,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -171,6 +176,9 @@ func (c Config) Validate() error {
 	}
 	if c.UACacheSize <= 0 {
 		add("ua_cache_size", "must be > 0")
+	}
+	if c.UAParseBudget < 0 {
+		add("ua_parse_budget", "must be >= 0")
 	}
 	for _, d := range []struct {
 		name string

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ua-parser/uap-go/uaparser"
+	"golang.org/x/time/rate"
 
 	"github.com/sora3web/telemetry/schema"
 )
@@ -65,9 +66,19 @@ func (c *uaCache) put(ua string, d schema.Device) {
 type UAParser struct {
 	parser *uaparser.Parser
 	cache  *uaCache
-	// onLookup, when set, is told whether each lookup hit the cache.
-	onLookup func(hit bool)
+	// budget bounds cache misses parsed on the request path (nil: no bound).
+	budget *rate.Limiter
+	// onLookup, when set, is told whether each lookup hit the cache, and
+	// of misses whether they were parsed or deferred.
+	onLookup func(result string)
 }
+
+// Results reported to onLookup.
+const (
+	uaHit      = "hit"
+	uaMiss     = "miss"
+	uaDeferred = "deferred"
+)
 
 // NewUAParser compiles the embedded uap-core regexes and makes a cache of
 // cacheSize entries.
@@ -79,20 +90,50 @@ func NewUAParser(cacheSize int) (*UAParser, error) {
 	return &UAParser{parser: p, cache: newUACache(cacheSize)}, nil
 }
 
-// Parse returns the device described by ua.
+// SetBudget bounds the user agents parsed per second on a cache miss by
+// Lookup (uap-go takes about a millisecond for one it has not seen); 0
+// removes the bound. Call it before use.
+func (u *UAParser) SetBudget(perSecond int) {
+	u.budget = nil
+	if perSecond > 0 {
+		u.budget = rate.NewLimiter(rate.Limit(perSecond), perSecond)
+	}
+}
+
+// Parse returns the device described by ua, parsing it on a cache miss
+// whatever the budget (for work off the request path).
 func (u *UAParser) Parse(ua string) schema.Device {
+	d, _ := u.lookup(ua, false)
+	return d
+}
+
+// Lookup returns the device described by ua, or false when ua is not
+// cached and the parse budget of this second is spent: a flood of unique
+// user agents then costs a map lookup each, and the caller marks the event
+// for later enrichment.
+func (u *UAParser) Lookup(ua string) (schema.Device, bool) {
+	return u.lookup(ua, true)
+}
+
+func (u *UAParser) lookup(ua string, budgeted bool) (schema.Device, bool) {
 	if d, ok := u.cache.get(ua); ok {
-		if u.onLookup != nil {
-			u.onLookup(true)
-		}
-		return d
+		u.report(uaHit)
+		return d, true
 	}
-	if u.onLookup != nil {
-		u.onLookup(false)
+	if budgeted && u.budget != nil && !u.budget.Allow() {
+		u.report(uaDeferred)
+		return schema.Device{Pending: true}, false
 	}
+	u.report(uaMiss)
 	d := u.parse(ua)
 	u.cache.put(strings.Clone(ua), d)
-	return d
+	return d, true
+}
+
+func (u *UAParser) report(result string) {
+	if u.onLookup != nil {
+		u.onLookup(result)
+	}
 }
 
 func (u *UAParser) parse(ua string) schema.Device {
@@ -248,8 +289,13 @@ func (e *enricher) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, b
 	if ua == "" {
 		ua = ri.userAgent
 	}
-	out.Device = e.ua.Parse(ua)
-	out.Context.UserAgent = ""
+	var parsed bool
+	out.Device, parsed = e.ua.Lookup(ua)
+	if parsed {
+		out.Context.UserAgent = "" // only what the policy lists is kept: the parsed fields
+	} else {
+		out.Context.UserAgent = ua // device.pending: the consumer parses it and drops it
+	}
 	c, p := &out.Context, &out.Properties
 	c.PageURL, c.Referrer = e.scrub.URL(c.PageURL), e.scrub.URL(c.Referrer)
 	if p.ErrorMessage != "" || p.ErrorStack != "" {

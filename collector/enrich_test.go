@@ -49,8 +49,8 @@ func TestUACacheIsBoundedAndCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	var hits, misses int
-	p.onLookup = func(hit bool) {
-		if hit {
+	p.onLookup = func(result string) {
+		if result == uaHit {
 			hits++
 		} else {
 			misses++
@@ -84,5 +84,39 @@ func TestAnonymizeIP(t *testing.T) {
 	}
 	if AnonymizeIP(netip.Addr{}) != "" {
 		t.Error("invalid address must give empty string")
+	}
+}
+
+func TestUAParseBudgetDefersAFloodOfUnseenAgents(t *testing.T) {
+	p, err := NewUAParser(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetBudget(5)
+	parsed, deferred := 0, 0
+	for i := 0; i < 50; i++ {
+		d, ok := p.Lookup(fmt.Sprintf("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.%d.0 Safari/537.36", i))
+		if ok {
+			parsed++
+			if d.Pending || d.Browser != "Chrome" {
+				t.Fatalf("parsed device %+v", d)
+			}
+		} else {
+			deferred++
+			if !d.Pending {
+				t.Fatalf("deferred device not pending: %+v", d)
+			}
+		}
+	}
+	if parsed != 5 || deferred != 45 {
+		t.Fatalf("parsed %d deferred %d, want 5 and 45 within one second", parsed, deferred)
+	}
+	// a cached agent never waits for the budget
+	if d, ok := p.Lookup("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0 Safari/537.36"); !ok || d.Pending {
+		t.Fatal("cached agent deferred")
+	}
+	// Parse (off the request path) ignores the budget
+	if d := p.Parse("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.49.0 Safari/537.36"); d.Pending || d.Browser != "Chrome" {
+		t.Fatalf("Parse: %+v", d)
 	}
 }

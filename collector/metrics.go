@@ -47,7 +47,7 @@ func newMetrics() (*metrics, error) {
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
 		return nil, err
 	}
-	if m.uaLookups, err = meter.Int64Counter("telemetry.ingest.ua.lookups", metric.WithDescription("User-agent cache lookups by result (hit, miss).")); err != nil {
+	if m.uaLookups, err = meter.Int64Counter("telemetry.ingest.ua.lookups", metric.WithDescription("User-agent cache lookups by result (hit, miss: parsed, deferred: over the parse budget, left to the consumer).")); err != nil {
 		return nil, err
 	}
 	if m.shedReqs, err = meter.Int64Counter("telemetry.ingest.shed", metric.WithDescription("Requests refused to protect the service, by reason (inflight, rate_limit_key, rate_limit_ip).")); err != nil {
@@ -130,10 +130,6 @@ func (m *metrics) published(ctx context.Context, d time.Duration, n int, err err
 	m.publish.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("result", result)))
 }
 
-func (m *metrics) uaLookup(hit bool) {
-	result := "miss"
-	if hit {
-		result = "hit"
-	}
+func (m *metrics) uaLookup(result string) {
 	m.uaLookups.Add(context.Background(), 1, metric.WithAttributes(attribute.String("result", result)))
 }

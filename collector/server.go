@@ -102,6 +102,7 @@ func New(cfg Config, pub Publisher, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	ua.onLookup = m.uaLookup
+	ua.SetBudget(cfg.UAParseBudget)
 	scrub, err := NewScrubber(cfg.Scrub)
 	if err != nil {
 		return nil, err
