@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/broker"
 )
 
@@ -81,6 +82,9 @@ type Consumer struct {
 	sink Sink
 	log  *slog.Logger
 	m    *metrics
+
+	// ua parses the user agents ingest deferred; made on first use.
+	ua *collector.UAParser
 
 	// afterInsert, when set (tests), runs after an acknowledged insert; an
 	// error stops the consumer before the commit.
@@ -308,7 +312,26 @@ func (c *Consumer) add(p *pending, m kafka.Message) {
 		c.m.deadLetters.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
 		return
 	}
+	if r.e.Device.Pending {
+		c.finishDevice(&r)
+	}
 	p.records = append(p.records, r)
+}
+
+// finishDevice parses the user agent of an event that ingest marked
+// device.pending (its parse budget was spent) and drops the raw string, so
+// only the parsed fields are stored.
+func (c *Consumer) finishDevice(r *record) {
+	if c.ua == nil {
+		ua, err := collector.NewUAParser(10000)
+		if err != nil {
+			c.log.Error("loading the user-agent parser; storing the event with device_pending", "err", err)
+			return
+		}
+		c.ua = ua
+	}
+	r.e.Device = c.ua.Parse(r.e.Context.UserAgent)
+	r.e.Context.UserAgent = ""
 }
 
 // flush stores p: records not yet in the sink are inserted, dead letters
