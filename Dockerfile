@@ -13,9 +13,11 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 
 FROM alpine:3.22
 RUN apk add --no-cache ca-certificates tzdata \
- && adduser -D -H -u 10001 telemetry
+ && adduser -D -H -u 10001 telemetry \
+ && mkdir -p /var/lib/telemetry && chown telemetry:telemetry /var/lib/telemetry
 COPY --from=build /out/telemetry /usr/local/bin/telemetry
 USER telemetry
+VOLUME /var/lib/telemetry
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/telemetry"]
 CMD ["serve"]

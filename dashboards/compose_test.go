@@ -261,6 +261,9 @@ func TestComposeTelemetryConfig(t *testing.T) {
 			if cfg.Dev {
 				t.Error("dev is true: production must set TELEMETRY_DEV=false")
 			}
+			if cfg.Bus != "kafka" || cfg.Embedded.Enabled {
+				t.Errorf("bus %q, embedded %v: production uses Kafka and the ClickHouse server", cfg.Bus, cfg.Embedded.Enabled)
+			}
 			for _, k := range cfg.Ingest.WriteKeys {
 				if k.Key == config.DevWriteKey || k.Key != composeVars["TELEMETRY_WRITE_KEY"] || k.Source != "web" {
 					t.Errorf("write key %+v, want the operator's key for source web", k)
