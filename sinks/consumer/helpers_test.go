@@ -98,7 +98,8 @@ func shutdown(c *Consumer) error {
 // event returns a valid enriched event, varied by i.
 func event(i int) schema.Enriched {
 	yes := i%5 != 0
-	ts := time.Now().UTC().Add(-time.Duration(i) * time.Minute).Truncate(time.Millisecond)
+	// Within one day, so that no row expires by TTL.
+	ts := time.Now().UTC().Add(-time.Duration(i%1440) * time.Minute).Truncate(time.Millisecond)
 	e := schema.Enriched{
 		Event: schema.Event{
 			SchemaVersion: 1, EventID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprint("ev", i, time.Now().UnixNano()))).String(),

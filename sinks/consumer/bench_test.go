@@ -1,0 +1,61 @@
+package consumer
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// BenchmarkConsume measures, in the same run, the consumer draining a
+// pre-filled topic into the engine and a direct clickhouse-go batch insert
+// of the same rows, and reports both rates and their ratio.
+// Run: go test ./sinks/consumer -run '^$' -bench Consume -benchtime 1x
+func BenchmarkConsume(b *testing.B) {
+	const n = 20_000
+	e := newEnv(b)
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		msgs[i] = marshal(b, event(i))
+	}
+	e.produce(b, msgs...)
+	b.ResetTimer()
+	var consumeRate, directRate float64
+	for range b.N {
+		start := time.Now()
+		c := e.start(b, e.conn, nil)
+		e.waitCount(b, "SELECT count() FROM {t}", n, 10*time.Minute)
+		consumeRate = n / time.Since(start).Seconds()
+		if err := shutdown(c); err != nil {
+			b.Fatal(err)
+		}
+
+		// The same rows, decoded and inserted directly in one batch.
+		direct := newEnv(b)
+		batch := &Batch{cols: newColumns(), Token: "direct"}
+		start = time.Now()
+		for _, m := range msgs {
+			m.Topic = direct.bc.EventsTopic
+			r, err := decode(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, col := range batch.cols {
+				col.add(&r)
+			}
+		}
+		if err := NewClickHouseSink(direct.conn, direct.db).WriteBatch(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+		directRate = n / time.Since(start).Seconds()
+		e.cfg.GroupID += "-again"
+		if err := e.conn.Exec(context.Background(), "TRUNCATE TABLE "+e.db+".events"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(consumeRate, "consume_rows/s")
+	b.ReportMetric(directRate, "direct_rows/s")
+	b.ReportMetric(consumeRate/directRate, "ratio")
+	b.Logf("consumer %.0f rows/s, direct batch insert %.0f rows/s, ratio %.2f", consumeRate, directRate, consumeRate/directRate)
+}
