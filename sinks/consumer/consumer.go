@@ -20,8 +20,11 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/broker"
@@ -84,7 +87,8 @@ type Consumer struct {
 	m    *metrics
 
 	// ua parses the user agents ingest deferred; made on first use.
-	ua *collector.UAParser
+	ua     *collector.UAParser
+	tracer trace.Tracer
 
 	// afterInsert, when set (tests), runs after an acknowledged insert; an
 	// error stops the consumer before the commit.
@@ -114,7 +118,8 @@ func New(cfg Config, kcfg broker.Config, sink Sink, log *slog.Logger) (*Consumer
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer metrics: %w", err)
 	}
-	return &Consumer{cfg: cfg, kcfg: kcfg, sink: sink, log: log.With("component", "consumer", "topic", kcfg.EventsTopic), m: m}, nil
+	return &Consumer{cfg: cfg, kcfg: kcfg, sink: sink, log: log.With("component", "consumer", "topic", kcfg.EventsTopic), m: m,
+		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer")}, nil
 }
 
 // NewWithSource returns a consumer that reads src instead of Kafka and
@@ -342,7 +347,8 @@ func (c *Consumer) flush(p *pending) error {
 	if len(p.msgs) == 0 {
 		return nil
 	}
-	ctx := context.Background()
+	ctx, span := c.batchSpan(p.msgs)
+	defer span.End()
 	c.m.batchBytes.Record(ctx, int64(p.bytes))
 	var b *Batch
 	if err := c.retry("read stored offsets", func() error {
@@ -355,7 +361,8 @@ func (c *Consumer) flush(p *pending) error {
 	if b.Rows() > 0 {
 		if err := c.retry("insert", func() error {
 			start := time.Now()
-			if err := c.sink.WriteBatch(c.ctx, b); err != nil {
+			if err := c.sink.WriteBatch(trace.ContextWithSpan(c.ctx, span), b); err != nil {
+				span.RecordError(err)
 				return err
 			}
 			c.m.insertSeconds.Record(ctx, time.Since(start).Seconds())
@@ -383,9 +390,45 @@ func (c *Consumer) flush(p *pending) error {
 	if err := c.retry("commit", func() error { return c.r.CommitMessages(c.ctx, p.msgs...) }); err != nil {
 		return err
 	}
-	c.log.Debug("batch stored", "messages", len(p.msgs), "rows", b.Rows(), "dead_letters", len(p.bad), "age", time.Since(p.first))
+	span.SetAttributes(attribute.Int("telemetry.batch.messages", len(p.msgs)), attribute.Int("telemetry.batch.rows", b.Rows()),
+		attribute.Int("telemetry.batch.dead_letters", len(p.bad)))
+	c.log.DebugContext(ctx, "batch stored", "messages", len(p.msgs), "rows", b.Rows(), "dead_letters", len(p.bad), "age", time.Since(p.first))
 	*p = pending{}
 	return nil
+}
+
+// maxSpanLinks bounds the links from a batch's span to the traces of its
+// messages.
+const maxSpanLinks = 128
+
+// batchSpan starts the span of one batch's insert and commit. A batch
+// gathers events of many requests, so instead of one parent it links to
+// the trace context each message carries (W3C traceparent headers set by
+// ingest); when the whole batch came from one trace it is that trace's
+// child.
+func (c *Consumer) batchSpan(msgs []kafka.Message) (context.Context, trace.Span) {
+	prop := otel.GetTextMapPropagator()
+	var links []trace.Link
+	seen := map[trace.SpanID]bool{}
+	for _, m := range msgs {
+		if len(links) == maxSpanLinks {
+			break
+		}
+		carrier := propagation.MapCarrier{}
+		for _, h := range m.Headers {
+			carrier[h.Key] = string(h.Value)
+		}
+		sc := trace.SpanContextFromContext(prop.Extract(context.Background(), carrier))
+		if sc.IsValid() && !seen[sc.SpanID()] {
+			seen[sc.SpanID()] = true
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	parent := context.Background()
+	if len(links) == 1 {
+		parent = trace.ContextWithRemoteSpanContext(parent, links[0].SpanContext)
+	}
+	return c.tracer.Start(parent, "consumer insert", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...))
 }
 
 // newBatch builds the insert of records whose offsets the sink does not
