@@ -98,6 +98,10 @@ type ServeConfig struct {
 	Consumer bool `mapstructure:"consumer"`
 	// Migrate applies the migrations at start. Default true.
 	Migrate bool `mapstructure:"migrate"`
+	// MetricsListen serves /metrics, /healthz and /dashboard when ingest
+	// does not run in this process (telemetry consume). Default
+	// 127.0.0.1:9464.
+	MetricsListen string `mapstructure:"metrics_listen"`
 	// ShutdownTimeout bounds the whole graceful shutdown: drain requests,
 	// flush batches, commit offsets, close the log. Default 30s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
@@ -130,7 +134,7 @@ func Default() Config {
 		WAL:      walDefaults(),
 		Spool:    SpoolConfig{Enabled: true, SpoolConfig: collector.DefaultSpoolConfig()},
 		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123"},
-		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, ShutdownTimeout: 30 * time.Second},
+		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, MetricsListen: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
 		OTel:     obs.DefaultOTelConfig(),
 	}
 }

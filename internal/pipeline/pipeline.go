@@ -11,13 +11,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/chdb"
@@ -51,6 +54,7 @@ type Pipeline struct {
 	spool     *collector.SpoolPublisher
 	consumer  *consumer.Consumer
 	ingest    *collector.Server
+	side      *http.Server
 }
 
 // New checks cfg and prepares a pipeline; it does no I/O.
@@ -119,7 +123,16 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if s.Ingest {
+	if p.conn != nil {
+		dash := dashboards.Handler(dashboards.Config{Database: p.cfg.ClickHouse.Database, Log: p.log}, p.conn)
+		p.Handlers["GET /dashboard"] = dash
+		p.Handlers["GET /dashboard/"] = dash
+	}
+	if !s.Ingest {
+		if err := p.startSideServer(ctx); err != nil {
+			return err
+		}
+	} else {
 		if p.ingest, err = collector.New(p.cfg.Ingest, p.publisher, p.log); err != nil {
 			return err
 		}
@@ -132,6 +145,24 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 	p.log.Info("pipeline started", "bus", p.cfg.Bus, "ingest", p.IngestAddr(), "embedded_clickhouse", p.cfg.Embedded.Enabled,
 		"consumer", s.Consumer, "data_dir", p.cfg.DataDir)
+	return nil
+}
+
+// startSideServer serves the handlers (/metrics, /dashboard) and health on
+// serve.metrics_listen when no ingest server carries them.
+func (p *Pipeline) startSideServer(ctx context.Context) error {
+	mux := http.NewServeMux()
+	for pattern, h := range p.Handlers {
+		mux.Handle(pattern, h)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", p.cfg.Serve.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("listening on serve.metrics_listen %s: %w", p.cfg.Serve.MetricsListen, err)
+	}
+	p.side = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = p.side.Serve(ln) }()
+	p.log.Info("metrics listening", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -244,6 +275,9 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	if p.ingest != nil {
 		errs = append(errs, p.ingest.Shutdown(ctx))
 	}
+	if p.side != nil {
+		errs = append(errs, p.side.Shutdown(ctx))
+	}
 	if p.spool != nil {
 		errs = append(errs, p.spool.Shutdown(ctx))
 	}
@@ -270,6 +304,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	if p.engine != nil {
 		errs = append(errs, p.engine.Close())
 	}
+	p.side = nil
 	p.ingest, p.spool, p.kafkaPub, p.consumer, p.bus, p.deadLog, p.conn, p.chsrv, p.engine = nil, nil, nil, nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }
