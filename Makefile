@@ -22,7 +22,7 @@ run-kafka: kafka-up chdb build
 
 # test: every test, on a fresh machine: fetches and starts what the
 # integration tests need (Kafka broker, ClickHouse engine), then runs them.
-test: kafka-up chdb sdk-deps fmt-check vet sdk-test
+test: kafka-up chdb sdk-deps dashboards-deps fmt-check vet sdk-test
 	$(GO) test -count=1 -timeout 30m ./...
 
 build:
