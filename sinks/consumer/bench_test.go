@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,8 +14,12 @@ import (
 // pre-filled topic into the engine and a direct clickhouse-go batch insert
 // of the same rows, and reports both rates and their ratio.
 // Run: go test ./sinks/consumer -run '^$' -bench Consume -benchtime 1x
+// (BENCH_ROWS sets the row count, default 20000).
 func BenchmarkConsume(b *testing.B) {
-	const n = 20_000
+	n := 20_000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
+		n = v
+	}
 	e := newEnv(b)
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
@@ -25,8 +31,8 @@ func BenchmarkConsume(b *testing.B) {
 	for range b.N {
 		start := time.Now()
 		c := e.start(b, e.conn, nil)
-		e.waitCount(b, "SELECT count() FROM {t}", n, 10*time.Minute)
-		consumeRate = n / time.Since(start).Seconds()
+		e.waitCount(b, "SELECT count() FROM {t}", uint64(n), 10*time.Minute)
+		consumeRate = float64(n) / time.Since(start).Seconds()
 		if err := shutdown(c); err != nil {
 			b.Fatal(err)
 		}
@@ -48,7 +54,7 @@ func BenchmarkConsume(b *testing.B) {
 		if err := NewClickHouseSink(direct.conn, direct.db).WriteBatch(context.Background(), batch); err != nil {
 			b.Fatal(err)
 		}
-		directRate = n / time.Since(start).Seconds()
+		directRate = float64(n) / time.Since(start).Seconds()
 		e.cfg.GroupID += "-again"
 		if err := e.conn.Exec(context.Background(), "TRUNCATE TABLE "+e.db+".events"); err != nil {
 			b.Fatal(err)

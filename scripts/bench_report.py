@@ -1,0 +1,99 @@
+"""Writes docs/benchmarks.md from the outputs of scripts/bench.sh."""
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+
+work, broker, size, rss_peak, rss_flood, rss_over, secs, conc, rows = sys.argv[1:]
+broker = float(broker)
+
+
+def j(name):
+    return json.load(open(os.path.join(work, name)))
+
+
+def text(name):
+    return open(os.path.join(work, name)).read()
+
+
+def ms(ns):
+    return f"{ns / 1e6:.1f} ms"
+
+
+def metric(txt, unit):
+    m = re.search(r"([\d.e+]+) " + re.escape(unit), txt)
+    return float(m.group(1)) if m else float("nan")
+
+
+peak, half, p70, beacon, flood, over, logbus = (j(n) for n in (
+    "peak.json", "half.json", "p70.json", "beacon.json", "uaflood.json", "overload.json", "logbus.json"))
+gb = text("gobench.txt")
+dve = re.search(r"BenchmarkDecodeValidateEnrich-\d+\s+\d+\s+([\d.]+) ns/op.*?(\d+) B/op\s+(\d+) allocs/op", gb)
+hb = re.search(r"BenchmarkHandlerBatch50-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) ns/event.*?(\d+) B/op\s+(\d+) allocs/op", gb)
+cons = text("consume.txt")
+consume, direct, ratio = metric(cons, "consume_rows/s"), metric(cons, "direct_rows/s"), metric(cons, "ratio")
+fresh = text("fresh.txt")
+f50, f95, f99 = metric(fresh, "fresh_p50_s"), metric(fresh, "fresh_p95_s"), metric(fresh, "fresh_p99_s")
+over_total = sum(over["statuses"].values()) or 1
+shed = sum(v for k, v in over["statuses"].items() if k in ("503", "429"))
+
+print(f"""# Benchmarks
+
+Written by `make bench` ([scripts/bench.sh](../scripts/bench.sh)) on
+{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({platform.machine()}).
+The broker, the load generator and the collector share these cores, and every
+figure below comes from this one run; each is set beside the limit of the part
+below it, measured in the same run.
+
+## Ingest -> Kafka
+
+| measure | figure | limit below (same run) | ratio |
+|---|---|---|---|
+| `/v1/events`, batches of 50, {conc} senders, {secs}s | **{peak['events_per_sec']:,.0f} events/s** | broker's own `kafka-producer-perf-test`: {broker:,.0f} records/s ({size} B, acks=all, lz4) | **{peak['events_per_sec'] / broker:.0%}** |
+| latency at full speed | p50 {ms(peak['latency']['P50'])}, p99 {ms(peak['latency']['P99'])} | | |
+| latency at half of peak ({half['events_per_sec']:,.0f} ev/s) | p50 {ms(half['latency']['P50'])}, **p99 {ms(half['latency']['P99'])}** | | |
+| latency at 70% of peak ({p70['events_per_sec']:,.0f} ev/s) | p50 {ms(p70['latency']['P50'])}, **p99 {ms(p70['latency']['P99'])}** | | |
+| `/v1/beacon`, one event per request | **{beacon['requests_per_sec']:,.0f} requests/s**, p99 {ms(beacon['latency']['P99'])} | | |
+| unique user-agent flood (every event a new agent) | {flood['events_per_sec']:,.0f} events/s ({flood['events_per_sec'] / max(peak['events_per_sec'], 1):.0%} of the normal mix) | parse budget 2,000/s; the rest marked `device.pending` | |
+| overload: {int(conc) * 8} senders, `max_inflight` 32 | {over['events_per_sec']:,.0f} events/s accepted; {shed / over_total:.0%} of requests shed with 503/429 + Retry-After | | |
+| collector RSS (VmHWM) | {rss_peak} MiB after the full-speed run, {rss_flood} MiB after the UA flood, {rss_over} MiB under overload | | |
+| all-in-one ingest (bus: local log, fsync always) | {logbus['events_per_sec']:,.0f} events/s, p99 {ms(logbus['latency']['P99'])} | | |
+| failed events (non-2xx other than shedding, or transport) | full {peak['failed_events']}, half {half['failed_events']}, beacon {beacon['failed_events']} | | |
+
+## Our own CPU per event
+
+| benchmark | per event | allocations per event |
+|---|---|---|
+| decode + validate + enrich + encode, warm UA cache | **{float(dve.group(1)) / 1000:.1f} µs** | {dve.group(2)} B, {dve.group(3)} allocs |
+| whole `/v1/events` handler, batch of 50, no broker | {float(hb.group(1)) / 1000:.1f} µs | {int(hb.group(2)) // 50} B, {int(hb.group(3)) // 50} allocs |
+
+## Kafka -> ClickHouse engine
+
+| measure | figure | limit below (same run) | ratio |
+|---|---|---|---|
+| consumer draining a pre-filled topic of {int(rows):,} events into the embedded engine (group join included) | **{consume:,.0f} rows/s** | direct clickhouse-go batch insert of the same rows: {direct:,.0f} rows/s | **{ratio:.0%}** |
+| freshness (2xx -> visible to a query) under 5,000 events/s, all-in-one | p50 {f50:.2f} s, **p95 {f95:.2f} s**, p99 {f99:.2f} s | consumer.batch_interval 1s | |
+
+## Targets
+
+| target (issues 2, 3, 8) | met? |
+|---|---|
+| >= 50,000 events/s through `/v1/events` in batches of 50 | {'yes' if peak['events_per_sec'] >= 50000 else 'no'} ({peak['events_per_sec']:,.0f}) |
+| >= 70% of the broker's own producer rate | {'yes' if peak['events_per_sec'] >= 0.7 * broker else 'no'} ({peak['events_per_sec'] / broker:.0%}) |
+| >= 10,000 beacon requests/s | {'yes' if beacon['requests_per_sec'] >= 10000 else 'no'} ({beacon['requests_per_sec']:,.0f}) |
+| p99 < 20 ms at half load; < 10 ms at 70% of peak | {'yes' if half['latency']['P99'] < 20e6 else 'no'} ({ms(half['latency']['P99'])}); {'yes' if p70['latency']['P99'] < 10e6 else 'no'} ({ms(p70['latency']['P99'])}) |
+| <= 10 µs of our own CPU per event, warm UA cache | {'yes' if float(dve.group(1)) <= 10000 else 'no'} ({float(dve.group(1)) / 1000:.1f} µs) |
+| consumer >= 150,000 rows/s and >= 50% (70%) of the direct insert | {'yes' if consume >= 150000 else 'no'} ({consume:,.0f}); {ratio:.0%} |
+| freshness p95 < 2 s at 5,000 events/s (p99 < 3 s) | {'yes' if f95 < 2 else 'no'} ({f95:.2f} s); {'yes' if f99 < 3 else 'no'} ({f99:.2f} s) |
+
+## Raw lines
+
+```
+{gb.strip()}
+{text('perf.txt').strip().splitlines()[-1]}
+{chr(10).join(l for l in cons.splitlines() if 'rows/s' in l)}
+{chr(10).join(l for l in fresh.splitlines() if 'fresh' in l)}
+```
+""")
