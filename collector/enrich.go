@@ -273,6 +273,8 @@ type requestInfo struct {
 type enricher struct {
 	ua    *UAParser
 	scrub *Scrubber
+	// optOuts, when set, is the consent registry (WithOptOuts).
+	optOuts OptOuts
 }
 
 // enrich turns a valid event into the published form. It returns false when
@@ -301,7 +303,8 @@ func (e *enricher) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, b
 	if p.ErrorMessage != "" || p.ErrorStack != "" {
 		p.ErrorMessage, p.ErrorStack = e.scrub.Text(p.ErrorMessage), e.scrub.Text(p.ErrorStack)
 	}
-	if ri.optOut || (ev.Consent.Analytics != nil && !*ev.Consent.Analytics) {
+	if ri.optOut || (ev.Consent.Analytics != nil && !*ev.Consent.Analytics) ||
+		(e.optOuts != nil && e.optOuts.OptedOut(ev.UserID, ev.AnonymousID)) {
 		out.OptedOut = true
 		out.UserID, out.AnonymousID, out.SessionID = "", "", ""
 		out.Properties.Prompt = ""

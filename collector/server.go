@@ -88,8 +88,8 @@ type Server struct {
 	draining atomic.Bool
 }
 
-// New builds a server publishing through pub. It does no I/O.
-func New(cfg Config, pub Publisher, log *slog.Logger) (*Server, error) {
+// New builds a server publishing through pub, changed by opts. It does no I/O.
+func New(cfg Config, pub Publisher, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -122,6 +122,9 @@ func New(cfg Config, pub Publisher, log *slog.Logger) (*Server, error) {
 	for _, p := range cfg.RateLimitExempt {
 		pfx, _ := parsePrefix(p)
 		s.exempt = append(s.exempt, pfx)
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	s.route("POST /v1/events", s.native(false))
 	s.route("POST /v1/beacon", s.native(true))

@@ -151,15 +151,25 @@ func TestOptOutStripsIdentifiersAndPrompt(t *testing.T) {
 		name    string
 		consent bool
 		headers map[string]string
+		// registry is the opt-out registry's content (WithOptOuts).
+		registry optOutSet
+		// kept: the identifiers must stay (the registry holds someone else).
+		kept bool
 	}{
-		{"consent false", false, nil},
-		{"DNT header", true, map[string]string{"DNT": "1"}},
-		{"GPC header", true, map[string]string{"Sec-GPC": "1"}},
+		{"consent false", false, nil, nil, false},
+		{"DNT header", true, map[string]string{"DNT": "1"}, nil, false},
+		{"GPC header", true, map[string]string{"Sec-GPC": "1"}, nil, false},
+		{"registry has the user_id", true, nil, optOutSet{"user:user-42": true}, false},
+		{"registry has the anonymous_id", true, nil, optOutSet{"anon:anon-7f3a": true}, false},
+		{"registry has another subject", true, nil, optOutSet{"user:user-43": true, "anon:user-42": true}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			pub := &fakePublisher{}
 			s := newTestServer(t, testConfig(), pub)
+			if c.registry != nil {
+				WithOptOuts(c.registry)(s)
+			}
 			h := auth()
 			for k, v := range c.headers {
 				h[k] = v
@@ -169,6 +179,12 @@ func TestOptOutStripsIdentifiersAndPrompt(t *testing.T) {
 				t.Fatalf("%d %s", w.Code, w.Body)
 			}
 			ev := pub.events(t)[0]
+			if c.kept {
+				if ev.OptedOut || ev.UserID != "user-42" || ev.Properties.Prompt == "" || ev.IP == "" {
+					t.Fatalf("an event of a subject not in the registry was stripped: %+v", ev)
+				}
+				return
+			}
 			if !ev.OptedOut || ev.UserID != "" || ev.AnonymousID != "" || ev.SessionID != "" || ev.Properties.Prompt != "" || ev.IP != "" {
 				t.Fatalf("identifiers not stripped: %+v", ev)
 			}
@@ -180,6 +196,13 @@ func TestOptOutStripsIdentifiersAndPrompt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// optOutSet is an opt-out registry of "user:ID" and "anon:ID" entries.
+type optOutSet map[string]bool
+
+func (o optOutSet) OptedOut(userID, anonymousID string) bool {
+	return (userID != "" && o["user:"+userID]) || (anonymousID != "" && o["anon:"+anonymousID])
 }
 
 func TestUnder13EventsAreDroppedAndCounted(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/sora3web/telemetry/collector/wal"
 	"github.com/sora3web/telemetry/internal/broker"
 	"github.com/sora3web/telemetry/internal/obs"
+	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/consumer"
 	"github.com/sora3web/telemetry/sinks/consumer/chconn"
@@ -32,7 +33,8 @@ const DevWriteKey = "dev-write-key-change-me"
 // Config is the whole configuration of the telemetry binary.
 type Config struct {
 	// Dev enables development conveniences: the well-known DevWriteKey is
-	// accepted. Default true, so `telemetry serve` runs with no config;
+	// accepted, and the development admin token (privacy.DevToken) or one
+	// shorter than 32 characters. Default true, so `telemetry serve` runs with no config;
 	// production configs set dev: false and their own keys.
 	Dev bool `mapstructure:"dev"`
 	// Log configures logging.
@@ -47,6 +49,9 @@ type Config struct {
 	Retention migrations.Retention `mapstructure:"retention"`
 	// Consumer configures the Kafka to ClickHouse consumer.
 	Consumer consumer.Config `mapstructure:"consumer"`
+	// Admin configures the privacy admin API (data-subject rights) and the
+	// tombstone and opt-out registries.
+	Admin privacy.Config `mapstructure:"admin"`
 
 	// DataDir holds all local state of `telemetry serve`: the local log,
 	// the spool and the embedded ClickHouse. Default "./data".
@@ -128,6 +133,7 @@ func Default() Config {
 		ClickHouse: chconn.DefaultConfig(),
 		Retention:  migrations.DefaultRetention(),
 		Consumer:   consumer.DefaultConfig(),
+		Admin:      privacy.DefaultConfig(),
 
 		DataDir:  "./data",
 		Bus:      "log",
@@ -150,7 +156,8 @@ func walDefaults() wal.Config {
 // Validate checks every part and names each invalid field.
 func (c Config) Validate() error {
 	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
-		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate()}
+		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate(),
+		c.Admin.Validate(), c.Admin.CheckToken(c.Dev)}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: required"))
 	}

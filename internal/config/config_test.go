@@ -63,6 +63,10 @@ func TestLoadRefusesInvalidConfigNamingTheField(t *testing.T) {
 		{"unknown key", nil, "ingest:\n  listne: 1.2.3.4:80\n", "listne"},
 		{"bad proxy", nil, "ingest:\n  trusted_proxies: [nonsense]\n", "ingest.trusted_proxies[0]"},
 		{"bad log level", map[string]string{"TELEMETRY_LOG_LEVEL": "loud"}, "", "log.level"},
+		{"dev admin token outside dev", map[string]string{"TELEMETRY_DEV": "false"}, "", "admin.token: the development token is refused"},
+		{"short admin token outside dev", map[string]string{"TELEMETRY_DEV": "false", "TELEMETRY_ADMIN_TOKEN": "short-admin-token-0123456789"}, "", "admin.token: must be at least 32 characters"},
+		{"missing admin token outside dev", nil, "dev: false\nadmin:\n  token: \"\"\n", "admin.token: required"},
+		{"admin listen", nil, "admin:\n  listen: nowhere\n", "admin.listen: must be host:port"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,7 +90,7 @@ func TestLoadRefusesInvalidConfigNamingTheField(t *testing.T) {
 
 func TestLoadLayersFileEnvAndOverrides(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "telemetry.yaml")
-	os.WriteFile(path, []byte("dev: false\ningest:\n  listen: 0.0.0.0:9000\n  write_keys:\n    - {key: prod-key-0123456789abcdef, source: web}\nkafka:\n  partitions: 12\n"), 0o600)
+	os.WriteFile(path, []byte("dev: false\ningest:\n  listen: 0.0.0.0:9000\n  write_keys:\n    - {key: prod-key-0123456789abcdef, source: web}\nkafka:\n  partitions: 12\nadmin:\n  token: prod-admin-token-0123456789abcdef0123\n"), 0o600)
 	t.Setenv("TELEMETRY_KAFKA_BROKERS", "k1:9092,k2:9092")
 	t.Setenv("TELEMETRY_INGEST_PUBLISH_TIMEOUT", "750ms")
 	c, err := Load(path, map[string]any{"kafka.partitions": "24"})

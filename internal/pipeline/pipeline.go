@@ -22,6 +22,7 @@ import (
 	"github.com/sora3web/telemetry/collector/wal"
 	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/chdb"
 	"github.com/sora3web/telemetry/sinks/chserver"
@@ -54,6 +55,7 @@ type Pipeline struct {
 	spool     *collector.SpoolPublisher
 	consumer  *consumer.Consumer
 	ingest    *collector.Server
+	privacy   *privacy.Service // admin API + tombstone/opt-out registries
 	side      *http.Server
 }
 
@@ -83,6 +85,15 @@ func (p *Pipeline) ClickHouseConfig() chconn.Config {
 // Conn is the ClickHouse connection, after Start (nil when no part needs it).
 func (p *Pipeline) Conn() driver.Conn { return p.conn }
 
+// AdminAddr is the privacy admin API's address, after Start ("" when it
+// does not run).
+func (p *Pipeline) AdminAddr() string {
+	if p.privacy == nil {
+		return ""
+	}
+	return p.privacy.Addr()
+}
+
 // IngestAddr is the ingest server's address, after Start.
 func (p *Pipeline) IngestAddr() string {
 	if p.ingest == nil {
@@ -91,8 +102,8 @@ func (p *Pipeline) IngestAddr() string {
 	return p.ingest.Addr()
 }
 
-// Start brings the parts up in order: engine, migrations, bus, consumer,
-// ingest. On error it stops what it started.
+// Start brings the parts up in order: engine, migrations, privacy
+// registries and admin API, bus, consumer, ingest. On error it stops what it started.
 func (p *Pipeline) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -115,6 +126,9 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := p.startPrivacy(ctx); err != nil {
+		return err
+	}
 	if err := p.startBus(ctx); err != nil {
 		return err
 	}
@@ -133,7 +147,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 			return err
 		}
 	} else {
-		if p.ingest, err = collector.New(p.cfg.Ingest, p.publisher, p.log); err != nil {
+		if p.ingest, err = collector.New(p.cfg.Ingest, p.publisher, p.log, p.ingestOptions()...); err != nil {
 			return err
 		}
 		for pattern, h := range p.Handlers {
@@ -164,6 +178,32 @@ func (p *Pipeline) startSideServer(ctx context.Context) error {
 	go func() { _ = p.side.Serve(ln) }()
 	p.log.Info("metrics listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// startPrivacy loads the tombstone and opt-out registries and serves the
+// admin API (admin.enabled). It needs ClickHouse: a process that does not
+// talk to it (ingest alone) runs without registries.
+func (p *Pipeline) startPrivacy(ctx context.Context) error {
+	if p.conn == nil {
+		return nil
+	}
+	svc, err := privacy.New(p.cfg.Admin, p.conn, privacy.Tables{Database: p.cfg.ClickHouse.Database, Cluster: p.cfg.ClickHouse.Cluster}, p.log)
+	if err != nil {
+		return err
+	}
+	if err := svc.Start(ctx); err != nil {
+		return fmt.Errorf("starting the privacy registries and admin API: %w", err)
+	}
+	p.privacy = svc
+	return nil
+}
+
+// ingestOptions hands ingest the opt-out registry when it runs.
+func (p *Pipeline) ingestOptions() []collector.Option {
+	if p.privacy == nil {
+		return nil
+	}
+	return []collector.Option{collector.WithOptOuts(p.privacy.Registry())}
 }
 
 func (p *Pipeline) startEngine(ctx context.Context) error {
@@ -263,6 +303,11 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.privacy != nil {
+		if err := p.consumer.SetFilter(p.privacy.Registry()); err != nil {
+			return err
+		}
+	}
 	return p.consumer.Start(ctx)
 }
 
@@ -274,6 +319,10 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	var errs []error
 	if p.ingest != nil {
 		errs = append(errs, p.ingest.Shutdown(ctx))
+	}
+	if p.privacy != nil {
+		errs = append(errs, p.privacy.Shutdown(ctx))
+		p.privacy = nil
 	}
 	if p.side != nil {
 		errs = append(errs, p.side.Shutdown(ctx))

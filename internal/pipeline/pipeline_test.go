@@ -26,6 +26,7 @@ func allInOne(t *testing.T) config.Config {
 	cfg.DataDir = t.TempDir()
 	cfg.Ingest.Listen = "127.0.0.1:0"
 	cfg.Embedded.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Consumer.BatchInterval = 200 * time.Millisecond
 	return cfg
 }

@@ -94,6 +94,10 @@ type Consumer struct {
 	// error stops the consumer before the commit.
 	afterInsert func() error
 
+	// filter, when set (SetFilter), drops events before insert; see filter.go.
+	filter   Filter
+	filtered metric.Int64Counter
+
 	mu       sync.Mutex
 	started  bool
 	r        Source
@@ -350,10 +354,11 @@ func (c *Consumer) flush(p *pending) error {
 	ctx, span := c.batchSpan(p.msgs)
 	defer span.End()
 	c.m.batchBytes.Record(ctx, int64(p.bytes))
+	records := c.applyFilter(p.records) // privacy: drop deleted subjects (filter.go)
 	var b *Batch
 	if err := c.retry("read stored offsets", func() error {
 		var err error
-		b, err = c.newBatch(p.records)
+		b, err = c.newBatch(records)
 		return err
 	}); err != nil {
 		return err
@@ -373,7 +378,7 @@ func (c *Consumer) flush(p *pending) error {
 		c.m.batchRows.Record(ctx, int64(b.Rows()))
 		c.m.rowsInserted.Add(ctx, int64(b.Rows()))
 	}
-	if skipped := len(p.records) - b.Rows(); skipped > 0 {
+	if skipped := len(records) - b.Rows(); skipped > 0 {
 		c.m.rowsSkipped.Add(ctx, int64(skipped))
 		c.log.Info("skipped redelivered messages already stored", "count", skipped)
 	}

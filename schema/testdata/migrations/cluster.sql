@@ -160,6 +160,33 @@ SELECT
 FROM telemetry.events_local
 GROUP BY day, type, plan, quality, resolution, aspect_ratio, device_class, device_os, device_browser;
 
+-- migration 0004_privacy (sha256 079f85155e39f087275abbeed005c6ba891d59930e19f37bf55d278589f7fe08)
+CREATE TABLE IF NOT EXISTS telemetry.tombstones_local ON CLUSTER analytics
+(
+    subject_type LowCardinality(String),
+    subject_id   String,
+    deleted_at   DateTime64(3, 'UTC'),
+    updated_at   DateTime64(6, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/telemetry/tombstones_local', '{replica}')
+ORDER BY (subject_type, subject_id);
+
+CREATE TABLE IF NOT EXISTS telemetry.tombstones ON CLUSTER analytics AS telemetry.tombstones_local
+ENGINE = Distributed(analytics, telemetry, tombstones_local, cityHash64(subject_id));
+
+CREATE TABLE IF NOT EXISTS telemetry.opt_outs_local ON CLUSTER analytics
+(
+    subject_type LowCardinality(String),
+    subject_id   String,
+    opted_out    Bool,
+    updated_at   DateTime64(6, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/telemetry/opt_outs_local', '{replica}')
+ORDER BY (subject_type, subject_id);
+
+CREATE TABLE IF NOT EXISTS telemetry.opt_outs ON CLUSTER analytics AS telemetry.opt_outs_local
+ENGINE = Distributed(analytics, telemetry, opt_outs_local, cityHash64(subject_id));
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL

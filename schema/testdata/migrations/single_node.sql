@@ -151,6 +151,27 @@ SELECT
 FROM telemetry.events
 GROUP BY day, type, plan, quality, resolution, aspect_ratio, device_class, device_os, device_browser;
 
+-- migration 0004_privacy (sha256 079f85155e39f087275abbeed005c6ba891d59930e19f37bf55d278589f7fe08)
+CREATE TABLE IF NOT EXISTS telemetry.tombstones
+(
+    subject_type LowCardinality(String),
+    subject_id   String,
+    deleted_at   DateTime64(3, 'UTC'),
+    updated_at   DateTime64(6, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (subject_type, subject_id);
+
+CREATE TABLE IF NOT EXISTS telemetry.opt_outs
+(
+    subject_type LowCardinality(String),
+    subject_id   String,
+    opted_out    Bool,
+    updated_at   DateTime64(6, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (subject_type, subject_id);
+
 -- retention events
 ALTER TABLE telemetry.events
 MODIFY TTL

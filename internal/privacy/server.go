@@ -1,0 +1,462 @@
+package privacy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Admin API routes, and the action each names in the audit log.
+var routes = map[string]struct{ method, action string }{
+	"/v1/privacy/export":  {http.MethodGet, "export"},
+	"/v1/privacy/status":  {http.MethodGet, "status"},
+	"/v1/privacy/delete":  {http.MethodPost, "delete"},
+	"/v1/privacy/opt-out": {http.MethodPost, "opt_out"},
+	"/v1/privacy/opt-in":  {http.MethodPost, "opt_in"},
+}
+
+// Service is the privacy admin: the Registry, its periodic reload, and the
+// admin API on its own listener. Build it with New, run it with Start,
+// stop it with Shutdown.
+type Service struct {
+	cfg    Config
+	db     DB
+	tables Tables
+	log    *slog.Logger
+	reg    *Registry
+	token  [sha256.Size]byte
+
+	mu      sync.Mutex
+	started bool
+	srv     *http.Server
+	ln      net.Listener
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New validates cfg and tables and returns a service over db. It does no I/O.
+func New(cfg Config, db DB, tables Tables, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil || log == nil {
+		return nil, fmt.Errorf("%w: database and logger are required", ErrInvalidConfig)
+	}
+	reg, err := NewRegistry(db, tables)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, db: db, tables: tables, log: log.With("component", "privacy"), reg: reg, token: sha256.Sum256([]byte(cfg.Token))}, nil
+}
+
+// Registry is the in-memory tombstone and opt-out sets, for ingest and the
+// consumer.
+func (s *Service) Registry() *Registry { return s.reg }
+
+// Handler is the admin API, for tests and embedding.
+func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Start loads the registries (failing when they cannot be read: deletions
+// and opt-outs must be honoured from the first event), starts their
+// periodic reload, and, when enabled, listens on cfg.Listen.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return ErrStarted
+	}
+	if err := s.reg.Reload(ctx); err != nil {
+		return err
+	}
+	if s.cfg.Enabled {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+		}
+		s.ln = ln
+		s.srv = &http.Server{
+			Handler:           s.Handler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      s.cfg.RequestTimeout + 30*time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("admin server stopped", "err", err)
+			}
+		}()
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.refresh(rctx) }()
+	s.started = true
+	tombs, opts := s.reg.Sizes()
+	s.log.Info("privacy registry loaded", "tombstones", tombs, "opt_outs", opts, "admin", s.Addr())
+	return nil
+}
+
+// refresh reloads the registries every RefreshInterval until ctx ends.
+func (s *Service) refresh(ctx context.Context) {
+	t := time.NewTicker(s.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.RefreshInterval)
+			if err := s.reg.Reload(rctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reloading the privacy registry; keeping the previous sets", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Addr is the admin API's bound address after Start ("" when disabled).
+func (s *Service) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Shutdown stops the listener (letting calls in progress finish within
+// ctx) and the reload.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return nil
+	}
+	var err error
+	if s.srv != nil {
+		if serr := s.srv.Shutdown(ctx); serr != nil {
+			err = fmt.Errorf("draining admin requests: %w", serr)
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.started, s.srv, s.ln = false, nil, nil
+	return err
+}
+
+// authorized reports whether r carries the admin token. Both sides are
+// hashed first so the comparison takes the same time whatever the
+// presented token's length and content (crypto/subtle).
+func (s *Service) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(got[:], s.token[:]) == 1
+}
+
+// auditRecord is what one call's audit line says.
+type auditRecord struct {
+	action string
+	sub    Subject
+	result string
+	status int
+	rows   uint64
+}
+
+// audit writes one audit line: never the raw subject id nor the token.
+func (s *Service) audit(ctx context.Context, a *auditRecord, start time.Time) {
+	lvl := slog.LevelInfo
+	if a.status >= 400 {
+		lvl = slog.LevelWarn
+	}
+	s.log.LogAttrs(ctx, lvl, "privacy admin call", slog.Bool("audit", true), slog.String("action", a.action),
+		slog.String("subject_type", a.sub.Type), slog.String("subject_hash", a.sub.Hash()), slog.String("result", a.result),
+		slog.Int("status", a.status), slog.Uint64("rows", a.rows), slog.Duration("duration", time.Since(start)))
+}
+
+// serveHTTP authenticates, routes and audits every call.
+func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt, known := routes[r.URL.Path]
+	a := &auditRecord{action: "unknown"}
+	if known {
+		a.action = rt.action
+	}
+	defer func() { s.audit(r.Context(), a, start) }()
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if !s.authorized(r) {
+		h.Set("WWW-Authenticate", `Bearer realm="telemetry-admin"`)
+		s.fail(w, a, http.StatusUnauthorized, "unauthorized", ErrUnauthorized)
+		return
+	}
+	if !known {
+		s.fail(w, a, http.StatusNotFound, "not_found", errors.New("no such route"))
+		return
+	}
+	if r.Method != rt.method {
+		h.Set("Allow", rt.method)
+		s.fail(w, a, http.StatusMethodNotAllowed, "bad_method", errors.New("method not allowed"))
+		return
+	}
+	var sub Subject
+	var err error
+	if rt.method == http.MethodGet {
+		sub, err = DecodeQuery(r.URL.RawQuery)
+	} else {
+		sub, err = DecodeBody(r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	}
+	if err != nil {
+		s.fail(w, a, http.StatusBadRequest, "bad_request", err)
+		return
+	}
+	a.sub = sub
+	// A deletion or registry change completes even when the caller goes
+	// away: it must not be left half done.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout)
+	defer cancel()
+	switch rt.action {
+	case "export":
+		s.export(ctx, w, r, a)
+	case "status":
+		s.status(ctx, w, a)
+	case "delete":
+		s.delete(ctx, w, a)
+	case "opt_out", "opt_in":
+		s.optOut(ctx, w, a, rt.action == "opt_out")
+	}
+}
+
+// fail answers status with err's message (with the subject id redacted)
+// and records the result.
+func (s *Service) fail(w http.ResponseWriter, a *auditRecord, status int, result string, err error) {
+	a.status, a.result = status, result
+	msg := err.Error()
+	if a.sub.ID != "" {
+		msg = strings.ReplaceAll(msg, a.sub.ID, "<subject>")
+	}
+	if status >= 500 {
+		s.log.Error("privacy admin call failed", "action", a.action, "subject_hash", a.sub.Hash(), "err", msg)
+	}
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// DecodeQuery reads the subject of a GET call: exactly one of user_id or
+// anonymous_id, given once, and no other parameter.
+func DecodeQuery(rawQuery string) (Subject, error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return Subject{}, fmt.Errorf("%w: malformed query", ErrBadSubject)
+	}
+	for k, v := range q {
+		if k != SubjectUser && k != SubjectAnonymous {
+			return Subject{}, fmt.Errorf("%w: unknown parameter (allowed: user_id, anonymous_id)", ErrBadSubject)
+		}
+		if len(v) != 1 {
+			return Subject{}, fmt.Errorf("%w: %s given %d times", ErrBadSubject, k, len(v))
+		}
+	}
+	return NewSubject(q.Get(SubjectUser), q.Get(SubjectAnonymous))
+}
+
+// subjectBody is the JSON body of POST calls.
+type subjectBody struct {
+	UserID      string `json:"user_id"`
+	AnonymousID string `json:"anonymous_id"`
+}
+
+// DecodeBody reads the subject of a POST call: a JSON object with exactly
+// one of user_id or anonymous_id and no other field.
+func DecodeBody(contentType string, body io.Reader) (Subject, error) {
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil || mt != "application/json" {
+			return Subject{}, fmt.Errorf("%w: Content-Type must be application/json", ErrBadSubject)
+		}
+	}
+	raw, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	if err != nil {
+		return Subject{}, fmt.Errorf("%w: reading body: %w", ErrBadSubject, err)
+	}
+	if len(raw) > maxBodyBytes {
+		return Subject{}, fmt.Errorf("%w: body larger than %d bytes", ErrBadSubject, maxBodyBytes)
+	}
+	if !utf8.Valid(raw) {
+		return Subject{}, fmt.Errorf("%w: body must be UTF-8", ErrBadSubject)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var b subjectBody
+	if err := dec.Decode(&b); err != nil {
+		return Subject{}, fmt.Errorf("%w: body must be {\"user_id\": ...} or {\"anonymous_id\": ...}", ErrBadSubject)
+	}
+	if dec.More() {
+		return Subject{}, fmt.Errorf("%w: one JSON object expected", ErrBadSubject)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Subject{}, fmt.Errorf("%w: one JSON object expected", ErrBadSubject)
+	}
+	return NewSubject(b.UserID, b.AnonymousID)
+}
+
+// ExportLine is one line of an NDJSON export.
+type ExportLine struct {
+	// Table is where the row is stored.
+	Table string `json:"table"`
+	// Row is the stored row, every column.
+	Row json.RawMessage `json:"row"`
+}
+
+// export answers the subject's rows: one JSON document, or NDJSON lines
+// streamed as they are read when the caller accepts application/x-ndjson.
+func (s *Service) export(ctx context.Context, w http.ResponseWriter, r *http.Request, a *auditRecord) {
+	if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		a.status, a.result = http.StatusOK, "ok"
+		enc := json.NewEncoder(w)
+		fl, _ := w.(http.Flusher)
+		for _, table := range SubjectTables {
+			n, err := exportRows(ctx, s.db, s.tables, table, a.sub, func(row json.RawMessage) error {
+				return enc.Encode(ExportLine{Table: table, Row: row})
+			})
+			a.rows += uint64(n)
+			if err != nil {
+				a.result = "error"
+				msg := strings.ReplaceAll(err.Error(), a.sub.ID, "<subject>")
+				s.log.Error("privacy export failed mid-stream", "subject_hash", a.sub.Hash(), "err", msg)
+				_ = enc.Encode(map[string]string{"error": msg})
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		return
+	}
+	var buf bytes.Buffer
+	n, err := writeExport(ctx, s.db, s.tables, a.sub, &buf)
+	a.rows = uint64(n)
+	if err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
+	a.status, a.result = http.StatusOK, "ok"
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// StatusResponse is the answer of GET /v1/privacy/status.
+type StatusResponse struct {
+	// SubjectType is user_id or anonymous_id.
+	SubjectType string `json:"subject_type"`
+	// Tables counts the subject's rows per table.
+	Tables []TableCount `json:"tables"`
+	// Tombstoned says the subject was deleted (its events are dropped).
+	Tombstoned bool `json:"tombstoned"`
+	// OptedOut says the subject is in the opt-out registry.
+	OptedOut bool `json:"opted_out"`
+}
+
+func (s *Service) status(ctx context.Context, w http.ResponseWriter, a *auditRecord) {
+	tc, err := counts(ctx, s.db, s.tables, a.sub)
+	if err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
+	var reg []struct {
+		Tomb uint64 `ch:"tomb"`
+		Opt  bool   `ch:"opt"`
+	}
+	q := fmt.Sprintf(`SELECT
+	    (SELECT count() FROM %s WHERE subject_type = ? AND subject_id = ?) AS tomb,
+	    (SELECT count() > 0 AND argMax(opted_out, updated_at) FROM %s WHERE subject_type = ? AND subject_id = ?) AS opt`,
+		s.tables.table("tombstones"), s.tables.table("opt_outs"))
+	if err := s.db.Select(ctx, &reg, q, a.sub.Type, a.sub.ID, a.sub.Type, a.sub.ID); err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", fmt.Errorf("reading the registries: %w", err))
+		return
+	}
+	resp := StatusResponse{SubjectType: a.sub.Type, Tables: tc}
+	if len(reg) == 1 {
+		resp.Tombstoned, resp.OptedOut = reg[0].Tomb > 0, reg[0].Opt
+	}
+	for _, t := range tc {
+		a.rows += t.Rows
+	}
+	a.status, a.result = http.StatusOK, "ok"
+	writeJSON(w, http.StatusOK, &resp)
+}
+
+// DeleteResponse is the answer of POST /v1/privacy/delete.
+type DeleteResponse struct {
+	// SubjectType is user_id or anonymous_id.
+	SubjectType string `json:"subject_type"`
+	// Deleted counts the rows removed per table.
+	Deleted []TableCount `json:"deleted"`
+	// Tombstoned is true: the subject's events are dropped from now on.
+	Tombstoned bool `json:"tombstoned"`
+}
+
+// delete records the tombstone first (so the consumer stops storing the
+// subject's events), then removes the subject's rows.
+func (s *Service) delete(ctx context.Context, w http.ResponseWriter, a *auditRecord) {
+	if err := s.reg.Tombstone(ctx, a.sub); err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
+	tc, err := deleteRows(ctx, s.db, s.tables, a.sub)
+	for _, t := range tc {
+		a.rows += t.Rows
+	}
+	if err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
+	a.status, a.result = http.StatusOK, "ok"
+	writeJSON(w, http.StatusOK, &DeleteResponse{SubjectType: a.sub.Type, Deleted: tc, Tombstoned: true})
+}
+
+// OptOutResponse is the answer of POST /v1/privacy/opt-out and opt-in.
+type OptOutResponse struct {
+	// SubjectType is user_id or anonymous_id.
+	SubjectType string `json:"subject_type"`
+	// OptedOut is the registry's new state for the subject.
+	OptedOut bool `json:"opted_out"`
+}
+
+func (s *Service) optOut(ctx context.Context, w http.ResponseWriter, a *auditRecord, out bool) {
+	if err := s.reg.SetOptOut(ctx, a.sub, out); err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
+	a.status, a.result, a.rows = http.StatusOK, "ok", 1
+	writeJSON(w, http.StatusOK, &OptOutResponse{SubjectType: a.sub.Type, OptedOut: out})
+}

@@ -1,0 +1,53 @@
+package consumer
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sora3web/telemetry/schema"
+)
+
+// Filter decides which decoded events must never be stored: the events of
+// a data subject deleted after they were published (still in Kafka or the
+// local log, or replayed). It is consulted for every batch before the
+// insert; dropped events are counted in telemetry.consumer.filtered and
+// committed with the batch, not dead-lettered. internal/privacy.Registry
+// is the production Filter. Implementations must be cheap and safe for
+// concurrent use.
+type Filter interface {
+	// Drop reports whether e must not be stored.
+	Drop(e *schema.Enriched) bool
+}
+
+// SetFilter makes the consumer drop the events f refuses. Call it before
+// Start.
+func (c *Consumer) SetFilter(f Filter) error {
+	filtered, err := otel.Meter("github.com/sora3web/telemetry/sinks/consumer").Int64Counter("telemetry.consumer.filtered",
+		metric.WithDescription("Events not stored because their data subject was deleted."))
+	if err != nil {
+		return err
+	}
+	c.filter, c.filtered = f, filtered
+	return nil
+}
+
+// applyFilter returns the records the filter keeps (records itself when
+// there is no filter).
+func (c *Consumer) applyFilter(records []record) []record {
+	if c.filter == nil || len(records) == 0 {
+		return records
+	}
+	kept := make([]record, 0, len(records))
+	for i := range records {
+		if !c.filter.Drop(&records[i].e) {
+			kept = append(kept, records[i])
+		}
+	}
+	if n := len(records) - len(kept); n > 0 {
+		c.filtered.Add(context.Background(), int64(n))
+		c.log.Info("dropped events of deleted data subjects", "count", n)
+	}
+	return kept
+}
