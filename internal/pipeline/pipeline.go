@@ -94,6 +94,10 @@ func (p *Pipeline) AdminAddr() string {
 	return p.privacy.Addr()
 }
 
+// Privacy is the privacy service (registries and admin API), after Start
+// (nil when the process does not talk to ClickHouse).
+func (p *Pipeline) Privacy() *privacy.Service { return p.privacy }
+
 // IngestAddr is the ingest server's address, after Start.
 func (p *Pipeline) IngestAddr() string {
 	if p.ingest == nil {

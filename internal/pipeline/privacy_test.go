@@ -1,0 +1,219 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/privacy"
+	"github.com/sora3web/telemetry/internal/testenv"
+)
+
+// postEvents sends events of a subject through ingest and fails unless all
+// were accepted.
+func postEvents(t *testing.T, p *Pipeline, userID string, n int) {
+	t.Helper()
+	var evs []map[string]any
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for i := 0; i < n; i++ {
+		typ, props := "generation_requested", map[string]any{"quality": "uhd", "resolution": "2160p", "aspect_ratio": "16:9", "duration_s": 8, "prompt": "a fox in the snow"}
+		if i%2 == 1 {
+			typ, props = "client_error", map[string]any{"error_message": "decode failed"}
+		}
+		evs = append(evs, map[string]any{"event_id": uuid.NewString(), "type": typ, "occurred_at": now, "sent_at": now,
+			"anonymous_id": "anon-" + userID, "user_id": userID, "plan": "pro", "consent": map[string]any{"analytics": true}, "properties": props})
+	}
+	body, _ := json.Marshal(map[string]any{"events": evs})
+	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 {
+		t.Fatalf("ingest: %d %s", resp.StatusCode, b)
+	}
+}
+
+// adminCall calls the admin API of p with the development token.
+func adminCall(t *testing.T, p *Pipeline, method, path, body string, out any) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = bytes.NewReader([]byte(body))
+	}
+	req, _ := http.NewRequest(method, "http://"+p.AdminAddr()+path, r)
+	req.Header.Set("Authorization", "Bearer "+privacy.DevToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s %s: %v: %s", method, path, err, b)
+	}
+}
+
+// readTopic returns every message of topic on every partition.
+func readTopic(t *testing.T, brokers []string, topic string) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []kafka.Message
+	for _, pt := range parts {
+		lc, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, pt.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := lc.ReadLastOffset()
+		lc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last == 0 {
+			continue
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: pt.ID, MaxWait: 100 * time.Millisecond})
+		for {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				r.Close()
+				t.Fatal(err)
+			}
+			out = append(out, m)
+			if m.Offset+1 >= last {
+				break
+			}
+		}
+		r.Close()
+	}
+	return out
+}
+
+// TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents is the "done when" of
+// the right to erasure: events of a user are stored through the real
+// broker, the user is deleted through the admin API, then the user's old
+// messages are produced to the events topic again (a replay); the consumer
+// drops them, and the user has zero rows while others keep theirs.
+func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	cfg := allInOne(t)
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	cfg.Bus = "kafka"
+	cfg.Kafka.Brokers = brokers
+	cfg.Kafka.EventsTopic, cfg.Kafka.DeadLetterTopic = "privacy-events-"+suffix, "privacy-dlq-"+suffix
+	cfg.Consumer.GroupID = "privacy-" + suffix
+	cfg.Serve.MetricsListen = "127.0.0.1:0"
+	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+	})
+
+	postEvents(t, p, "replay-user", 6) // 3 of them client_error: 6 events + 3 errors rows
+	postEvents(t, p, "other-user", 4)
+	waitRows(t, p, 10)
+	if got := query(t, p, "SELECT count() FROM telemetry.errors WHERE user_id = 'replay-user'"); got != "3" {
+		t.Fatalf("errors rows of the user before deletion: %s", got)
+	}
+
+	var old []kafka.Message
+	for _, m := range readTopic(t, brokers, cfg.Kafka.EventsTopic) {
+		if string(m.Key) == "replay-user" {
+			old = append(old, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
+		}
+	}
+	if len(old) != 6 {
+		t.Fatalf("found %d messages of the user on the topic, want 6", len(old))
+	}
+
+	var del privacy.DeleteResponse
+	adminCall(t, p, "POST", "/v1/privacy/delete", `{"user_id":"replay-user"}`, &del)
+	if fmt.Sprint(del.Deleted) != "[{events 6} {errors 3}]" {
+		t.Fatalf("delete answered %+v", del)
+	}
+
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: cfg.Kafka.EventsTopic, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Hash{}}
+	if err := w.WriteMessages(context.Background(), old...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	postEvents(t, p, "after-user", 2) // proof the consumer moved past the replay
+	deadline := time.Now().Add(30 * time.Second)
+	for p.Privacy().Registry().Dropped() < int64(len(old)) || query(t, p, "SELECT count() FROM telemetry.events WHERE user_id = 'after-user'") != "2" {
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer dropped %d replayed events after 30s, want %d", p.Privacy().Registry().Dropped(), len(old))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, table := range []string{"events", "errors"} {
+		if got := query(t, p, "SELECT count() FROM telemetry."+table+" WHERE user_id = 'replay-user' OR anonymous_id = 'anon-replay-user'"); got != "0" {
+			t.Fatalf("%s rows of the deleted user after the replay: %s", table, got)
+		}
+	}
+	if got := query(t, p, "SELECT count() FROM telemetry.events WHERE user_id = 'other-user'"); got != "4" {
+		t.Fatalf("rows of another user: %s, want 4", got)
+	}
+	var st privacy.StatusResponse
+	adminCall(t, p, "GET", "/v1/privacy/status?user_id=replay-user", "", &st)
+	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 0} {errors 0}]" {
+		t.Fatalf("status after replay: %+v", st)
+	}
+}
+
+// TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline: after an opt-out
+// through the admin API, the subject's next events are stored without
+// identifiers or prompt.
+func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
+	cfg := allInOne(t)
+	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	var resp privacy.OptOutResponse
+	adminCall(t, p, "POST", "/v1/privacy/opt-out", `{"user_id":"quiet-user"}`, &resp)
+	postEvents(t, p, "quiet-user", 2)
+	postEvents(t, p, "loud-user", 2)
+	waitRows(t, p, 4)
+	got := query(t, p, "SELECT countIf(user_id = '' AND anonymous_id = '' AND prompt = '' AND ip = '' AND opted_out), countIf(user_id = 'loud-user' AND NOT opted_out) FROM telemetry.events FORMAT TSV")
+	if got != "2\t2" {
+		t.Fatalf("stripped rows, kept rows: %q, want 2 and 2", got)
+	}
+}
