@@ -45,6 +45,7 @@ var composeVars = map[string]string{
 	"TELEMETRY_WRITE_KEY":    "prod-web-write-key-0123456789",
 	"CLICKHOUSE_PASSWORD":    "s3cret-password",
 	"GRAFANA_ADMIN_PASSWORD": "grafana-admin-password",
+	"TELEMETRY_ADMIN_TOKEN":  "prod-admin-token-0123456789abcdef0123456789",
 }
 
 var interpRE = regexp.MustCompile(`\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$\$`)

@@ -28,7 +28,7 @@ import (
 func BenchmarkFreshness(b *testing.B) {
 	cfg := config.Default()
 	cfg.DataDir = b.TempDir()
-	cfg.Ingest.Listen, cfg.Embedded.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
