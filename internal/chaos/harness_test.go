@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/internal/testenv"
 )
@@ -144,11 +147,56 @@ func kafkaBrokers(t *testing.T) string {
 func brokerDown(t *testing.T) {
 	t.Helper()
 	t.Cleanup(func() { testenv.KafkaScript(t, "up") })
+	start := time.Now()
 	testenv.KafkaScript(t, "down")
+	t.Logf("broker stopped in %v", time.Since(start).Round(time.Millisecond))
 }
 
 // brokerUp starts the private broker again.
-func brokerUp(t *testing.T) { t.Helper(); testenv.KafkaScript(t, "up") }
+func brokerUp(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	testenv.KafkaScript(t, "up")
+	t.Logf("broker started in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// kafkaSettings are the --set values of a Kafka-bus node of scenario name:
+// the private broker and topics and a consumer group of its own (unique
+// per run), deleted again when the test ends.
+func kafkaSettings(t *testing.T, name string) []string {
+	t.Helper()
+	brokers := kafkaBrokers(t)
+	id := fmt.Sprintf("chaos-%s-%d", name, time.Now().UnixNano())
+	events, dead := id+".events", id+".dead-letters"
+	t.Cleanup(func() { deleteTopics(t, brokers, events, dead) })
+	return []string{"bus=kafka", "kafka.brokers=" + brokers, "kafka.events_topic=" + events,
+		"kafka.dead_letter_topic=" + dead, "consumer.group_id=" + id}
+}
+
+// deleteTopics removes a scenario's topics, best effort (the private
+// broker's data is otherwise kept for a day).
+func deleteTopics(t *testing.T, broker string, topics ...string) {
+	conn, err := kafka.Dial("tcp", broker)
+	if err != nil {
+		t.Logf("deleting topics: %v", err)
+		return
+	}
+	defer conn.Close()
+	c, err := conn.Controller()
+	if err != nil {
+		t.Logf("deleting topics: %v", err)
+		return
+	}
+	ctrl, err := kafka.Dial("tcp", net.JoinHostPort(c.Host, strconv.Itoa(c.Port)))
+	if err != nil {
+		t.Logf("deleting topics: %v", err)
+		return
+	}
+	defer ctrl.Close()
+	if err := ctrl.DeleteTopics(topics...); err != nil {
+		t.Logf("deleting topics %v: %v", topics, err)
+	}
+}
 
 // node is one telemetry child process with a fixed command line and data
 // directory. It can be killed and started again on the same data, which is
@@ -160,14 +208,14 @@ type node struct {
 	dataDir string
 	logPath string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
 	waitErr error
-	ingest string // ingest address of the current run, "" if none
-	ch     string // embedded ClickHouse HTTP address of the current run
-	starts int
-	maxRSS int64 // bytes, over every run, sampled by sampleRSS
+	ingest  string // ingest address of the current run, "" if none
+	ch      string // embedded ClickHouse HTTP address of the current run
+	starts  int
+	maxRSS  int64 // bytes, over every run, sampled by sampleRSS
 }
 
 // newNode prepares a node; it does not start it. dataDir may be shared with
@@ -175,19 +223,40 @@ type node struct {
 func newNode(t *testing.T, name, dataDir string, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, name: name, args: args, dataDir: dataDir,
-		logPath: filepath.Join(filepath.Dir(dataDir), name+".log")}
+		logPath: filepath.Join(logsDir(t), name+".log")}
 	t.Cleanup(func() {
 		if n.running() {
 			n.kill()
 		}
 		if t.Failed() {
-			t.Logf("%s: process log kept in %s", name, n.logPath)
-			if b, err := os.ReadFile(n.logPath); err == nil {
-				t.Logf("%s: last log lines:\n%s", name, tail(string(b), 25))
-			}
+			t.Logf("%s: last lines of %s:\n%s", name, n.logPath, n.logTail())
 		}
 	})
 	return n
+}
+
+var logDirs sync.Map // *testing.T -> string
+
+// logsDir is a directory for t's process logs, outside t.TempDir so that
+// it survives a failed test (it is removed when the test passes).
+func logsDir(t *testing.T) string {
+	t.Helper()
+	if d, ok := logDirs.Load(t); ok {
+		return d.(string)
+	}
+	d, err := os.MkdirTemp("", "chaos-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDirs.Store(t, d)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("process logs kept in %s", d)
+		} else {
+			os.RemoveAll(d)
+		}
+	})
+	return d
 }
 
 // chaosArgs are the flags every child gets: free ports chosen by the
@@ -199,7 +268,8 @@ func chaosArgs(sub string, extra ...string) []string {
 		"--set", "consumer.batch_interval=200ms",
 		"--set", "ingest.retry_after=1s",
 		"--set", "log.format=json",
-		"--set", "serve.shutdown_timeout=30s",
+		"--set", "serve.shutdown_timeout=15s",
+		"--set", "serve.metrics_listen=127.0.0.1:0",
 	}
 	for _, e := range extra {
 		args = append(args, "--set", e)
@@ -226,8 +296,16 @@ func (n *node) running() bool {
 // first or takes longer than a minute.
 func (n *node) start() {
 	n.t.Helper()
+	if err := n.tryStart(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// tryStart is start returning the failure instead of failing the test.
+func (n *node) tryStart() error {
+	n.t.Helper()
 	if n.running() {
-		n.t.Fatalf("%s: start while running", n.name)
+		return fmt.Errorf("%s: start while running", n.name)
 	}
 	args := append(append([]string{}, n.args...), "--set", "data_dir="+n.dataDir)
 	cmd := exec.Command(binary(n.t), args...)
@@ -243,7 +321,7 @@ func (n *node) start() {
 	cmd.Stdout, cmd.Stderr = logf, pw
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		n.t.Fatalf("%s: %v", n.name, err)
+		return fmt.Errorf("%s: %w", n.name, err)
 	}
 	exited := make(chan struct{})
 	started := make(chan struct{})
@@ -287,11 +365,12 @@ func (n *node) start() {
 	}()
 	select {
 	case <-started:
+		return nil
 	case <-exited:
-		n.t.Fatalf("%s: exited during start: %v (log: %s)\n%s", n.name, n.exitErr(), n.logPath, n.logTail())
+		return fmt.Errorf("%s: exited during start: %v (log: %s)\n%s", n.name, n.exitErr(), n.logPath, n.logTail())
 	case <-time.After(time.Minute):
 		n.kill()
-		n.t.Fatalf("%s: not started after 1m (log: %s)", n.name, n.logPath)
+		return fmt.Errorf("%s: not started after 1m (log: %s)", n.name, n.logPath)
 	}
 }
 
