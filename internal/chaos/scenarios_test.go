@@ -264,6 +264,11 @@ func logFull(t *testing.T, name, walDir string, stall []string, walSettings ...s
 	s.start()
 	waitAcked(t, s, 1000, 30*time.Second)
 	waitRefused(t, s, 20, time.Minute)
+	if walDir != "" {
+		// What the failed appends left free goes to other files, as on a
+		// shared disk: the log must recover by reclaiming its own segments.
+		fillDisk(t, filepath.Join(filepath.Dir(walDir), "filler"))
+	}
 	if got := full.ready(); got != http.StatusServiceUnavailable {
 		t.Errorf("%s: /readyz = %d with the local log full, want 503", name, got)
 	}
@@ -289,6 +294,27 @@ func logFull(t *testing.T, name, walDir string, stall []string, walSettings ...s
 // inserts (nor commits) within a test: ClickHouse "slow" for an hour.
 var stalledConsumer = []string{"consumer.batch_rows=10000000", "consumer.batch_bytes=1073741824", "consumer.batch_interval=1h"}
 
+// fillDisk writes path until its filesystem has no page left.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Logf("filler: %v", err)
+		return
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var n int64
+	for {
+		w, err := f.Write(buf)
+		n += int64(w)
+		if err != nil {
+			break
+		}
+	}
+	t.Logf("filler took the last %d KiB of the filesystem", n>>10)
+}
+
 // TestLogDiskFull: the log-disk-full scenario with a 4 MiB wal.max_bytes.
 func TestLogDiskFull(t *testing.T) {
 	requireChaos(t)
@@ -296,7 +322,9 @@ func TestLogDiskFull(t *testing.T) {
 }
 
 // TestLogDiskFullENOSPC: the log-disk-full scenario on an 8 MiB tmpfs,
-// where the disk (not wal.max_bytes) runs out: appends fail with ENOSPC.
+// where the disk (not wal.max_bytes) runs out: appends fail with ENOSPC,
+// and a filler file then takes whatever pages are left. The consumer is
+// running but stalled (its cursor exists), as when ClickHouse is slow.
 // Skipped only when mounting is not permitted (not root, no CAP_SYS_ADMIN).
 func TestLogDiskFullENOSPC(t *testing.T) {
 	requireChaos(t)
