@@ -58,6 +58,9 @@ func TestMain(m *testing.M) {
 	// The tests stop and start the broker themselves: never use external ones.
 	os.Unsetenv(testenv.KafkaBrokersEnv)
 	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
 	if len(summary) > 0 {
 		fmt.Println("chaos summary:")
 		for _, l := range summary {
