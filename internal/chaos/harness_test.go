@@ -263,8 +263,8 @@ func logsDir(t *testing.T) string {
 }
 
 // chaosArgs are the flags every child gets: free ports chosen by the
-// kernel (read back from its log), a fast consumer batch and no per-key
-// request rate limit (the scenarios test faults, not the limiter).
+// kernel (read back from its log), a fast consumer batch, a 1s Retry-After
+// and a short graceful-shutdown bound; extra are more --set key=value.
 func chaosArgs(sub string, extra ...string) []string {
 	args := []string{sub, "--listen", "127.0.0.1:0",
 		"--set", "embedded.listen=127.0.0.1:0",
