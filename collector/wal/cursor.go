@@ -2,8 +2,10 @@ package wal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ type cursor struct {
 	name      string
 	path      string
 	committed atomic.Uint64
+	gen       uint64 // generation of the slot last written; 0: rewrite the file whole
 
 	mu  sync.Mutex // serializes Read, Commit and Rewind of this cursor
 	pos uint64     // last seq handed out by Read
@@ -61,7 +64,8 @@ func (l *Log) loadCursors() error {
 			continue
 		}
 		c := &cursor{name: name, path: filepath.Join(l.cursorsDir(), name)}
-		seq, err := l.readCursorFile(c.path)
+		seq, gen, err := l.readCursorFile(c.path)
+		c.gen = gen
 		if err != nil {
 			if !l.cfg.RepairCorrupt {
 				return fmt.Errorf("cursor %q: %w (set repair_corrupt to restart it at the beginning)", name, err)
@@ -84,34 +88,98 @@ func (l *Log) loadCursors() error {
 	return nil
 }
 
-func (l *Log) readCursorFile(path string) (uint64, error) {
+// A cursor file holds two slots of cursorSlot bytes, each [seq u64][gen
+// u64][crc32c(seq‖gen) u32] (big endian, zero padded). A commit overwrites
+// the older slot in place with the next generation and fsyncs: it needs no
+// new disk block, so it succeeds, and segments can be reclaimed, even when
+// the disk is full. A torn write spoils only the slot being written; the
+// reader takes the valid slot of the highest generation. (Files of the
+// older text format, "seq\n", are read and rewritten on the next commit.)
+const (
+	cursorSlot     = 32
+	cursorFileSize = 2 * cursorSlot
+)
+
+func encodeCursorSlot(seq, gen uint64) []byte {
+	b := make([]byte, cursorSlot)
+	binary.BigEndian.PutUint64(b[0:8], seq)
+	binary.BigEndian.PutUint64(b[8:16], gen)
+	binary.BigEndian.PutUint32(b[16:20], crc32.Checksum(b[0:16], castagnoli))
+	return b
+}
+
+func decodeCursorSlot(b []byte) (seq, gen uint64, ok bool) {
+	if len(b) < 20 || binary.BigEndian.Uint32(b[16:20]) != crc32.Checksum(b[0:16], castagnoli) {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(b[0:8]), binary.BigEndian.Uint64(b[8:16]), true
+}
+
+// readCursorFile returns the committed seq and the generation of the slot
+// it came from (0 for the old text format).
+func (l *Log) readCursorFile(path string) (seq, gen uint64, err error) {
 	f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return 0, fmt.Errorf("open cursor file: %w", err)
+		return 0, 0, fmt.Errorf("open cursor file: %w", err)
 	}
 	defer f.Close()
-	var buf [64]byte
+	var buf [cursorFileSize]byte
 	n, err := f.ReadAt(buf[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("read cursor file %s: %w", path, err)
+		return 0, 0, fmt.Errorf("read cursor file %s: %w", path, err)
+	}
+	if n == cursorFileSize {
+		s0, g0, ok0 := decodeCursorSlot(buf[:cursorSlot])
+		s1, g1, ok1 := decodeCursorSlot(buf[cursorSlot:])
+		switch {
+		case ok0 && (!ok1 || g0 > g1):
+			return s0, g0, nil
+		case ok1:
+			return s1, g1, nil
+		}
+		return 0, 0, fmt.Errorf("cursor file %s: no valid slot: %w", path, ErrCorrupt)
 	}
 	text, ok := strings.CutSuffix(string(buf[:n]), "\n")
 	seq, perr := strconv.ParseUint(text, 10, 64)
 	if !ok || perr != nil {
-		return 0, fmt.Errorf("cursor file %s holds %q: %w", path, buf[:n], ErrCorrupt)
+		return 0, 0, fmt.Errorf("cursor file %s holds %q: %w", path, buf[:n], ErrCorrupt)
 	}
-	return seq, nil
+	return seq, 0, nil
 }
 
-// writeCursorFile atomically replaces the cursor file with seq: temporary
-// file, fsync, rename, fsync of the directory.
+// writeCursorFile records seq durably. A cursor file of the current format
+// is updated in place (the older slot, then fsync); otherwise the file is
+// created by temporary file, fsync, rename and fsync of the directory.
 func (l *Log) writeCursorFile(c *cursor, seq uint64) error {
+	gen := c.gen + 1
+	slot := encodeCursorSlot(seq, gen)
+	if c.gen > 0 {
+		f, err := l.fs.OpenFile(c.path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("open cursor file: %w", err)
+		}
+		if _, err := f.WriteAt(slot, int64(gen%2)*cursorSlot); err != nil {
+			f.Close()
+			return fmt.Errorf("write cursor file: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("fsync cursor file: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("close cursor file: %w", err)
+		}
+		c.gen = gen
+		return nil
+	}
+	buf := make([]byte, cursorFileSize)
+	copy(buf[int(gen%2)*cursorSlot:], slot)
 	tmp := filepath.Join(l.cursorsDir(), "."+c.name+".tmp")
 	f, err := l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("create cursor temp file: %w", err)
 	}
-	if _, err := f.WriteAt([]byte(strconv.FormatUint(seq, 10)+"\n"), 0); err != nil {
+	if _, err := f.WriteAt(buf, 0); err != nil {
 		f.Close()
 		l.fs.Remove(tmp)
 		return fmt.Errorf("write cursor temp file: %w", err)
@@ -132,6 +200,7 @@ func (l *Log) writeCursorFile(c *cursor, seq uint64) error {
 	if err := l.fs.SyncDir(l.cursorsDir()); err != nil {
 		return fmt.Errorf("fsync cursors directory: %w", err)
 	}
+	c.gen = gen
 	return nil
 }
 

@@ -85,12 +85,19 @@ type faultFS struct {
 	writeErr    func(path string, off int64, len int) (n int, err error)
 	truncateErr error
 	syncErr     error
+	createErr   error // returned by OpenFile with O_CREATE (no space for a new file)
 	ops         int64 // counter for ordering writes and syncs
 	lastWrite   int64
 	lastSync    int64
 }
 
 func (fs *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	fs.mu.Lock()
+	cerr := fs.createErr
+	fs.mu.Unlock()
+	if cerr != nil && flag&os.O_CREATE != 0 {
+		return nil, cerr
+	}
 	f, err := fs.osFS.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -105,7 +106,7 @@ type Log struct {
 	writerDone chan struct{} // closed when the writer goroutine exits
 	closed     atomic.Bool
 	failedErr  atomic.Pointer[error] // mirrors failed for Healthy
-	full       atomic.Bool           // the last append was refused with ErrFull
+	full       atomic.Bool           // the last append was refused for space (ErrFull or ENOSPC)
 	closeOnce  sync.Once
 	closeErr   error
 
@@ -521,9 +522,13 @@ func (l *Log) write(r *appendReq) {
 		} else {
 			l.log.Warn("wal: append failed, write undone", "segment", a.path, "error", err.Error())
 		}
+		if errors.Is(err, syscall.ENOSPC) {
+			l.full.Store(true) // not healthy until space is reclaimed or a write succeeds
+		}
 		r.answer(werr)
 		return
 	}
+	l.full.Store(false)
 	n := int64(len(buf))
 	a.size += n
 	a.wlast = seq - 1

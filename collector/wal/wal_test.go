@@ -590,3 +590,54 @@ func TestAppendReturnsOnlyAfterFsync(t *testing.T) {
 		})
 	}
 }
+
+// TestFullDiskRecoversByCommitAndReclaim fills the disk: segment writes and
+// new files fail with ENOSPC. The log must say it is unhealthy, the reader
+// must still be able to commit (cursor files are updated in place, needing
+// no new block), and the commit must reclaim sealed segments so appends
+// work again once space returns.
+func TestFullDiskRecoversByCommitAndReclaim(t *testing.T) {
+	dir := t.TempDir()
+	fs := &faultFS{}
+	l := openT(t, Config{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 20, Cursors: []string{"c"}}, fs)
+	for i := 0; i < 40; i++ {
+		mustAppend(t, l, make([]byte, 500))
+	}
+	segs := l.Stats().Segments
+	if segs < 3 {
+		t.Fatalf("want several segments, got %d", segs)
+	}
+	fs.set(func(fs *faultFS) {
+		fs.createErr = syscall.ENOSPC
+		fs.writeErr = func(path string, off int64, n int) (int, error) {
+			if strings.HasSuffix(path, ".seg") {
+				return 0, syscall.ENOSPC
+			}
+			return 0, nil
+		}
+	})
+	if _, _, err := l.Append(context.Background(), [][]byte{make([]byte, 500)}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append on a full disk: %v", err)
+	}
+	if err := l.Healthy(); !errors.Is(err, ErrFull) {
+		t.Fatalf("Healthy on a full disk = %v, want ErrFull", err)
+	}
+	recs := readAll(t, l, "c")
+	if err := l.Commit("c", recs[len(recs)-1].Seq); err != nil {
+		t.Fatalf("commit on a full disk: %v", err)
+	}
+	if got := l.Stats().Segments; got >= segs {
+		t.Fatalf("segments %d after commit, want fewer than %d (reclaimed)", got, segs)
+	}
+	if err := l.Healthy(); err != nil {
+		t.Fatalf("Healthy after reclaim: %v", err)
+	}
+	fs.set(func(fs *faultFS) { fs.createErr, fs.writeErr = nil, nil })
+	mustAppend(t, l, []byte("after"))
+	// the cursor survives a reopen
+	l.Close()
+	l = openT(t, Config{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 20}, fs)
+	if c, _ := l.Committed("c"); c != recs[len(recs)-1].Seq {
+		t.Fatalf("committed after reopen %d, want %d", c, recs[len(recs)-1].Seq)
+	}
+}

@@ -31,7 +31,7 @@ func BenchmarkConsume(b *testing.B) {
 	for range b.N {
 		start := time.Now()
 		c := e.start(b, e.conn, nil)
-		e.waitCount(b, "SELECT count() FROM {t}", uint64(n), 10*time.Minute)
+		e.waitCount(b, "SELECT count() FROM {t}", uint64(n), 3*time.Minute)
 		consumeRate = float64(n) / time.Since(start).Seconds()
 		if err := shutdown(c); err != nil {
 			b.Fatal(err)

@@ -174,8 +174,11 @@ func (c *Consumer) Start(ctx context.Context) error {
 // dead-letter writer.
 func (c *Consumer) startKafka(ctx context.Context) error {
 	if c.kcfg.CreateTopics {
+		// A broker that is down at start is not fatal: the group reader
+		// keeps retrying, and the topics are made by whichever part of the
+		// pipeline reaches the broker first (ingest's publisher retries too).
 		if err := broker.EnsureTopics(ctx, c.kcfg); err != nil {
-			return err
+			c.log.Warn("kafka unreachable at start; the consumer will wait for it", "err", err)
 		}
 	}
 	start := kafka.FirstOffset
@@ -192,6 +195,9 @@ func (c *Consumer) startKafka(ctx context.Context) error {
 		StartOffset:    start,
 		CommitInterval: 0, // synchronous: CommitMessages returns once committed
 		Dialer:         &kafka.Dialer{Timeout: c.kcfg.DialTimeout},
+		ErrorLogger: kafka.LoggerFunc(func(format string, args ...any) {
+			c.log.Warn("kafka reader: " + fmt.Sprintf(format, args...))
+		}),
 	})
 	c.dlq = &kafka.Writer{
 		Addr:         kafka.TCP(c.kcfg.Brokers...),

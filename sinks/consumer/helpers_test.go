@@ -107,7 +107,7 @@ func event(i int) schema.Enriched {
 			AnonymousID: fmt.Sprint("anon-", i%7), UserID: fmt.Sprint("user-", i%3), SessionID: fmt.Sprint("s-", i%4),
 			Plan: schema.Plans[i%2], Consent: schema.Consent{Analytics: &yes},
 			Context: schema.Context{PageURL: fmt.Sprint("https://app.example/p/", i), Referrer: "https://ref.example/", Locale: "en-US",
-				Screen: schema.Screen{Width: 1920, Height: 1080 + i}, AppVersion: "1.2.3", UserAgent: "Mozilla/5.0"},
+				Screen: schema.Screen{Width: 1920, Height: 1080 + i%1000}, AppVersion: "1.2.3", UserAgent: "Mozilla/5.0"},
 			Properties: schema.Properties{Quality: schema.Qualities[i%4], Resolution: schema.Resolutions[i%6], Width: 3840, Height: 2160,
 				AspectRatio: schema.AspectRatios[i%6], DurationS: 4.5, Prompt: fmt.Sprint("a cat ", i, " \"quoted\"\n"), Model: "sora-4k",
 				GenerationID: fmt.Sprint("g-", i), LatencyMS: int64(1000 + i), Format: "mp4", ErrorCode: fmt.Sprint("E", i%3),
