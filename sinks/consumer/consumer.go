@@ -195,6 +195,11 @@ func (c *Consumer) startKafka(ctx context.Context) error {
 		StartOffset:    start,
 		CommitInterval: 0, // synchronous: CommitMessages returns once committed
 		Dialer:         &kafka.Dialer{Timeout: c.kcfg.DialTimeout},
+		// A topic made after the group joined (broker down at start), or
+		// given more partitions, triggers a rebalance instead of leaving the
+		// group assigned nothing.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 5 * time.Second,
 		ErrorLogger: kafka.LoggerFunc(func(format string, args ...any) {
 			c.log.Warn("kafka reader: " + fmt.Sprintf(format, args...))
 		}),
