@@ -50,7 +50,7 @@ run --mode batch --batch 50 --concurrency "$conc" >"$work/peak.json"
 peak=$(rate_of "$work/peak.json"); rss_peak=$(rss)
 run --mode batch --batch 50 --concurrency "$conc" --rate $((peak / 2)) >"$work/half.json"
 run --mode batch --batch 50 --concurrency "$conc" --rate $((peak * 7 / 10)) >"$work/p70.json"
-run --mode beacon --batch 1 --concurrency "$conc" >"$work/beacon.json"
+run --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/beacon.json"  # many browsers, one event each
 run --mode batch --batch 50 --concurrency "$conc" --unique-ua --seed 77 >"$work/uaflood.json"
 rss_flood=$(rss)
 kill $pid; wait $pid 2>/dev/null || true
