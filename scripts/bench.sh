@@ -11,6 +11,7 @@
 #   4. Kafka -> engine: the consumer draining a pre-filled topic beside a
 #      direct insert of the same rows into the embedded engine
 #   5. end-to-end freshness (2xx -> visible to a query) under 5,000 events/s
+# Rate limits are off in these runs: they measure capacity, not policy.
 # Environment: BENCH_SECONDS (default 20), BENCH_CONCURRENCY (16), BENCH_ROWS (200000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ broker_rate=$(tail -1 "$work/perf.txt" | sed -E 's/^[0-9]+ records sent, ([0-9.]
 
 echo "== 3. ingest -> Kafka" >&2
 ./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
-  --set data_dir="$work/data" --set ingest.max_inflight=1024 --listen 127.0.0.1:18080 2>"$work/serve.log" &
+  --set data_dir="$work/data" --set ingest.max_inflight=1024 --set ingest.rate_limit_per_key.rate=0 --listen 127.0.0.1:18080 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 150); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
 rss() { awk '/VmHWM/{print int($2/1024)}' /proc/$pid/status; }
@@ -57,7 +58,7 @@ kill $pid; wait $pid 2>/dev/null || true
 
 echo "== 3b. overload: 8x the senders, max_inflight 32" >&2
 ./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
-  --set data_dir="$work/data2" --set ingest.max_inflight=32 --listen 127.0.0.1:18080 2>>"$work/serve.log" &
+  --set data_dir="$work/data2" --set ingest.max_inflight=32 --set ingest.rate_limit_per_key.rate=0 --listen 127.0.0.1:18080 2>>"$work/serve.log" &
 pid=$!
 for _ in $(seq 150); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
 run --mode batch --batch 50 --concurrency $((conc * 8)) >"$work/overload.json"
@@ -66,7 +67,7 @@ kill $pid; wait $pid 2>/dev/null || true
 pid=
 
 echo "== 3c. all-in-one ingest (bus: local log, fsync always)" >&2
-./bin/telemetry ingest --set log.level=warn --set bus=log --set data_dir="$work/data3" --listen 127.0.0.1:18080 2>>"$work/serve.log" &
+./bin/telemetry ingest --set log.level=warn --set bus=log --set data_dir="$work/data3" --set ingest.rate_limit_per_key.rate=0 --listen 127.0.0.1:18080 2>>"$work/serve.log" &
 pid=$!
 for _ in $(seq 150); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
 run --mode batch --batch 50 --concurrency "$conc" >"$work/logbus.json"

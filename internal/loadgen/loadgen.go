@@ -167,6 +167,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		statuses                                          = map[int]int64{}
 		lats                                              []time.Duration
 	)
+	// Every worker's bodies are made before the clock starts, so no worker
+	// begins behind its schedule (which the open-loop latency would count).
+	workers := make([][]*body, cfg.Concurrency)
+	for w := range workers {
+		g := gen.New(cfg.Seed+uint64(w)*7919, cfg.Users)
+		g.UniqueUA = cfg.UniqueUA
+		bodies, err := makeBodies(g, 64, cfg.BatchSize)
+		if err != nil {
+			return nil, err
+		}
+		workers[w] = bodies
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	start := time.Now()
@@ -177,12 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var wg sync.WaitGroup
 	errc := make(chan error, cfg.Concurrency)
 	for w := 0; w < cfg.Concurrency; w++ {
-		g := gen.New(cfg.Seed+uint64(w)*7919, cfg.Users)
-		g.UniqueUA = cfg.UniqueUA
-		bodies, err := makeBodies(g, 64, cfg.BatchSize)
-		if err != nil {
-			return nil, err
-		}
+		bodies := workers[w]
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
