@@ -122,7 +122,7 @@ func (m *metrics) accepted(ctx context.Context, n int) {
 	}
 }
 
-func (m *metrics) published(ctx context.Context, d time.Duration, n int, err error) {
+func (m *metrics) published(ctx context.Context, d time.Duration, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"

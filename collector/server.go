@@ -351,7 +351,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		start := time.Now()
 		err := s.pub.Publish(ctx, msgs)
 		cancel()
-		s.m.published(r.Context(), time.Since(start), len(msgs), err)
+		s.m.published(r.Context(), time.Since(start), err)
 		if err != nil {
 			s.log.WarnContext(r.Context(), "publish failed; answering 503", "events", len(msgs), "err", err)
 			s.unavailable(w, errors.New("events could not be stored in time; retry the whole request"))
