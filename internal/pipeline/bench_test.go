@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -29,14 +28,7 @@ func BenchmarkFreshness(b *testing.B) {
 	cfg := config.Default()
 	cfg.DataDir = b.TempDir()
 	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := p.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
+	p := startPipeline(b, cfg)
 	const rate, probes = 5000, 60
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -31,6 +31,20 @@ func allInOne(t *testing.T) config.Config {
 	return cfg
 }
 
+// startPipeline starts a pipeline on cfg and stops it when the test ends.
+func startPipeline(t testing.TB, cfg config.Config) *Pipeline {
+	t.Helper()
+	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	return p
+}
+
 func query(t *testing.T, p *Pipeline, sql string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + p.ClickHouseConfig().Addr[0] + "/?query=" + url.QueryEscape(sql))

@@ -199,14 +199,7 @@ func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
 // identifiers or prompt.
 func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 	cfg := allInOne(t)
-	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
+	p := startPipeline(t, cfg)
 	var resp privacy.OptOutResponse
 	adminCall(t, p, "POST", "/v1/privacy/opt-out", `{"user_id":"quiet-user"}`, &resp)
 	postEvents(t, p, "quiet-user", 2)

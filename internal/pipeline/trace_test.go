@@ -2,10 +2,7 @@ package pipeline
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -31,14 +28,7 @@ func TestTraceRunsFromTheRequestThroughTheBusToTheInsert(t *testing.T) {
 	t.Cleanup(func() { otel.SetTracerProvider(prevT); otel.SetTextMapPropagator(prevP) })
 
 	cfg := allInOne(t)
-	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
+	p := startPipeline(t, cfg)
 
 	const traceID = "0af7651916cd43dd8448eb211c80319c"
 	g := gen.New(7, 10)
