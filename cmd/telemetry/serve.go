@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -47,6 +49,11 @@ func newServeCmd(g *globalFlags, name, short string, only func(*config.Config)) 
 			}
 			p.Handlers["GET /metrics"] = m.Handler
 			p.Handlers["GET /v1/sdk.js"] = sdk.Handler()
+			if cfg.Dev { // profiles for `go tool pprof`; never outside dev mode
+				p.Handlers["GET /debug/pprof/"] = http.HandlerFunc(pprof.Index)
+				p.Handlers["GET /debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+				p.Handlers["GET /debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+			}
 			if err := p.Start(ctx); err != nil {
 				return err
 			}
