@@ -1,0 +1,90 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRunCountsWhatTheServerAnswered drives a fake collector that accepts
+// every other request and refuses the rest, and checks the report adds up
+// and every event id sent is unique.
+func TestRunCountsWhatTheServerAnswered(t *testing.T) {
+	var n atomic.Int64
+	var mu sync.Mutex
+	ids := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer k" || r.URL.Path != "/v1/events" {
+			t.Errorf("request %s %s", r.URL.Path, r.Header.Get("Authorization"))
+		}
+		body, _ := io.ReadAll(r.Body)
+		var b struct {
+			Events []struct {
+				EventID string `json:"event_id"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil || len(b.Events) != 10 {
+			t.Errorf("body: %v, %d events", err, len(b.Events))
+		}
+		mu.Lock()
+		for _, e := range b.Events {
+			ids[e.EventID]++
+		}
+		mu.Unlock()
+		if n.Add(1)%2 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"accepted":9,"rejected":1}`))
+	}))
+	defer srv.Close()
+	r, err := Run(context.Background(), Config{URL: srv.URL, WriteKey: "k", Mode: "batch", BatchSize: 10, Concurrency: 4,
+		Duration: 300 * time.Millisecond, Users: 100, Seed: 1, Rate: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, refused := r.Statuses[200], r.Statuses[503]
+	if r.Requests == 0 || ok+refused != r.Requests || r.EventsSent != r.Requests*10 {
+		t.Fatalf("requests %d, statuses %v, sent %d", r.Requests, r.Statuses, r.EventsSent)
+	}
+	if r.Accepted != ok*9 || r.Rejected != ok || r.Failed != refused*10 {
+		t.Fatalf("accepted %d rejected %d failed %d for %d ok / %d refused", r.Accepted, r.Rejected, r.Failed, ok, refused)
+	}
+	for id, c := range ids {
+		if c != 1 {
+			t.Fatalf("event id %s sent %d times", id, c)
+		}
+	}
+	if r.Latency.P50 <= 0 || r.Latency.Max < r.Latency.P99 {
+		t.Fatalf("latency summary %+v", r.Latency)
+	}
+	var out strings.Builder
+	r.WriteText(&out)
+	if !strings.Contains(out.String(), "accepted=") {
+		t.Fatalf("text report: %s", out.String())
+	}
+}
+
+func TestConfigValidateNamesTheField(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "url"},
+		{Config{URL: "x", Mode: "carrier-pigeon"}, "mode"},
+		{Config{URL: "x", Mode: "batch"}, "batch"},
+		{Config{URL: "x", Mode: "batch", BatchSize: 1}, "concurrency"},
+		{Config{URL: "x", Mode: "batch", BatchSize: 1, Concurrency: 1}, "duration"},
+	} {
+		if err := c.cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("Validate(%+v) = %v, want %s", c.cfg, err, c.want)
+		}
+	}
+}
