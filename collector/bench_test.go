@@ -81,3 +81,21 @@ type discardPublisher struct{}
 
 func (discardPublisher) Publish(_ context.Context, _ []Message) error { return nil }
 func (discardPublisher) Ready() error                                 { return nil }
+
+// BenchmarkScrubStack measures scrubbing a typical stack trace that holds
+// no secret (the common case of client_error events).
+func BenchmarkScrubStack(b *testing.B) {
+	s, err := NewScrubber(DefaultScrubConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const stack = "TypeError: Cannot read properties of undefined (reading 'duration')\n" +
+		"    at Player.seek (https://app.example.com/assets/player-3f2a.js:1:18234)\n" +
+		"    at HTMLVideoElement.<anonymous> (https://app.example.com/assets/app-9c1d.js:2:4411)"
+	b.ReportAllocs()
+	for b.Loop() {
+		if s.Text(stack) != stack {
+			b.Fatal("a clean stack was changed")
+		}
+	}
+}

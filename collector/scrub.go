@@ -50,8 +50,40 @@ type Scrubber struct {
 }
 
 type scrubRule struct {
+	// pre, when set, is a cheap test on the lower-cased text that must hold
+	// for re to match; most texts hold no secret, so most regexes never run.
+	pre  func(lower string) bool
 	re   *regexp.Regexp
 	repl func(string) string
+}
+
+func containsAny(subs ...string) func(string) bool {
+	return func(t string) bool {
+		for _, s := range subs {
+			if strings.Contains(t, s) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// manyDigits reports whether t holds a run of at least 13 digits, with
+// single spaces or dashes allowed between them (a card number's shape).
+func manyDigits(t string) bool {
+	n := 0
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; {
+		case '0' <= c && c <= '9':
+			if n++; n >= 13 {
+				return true
+			}
+		case (c == ' ' || c == '-') && i > 0 && '0' <= t[i-1] && t[i-1] <= '9':
+		default:
+			n = 0
+		}
+	}
+	return false
 }
 
 var (
@@ -61,8 +93,6 @@ var (
 	// Slack tokens, JWTs, and long key=value secrets in text.
 	apiKeyRE = regexp.MustCompile(`\b(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,}|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})\b`)
 	cardRE   = regexp.MustCompile(`\b(?:\d[ \-]?){12,18}\d\b`)
-	ipv4RE   = regexp.MustCompile(`\d{1,3}(?:\.\d{1,3}){3}`)
-	ipv6RE   = regexp.MustCompile(`[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}`)
 )
 
 // NewScrubber compiles c.
@@ -80,10 +110,10 @@ func NewScrubber(c ScrubConfig) (*Scrubber, error) {
 		s.paramRE = regexp.MustCompile(`(?i)([?&;](?:` + strings.Join(names, "|") + `)=)[^&\s#"')]+`)
 	}
 	s.rules = []scrubRule{
-		{bearerRE, func(m string) string { return strings.Fields(m)[0] + " [token]" }},
-		{apiKeyRE, constant("[secret]")},
-		{emailRE, constant("[email]")},
-		{cardRE, func(m string) string {
+		{containsAny("bearer", "basic", "token"), bearerRE, func(m string) string { return strings.Fields(m)[0] + " [token]" }},
+		{containsAny("sk_", "pk_", "rk_", "akia", "gh", "xox", "eyj"), apiKeyRE, constant("[secret]")},
+		{containsAny("@"), emailRE, constant("[email]")},
+		{manyDigits, cardRE, func(m string) string {
 			if luhn(m) {
 				return "[card]"
 			}
@@ -91,7 +121,7 @@ func NewScrubber(c ScrubConfig) (*Scrubber, error) {
 		}},
 	}
 	for _, p := range c.Patterns {
-		s.rules = append(s.rules, scrubRule{regexp.MustCompile(p), constant("[redacted]")})
+		s.rules = append(s.rules, scrubRule{nil, regexp.MustCompile(p), constant("[redacted]")})
 	}
 	return s, nil
 }
@@ -106,8 +136,12 @@ func (s *Scrubber) Text(t string) string {
 	if s.paramRE != nil && strings.ContainsAny(t, "?&;") {
 		t = s.paramRE.ReplaceAllString(t, "${1}[redacted]")
 	}
+	lower := strings.ToLower(t)
 	for _, r := range s.rules {
-		t = r.re.ReplaceAllStringFunc(t, r.repl)
+		if r.pre == nil || r.pre(lower) {
+			t = r.re.ReplaceAllStringFunc(t, r.repl)
+			lower = strings.ToLower(t)
+		}
 	}
 	return scrubIPs(t)
 }
@@ -143,48 +177,54 @@ func (s *Scrubber) URL(raw string) string {
 
 // scrubIPs replaces valid IPv4 and IPv6 addresses, but not version
 // numbers such as Chrome/131.0.0.0 (preceded by '/', a letter or a digit)
-// nor times such as 12:00:05 (not an address).
+// nor times such as 12:00:05 (not an address). It scans once: each maximal
+// run of hex digits, '.' and ':' is a candidate, parsed only when it stands
+// alone.
 func scrubIPs(t string) string {
-	if strings.Count(t, ".") >= 3 {
-		t = replaceAddrs(t, ipv4RE, ':', func(a netip.Addr) bool { return a.Is4() })
-	}
-	if strings.Count(t, ":") >= 2 {
-		t = replaceAddrs(t, ipv6RE, 0, func(a netip.Addr) bool { return a.Is6() })
-	}
-	return t
-}
-
-// replaceAddrs replaces the matches of re that stand alone (no word
-// character, '.', ':' or '/' right before or after, except port, a byte
-// allowed after: ':' for an IPv4 address with a port) and parse as an
-// address that ok accepts.
-func replaceAddrs(t string, re *regexp.Regexp, port byte, ok func(netip.Addr) bool) string {
-	idx := re.FindAllStringIndex(t, -1)
-	if idx == nil {
+	if strings.Count(t, ".") < 3 && strings.Count(t, ":") < 2 {
 		return t
 	}
 	var b strings.Builder
 	last := 0
-	for _, m := range idx {
-		start, end := m[0], m[1]
-		after := end < len(t) && isAddrNeighbour(t[end]) && t[end] != port && !(t[end] == '.' && (end+1 == len(t) || t[end+1] == ' '))
-		if start > 0 && isAddrNeighbour(t[start-1]) || after {
+	for i := 0; i < len(t); {
+		if !isAddrChar(t[i]) {
+			i++
 			continue
 		}
-		a, err := netip.ParseAddr(t[start:end])
-		if err != nil || !ok(a) {
-			continue
+		j := i
+		for j < len(t) && isAddrChar(t[j]) {
+			j++
 		}
-		b.WriteString(t[last:start])
-		b.WriteString("[ip]")
-		last = end
+		tok, end := t[i:j], j
+		for len(tok) > 0 && tok[len(tok)-1] == '.' { // a sentence's full stop
+			tok, end = tok[:len(tok)-1], end-1
+		}
+		if k := strings.LastIndexByte(tok, ':'); k > 0 && strings.Count(tok, ":") == 1 && strings.Contains(tok[:k], ".") {
+			tok, end = tok[:k], i+k // IPv4 with a port
+		}
+		alone := (i == 0 || !isAddrNeighbour(t[i-1])) && (j == len(t) || !isAddrNeighbour(t[j]))
+		if alone && (strings.Count(tok, ".") == 3 || strings.Count(tok, ":") >= 2) {
+			if _, err := netip.ParseAddr(tok); err == nil {
+				b.WriteString(t[last:i])
+				b.WriteString("[ip]")
+				last = end
+			}
+		}
+		i = j
+	}
+	if last == 0 {
+		return t
 	}
 	b.WriteString(t[last:])
 	return b.String()
 }
 
+func isAddrChar(c byte) bool {
+	return c == '.' || c == ':' || '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
 func isAddrNeighbour(c byte) bool {
-	return c == '.' || c == ':' || c == '/' || c == '_' || c == '-' ||
+	return c == '/' || c == '_' || c == '-' ||
 		'0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
