@@ -150,7 +150,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 	if c.started {
 		return ErrStarted
 	}
-	if c.r == nil {
+	if c.dlq == nil { // no injected source: Kafka
 		if err := c.startKafka(ctx); err != nil {
 			return err
 		}
@@ -173,19 +173,61 @@ func (c *Consumer) Start(ctx context.Context) error {
 // startKafka makes the topics when configured to and the group reader and
 // dead-letter writer.
 func (c *Consumer) startKafka(ctx context.Context) error {
+	c.dlq = &kafka.Writer{
+		Addr:         kafka.TCP(c.kcfg.Brokers...),
+		Topic:        c.kcfg.DeadLetterTopic,
+		RequiredAcks: kafka.RequireAll,
+		Balancer:     &kafka.Hash{},
+		BatchTimeout: time.Millisecond,
+	}
+	// A broker that is down at start is not fatal: the fetch goroutine
+	// waits for the events topic before joining the group (a group that
+	// joins before its topic exists can stay assigned nothing).
+	if err := c.topicReady(ctx); err != nil {
+		c.log.Warn("kafka unreachable at start; the consumer will wait for it", "err", err)
+		return nil
+	}
+	c.r = c.newKafkaReader()
+	return nil
+}
+
+// topicReady makes the topics when configured to, and checks that the
+// events topic answers.
+func (c *Consumer) topicReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.kcfg.DialTimeout)
+	defer cancel()
 	if c.kcfg.CreateTopics {
-		// A broker that is down at start is not fatal: the group reader
-		// keeps retrying, and the topics are made by whichever part of the
-		// pipeline reaches the broker first (ingest's publisher retries too).
 		if err := broker.EnsureTopics(ctx, c.kcfg); err != nil {
-			c.log.Warn("kafka unreachable at start; the consumer will wait for it", "err", err)
+			return err
 		}
 	}
+	return broker.Ping(ctx, c.kcfg, c.kcfg.EventsTopic)
+}
+
+// awaitTopic retries topicReady with backoff until it succeeds (true) or
+// the consumer is cancelled (false).
+func (c *Consumer) awaitTopic() bool {
+	bo := c.newBackoff()
+	for {
+		err := c.topicReady(c.ctx)
+		if err == nil {
+			c.log.Info("kafka reachable; joining the consumer group", "topic", c.kcfg.EventsTopic)
+			return true
+		}
+		c.log.Debug("waiting for kafka", "err", err)
+		if !bo.wait(c.ctx) {
+			return false
+		}
+	}
+}
+
+// newKafkaReader makes the group reader of the events topic.
+func (c *Consumer) newKafkaReader() Source {
 	start := kafka.FirstOffset
 	if c.cfg.StartOffset == "latest" {
 		start = kafka.LastOffset
 	}
-	c.r = kafka.NewReader(kafka.ReaderConfig{
+	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:        c.kcfg.Brokers,
 		GroupID:        c.cfg.GroupID,
 		Topic:          c.kcfg.EventsTopic,
@@ -204,14 +246,6 @@ func (c *Consumer) startKafka(ctx context.Context) error {
 			c.log.Warn("kafka reader: " + fmt.Sprintf(format, args...))
 		}),
 	})
-	c.dlq = &kafka.Writer{
-		Addr:         kafka.TCP(c.kcfg.Brokers...),
-		Topic:        c.kcfg.DeadLetterTopic,
-		RequiredAcks: kafka.RequireAll,
-		Balancer:     &kafka.Hash{},
-		BatchTimeout: time.Millisecond,
-	}
-	return nil
 }
 
 // Shutdown flushes the batch in progress (insert, then commit), leaves the
@@ -240,12 +274,21 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	if c.runErr != nil && !errors.Is(c.runErr, context.Canceled) {
 		err = errors.Join(err, c.runErr)
 	}
-	return errors.Join(err, c.r.Close(), c.dlq.Close())
+	if c.r != nil { // nil when Kafka never answered
+		err = errors.Join(err, c.r.Close())
+	}
+	return errors.Join(err, c.dlq.Close())
 }
 
 // fetch feeds msgs until the consumer is cancelled.
 func (c *Consumer) fetch(msgs chan<- kafka.Message) {
 	defer close(msgs)
+	if c.r == nil { // Kafka was down at start
+		if !c.awaitTopic() {
+			return
+		}
+		c.r = c.newKafkaReader() // before any message reaches run, which commits through it
+	}
 	bo := c.newBackoff()
 	for {
 		m, err := c.r.FetchMessage(c.ctx)
