@@ -52,20 +52,7 @@ func startPipeline(t *testing.T) (string, broker.Config) {
 		_ = pub.Shutdown(sctx)
 	})
 	base := "http://" + srv.Addr()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("collector not ready after 30s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitReady(t, base)
 	return base, bc
 }
 

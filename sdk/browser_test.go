@@ -174,7 +174,7 @@ func TestBrowserEventsReachKafka(t *testing.T) {
 	cs := httptest.NewServer(rec)
 	t.Cleanup(cs.Close)
 	collectorURL = cs.URL
-	waitReady(t, cs.URL)
+	testenv.WaitReady(t, cs.URL)
 
 	resultFile := filepath.Join(t.TempDir(), "result.json")
 	start := time.Now()
@@ -356,25 +356,6 @@ func TestBrowserEventsReachKafka(t *testing.T) {
 				t.Errorf("%s: %s event not opted out: %+v", s, e.Type, e.Event)
 			}
 		}
-	}
-}
-
-// waitReady waits until the collector's /readyz answers 200.
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("collector not ready after 30s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
