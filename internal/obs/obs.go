@@ -143,9 +143,6 @@ type Metrics struct {
 	Handler http.Handler
 }
 
-// SetupMetrics is StartMetrics with the default OTel configuration.
-func SetupMetrics() (*Metrics, error) { return StartMetrics(context.Background(), DefaultOTelConfig()) }
-
 // StartMetrics installs a global MeterProvider exporting to a Prometheus
 // registry (with Go runtime and process collectors) and, when configured,
 // to OTLP; it returns the provider and its /metrics handler.

@@ -57,6 +57,7 @@ type Pipeline struct {
 	ingest    *collector.Server
 	privacy   *privacy.Service // admin API + tombstone/opt-out registries
 	side      *http.Server
+	sideDone  chan struct{} // closed when the side server's goroutine returns
 }
 
 // New checks cfg and prepares a pipeline; it does no I/O.
@@ -179,7 +180,13 @@ func (p *Pipeline) startSideServer(ctx context.Context) error {
 		return fmt.Errorf("listening on serve.metrics_listen %s: %w", p.cfg.Serve.MetricsListen, err)
 	}
 	p.side = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = p.side.Serve(ln) }()
+	p.sideDone = make(chan struct{})
+	go func() {
+		defer close(p.sideDone)
+		if err := p.side.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("metrics server stopped", "err", err)
+		}
+	}()
 	p.log.Info("metrics listening", "addr", ln.Addr().String())
 	return nil
 }
@@ -330,6 +337,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	}
 	if p.side != nil {
 		errs = append(errs, p.side.Shutdown(ctx))
+		<-p.sideDone
 	}
 	if p.spool != nil {
 		errs = append(errs, p.spool.Shutdown(ctx))
