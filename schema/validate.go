@@ -154,15 +154,8 @@ func (v *validator) validate(e *Event) {
 }
 
 func (v *validator) properties(typ string, p *Properties) {
-	present := map[string]bool{
-		"quality": p.Quality != "", "resolution": p.Resolution != "",
-		"aspect_ratio": p.AspectRatio != "", "duration_s": p.DurationS != 0,
-		"latency_ms": p.LatencyMS != 0, "error_code": p.ErrorCode != "",
-		"error_message": p.ErrorMessage != "", "format": p.Format != "",
-		"setting": p.Setting != "",
-	}
 	for _, name := range requiredProps[typ] {
-		if !present[name] {
+		if !p.has(name) {
 			v.fail("properties."+name, "required for type %s", typ)
 		}
 	}
@@ -178,8 +171,12 @@ func (v *validator) properties(typ string, p *Properties) {
 	if p.LatencyMS < 0 || p.LatencyMS > MaxLatencyMS {
 		v.fail("properties.latency_ms", "must be between 0 and %d", MaxLatencyMS)
 	}
-	if n := utf8.RuneCountInString(p.Prompt); n > v.l.MaxPromptLen {
-		v.fail("properties.prompt", "must be at most %d characters, got %d", v.l.MaxPromptLen, n)
+	// A prompt of at most MaxPromptLen bytes has at most that many
+	// characters, so only longer ones are counted.
+	if len(p.Prompt) > v.l.MaxPromptLen {
+		if n := utf8.RuneCountInString(p.Prompt); n > v.l.MaxPromptLen {
+			v.fail("properties.prompt", "must be at most %d characters, got %d", v.l.MaxPromptLen, n)
+		}
 	}
 	v.maxLen("properties.model", p.Model, v.l.MaxStringLen)
 	v.maxLen("properties.generation_id", p.GenerationID, v.l.MaxIDLen)
@@ -188,6 +185,32 @@ func (v *validator) properties(typ string, p *Properties) {
 	v.maxLen("properties.error_stack", p.ErrorStack, v.l.MaxStackLen)
 	v.maxLen("properties.setting", p.Setting, v.l.MaxStringLen)
 	v.maxLen("properties.value", p.Value, v.l.MaxStringLen)
+}
+
+// has reports whether the property named name (one of requiredProps) is
+// present, that is not its zero value. An unknown name is never present.
+func (p *Properties) has(name string) bool {
+	switch name {
+	case "quality":
+		return p.Quality != ""
+	case "resolution":
+		return p.Resolution != ""
+	case "aspect_ratio":
+		return p.AspectRatio != ""
+	case "duration_s":
+		return p.DurationS != 0
+	case "latency_ms":
+		return p.LatencyMS != 0
+	case "error_code":
+		return p.ErrorCode != ""
+	case "error_message":
+		return p.ErrorMessage != ""
+	case "format":
+		return p.Format != ""
+	case "setting":
+		return p.Setting != ""
+	}
+	return false
 }
 
 func (v *validator) enum(field, val string, allowed []string, required bool) {
