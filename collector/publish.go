@@ -39,11 +39,12 @@ type Publisher interface {
 // ErrNotReady is returned by Ready before the first successful probe.
 var ErrNotReady = errors.New("publisher not ready")
 
-// KafkaPublisher publishes to the events topic with kafka-go.
+// KafkaPublisher publishes to the events topic with broker.Producer
+// (natural batching over kafka-go's protocol and transport).
 type KafkaPublisher struct {
-	cfg    broker.Config
-	log    *slog.Logger
-	writer *kafka.Writer
+	cfg      broker.Config
+	log      *slog.Logger
+	producer *broker.Producer
 
 	ready  atomic.Pointer[error]
 	cancel context.CancelFunc
@@ -54,28 +55,13 @@ var _ Publisher = (*KafkaPublisher)(nil)
 
 // NewKafkaPublisher makes a publisher; it does no I/O until Start.
 func NewKafkaPublisher(cfg broker.Config, log *slog.Logger) (*KafkaPublisher, error) {
-	if err := cfg.Validate(); err != nil {
+	pr, err := broker.NewProducer(cfg, cfg.EventsTopic)
+	if err != nil {
 		return nil, err
 	}
-	codec, _ := cfg.Codec()
-	p := &KafkaPublisher{cfg: cfg, log: log}
-	p.writer = &kafka.Writer{
-		Addr:                   kafka.TCP(cfg.Brokers...),
-		Topic:                  cfg.EventsTopic,
-		Balancer:               &kafka.Hash{},
-		RequiredAcks:           kafka.RequireAll,
-		Compression:            codec,
-		BatchSize:              cfg.BatchSize,
-		BatchBytes:             cfg.BatchBytes,
-		BatchTimeout:           max(cfg.Linger, time.Microsecond),
-		MaxAttempts:            3,
-		WriteBackoffMin:        20 * time.Millisecond,
-		WriteBackoffMax:        200 * time.Millisecond,
-		AllowAutoTopicCreation: false,
-		Transport:              &kafka.Transport{DialTimeout: cfg.DialTimeout, IdleTimeout: time.Minute},
-	}
-	err := ErrNotReady
-	p.ready.Store(&err)
+	p := &KafkaPublisher{cfg: cfg, log: log, producer: pr}
+	notReady := ErrNotReady
+	p.ready.Store(&notReady)
 	return p, nil
 }
 
@@ -134,11 +120,11 @@ func (p *KafkaPublisher) Publish(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	km := make([]kafka.Message, len(msgs))
+	pm := make([]broker.ProducerMessage, len(msgs))
 	for i, m := range msgs {
-		km[i] = kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers}
+		pm[i] = broker.ProducerMessage{Key: m.Key, Value: m.Value, Headers: m.Headers}
 	}
-	if err := p.writer.WriteMessages(ctx, km...); err != nil {
+	if err := p.producer.Produce(ctx, pm); err != nil {
 		err = fmt.Errorf("publishing %d messages to %s: %w", len(msgs), p.cfg.EventsTopic, err)
 		p.setReady(err)
 		return err
@@ -146,17 +132,11 @@ func (p *KafkaPublisher) Publish(ctx context.Context, msgs []Message) error {
 	return nil
 }
 
-// Shutdown stops the probe and flushes and closes the writer.
+// Shutdown stops the probe and flushes and closes the producer.
 func (p *KafkaPublisher) Shutdown(ctx context.Context) error {
 	if p.cancel != nil {
 		p.cancel()
 	}
-	done := make(chan error, 1)
-	go func() { p.wg.Wait(); done <- p.writer.Close() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("closing kafka writer: %w", ctx.Err())
-	}
+	p.wg.Wait()
+	return p.producer.Close(ctx)
 }

@@ -34,13 +34,25 @@ type Config struct {
 	// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
 	// Default lz4.
 	Compression string `mapstructure:"compression"`
-	// BatchSize is the most messages per produce request. Default 1000.
+	// BatchSize is the most messages of one partition per produce request.
+	// Default 1000.
 	BatchSize int `mapstructure:"batch_size"`
-	// BatchBytes bounds a produce request, in bytes. Default 1048576.
+	// BatchBytes bounds one partition's batch in a produce request, in
+	// uncompressed bytes. Default 1048576.
 	BatchBytes int64 `mapstructure:"batch_bytes"`
-	// Linger is how long a partial batch waits for more messages before it
-	// is sent. It adds directly to ingest latency. Default 2ms.
+	// Linger is how long an idle producer waits for more messages before it
+	// sends. Batching does not need it: messages that arrive while a request
+	// is in flight leave together in the next one, so batches grow with the
+	// load. A linger adds directly to ingest latency. Default 0.
 	Linger time.Duration `mapstructure:"linger"`
+	// Senders is how many produce requests the collector keeps in flight at
+	// once; partitions are shared among them (partition p belongs to sender
+	// p % senders), each sender has one request in flight, so order within
+	// a partition holds. Default 2.
+	Senders int `mapstructure:"senders"`
+	// MaxAttempts bounds the tries of a produce request that failed with a
+	// retriable error (leader moved, connection dropped). Default 3.
+	MaxAttempts int `mapstructure:"max_attempts"`
 	// DialTimeout bounds connecting to a broker. Default 5s.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
 }
@@ -57,7 +69,9 @@ func DefaultConfig() Config {
 		Compression:       "lz4",
 		BatchSize:         1000,
 		BatchBytes:        1 << 20,
-		Linger:            2 * time.Millisecond,
+		Linger:            0,
+		Senders:           2,
+		MaxAttempts:       3,
 		DialTimeout:       5 * time.Second,
 	}
 }
@@ -97,6 +111,12 @@ func (c Config) Validate() error {
 	}
 	if c.Linger < 0 {
 		add("linger", "must be >= 0")
+	}
+	if c.Senders <= 0 {
+		add("senders", "must be > 0")
+	}
+	if c.MaxAttempts <= 0 {
+		add("max_attempts", "must be > 0")
 	}
 	if c.DialTimeout <= 0 {
 		add("dial_timeout", "must be > 0")

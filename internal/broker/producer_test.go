@@ -1,0 +1,204 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/internal/testenv"
+)
+
+// newTopic makes a fresh events topic with 4 partitions on the test broker.
+func newTopic(t *testing.T) broker.Config {
+	t.Helper()
+	cfg := broker.DefaultConfig()
+	cfg.Brokers = testenv.Kafka(t)
+	name := fmt.Sprintf("producer-test-%d", time.Now().UnixNano())
+	cfg.EventsTopic, cfg.DeadLetterTopic = name, name+"-dlq"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := broker.EnsureTopics(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// readAll reads every record of every partition of topic.
+func readAll(t *testing.T, cfg broker.Config, want int) []kafka.Message {
+	t.Helper()
+	var out []kafka.Message
+	for p := range cfg.Partitions {
+		conn, err := kafka.DialLeader(context.Background(), "tcp", cfg.Brokers[0], cfg.EventsTopic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := conn.ReadLastOffset()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		if last == 0 {
+			continue
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: cfg.EventsTopic, Partition: p, MaxWait: 100 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				t.Fatalf("reading partition %d: %v (have %d of %d)", p, err, len(out), want)
+			}
+			out = append(out, m)
+			if m.Offset == last-1 {
+				break
+			}
+		}
+		cancel()
+		r.Close()
+	}
+	return out
+}
+
+// TestProducerDeliversInOrderAndBatches: concurrent callers each produce a
+// numbered sequence; every message arrives exactly once, on the partition
+// kafka-go's Hash balancer gives its key, in each caller's order, and
+// callers' messages share produce requests (natural batching).
+func TestProducerDeliversInOrderAndBatches(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	prev := otel.GetMeterProvider()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	t.Cleanup(func() { otel.SetMeterProvider(prev) })
+
+	cfg := newTopic(t)
+	p, err := broker.NewProducer(cfg, cfg.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers, calls, perCall = 8, 100, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				msgs := make([]broker.ProducerMessage, perCall)
+				for j := range msgs {
+					msgs[j] = broker.ProducerMessage{
+						Key:     []byte(fmt.Sprintf("user-%d-%d", c, j%3)),
+						Value:   []byte(fmt.Sprintf("%d:%d", c, i*perCall+j)),
+						Headers: []kafka.Header{{Key: "h", Value: []byte("v")}},
+					}
+				}
+				if err := p.Produce(context.Background(), msgs); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Produce(ctx, []broker.ProducerMessage{{Value: []byte("late")}}); !errors.Is(err, broker.ErrProducerClosed) {
+		t.Fatalf("Produce after Close = %v, want ErrProducerClosed", err)
+	}
+
+	total := callers * calls * perCall
+	got := readAll(t, cfg, total)
+	if len(got) != total {
+		t.Fatalf("read %d messages, want %d", len(got), total)
+	}
+	ids := []int{0, 1, 2, 3}
+	seen := map[string]bool{}
+	lastSeq := map[string]int{} // key -> last sequence number read
+	for _, m := range got {
+		v := string(m.Value)
+		if seen[v] {
+			t.Fatalf("message %s read twice", v)
+		}
+		seen[v] = true
+		if want := (&kafka.Hash{}).Balance(kafka.Message{Key: m.Key}, ids...); m.Partition != want {
+			t.Fatalf("key %s on partition %d, kafka.Hash says %d", m.Key, m.Partition, want)
+		}
+		if len(m.Headers) != 1 || m.Headers[0].Key != "h" || string(m.Headers[0].Value) != "v" {
+			t.Fatalf("headers of %s = %v", v, m.Headers)
+		}
+		seq, _ := strconv.Atoi(v[strings.IndexByte(v, ':')+1:])
+		if last, ok := lastSeq[string(m.Key)]; ok && seq <= last {
+			t.Fatalf("key %s: %d after %d, out of order", m.Key, seq, last)
+		}
+		lastSeq[string(m.Key)] = seq
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var requests, records int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				if m.Name == "telemetry.kafka.produce.requests" {
+					for _, dp := range d.DataPoints {
+						requests += dp.Value
+					}
+				}
+			case metricdata.Histogram[int64]:
+				if m.Name == "telemetry.kafka.produce.records" {
+					for _, dp := range d.DataPoints {
+						records += dp.Sum
+					}
+				}
+			}
+		}
+	}
+	// Retries count again (a new topic's leader can take a moment).
+	if records < int64(total) {
+		t.Fatalf("produce.records sums to %d, want at least %d", records, total)
+	}
+	// 800 calls from 8 concurrent callers: with one request in flight per
+	// sender, calls that arrive meanwhile share the next request.
+	if requests <= 0 || requests >= callers*calls {
+		t.Fatalf("%d produce requests for %d calls: no batching across calls", requests, callers*calls)
+	}
+	t.Logf("%d calls, %d produce requests, %.1f records per request", callers*calls, requests, float64(records)/float64(requests))
+}
+
+// TestProducerBrokerDown: with no broker, Produce fails within its context
+// instead of hanging, and Close still returns.
+func TestProducerBrokerDown(t *testing.T) {
+	cfg := broker.DefaultConfig()
+	cfg.Brokers = []string{"127.0.0.1:1"}
+	cfg.DialTimeout = 500 * time.Millisecond
+	p, err := broker.NewProducer(cfg, cfg.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := p.Produce(ctx, []broker.ProducerMessage{{Key: []byte("k"), Value: []byte("v")}}); err == nil {
+		t.Fatal("Produce with no broker succeeded")
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
