@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -343,11 +344,22 @@ func checkRaw(ev rawEvent, maxBytes, maxDepth int) *schema.FieldError {
 	return nil
 }
 
-// decodeInto unmarshals one event into v. Syntax errors name their byte
-// offset in the body; type mismatches become a FieldError naming the JSON
-// path and the expected type.
+// decodeInto unmarshals one event into v (a pointer to a zero value).
+// Syntax errors name their byte offset in the body; type mismatches become
+// a FieldError naming the JSON path and the expected type.
+//
+// Decoded strings are not copied: they alias ev.data, that is the request
+// body, which is read afresh for each request and never reused. Whatever
+// outlives the request (the user-agent cache key, message keys and values)
+// is copied where it is kept.
 func decodeInto(ev rawEvent, v any) *schema.FieldError {
 	b := ev.data
+	if rest, err := fastjson.Parse(b, v, fastjson.ZeroCopy); err == nil && len(rest) == 0 {
+		return nil
+	}
+	// The error path decodes again, as before, from a zero value, so the
+	// errors reported are those of fastjson.Unmarshal.
+	reflect.ValueOf(v).Elem().SetZero()
 	if err := fastjson.Unmarshal(b, v); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {

@@ -22,8 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	fastjson "github.com/segmentio/encoding/json"
-
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
@@ -236,10 +234,8 @@ func (s *Server) native(beacon bool) http.HandlerFunc {
 			s.fail(w, http.StatusUnsupportedMediaType, err)
 			return
 		}
-		s.ingest(w, r, ndjson, func(raw rawEvent, _ time.Time) (schema.Event, *schema.FieldError) {
-			var ev schema.Event
-			fe := decodeInto(raw, &ev)
-			return ev, fe
+		s.ingest(w, r, ndjson, func(raw rawEvent, _ time.Time, ev *schema.Event) *schema.FieldError {
+			return decodeInto(raw, ev)
 		})
 	}
 }
@@ -251,14 +247,22 @@ func (s *Server) segment(kind string) http.HandlerFunc {
 			s.fail(w, http.StatusUnsupportedMediaType, err)
 			return
 		}
-		s.ingest(w, r, false, func(raw rawEvent, at time.Time) (schema.Event, *schema.FieldError) {
-			return segmentToEvent(raw, kind, at)
+		s.ingest(w, r, false, func(raw rawEvent, at time.Time, ev *schema.Event) *schema.FieldError {
+			var fe *schema.FieldError
+			*ev, fe = segmentToEvent(raw, kind, at)
+			return fe
 		})
 	}
 }
 
-// decodeFunc maps one raw event of the request onto the internal event.
-type decodeFunc func(raw rawEvent, receivedAt time.Time) (schema.Event, *schema.FieldError)
+// decodeFunc maps one raw event of the request onto ev, which is zero on
+// entry.
+type decodeFunc func(raw rawEvent, receivedAt time.Time, ev *schema.Event) *schema.FieldError
+
+// valueRoom is the bytes a published value is expected to need beyond
+// the event as sent (received_at, timestamp, source, ip, device), to size
+// a request's buffer of values once.
+const valueRoom = 320
 
 // ingest runs the shared pipeline: auth, body, split, per-event check,
 // decode, validate, enrich, publish, answer.
@@ -309,6 +313,12 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 
 	var resp Response
 	msgs := make([]Message, 0, len(raws))
+	// buf holds the keys and values of msgs, one after the other. It is
+	// never reused: the publisher may hold them as long as it likes. When
+	// it grows, earlier messages keep the old array, which is not written
+	// again.
+	buf := make([]byte, 0, len(body)+len(raws)*valueRoom)
+	var ev schema.Event
 	headers := traceHeaders(r.Context())
 	reject := func(i int, id string, fes ...schema.FieldError) {
 		resp.Rejected++
@@ -324,8 +334,8 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 			reject(i, "", *fe)
 			continue
 		}
-		ev, fe := decode(raw, ri.receivedAt)
-		if fe != nil {
+		ev = schema.Event{}
+		if fe := decode(raw, ri.receivedAt, &ev); fe != nil {
 			reject(i, "", *fe)
 			continue
 		}
@@ -339,12 +349,15 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 			s.m.dropped(r.Context(), "under_13")
 			continue
 		}
-		val, err := fastjson.Marshal(&out)
-		if err != nil {
+		start := len(buf)
+		if buf, err = appendEnriched(buf, &out); err != nil {
 			reject(i, ev.EventID, schema.FieldError{Field: "event", Rule: "must be encodable: " + err.Error()})
 			continue
 		}
-		msgs = append(msgs, Message{Key: partitionKey(&out), Value: val, Headers: headers})
+		val := buf[start:len(buf):len(buf)]
+		var key []byte
+		buf, key = appendPartitionKey(buf, &out)
+		msgs = append(msgs, Message{Key: key, Value: val, Headers: headers})
 	}
 	if len(msgs) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
@@ -372,15 +385,20 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 	writeJSON(w, status, &resp)
 }
 
-// partitionKey is user_id, else anonymous_id, else nil (round-robin).
-func partitionKey(e *schema.Enriched) []byte {
-	switch {
-	case e.UserID != "":
-		return []byte(e.UserID)
-	case e.AnonymousID != "":
-		return []byte(e.AnonymousID)
+// appendPartitionKey appends e's partition key to buf and returns it as a
+// slice of buf (capped, so appending to it cannot overwrite what follows):
+// user_id, else anonymous_id, else nil (round-robin).
+func appendPartitionKey(buf []byte, e *schema.Enriched) ([]byte, []byte) {
+	id := e.UserID
+	if id == "" {
+		id = e.AnonymousID
 	}
-	return nil
+	if id == "" {
+		return buf, nil
+	}
+	start := len(buf)
+	buf = append(buf, id...)
+	return buf, buf[start:len(buf):len(buf)]
 }
 
 func statusOf(err error) int {
