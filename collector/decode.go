@@ -35,8 +35,12 @@ var (
 func readBody(r *http.Request, max int) ([]byte, error) {
 	wire := http.MaxBytesReader(nil, r.Body, int64(max))
 	var src io.Reader = wire
+	hint := 0 // the decoded size, when known
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
+		if r.ContentLength > 0 {
+			hint = int(min(r.ContentLength, int64(max)))
+		}
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(wire)
 		if err != nil {
@@ -50,7 +54,7 @@ func readBody(r *http.Request, max int) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w: Content-Encoding %q (accepted: gzip, identity)", ErrUnsupportedMedia, enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(src, int64(max)+1))
+	body, err := readAll(io.LimitReader(src, int64(max)+1), hint)
 	switch {
 	case isMaxBytes(err):
 		return nil, fmt.Errorf("%w: body exceeds %d bytes", ErrTooLarge, max)
@@ -60,6 +64,29 @@ func readBody(r *http.Request, max int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: decompressed body exceeds %d bytes", ErrTooLarge, max)
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll starting with room for hint bytes and one more,
+// so a body of the announced size is read into one allocation, without
+// growing (the last byte of room lets the final read see EOF).
+func readAll(r io.Reader, hint int) ([]byte, error) {
+	if hint <= 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, hint+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // more than announced: grow as io.ReadAll does
+		}
+	}
 }
 
 func isMaxBytes(err error) bool {
