@@ -21,8 +21,10 @@ const marshalFlags = fastjson.EscapeHTML | fastjson.SortMapKeys
 // fails when a field is added to the types without being added here.
 func appendEnriched(dst []byte, e *schema.Enriched) ([]byte, error) {
 	if f := e.Properties.DurationS; math.IsNaN(f) || math.IsInf(f, 0) {
-		// Not representable in JSON: the generic encoder reports it.
-		out, err := fastjson.Append(dst, e, marshalFlags)
+		// Not representable in JSON: the generic encoder reports it. It
+		// gets a copy, so that e itself does not escape to the heap.
+		cp := *e
+		out, err := fastjson.Append(dst, &cp, marshalFlags)
 		if err != nil {
 			return dst, err
 		}
