@@ -188,16 +188,26 @@ func (s *scanner) errf(format string, args ...any) error {
 }
 
 // str skips a string starting at s.i (a '"') and returns its raw contents.
+// It jumps from quote to quote (bytes.IndexByte) instead of looking at
+// every byte: a quote ends the string unless an odd number of backslashes
+// precede it.
 func (s *scanner) str() ([]byte, error) {
 	start := s.i + 1
-	for j := start; j < len(s.b); j++ {
-		switch s.b[j] {
-		case '\\':
-			j++
-		case '"':
-			s.i = j + 1
-			return s.b[start:j], nil
+	for j := start; j <= len(s.b); {
+		k := bytes.IndexByte(s.b[j:], '"')
+		if k < 0 {
+			break
 		}
+		q := j + k
+		escaped := false
+		for p := q - 1; p >= start && s.b[p] == '\\'; p-- {
+			escaped = !escaped
+		}
+		if !escaped {
+			s.i = q + 1
+			return s.b[start:q], nil
+		}
+		j = q + 1
 	}
 	s.i = len(s.b)
 	return nil, s.errf("unterminated string")

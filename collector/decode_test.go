@@ -31,3 +31,36 @@ func TestReadAllReadsWhateverTheSizeHintSays(t *testing.T) {
 		t.Errorf("a body of the announced size grew the buffer to %d", cap(got))
 	}
 }
+
+// strReference is how scanner.str found the end of a string before it
+// jumped from quote to quote: byte by byte, a backslash skipping the next
+// byte.
+func strReference(b []byte, i int) (end int, ok bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return len(b), false
+}
+
+// FuzzScannerStr holds scanner.str to the byte-by-byte reference.
+func FuzzScannerStr(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"a\\"b"`, `"a\\\"b"`, `"\\\\"`, `"\`, `"abc`, `""`, `"\x\\"`, `"é\"ü"x"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '"' {
+			return
+		}
+		sc := scanner{b: b}
+		raw, err := sc.str()
+		end, ok := strReference(b, 0)
+		if (err == nil) != ok || sc.i != end || (ok && !bytes.Equal(raw, b[1:end-1])) {
+			t.Fatalf("%q: got end %d, %v; reference end %d, %v", b, sc.i, err, end, ok)
+		}
+	})
+}
