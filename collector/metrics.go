@@ -25,9 +25,9 @@ type metrics struct {
 	publish   metric.Float64Histogram
 	uaLookups metric.Int64Counter
 	shedReqs  metric.Int64Counter
-	// uaResults holds the attribute option of each user-agent lookup
-	// result, built once: lookups happen per event.
-	uaResults map[string]metric.AddOption
+	// uaResults holds the options of each user-agent lookup result, built
+	// once (options and their slice): lookups happen per event.
+	uaResults map[string][]metric.AddOption
 }
 
 func newMetrics() (*metrics, error) {
@@ -56,9 +56,9 @@ func newMetrics() (*metrics, error) {
 	if m.shedReqs, err = meter.Int64Counter("telemetry.ingest.shed", metric.WithDescription("Requests refused to protect the service, by reason (inflight, rate_limit_key, rate_limit_ip).")); err != nil {
 		return nil, err
 	}
-	m.uaResults = map[string]metric.AddOption{}
+	m.uaResults = map[string][]metric.AddOption{}
 	for _, r := range []string{uaHit, uaMiss, uaDeferred} {
-		m.uaResults[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))
+		m.uaResults[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))}
 	}
 	return &m, nil
 }
@@ -138,9 +138,9 @@ func (m *metrics) published(ctx context.Context, d time.Duration, err error) {
 }
 
 func (m *metrics) uaLookup(result string) {
-	opt, ok := m.uaResults[result]
+	opts, ok := m.uaResults[result]
 	if !ok {
-		opt = metric.WithAttributes(attribute.String("result", result))
+		opts = []metric.AddOption{metric.WithAttributes(attribute.String("result", result))}
 	}
-	m.uaLookups.Add(context.Background(), 1, opt)
+	m.uaLookups.Add(context.Background(), 1, opts...)
 }
