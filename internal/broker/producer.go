@@ -452,6 +452,7 @@ type producerMetrics struct {
 	requests metric.Int64Counter
 	records  metric.Int64Histogram
 	duration metric.Float64Histogram
+	queued   metric.Float64Histogram
 	ok, fail metric.AddOption
 	topic    metric.RecordOption
 }
@@ -471,6 +472,11 @@ func newProducerMetrics(topic string) (*producerMetrics, error) {
 	if m.records, err = meter.Int64Histogram("telemetry.kafka.produce.records",
 		metric.WithDescription("Records per produce request (all partitions of the request): the batch size that the load made."),
 		metric.WithExplicitBucketBoundaries(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)); err != nil {
+		return nil, err
+	}
+	if m.queued, err = meter.Float64Histogram("telemetry.kafka.produce.queue_time", metric.WithUnit("s"),
+		metric.WithDescription("Time from a batch's first record to its request leaving: the wait for the request in flight before it (plus kafka.linger)."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
 		return nil, err
 	}
 	if m.duration, err = meter.Float64Histogram("telemetry.kafka.produce.duration", metric.WithUnit("s"),
@@ -495,4 +501,7 @@ func (m *producerMetrics) record(start time.Time, heads []sendPart, errs []error
 	m.requests.Add(ctx, 1, outcome)
 	m.records.Record(ctx, int64(n), m.topic)
 	m.duration.Record(ctx, time.Since(start).Seconds(), m.topic)
+	for _, h := range heads {
+		m.queued.Record(ctx, start.Sub(h.b.time).Seconds(), m.topic)
+	}
 }
