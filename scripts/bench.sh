@@ -47,10 +47,22 @@ rss() { awk '/VmHWM/{print int($2/1024)}' /proc/$pid/status; }
 run() { ./bin/telemetry loadgen --url http://127.0.0.1:18080 --json --duration "${secs}s" "$@" 2>/dev/null; }
 rate_of() { python3 -c 'import json,sys;print(int(json.load(open(sys.argv[1]))["events_per_sec"]))' "$1"; }
 
+metrics() { curl -sf http://127.0.0.1:18080/metrics >"$work/$1.metrics"; }
+# Warm-up, not reported: the broker's JIT and our caches settle in the first
+# seconds (the broker spends most of a core compiling after a start).
+./bin/telemetry loadgen --url http://127.0.0.1:18080 --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
+metrics start
 run --mode batch --batch 50 --concurrency "$conc" >"$work/peak.json"
-peak=$(rate_of "$work/peak.json"); rss_peak=$(rss)
+peak=$(rate_of "$work/peak.json"); rss_peak=$(rss); metrics peak
 run --mode batch --batch 50 --concurrency "$conc" --rate $((peak / 2)) >"$work/half.json"
-run --mode batch --batch 50 --concurrency "$conc" --rate $((peak * 7 / 10)) >"$work/p70.json"
+metrics half
+p70=$((peak * 7 / 10))
+run --mode batch --batch 50 --concurrency "$conc" --rate "$p70" >"$work/p70.json"
+metrics p70
+echo "== 3a. the broker's own producer at 70% of our peak ($p70 records/s): its latency" >&2
+scripts/kafka.sh perf-test --topic "$topic-perf" --num-records $((p70 * secs)) --record-size "$msg_size" --throughput "$p70" \
+  --producer-props bootstrap.servers=127.0.0.1:9092 acks=all compression.type=lz4 linger.ms=0 batch.size=262144 \
+  | tee "$work/perf70.txt" >&2
 run --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/beacon.json"  # many browsers, one event each
 run --mode batch --batch 50 --concurrency "$conc" --unique-ua --seed 77 >"$work/uaflood.json"
 rss_flood=$(rss)
