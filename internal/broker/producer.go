@@ -13,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+	metadataapi "github.com/segmentio/kafka-go/protocol/metadata"
 	produceapi "github.com/segmentio/kafka-go/protocol/produce"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -325,57 +326,134 @@ func (p *Producer) send(heads []sendPart) {
 	}
 }
 
-// roundTrip sends one produce request for heads and returns one error per
-// head (nil when stored).
+// roundTrip produces heads and returns one error per head (nil when
+// stored). A produce request goes to one broker, so heads are grouped by
+// their partition's leader (from the transport's metadata cache) and each
+// group is one request; the groups go out concurrently.
 func (p *Producer) roundTrip(heads []sendPart) []error {
 	errs := make([]error, len(heads))
-	req := &produceapi.Request{
-		Acks:    int16(kafka.RequireAll),
-		Timeout: int32(p.cfg.DialTimeout / time.Millisecond),
-		Topics:  []produceapi.RequestTopic{{Topic: p.cfg.EventsTopic}},
-	}
-	for _, h := range heads {
-		req.Topics[0].Partitions = append(req.Topics[0].Partitions, produceapi.RequestPartition{
-			Partition: h.partition,
-			RecordSet: protocol.RecordSet{Attributes: p.codec, Records: &recordReader{msgs: h.b.records, time: h.b.time}},
-		})
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*p.cfg.DialTimeout)
 	defer cancel()
-	start := time.Now()
-	defer func() { p.metrics.record(start, heads, errs) }()
-	m, err := p.transport.RoundTrip(ctx, p.addr, req)
+	leaders, err := p.leaders(ctx)
 	if err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
 		return errs
 	}
-	res, ok := m.(*produceapi.Response)
-	if !ok {
-		for i := range errs {
-			errs[i] = fmt.Errorf("unexpected response %T", m)
-		}
+	parts := make([]int32, len(heads))
+	for i, h := range heads {
+		parts[i] = h.partition
+	}
+	groups := groupByLeader(parts, leaders)
+	if len(groups) == 1 {
+		p.produce(ctx, heads, groups[0], errs)
 		return errs
 	}
-	got := make(map[int32]error, len(heads))
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.produce(ctx, heads, g, errs)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// leaders maps each partition of the topic to its leader's broker id, from
+// the transport's metadata cache (refreshed every MetadataTTL).
+func (p *Producer) leaders(ctx context.Context) (map[int32]int32, error) {
+	m, err := p.transport.RoundTrip(ctx, p.addr, &metadataapi.Request{TopicNames: []string{p.cfg.EventsTopic}})
+	if err != nil {
+		return nil, fmt.Errorf("reading the leaders of %s: %w", p.cfg.EventsTopic, err)
+	}
+	res, ok := m.(*metadataapi.Response)
+	if !ok {
+		return nil, fmt.Errorf("reading the leaders of %s: unexpected response %T", p.cfg.EventsTopic, m)
+	}
+	out := map[int32]int32{}
 	for _, t := range res.Topics {
-		for _, rp := range t.Partitions {
-			if rp.ErrorCode != 0 {
-				got[rp.Partition] = kafka.Error(rp.ErrorCode)
-			} else {
+		if t.Name != p.cfg.EventsTopic {
+			continue
+		}
+		for _, pt := range t.Partitions {
+			out[pt.PartitionIndex] = pt.LeaderID
+		}
+	}
+	return out, nil
+}
+
+// groupByLeader splits the indexes of parts by the leader of each partition,
+// in order of first appearance; partitions without a known leader form one
+// group of their own (its request then fails with a clear error).
+func groupByLeader(parts []int32, leaders map[int32]int32) [][]int {
+	var groups [][]int
+	index := map[int32]int{} // leader -> group
+	for i, pt := range parts {
+		l, ok := leaders[pt]
+		if !ok {
+			l = -1
+		}
+		g, ok := index[l]
+		if !ok {
+			g = len(groups)
+			index[l] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// produce sends one produce request for heads[idx...] (partitions with the
+// same leader) and fills errs at those indexes.
+func (p *Producer) produce(ctx context.Context, heads []sendPart, idx []int, errs []error) {
+	req := &produceapi.Request{
+		Acks:    int16(kafka.RequireAll),
+		Timeout: int32(p.cfg.DialTimeout / time.Millisecond),
+		Topics:  []produceapi.RequestTopic{{Topic: p.cfg.EventsTopic}},
+	}
+	group := make([]sendPart, len(idx))
+	for j, i := range idx {
+		h := heads[i]
+		group[j] = h
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, produceapi.RequestPartition{
+			Partition: h.partition,
+			RecordSet: protocol.RecordSet{Attributes: p.codec, Records: &recordReader{msgs: h.b.records, time: h.b.time}},
+		})
+	}
+	start := time.Now()
+	m, err := p.transport.RoundTrip(ctx, p.addr, req)
+	if err == nil {
+		if _, ok := m.(*produceapi.Response); !ok {
+			err = fmt.Errorf("unexpected response %T", m)
+		}
+	}
+	got := map[int32]error{}
+	if err == nil {
+		for _, t := range m.(*produceapi.Response).Topics {
+			for _, rp := range t.Partitions {
 				got[rp.Partition] = nil
+				if rp.ErrorCode != 0 {
+					got[rp.Partition] = kafka.Error(rp.ErrorCode)
+				}
 			}
 		}
 	}
-	for i, h := range heads {
-		e, ok := got[h.partition]
-		if !ok {
-			e = fmt.Errorf("no answer for partition %d", h.partition)
+	gerrs := make([]error, len(idx))
+	for j, i := range idx {
+		e := err
+		if e == nil {
+			var ok bool
+			if e, ok = got[heads[i].partition]; !ok {
+				e = fmt.Errorf("no answer for partition %d", heads[i].partition)
+			}
 		}
-		errs[i] = e
+		errs[i], gerrs[j] = e, e
 	}
-	return errs
+	p.metrics.record(start, group, gerrs)
 }
 
 // recordReader reads a batch's messages as records. It is made afresh for
