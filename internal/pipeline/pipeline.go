@@ -130,6 +130,10 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		if err := p.migrate(ctx); err != nil {
 			return err
 		}
+	} else if p.conn != nil {
+		if err := p.checkSchema(ctx); err != nil {
+			return err
+		}
 	}
 	if err := p.startPrivacy(ctx); err != nil {
 		return err
@@ -247,6 +251,27 @@ func (p *Pipeline) migrate(ctx context.Context) error {
 		return fmt.Errorf("applying migrations: %w", err)
 	}
 	p.log.Info("migrations applied", "new", len(plan.Migrations), "retention_changes", len(plan.Retention))
+	return nil
+}
+
+// ErrSchemaBehind means the ClickHouse schema lacks migrations that this
+// binary needs and serve.migrate is off (as with `telemetry consume`).
+var ErrSchemaBehind = errors.New("the ClickHouse schema is behind this binary: run `telemetry migrate` first (or serve with serve.migrate=true)")
+
+// checkSchema fails fast, with what to do, when migrations are pending.
+func (p *Pipeline) checkSchema(ctx context.Context) error {
+	m, err := migrations.New(p.conn, migrations.Options{Database: p.cfg.ClickHouse.Database, Cluster: p.cfg.ClickHouse.Cluster, Retention: p.cfg.Retention})
+	if err != nil {
+		return err
+	}
+	plan, err := m.Plan(ctx)
+	if err != nil {
+		return fmt.Errorf("checking the ClickHouse schema of %s: %w", p.cfg.ClickHouse.Database, err)
+	}
+	if n := len(plan.Migrations); n > 0 {
+		first := plan.Migrations[0]
+		return fmt.Errorf("%w: database %s lacks %d migration(s), the first %04d_%s", ErrSchemaBehind, p.cfg.ClickHouse.Database, n, first.Version, first.Name)
+	}
 	return nil
 }
 

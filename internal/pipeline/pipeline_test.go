@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -141,4 +142,33 @@ func waitRows(t *testing.T, p *Pipeline, n int) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestConsumeWithoutMigrationsSaysWhatToDo: a consumer-only pipeline
+// (`telemetry consume`) on an empty database stops at start with
+// ErrSchemaBehind, which names the command to run; once migrated, the same
+// config starts.
+func TestConsumeWithoutMigrationsSaysWhatToDo(t *testing.T) {
+	cfg := allInOne(t)
+	cfg.Serve.Ingest, cfg.Serve.Migrate = false, false
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Start(context.Background())
+	if !errors.Is(err, ErrSchemaBehind) {
+		t.Fatalf("Start on an empty database = %v, want ErrSchemaBehind", err)
+	}
+	if !strings.Contains(err.Error(), "telemetry migrate") || !strings.Contains(err.Error(), "0001_events") {
+		t.Fatalf("error does not say what to do: %v", err)
+	}
+
+	migrated := cfg
+	migrated.Serve.Consumer, migrated.Serve.Migrate = false, true
+	m := startPipeline(t, migrated)
+	if err := m.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	startPipeline(t, cfg)
 }
