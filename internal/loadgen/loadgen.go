@@ -7,12 +7,13 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -32,9 +33,13 @@ type Config struct {
 	Mode string
 	// BatchSize is the events per request.
 	BatchSize int
-	// Rate is the target events per second; 0 sends as fast as possible.
+	// Rate is the target events per second; 0 sends as fast as possible
+	// (closed loop: each sender sends its next request when the last one
+	// is answered). With a rate, requests are due on one fixed schedule and
+	// latency counts from when each was due (open loop).
 	Rate float64
-	// Concurrency is the number of concurrent senders.
+	// Concurrency is the number of concurrent senders (connections); with a
+	// Rate, the pool of senders that take due requests.
 	Concurrency int
 	// Duration is how long to send.
 	Duration time.Duration
@@ -105,9 +110,11 @@ type body struct {
 	idSpans []int // offsets of the 36-byte event_id values
 }
 
-func (b *body) refresh(scratch []byte) {
+// refresh gives every event of b a new random (version 4) event_id, so
+// resent bodies are new events to the collector.
+func (b *body) refresh(rng *rand.ChaCha8, scratch []byte) {
 	for _, off := range b.idSpans {
-		_, _ = rand.Read(scratch[:16])
+		_, _ = rng.Read(scratch[:16])
 		scratch[6] = scratch[6]&0x0f | 0x40
 		scratch[8] = scratch[8]&0x3f | 0x80
 		dst := b.buf[off : off+36]
@@ -116,6 +123,31 @@ func (b *body) refresh(scratch []byte) {
 		hex.Encode(dst[14:18], scratch[6:8])
 		hex.Encode(dst[19:23], scratch[8:10])
 		hex.Encode(dst[24:36], scratch[10:16])
+	}
+}
+
+// schedule sends the due time of request n, start + n x interval, on due
+// at that time until ctx ends. Late wake-ups send every time already due,
+// so the rate holds on average; when due is full (every sender far behind)
+// it waits, and the senders' latencies show it.
+func schedule(ctx context.Context, start time.Time, interval time.Duration, due chan<- time.Time) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for n := 0; ; {
+		now := time.Now()
+		for ; !start.Add(time.Duration(n) * interval).After(now); n++ {
+			select {
+			case due <- start.Add(time.Duration(n) * interval):
+			case <-ctx.Done():
+				return
+			}
+		}
+		t.Reset(time.Until(start.Add(time.Duration(n) * interval)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -182,9 +214,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	start := time.Now()
-	var interval time.Duration
+	// With a rate, arrivals follow one schedule shared by every sender
+	// (constant arrival rate, as k6's executor of that name): request n is
+	// due at start + n x batch/rate whatever happened to earlier ones, the
+	// first idle sender takes it, and its latency counts from when it was
+	// due, so time spent waiting for a free sender is charged too. Before,
+	// each sender kept its own schedule, so one slow answer delayed every
+	// later request of that sender, which no fleet of browsers does.
+	var due chan time.Time
 	if cfg.Rate > 0 {
-		interval = time.Duration(float64(time.Second) * float64(cfg.BatchSize) * float64(cfg.Concurrency) / cfg.Rate)
+		due = make(chan time.Time, 1<<16)
+		interval := time.Duration(float64(time.Second) * float64(cfg.BatchSize) / cfg.Rate)
+		go schedule(ctx, start, interval, due)
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, cfg.Concurrency)
@@ -193,27 +234,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			// A per-worker ChaCha8 stream seeded from crypto/rand: event ids
+			// only need to be unique, and a getrandom call per event cost the
+			// load generator CPU that it shares with the collector.
+			var seed [32]byte
+			_, _ = crand.Read(seed[:])
+			rng := rand.NewChaCha8(seed)
 			scratch := make([]byte, 16)
 			local := make([]time.Duration, 0, 4096)
 			localStatus := map[int]int64{}
 			var resp struct{ Accepted, Rejected int }
 			for n := 0; ; n++ {
 				intended := time.Now()
-				if interval > 0 {
-					// open loop: latency counts from the intended send time
-					intended = start.Add(time.Duration(n)*interval + time.Duration(w)*interval/time.Duration(cfg.Concurrency))
-					if d := time.Until(intended); d > 0 {
-						select {
-						case <-ctx.Done():
-						case <-time.After(d):
-						}
+				if due != nil {
+					select {
+					case <-ctx.Done():
+					case intended = <-due:
 					}
 				}
 				if ctx.Err() != nil {
 					break
 				}
 				b := bodies[n%len(bodies)]
-				b.refresh(scratch)
+				b.refresh(rng, scratch)
 				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, bytes.NewReader(b.buf))
 				req.Header.Set("Content-Type", ctype)
 				if cfg.Mode == "batch" {
