@@ -241,8 +241,13 @@ func (p *Pipeline) startEngine(ctx context.Context) error {
 	return nil
 }
 
+// migrator is the migrator for the configured database and cluster.
+func (p *Pipeline) migrator() (*migrations.Migrator, error) {
+	return migrations.New(p.conn, migrations.Options{Database: p.cfg.ClickHouse.Database, Cluster: p.cfg.ClickHouse.Cluster, Retention: p.cfg.Retention})
+}
+
 func (p *Pipeline) migrate(ctx context.Context) error {
-	m, err := migrations.New(p.conn, migrations.Options{Database: p.cfg.ClickHouse.Database, Cluster: p.cfg.ClickHouse.Cluster, Retention: p.cfg.Retention})
+	m, err := p.migrator()
 	if err != nil {
 		return err
 	}
@@ -260,7 +265,7 @@ var ErrSchemaBehind = errors.New("the ClickHouse schema is behind this binary: r
 
 // checkSchema fails fast, with what to do, when migrations are pending.
 func (p *Pipeline) checkSchema(ctx context.Context) error {
-	m, err := migrations.New(p.conn, migrations.Options{Database: p.cfg.ClickHouse.Database, Cluster: p.cfg.ClickHouse.Cluster, Retention: p.cfg.Retention})
+	m, err := p.migrator()
 	if err != nil {
 		return err
 	}
