@@ -27,6 +27,7 @@ func startPipeline(t *testing.T) (string, broker.Config) {
 	bc.Brokers = testenv.Kafka(t)
 	suffix := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
 	bc.EventsTopic, bc.DeadLetterTopic = "events-"+suffix, "dlq-"+suffix
+	testenv.DeleteTopicsAtCleanup(t, bc.Brokers, bc.EventsTopic, bc.DeadLetterTopic)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pub, err := NewKafkaPublisher(bc, log)
 	if err != nil {

@@ -131,6 +131,7 @@ func TestBrowserEventsReachKafka(t *testing.T) {
 	bc.Brokers = testenv.Kafka(t)
 	suffix := fmt.Sprintf("sdk-browser-%d", time.Now().UnixNano())
 	bc.EventsTopic, bc.DeadLetterTopic = "events-"+suffix, "dlq-"+suffix
+	testenv.DeleteTopicsAtCleanup(t, bc.Brokers, bc.EventsTopic, bc.DeadLetterTopic)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pub, err := collector.NewKafkaPublisher(bc, log)
 	if err != nil {

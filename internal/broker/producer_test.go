@@ -26,6 +26,7 @@ func newTopic(t *testing.T) broker.Config {
 	cfg.Brokers = testenv.Kafka(t)
 	name := fmt.Sprintf("producer-test-%d", time.Now().UnixNano())
 	cfg.EventsTopic, cfg.DeadLetterTopic = name, name+"-dlq"
+	testenv.DeleteTopicsAtCleanup(t, cfg.Brokers, cfg.EventsTopic, cfg.DeadLetterTopic)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := broker.EnsureTopics(ctx, cfg); err != nil {

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // KafkaBrokersEnv names the environment variable that, when set, holds a
@@ -135,4 +137,29 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// DeleteTopicsAtCleanup deletes topics from the brokers when t ends (after
+// the cleanups registered later, such as stopping the servers that use
+// them). Test runs otherwise pile partitions up on the shared development
+// broker, and a broker carrying thousands of them was measurably slower
+// (p99 36-135 ms against 12-19 ms once wiped). A failure is logged, not
+// fatal: the topics are the test's own and nothing reads them afterwards.
+func DeleteTopicsAtCleanup(t testing.TB, brokers []string, topics ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+		res, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+		if err != nil {
+			t.Logf("testenv: deleting topics %v: %v", topics, err)
+			return
+		}
+		for name, err := range res.Errors {
+			if err != nil && !errors.Is(err, kafka.UnknownTopicOrPartition) {
+				t.Logf("testenv: deleting topic %s: %v", name, err)
+			}
+		}
+	})
 }

@@ -39,6 +39,7 @@ func newEnv(t testing.TB) *env {
 	bc := broker.DefaultConfig()
 	bc.Brokers = testenv.Kafka(t)
 	bc.EventsTopic, bc.DeadLetterTopic = "events-"+suffix, "dlq-"+suffix
+	testenv.DeleteTopicsAtCleanup(t, bc.Brokers, bc.EventsTopic, bc.DeadLetterTopic)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := broker.EnsureTopics(ctx, bc); err != nil {
