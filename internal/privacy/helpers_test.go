@@ -29,13 +29,7 @@ var (
 	_ consumer.Filter   = (*Registry)(nil)
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := testenv.StopClickHouse(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping clickhouse:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
 
 const testToken = "test-admin-token-0123456789abcdef-xyz"
 

@@ -99,6 +99,21 @@ func StopClickHouse() error {
 	return err
 }
 
+// RunWithClickHouse runs a package's tests and then StopClickHouse, and
+// returns the exit code for os.Exit: the tests' code, or 1 when they passed
+// but the engine did not stop cleanly. A package whose tests use ClickHouse
+// has TestMain call os.Exit(testenv.RunWithClickHouse(m)).
+func RunWithClickHouse(m *testing.M) int {
+	code := m.Run()
+	if err := StopClickHouse(); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: stopping the ClickHouse test server:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
 // fetchChdb runs scripts/chdb.sh fetch from the repository root.
 func fetchChdb() error {
 	_, file, _, ok := runtime.Caller(0)
