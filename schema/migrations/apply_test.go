@@ -104,16 +104,23 @@ func TestApplyIsIdempotentAndReappliesChangedRetention(t *testing.T) {
 	}
 }
 
-func TestRetentionDeletesAndClearsPerTier(t *testing.T) {
-	ctx := context.Background()
+// migratedEngine is engine with every migration applied on default retention.
+func migratedEngine(t *testing.T) (driver.Conn, string) {
+	t.Helper()
 	conn, db := engine(t)
 	m, err := New(conn, Options{Database: db, Retention: DefaultRetention()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Apply(ctx); err != nil {
+	if _, err := m.Apply(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return conn, db
+}
+
+func TestRetentionDeletesAndClearsPerTier(t *testing.T) {
+	ctx := context.Background()
+	conn, db := migratedEngine(t)
 	rows := []struct {
 		id      int
 		typ     string
@@ -187,14 +194,7 @@ func TestRetentionDeletesAndClearsPerTier(t *testing.T) {
 
 func TestRollupsAndErrorsHoldNoForbiddenColumns(t *testing.T) {
 	ctx := context.Background()
-	conn, db := engine(t)
-	m, err := New(conn, Options{Database: db, Retention: DefaultRetention()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Apply(ctx); err != nil {
-		t.Fatal(err)
-	}
+	conn, db := migratedEngine(t)
 	cases := []struct {
 		table     string
 		forbidden []string
