@@ -229,10 +229,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, cfg.Concurrency)
-	for w := 0; w < cfg.Concurrency; w++ {
-		bodies := workers[w]
+	for _, bodies := range workers {
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
 			// A per-worker ChaCha8 stream seeded from crypto/rand: event ids
 			// only need to be unique, and a getrandom call per event cost the
@@ -290,7 +289,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				statuses[k] += v
 			}
 			mu.Unlock()
-		}(w)
+		}()
 	}
 	progressDone := make(chan struct{})
 	if cfg.Progress != nil {
