@@ -9,21 +9,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/sora3web/telemetry/internal/broker"
 )
 
-// Message is one record to publish: the partition key and the value.
-type Message struct {
-	// Key routes the message; events of one user share a key, so a
-	// partition holds them in order. Nil spreads messages round-robin.
-	Key []byte
-	// Value is the enriched event as JSON.
-	Value []byte
-	// Headers travel with the message (trace context, for instance).
-	Headers []kafka.Header
-}
+// Message is one record to publish: the partition key (events of one user
+// share a key, so a partition holds them in order; nil spreads messages
+// round-robin), the enriched event as JSON, and headers (trace context).
+// It is the Kafka producer's message type, so publishing passes a request's
+// messages on without copying them.
+type Message = broker.ProducerMessage
 
 // Publisher makes messages durable. Publish returns nil only once every
 // message is durably stored (on Kafka: acknowledged by all in-sync
@@ -120,11 +114,7 @@ func (p *KafkaPublisher) Publish(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	pm := make([]broker.ProducerMessage, len(msgs))
-	for i, m := range msgs {
-		pm[i] = broker.ProducerMessage{Key: m.Key, Value: m.Value, Headers: m.Headers}
-	}
-	if err := p.producer.Produce(ctx, pm); err != nil {
+	if err := p.producer.Produce(ctx, msgs); err != nil {
 		err = fmt.Errorf("publishing %d messages to %s: %w", len(msgs), p.cfg.EventsTopic, err)
 		p.setReady(err)
 		return err

@@ -18,9 +18,9 @@ import (
 // ErrBadRecord means a local-log record is not an encoded Message.
 var ErrBadRecord = errors.New("bad local-log record")
 
-// AppendBinary appends m's encoding for the local log to dst: the key, the
+// AppendMessage appends m's encoding for the local log to dst: the key, the
 // headers and the value, each length-prefixed (uvarint).
-func (m Message) AppendBinary(dst []byte) []byte {
+func AppendMessage(dst []byte, m Message) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(m.Key)))
 	dst = append(dst, m.Key...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Headers)))
@@ -33,7 +33,7 @@ func (m Message) AppendBinary(dst []byte) []byte {
 	return append(dst, m.Value...)
 }
 
-// DecodeMessage decodes a Message written by AppendBinary. The result
+// DecodeMessage decodes a Message written by AppendMessage. The result
 // aliases b.
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
@@ -76,7 +76,7 @@ func DecodeMessage(b []byte) (Message, error) {
 func encodeAll(msgs []Message) [][]byte {
 	out := make([][]byte, len(msgs))
 	for i, m := range msgs {
-		out[i] = m.AppendBinary(make([]byte, 0, len(m.Key)+len(m.Value)+8))
+		out[i] = AppendMessage(make([]byte, 0, len(m.Key)+len(m.Value)+8), m)
 	}
 	return out
 }

@@ -24,7 +24,7 @@ func TestMessageEncodingRoundTrips(t *testing.T) {
 		{Key: []byte("k"), Value: nil},
 	}
 	for i, m := range cases {
-		got, err := DecodeMessage(m.AppendBinary(nil))
+		got, err := DecodeMessage(AppendMessage(nil, m))
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
