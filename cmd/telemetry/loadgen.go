@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,7 +16,10 @@ import (
 
 func newLoadgenCmd() *cobra.Command {
 	cfg := loadgen.Config{URL: "http://127.0.0.1:8080", WriteKey: config.DevWriteKey, Mode: "batch", BatchSize: 50, Concurrency: 8, Duration: 10 * time.Second, Users: 10000, Seed: 1}
-	var asJSON bool
+	var (
+		asJSON     bool
+		cpuProfile string
+	)
 	cmd := &cobra.Command{
 		Use:   "loadgen",
 		Short: "Send a realistic event mix to an ingest endpoint and report throughput and latency",
@@ -22,6 +27,19 @@ func newLoadgenCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			cfg.Progress = cmd.ErrOrStderr()
+			if cpuProfile != "" {
+				// The load generator shares the machine with what it
+				// measures: its own CPU is part of every figure.
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("creating the cpu profile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("starting the cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			r, err := loadgen.Run(ctx, cfg)
 			if err != nil {
 				return err
@@ -45,5 +63,6 @@ func newLoadgenCmd() *cobra.Command {
 	f.BoolVar(&cfg.UniqueUA, "unique-ua", cfg.UniqueUA, "give every event a never-seen user agent")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "event mix seed")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	return cmd
 }

@@ -128,6 +128,7 @@ func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
 	cfg.Bus = "kafka"
 	cfg.Kafka.Brokers = brokers
 	cfg.Kafka.EventsTopic, cfg.Kafka.DeadLetterTopic = "privacy-events-"+suffix, "privacy-dlq-"+suffix
+	testenv.DeleteTopicsAtCleanup(t, brokers, cfg.Kafka.EventsTopic, cfg.Kafka.DeadLetterTopic)
 	cfg.Consumer.GroupID = "privacy-" + suffix
 	cfg.Serve.MetricsListen = "127.0.0.1:0"
 	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
