@@ -40,10 +40,15 @@ type Config struct {
 	// BatchBytes bounds one partition's batch in a produce request, in
 	// uncompressed bytes. Default 1048576.
 	BatchBytes int64 `mapstructure:"batch_bytes"`
-	// Linger is how long an idle producer waits for more messages before it
-	// sends. Batching does not need it: messages that arrive while a request
-	// is in flight leave together in the next one, so batches grow with the
-	// load. A linger adds directly to ingest latency. Default 0.
+	// Linger is how long a batch may wait for more messages before it is
+	// sent, counted from its first message (the Java producer's linger.ms);
+	// a full batch leaves at once. Batching does not need it: messages that
+	// arrive while a request is in flight leave together in the next one,
+	// so batches grow with the load. A linger buys fewer, larger requests
+	// at moderate load for up to its length in latency: at 77k events/s
+	// here, 2ms cut the collector's and the broker's CPU by a fifth
+	// (1.78 -> 1.40 cores with the load generator) and raised the median
+	// latency by ~2ms. Default 0.
 	Linger time.Duration `mapstructure:"linger"`
 	// Senders is how many produce requests the collector keeps in flight at
 	// once; partitions are shared among them (partition p belongs to sender

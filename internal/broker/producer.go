@@ -24,7 +24,8 @@ import (
 // while a produce request is in flight, the messages that arrive meanwhile
 // gather per partition and leave together in the next request, so batches
 // grow with the load instead of with a timer. An idle producer sends at once
-// (plus Config.Linger, 0 by default), so light load pays one round trip and
+// (unless Config.Linger, 0 by default, holds each batch from its first
+// record), so light load pays one round trip and
 // heavy load pays fewer, larger requests: the broker's CPU per message falls
 // as the rate rises.
 //
@@ -256,31 +257,51 @@ func (p *Producer) partitionCount(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("reading the partitions of %s: %w", p.cfg.EventsTopic, kafka.UnknownTopicOrPartition)
 }
 
-// run is one sender's loop: wait for queued batches, linger if configured,
-// send the head batch of each of its partitions in one request, repeat.
-// Queued batches are drained before run returns on Close.
+// run is one sender's loop: wait for queued batches and for them to be
+// ready (see take), send the head batch of each of its partitions in one
+// request, repeat. Queued batches are drained before run returns on Close.
 func (p *Producer) run(s *sender) {
+	t := time.NewTimer(0)
+	<-t.C
 	for {
-		heads, closed := p.take(s)
-		if len(heads) == 0 {
-			if closed {
-				return
-			}
+		heads, wait, closed := p.take(s, time.Now())
+		switch {
+		case len(heads) > 0:
+			p.send(heads)
+		case wait > 0:
+			t.Reset(wait)
+			<-t.C
+		case closed:
+			return
+		default:
 			<-s.wake
-			if p.cfg.Linger > 0 {
-				time.Sleep(p.cfg.Linger)
-			}
-			continue
 		}
-		p.send(heads)
 	}
 }
 
-// take detaches the head batch of every partition of s. A batch detached
-// here receives no more records.
-func (p *Producer) take(s *sender) (heads []sendPart, closed bool) {
+// take detaches the head batch of every partition of s once the sender is
+// ready to send: at once without a linger, on close, or when a head batch is
+// full; otherwise when the oldest head batch has waited Config.Linger, the
+// Java producer's linger.ms. Until then it returns how long is left. A
+// batch detached here receives no more records.
+func (p *Producer) take(s *sender, now time.Time) (heads []sendPart, wait time.Duration, closed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.cfg.Linger > 0 && !p.closed {
+		var oldest time.Time
+		for _, pb := range s.parts {
+			if len(pb.queue) > 1 {
+				oldest = time.Time{} // a full batch waits for nobody
+				break
+			}
+			if len(pb.queue) == 1 && (oldest.IsZero() || pb.queue[0].time.Before(oldest)) {
+				oldest = pb.queue[0].time
+			}
+		}
+		if age := now.Sub(oldest); !oldest.IsZero() && age < p.cfg.Linger {
+			return nil, p.cfg.Linger - age, false
+		}
+	}
 	for _, pb := range s.parts {
 		if len(pb.queue) == 0 {
 			continue
@@ -289,7 +310,7 @@ func (p *Producer) take(s *sender) (heads []sendPart, closed bool) {
 		pb.queue[0] = nil
 		pb.queue = pb.queue[1:]
 	}
-	return heads, p.closed
+	return heads, 0, p.closed
 }
 
 type sendPart struct {

@@ -3,6 +3,7 @@ package broker
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 // TestGroupByLeader: a produce request goes to one broker, so the heads of
@@ -22,6 +23,44 @@ func TestGroupByLeader(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := groupByLeader(tc.parts, tc.leaders); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("groupByLeader(%v) = %v, want %v", tc.parts, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTakeLinger: a sender sends at once without a linger, on close and when
+// a batch is full; with a linger, once its oldest head batch has waited
+// that long (Java's linger.ms), and then every head leaves together.
+func TestTakeLinger(t *testing.T) {
+	now := time.Unix(1000, 0)
+	batchAt := func(age time.Duration) *batch { return &batch{time: now.Add(-age)} }
+	for _, tc := range []struct {
+		name      string
+		linger    time.Duration
+		closed    bool
+		queues    [][]*batch // per partition of the sender
+		wantHeads int
+		wantWait  time.Duration
+	}{
+		{"no linger", 0, false, [][]*batch{{batchAt(0)}}, 1, 0},
+		{"nothing queued", 5 * time.Millisecond, false, [][]*batch{nil, nil}, 0, 0},
+		{"young batch waits", 5 * time.Millisecond, false, [][]*batch{{batchAt(2 * time.Millisecond)}}, 0, 3 * time.Millisecond},
+		{"old batch leaves", 5 * time.Millisecond, false, [][]*batch{{batchAt(5 * time.Millisecond)}}, 1, 0},
+		{"oldest head decides, all leave", 5 * time.Millisecond, false,
+			[][]*batch{{batchAt(time.Millisecond)}, {batchAt(6 * time.Millisecond)}, nil}, 2, 0},
+		{"full batch leaves at once", 5 * time.Millisecond, false,
+			[][]*batch{{batchAt(time.Millisecond)}, {batchAt(0), batchAt(0)}}, 2, 0},
+		{"close flushes at once", 5 * time.Millisecond, true, [][]*batch{{batchAt(0)}}, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Producer{cfg: Config{Linger: tc.linger}, closed: tc.closed}
+			s := &sender{}
+			for i, q := range tc.queues {
+				s.parts = append(s.parts, &partBatches{partition: int32(i), queue: q})
+			}
+			heads, wait, _ := p.take(s, now)
+			if len(heads) != tc.wantHeads || wait != tc.wantWait {
+				t.Fatalf("take = %d heads, wait %v; want %d heads, wait %v", len(heads), wait, tc.wantHeads, tc.wantWait)
 			}
 		})
 	}

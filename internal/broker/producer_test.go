@@ -75,10 +75,7 @@ func readAll(t *testing.T, cfg broker.Config, want int) []kafka.Message {
 // kafka-go's Hash balancer gives its key, in each caller's order, and
 // callers' messages share produce requests (natural batching).
 func TestProducerDeliversInOrderAndBatches(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	prev := otel.GetMeterProvider()
-	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
-	t.Cleanup(func() { otel.SetMeterProvider(prev) })
+	reader := recordMetrics(t)
 
 	cfg := newTopic(t)
 	p, err := broker.NewProducer(cfg, cfg.EventsTopic)
@@ -149,11 +146,37 @@ func TestProducerDeliversInOrderAndBatches(t *testing.T) {
 		lastSeq[string(m.Key)] = seq
 	}
 
+	requests, records := produceCounts(t, reader)
+	// Retries count again (a new topic's leader can take a moment).
+	if records < int64(total) {
+		t.Fatalf("produce.records sums to %d, want at least %d", records, total)
+	}
+	// 800 calls from 8 concurrent callers: with one request in flight per
+	// sender, calls that arrive meanwhile share the next request.
+	if requests <= 0 || requests >= callers*calls {
+		t.Fatalf("%d produce requests for %d calls: no batching across calls", requests, callers*calls)
+	}
+	t.Logf("%d calls, %d produce requests, %.1f records per request", callers*calls, requests, float64(records)/float64(requests))
+}
+
+// recordMetrics points the global meter provider (which NewProducer reads)
+// at a manual reader for the rest of the test.
+func recordMetrics(t *testing.T) *sdkmetric.ManualReader {
+	reader := sdkmetric.NewManualReader()
+	prev := otel.GetMeterProvider()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	t.Cleanup(func() { otel.SetMeterProvider(prev) })
+	return reader
+}
+
+// produceCounts reads telemetry.kafka.produce.requests and the sum of
+// telemetry.kafka.produce.records from reader.
+func produceCounts(t *testing.T, reader *sdkmetric.ManualReader) (requests, records int64) {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
-	var requests, records int64
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			switch d := m.Data.(type) {
@@ -172,16 +195,48 @@ func TestProducerDeliversInOrderAndBatches(t *testing.T) {
 			}
 		}
 	}
-	// Retries count again (a new topic's leader can take a moment).
-	if records < int64(total) {
-		t.Fatalf("produce.records sums to %d, want at least %d", records, total)
+	return requests, records
+}
+
+// TestProducerLingerGathersCalls: with a linger, calls made while the first
+// one's batch waits leave with it in one produce request, although no
+// request was in flight to hold them back.
+func TestProducerLingerGathersCalls(t *testing.T) {
+	reader := recordMetrics(t)
+	cfg := newTopic(t)
+	cfg.Linger = 300 * time.Millisecond
+	p, err := broker.NewProducer(cfg, cfg.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// 800 calls from 8 concurrent callers: with one request in flight per
-	// sender, calls that arrive meanwhile share the next request.
-	if requests <= 0 || requests >= callers*calls {
-		t.Fatalf("%d produce requests for %d calls: no batching across calls", requests, callers*calls)
+	t.Cleanup(func() { p.Close(context.Background()) })
+	// Warm up (metadata, connection) so the measured calls are the only
+	// thing the linger decides.
+	if err := p.Produce(context.Background(), []broker.ProducerMessage{{Value: []byte("warm")}}); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%d calls, %d produce requests, %.1f records per request", callers*calls, requests, float64(records)/float64(requests))
+	req0, _ := produceCounts(t, reader)
+	const calls = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 30 * time.Millisecond) // well inside the linger
+			errs <- p.Produce(context.Background(), []broker.ProducerMessage{{Key: []byte{byte(i)}, Value: []byte{byte(i)}}})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if req, _ := produceCounts(t, reader); req-req0 != 1 {
+		t.Fatalf("%d calls inside one linger took %d produce requests, want 1", calls, req-req0)
+	}
 }
 
 // TestProducerBrokerDown: with no broker, Produce fails within its context
