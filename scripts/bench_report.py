@@ -31,6 +31,11 @@ peak, beacon, flood, over, logbus = (j(n) for n in (
     "peak.json", "beacon.json", "uaflood.json", "overload.json", "logbus.json"))
 
 
+def split(r):
+    """Where an open-loop p99 went: the round trip, and the wait for a free sender."""
+    return f"round trip p99 {ms(r['round_trip']['P99'])}, waiting for a free sender p99 {ms(r['sender_wait']['P99'])}"
+
+
 def median_run(prefix):
     """The run of three with the median p99, and every run's p99."""
     runs = sorted((j(f"{prefix}-{i}.json") for i in (1, 2, 3)), key=lambda r: r["latency"]["P99"])
@@ -94,8 +99,8 @@ below it, measured in the same run.
 |---|---|---|---|
 | `/v1/events`, batches of 50, {conc} senders, {secs}s | **{peak['events_per_sec']:,.0f} events/s** | broker's own `kafka-producer-perf-test`: {broker:,.0f} records/s ({size} B, acks=all, lz4) | **{peak['events_per_sec'] / broker:.0%}** |
 | latency at full speed | p50 {ms(peak['latency']['P50'])}, p99 {ms(peak['latency']['P99'])} | {produce('start', 'peak')} | |
-| latency at half of peak ({half['events_per_sec']:,.0f} ev/s), open loop, median of 3 runs | p50 {ms(half['latency']['P50'])}, **p99 {ms(half['latency']['P99'])}** (runs: {half_p99s}) | {produce('peak', 'half')} | |
-| latency at 70% of peak ({p70['events_per_sec']:,.0f} ev/s), open loop, median of 3 runs | p50 {ms(p70['latency']['P50'])}, **p99 {ms(p70['latency']['P99'])}** (runs: {p70_p99s}) | broker's own producer at the same rate (perf-test, linger.ms=0): p50 {perf70_p50} ms, p99 {perf70_p99} ms; ours: {produce('half', 'p70')} | |
+| latency at half of peak ({half['events_per_sec']:,.0f} ev/s), open loop, median of 3 runs | p50 {ms(half['latency']['P50'])}, **p99 {ms(half['latency']['P99'])}** (runs: {half_p99s}); {split(half)} | {produce('peak', 'half')} | |
+| latency at 70% of peak ({p70['events_per_sec']:,.0f} ev/s), open loop, median of 3 runs | p50 {ms(p70['latency']['P50'])}, **p99 {ms(p70['latency']['P99'])}** (runs: {p70_p99s}); {split(p70)} | broker's own producer at the same rate (perf-test, linger.ms=0): p50 {perf70_p50} ms, p99 {perf70_p99} ms; ours: {produce('half', 'p70')} | |
 | `/v1/beacon`, one event per request, {int(conc) * 4} senders | **{beacon['requests_per_sec']:,.0f} requests/s**, p99 {ms(beacon['latency']['P99'])} | | |
 | unique user-agent flood (every event a new agent) | {flood['events_per_sec']:,.0f} events/s ({flood['events_per_sec'] / max(peak['events_per_sec'], 1):.0%} of the normal mix) | parse budget 250/s; the rest marked `device.pending` | |
 | overload: {int(conc) * 8} senders, `max_inflight` 32 | {over['events_per_sec']:,.0f} events/s accepted; {shed / over_total:.0%} of requests shed with 503/429 + Retry-After | | |

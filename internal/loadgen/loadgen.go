@@ -74,23 +74,31 @@ func (c Config) Validate() error {
 
 // Report is the outcome of a run.
 type Report struct {
-	Mode          string          `json:"mode"`
-	BatchSize     int             `json:"batch_size"`
-	Concurrency   int             `json:"concurrency"`
-	TargetRate    float64         `json:"target_rate"`
-	Elapsed       time.Duration   `json:"elapsed"`
-	Requests      int64           `json:"requests"`
-	EventsSent    int64           `json:"events_sent"`
-	Accepted      int64           `json:"accepted"`
-	Rejected      int64           `json:"rejected"`
-	Failed        int64           `json:"failed_events"`
-	Statuses      map[int]int64   `json:"statuses"`
-	EventsPerSec  float64         `json:"events_per_sec"`
-	RequestsPerS  float64         `json:"requests_per_sec"`
-	Latency       LatencySummary  `json:"latency"`
-	Histogram     []HistogramBin  `json:"histogram"`
-	TransportErrs int64           `json:"transport_errors"`
-	lat           []time.Duration `json:"-"`
+	Mode         string        `json:"mode"`
+	BatchSize    int           `json:"batch_size"`
+	Concurrency  int           `json:"concurrency"`
+	TargetRate   float64       `json:"target_rate"`
+	Elapsed      time.Duration `json:"elapsed"`
+	Requests     int64         `json:"requests"`
+	EventsSent   int64         `json:"events_sent"`
+	Accepted     int64         `json:"accepted"`
+	Rejected     int64         `json:"rejected"`
+	Failed       int64         `json:"failed_events"`
+	Statuses     map[int]int64 `json:"statuses"`
+	EventsPerSec float64       `json:"events_per_sec"`
+	RequestsPerS float64       `json:"requests_per_sec"`
+	// Latency counts from when a request was due (with a Rate) or sent.
+	Latency LatencySummary `json:"latency"`
+	// RoundTrip counts from the request leaving to its answer read.
+	RoundTrip LatencySummary `json:"round_trip"`
+	// SenderWait is, with a Rate, how long due requests waited for a free
+	// sender: the part of Latency the load generator's own pool adds when
+	// every sender is busy (a fleet of independent clients would not wait).
+	// Zero without a Rate.
+	SenderWait    LatencySummary `json:"sender_wait"`
+	Histogram     []HistogramBin `json:"histogram"`
+	TransportErrs int64          `json:"transport_errors"`
+	lat, rt, wait []time.Duration
 }
 
 // LatencySummary are request latency percentiles.
@@ -197,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		requests, sent, accepted, rejected, failed, terrs atomic.Int64
 		mu                                                sync.Mutex
 		statuses                                          = map[int]int64{}
-		lats                                              []time.Duration
+		lats, rts, waits                                  []time.Duration
 	)
 	// Every worker's bodies are made before the clock starts, so no worker
 	// begins behind its schedule (which the open-loop latency would count).
@@ -241,6 +249,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rng := rand.NewChaCha8(seed)
 			scratch := make([]byte, 16)
 			local := make([]time.Duration, 0, 4096)
+			localRT := make([]time.Duration, 0, 4096)
+			localWait := make([]time.Duration, 0, 4096)
 			localStatus := map[int]int64{}
 			var resp struct{ Accepted, Rejected int }
 			for n := 0; ; n++ {
@@ -262,6 +272,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					req.Header.Set("Authorization", "Bearer "+cfg.WriteKey)
 				}
 				req.Header.Set("User-Agent", gen.UserAgents[n%len(gen.UserAgents)])
+				leftAt := time.Now()
 				res, err := client.Do(req)
 				requests.Add(1)
 				sent.Add(int64(cfg.BatchSize))
@@ -274,7 +285,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				_ = json.NewDecoder(res.Body).Decode(&resp)
 				_, _ = io.Copy(io.Discard, res.Body)
 				res.Body.Close()
-				local = append(local, time.Since(intended))
+				done := time.Now()
+				local = append(local, done.Sub(intended))
+				localRT = append(localRT, done.Sub(leftAt))
+				if due != nil {
+					localWait = append(localWait, leftAt.Sub(intended))
+				}
 				localStatus[res.StatusCode]++
 				if res.StatusCode/100 == 2 {
 					accepted.Add(int64(resp.Accepted))
@@ -285,6 +301,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			mu.Lock()
 			lats = append(lats, local...)
+			rts = append(rts, localRT...)
+			waits = append(waits, localWait...)
 			for k, v := range localStatus {
 				statuses[k] += v
 			}
@@ -320,7 +338,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &Report{
 		Mode: cfg.Mode, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, TargetRate: cfg.Rate, Elapsed: elapsed,
 		Requests: requests.Load(), EventsSent: sent.Load(), Accepted: accepted.Load(), Rejected: rejected.Load(),
-		Failed: failed.Load(), Statuses: statuses, TransportErrs: terrs.Load(), lat: lats,
+		Failed: failed.Load(), Statuses: statuses, TransportErrs: terrs.Load(), lat: lats, rt: rts, wait: waits,
 	}
 	r.EventsPerSec = float64(r.Accepted) / elapsed.Seconds()
 	r.RequestsPerS = float64(r.Requests) / elapsed.Seconds()
@@ -329,12 +347,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func (r *Report) summarize() {
+	r.RoundTrip, r.SenderWait = summary(r.rt), summary(r.wait)
 	if len(r.lat) == 0 {
 		return
 	}
-	slices.Sort(r.lat)
-	q := func(p float64) time.Duration { return r.lat[min(int(p*float64(len(r.lat))), len(r.lat)-1)] }
-	r.Latency = LatencySummary{P50: q(0.50), P90: q(0.90), P99: q(0.99), P999: q(0.999), Max: r.lat[len(r.lat)-1]}
+	r.Latency = summary(r.lat)
 	bounds := []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond,
 		50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 5 * time.Second, time.Hour}
 	i := 0
@@ -346,13 +363,30 @@ func (r *Report) summarize() {
 	}
 }
 
+// summary sorts d and returns its percentiles (zero when d is empty).
+func summary(d []time.Duration) LatencySummary {
+	if len(d) == 0 {
+		return LatencySummary{}
+	}
+	slices.Sort(d)
+	q := func(p float64) time.Duration { return d[min(int(p*float64(len(d))), len(d)-1)] }
+	return LatencySummary{P50: q(0.50), P90: q(0.90), P99: q(0.99), P999: q(0.999), Max: d[len(d)-1]}
+}
+
 // WriteText prints the report for people.
 func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "mode=%s batch=%d concurrency=%d target=%.0f ev/s elapsed=%s\n", r.Mode, r.BatchSize, r.Concurrency, r.TargetRate, r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "requests=%d (%.0f/s) events sent=%d accepted=%d (%.0f/s) rejected=%d failed=%d transport_errors=%d\n",
 		r.Requests, r.RequestsPerS, r.EventsSent, r.Accepted, r.EventsPerSec, r.Rejected, r.Failed, r.TransportErrs)
 	fmt.Fprintf(w, "statuses=%v\n", r.Statuses)
-	fmt.Fprintf(w, "latency p50=%s p90=%s p99=%s p99.9=%s max=%s\n", r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
+	line := func(name string, l LatencySummary) {
+		fmt.Fprintf(w, "%s p50=%s p90=%s p99=%s p99.9=%s max=%s\n", name, l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+	line("latency", r.Latency)
+	line("  round trip", r.RoundTrip)
+	if r.TargetRate > 0 {
+		line("  waiting for a free sender", r.SenderWait)
+	}
 	var prev int64
 	for _, b := range r.Histogram {
 		fmt.Fprintf(w, "  <= %-8s %8d\n", b.Le, b.Count-prev)

@@ -88,3 +88,49 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestRunSplitsSenderWaitFromRoundTrip: with one sender, a server that takes
+// 40ms and a request due every 10ms, due requests queue for the sender; the
+// report charges that wait to Latency and shows it apart from the round
+// trip. Without a rate nothing is due, so nothing waits.
+func TestRunSplitsSenderWaitFromRoundTrip(t *testing.T) {
+	const serverTime = 40 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(serverTime)
+		w.Write([]byte(`{"accepted":1,"rejected":0}`))
+	}))
+	defer srv.Close()
+	cfg := Config{URL: srv.URL, WriteKey: "k", Mode: "batch", BatchSize: 1, Concurrency: 1,
+		Duration: 400 * time.Millisecond, Users: 10, Seed: 1, Rate: 100}
+	r, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests < 3 {
+		t.Fatalf("only %d requests", r.Requests)
+	}
+	if r.RoundTrip.P50 < serverTime {
+		t.Fatalf("round trip p50 %v < the server's %v", r.RoundTrip.P50, serverTime)
+	}
+	// The second request was due 10ms in and left after the first answer.
+	if r.SenderWait.Max < serverTime-10*time.Millisecond {
+		t.Fatalf("sender wait max %v: due requests did not queue", r.SenderWait.Max)
+	}
+	if r.Latency.Max < r.SenderWait.Max+serverTime {
+		t.Fatalf("latency max %v does not include the wait %v and the round trip", r.Latency.Max, r.SenderWait.Max)
+	}
+	var out strings.Builder
+	r.WriteText(&out)
+	if !strings.Contains(out.String(), "waiting for a free sender") {
+		t.Fatalf("text report: %s", out.String())
+	}
+
+	cfg.Rate = 0
+	if r, err = Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if r.SenderWait != (LatencySummary{}) || r.RoundTrip.P50 < serverTime {
+		t.Fatalf("closed loop: sender wait %+v, round trip %+v", r.SenderWait, r.RoundTrip)
+	}
+}
