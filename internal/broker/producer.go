@@ -110,6 +110,12 @@ func (pb *partBatches) add(m ProducerMessage, now time.Time, maxRecords int, max
 	return b
 }
 
+// full reports whether b holds as much as one request may carry for a
+// partition; it then leaves without waiting out a linger.
+func (b *batch) full(maxRecords int, maxBytes int64) bool {
+	return len(b.records) >= maxRecords || b.bytes >= maxBytes
+}
+
 // recordOverhead estimates a record's framing in a batch (varint lengths,
 // offset and time deltas, attributes).
 const recordOverhead = 16
@@ -168,9 +174,15 @@ func (p *Producer) Produce(ctx context.Context, msgs []ProducerMessage) error {
 		if !slices.Contains(waits, b) {
 			waits = append(waits, b)
 		}
-		select {
-		case p.senders[pb.sender].wake <- struct{}{}:
-		default:
+		if len(b.records) == 1 || b.full(p.cfg.BatchSize, p.cfg.BatchBytes) {
+			// A new batch (the first of an idle partition, or one started
+			// because the last filled up) or a batch that just filled:
+			// either may end a linger. Other records need no signal: their
+			// batch's sender already knows of it.
+			select {
+			case p.senders[pb.sender].wake <- struct{}{}:
+			default:
+			}
 		}
 	}
 	p.mu.Unlock()
@@ -269,8 +281,13 @@ func (p *Producer) run(s *sender) {
 		case len(heads) > 0:
 			p.send(heads)
 		case wait > 0:
+			// A new batch ends the wait early: it may mean one filled up.
 			t.Reset(wait)
-			<-t.C
+			select {
+			case <-t.C:
+			case <-s.wake:
+				t.Stop()
+			}
 		case closed:
 			return
 		default:
@@ -290,7 +307,7 @@ func (p *Producer) take(s *sender, now time.Time) (heads []sendPart, wait time.D
 	if p.cfg.Linger > 0 && !p.closed {
 		var oldest time.Time
 		for _, pb := range s.parts {
-			if len(pb.queue) > 1 {
+			if len(pb.queue) > 1 || len(pb.queue) == 1 && pb.queue[0].full(p.cfg.BatchSize, p.cfg.BatchBytes) {
 				oldest = time.Time{} // a full batch waits for nobody
 				break
 			}

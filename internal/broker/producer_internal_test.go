@@ -50,10 +50,14 @@ func TestTakeLinger(t *testing.T) {
 			[][]*batch{{batchAt(time.Millisecond)}, {batchAt(6 * time.Millisecond)}, nil}, 2, 0},
 		{"full batch leaves at once", 5 * time.Millisecond, false,
 			[][]*batch{{batchAt(time.Millisecond)}, {batchAt(0), batchAt(0)}}, 2, 0},
+		{"batch at batch_size leaves at once", 5 * time.Millisecond, false,
+			[][]*batch{{{time: now, records: make([]ProducerMessage, 3)}}}, 1, 0},
+		{"batch at batch_bytes leaves at once", 5 * time.Millisecond, false,
+			[][]*batch{{{time: now, records: make([]ProducerMessage, 1), bytes: 1 << 20}}}, 1, 0},
 		{"close flushes at once", 5 * time.Millisecond, true, [][]*batch{{batchAt(0)}}, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &Producer{cfg: Config{Linger: tc.linger}, closed: tc.closed}
+			p := &Producer{cfg: Config{Linger: tc.linger, BatchSize: 3, BatchBytes: 1 << 20}, closed: tc.closed}
 			s := &sender{}
 			for i, q := range tc.queues {
 				s.parts = append(s.parts, &partBatches{partition: int32(i), queue: q})

@@ -239,6 +239,39 @@ func TestProducerLingerGathersCalls(t *testing.T) {
 	}
 }
 
+// TestProducerFullBatchEndsLinger: a batch that reaches batch_size leaves
+// at once, however long the linger.
+func TestProducerFullBatchEndsLinger(t *testing.T) {
+	cfg := newTopic(t)
+	cfg.Linger, cfg.BatchSize = time.Hour, 5
+	p, err := broker.NewProducer(cfg, cfg.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Two calls: the second fills the batch the first one started.
+	errs := make(chan error, 2)
+	for _, n := range []int{2, 3} {
+		msgs := make([]broker.ProducerMessage, n)
+		for i := range msgs {
+			msgs[i] = broker.ProducerMessage{Key: []byte("one-key"), Value: []byte{byte(n), byte(i)}}
+		}
+		go func() { errs <- p.Produce(ctx, msgs) }()
+		time.Sleep(50 * time.Millisecond) // the first call's batch exists and lingers
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a full batch waited for the linger: %v", err)
+		}
+	}
+}
+
 // TestProducerBrokerDown: with no broker, Produce fails within its context
 // instead of hanging, and Close still returns.
 func TestProducerBrokerDown(t *testing.T) {
