@@ -30,6 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 scripts/kafka.sh up >/dev/null
+scripts/kafka.sh settle  # a previous run's topics are still being deleted
 scripts/chdb.sh fetch >/dev/null
 go build -o bin/telemetry ./cmd/telemetry
 

@@ -14,6 +14,12 @@
 #   down [--wipe]      stop the broker started by `up` (SIGTERM, then SIGKILL);
 #                      --wipe also deletes its data directory
 #   status             say whether the broker runs (exit 0 if it does, 1 if not)
+#   settle [SECONDS]   wait (default up to 180s) until the broker has no topic
+#                      deletion pending and the disk is quiet: Kafka deletes a
+#                      topic's files 60s after the topic, and on this machine's
+#                      ext4 (mounted with discard) removing a few GB stalls
+#                      other writers for tens of seconds (measured: a bench
+#                      started inside that window read half its usual peak)
 #   topics ARGS...     run the kafka-topics tool (org.apache.kafka.tools.TopicCommand);
 #                      --bootstrap-server 127.0.0.1:$KAFKA_PORT is added if absent
 #   perf-test ARGS...  run kafka-producer-perf-test (org.apache.kafka.tools.ProducerPerformance)
@@ -417,6 +423,30 @@ cmd_status() {
 	return 1
 }
 
+cmd_settle() {
+	local limit=${1:-180} start=$SECONDS pending quiet=0 full said=-10
+	while ((SECONDS - start < limit)); do
+		pending=$(find "$LOG_DIR" -maxdepth 1 -name '*-delete' 2>/dev/null | wc -l)
+		full=0
+		if [[ -r /proc/pressure/io ]]; then
+			# "full avg10=X": share of the last 10s in which every task waited on I/O.
+			full=$(awk '/^full/{split($2,a,"="); print (a[2] >= 1.0)}' /proc/pressure/io)
+		fi
+		if ((pending == 0 && full == 0)); then
+			quiet=$((quiet + 1))
+			((quiet >= 3)) && return 0
+		else
+			quiet=0
+			if ((SECONDS - said >= 10)); then
+				said=$SECONDS
+				echo "kafka: settling ($((SECONDS - start))s): $pending topic directories pending deletion, I/O stalls in the last 10s: $([[ $full == 1 ]] && echo yes || echo no)" >&2
+			fi
+		fi
+		sleep 1
+	done
+	echo "kafka: still not settled after ${limit}s; measuring anyway" >&2
+}
+
 # ---------------------------------------------------------------------------
 
 usage() {
@@ -431,6 +461,7 @@ main() {
 	up) cmd_up ;;
 	down) cmd_down "$@" ;;
 	status) cmd_status ;;
+	settle) cmd_settle "$@" ;;
 	topics)
 		cmd_fetch
 		local a has_bs=0
