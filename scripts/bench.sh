@@ -31,6 +31,9 @@ trap cleanup EXIT
 
 scripts/kafka.sh up >/dev/null
 scripts/kafka.sh settle  # a previous run's topics are still being deleted
+# CPU time the hypervisor gave to other guests ("steal") decides how fast
+# this VM runs: the report states the share stolen during the run.
+head -1 /proc/stat >"$work/stat.start" 2>/dev/null || true
 scripts/chdb.sh fetch >/dev/null
 go build -o bin/telemetry ./cmd/telemetry
 
@@ -60,7 +63,14 @@ metrics() { curl -sf http://127.0.0.1:18080/metrics >"$work/$1.metrics"; }
 # seconds (the broker spends most of a core compiling after a start).
 ./bin/telemetry loadgen --url http://127.0.0.1:18080 --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
 metrics start
-run --mode batch --batch 50 --concurrency "$conc" >"$work/peak.json"
+# Full speed three times too, the median run reported: a broker round trip
+# or a disk stall that lands in one run moved its figure by a quarter here.
+for i in 1 2 3; do run --mode batch --batch 50 --concurrency "$conc" >"$work/peak-$i.json"; done
+python3 - "$work" <<'PY'
+import json, shutil, sys
+runs = sorted((f"{sys.argv[1]}/peak-{i}.json" for i in (1, 2, 3)), key=lambda f: json.load(open(f))["events_per_sec"])
+shutil.copy(runs[1], f"{sys.argv[1]}/peak.json")
+PY
 peak=$(rate_of "$work/peak.json"); rss_peak=$(rss); metrics peak
 # Open-loop latency runs three times each: one run's p99 swings by 2x here
 # (a few slow broker round trips decide it); the report takes the median.
@@ -107,5 +117,6 @@ BENCH_ROWS=$rows go test ./sinks/consumer -run '^$' -bench Consume -benchtime 1x
 echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2
 
+head -1 /proc/stat >"$work/stat.end" 2>/dev/null || true
 python3 scripts/bench_report.py "$work" "$broker_rate" "$msg_size" "$rss_peak" "$rss_flood" "$rss_over" "$secs" "$conc" "$rows" >"$out"
 echo "wrote $out" >&2

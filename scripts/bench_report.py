@@ -42,6 +42,7 @@ def median_run(prefix):
     return runs[1], ", ".join(ms(r["latency"]["P99"]) for r in runs)
 
 
+peak_runs = ", ".join(f"{r:,.0f}" for r in sorted(j(f"peak-{i}.json")["events_per_sec"] for i in (1, 2, 3)))
 half, half_p99s = median_run("half")
 p70, p70_p99s = median_run("p70")
 gb = text("gobench.txt")
@@ -82,13 +83,26 @@ def perf_latency(name):
 
 
 perf70_p50, perf70_p99 = perf_latency("perf70.txt")
+def steal_share():
+    """The share of CPU time the hypervisor gave to other guests during the run."""
+    try:
+        a, b = ([int(x) for x in text(f).split()[1:]] for f in ("stat.start", "stat.end"))
+    except (OSError, ValueError):
+        return "unknown"
+    d = [y - x for x, y in zip(a, b)]
+    return f"{d[7] / max(sum(d[:8]), 1):.0%}" if len(d) > 7 else "unknown"
+
+
 over_total = sum(over["statuses"].values()) or 1
 shed = sum(v for k, v in over["statuses"].items() if k in ("503", "429"))
 
 print(f"""# Benchmarks
 
 Written by `make bench` ([scripts/bench.sh](../scripts/bench.sh)) on
-{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({platform.machine()}).
+{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({platform.machine()}), of
+which the hypervisor gave **{steal_share()}** to other guests during the run (steal time in
+/proc/stat; this VM's figures move with it: runs of the same code on one day read
+from 53k to 142k events/s at full speed).
 The broker, the load generator and the collector share these cores, and every
 figure below comes from this one run; each is set beside the limit of the part
 below it, measured in the same run.
@@ -97,7 +111,7 @@ below it, measured in the same run.
 
 | measure | figure | limit below (same run) | ratio |
 |---|---|---|---|
-| `/v1/events`, batches of 50, {conc} senders, {secs}s | **{peak['events_per_sec']:,.0f} events/s** | broker's own `kafka-producer-perf-test`: {broker:,.0f} records/s ({size} B, acks=all, lz4) | **{peak['events_per_sec'] / broker:.0%}** |
+| `/v1/events`, batches of 50, {conc} senders, {secs}s, median of 3 runs | **{peak['events_per_sec']:,.0f} events/s** (runs: {peak_runs}) | broker's own `kafka-producer-perf-test`: {broker:,.0f} records/s ({size} B, acks=all, lz4) | **{peak['events_per_sec'] / broker:.0%}** |
 | latency at full speed | p50 {ms(peak['latency']['P50'])}, p99 {ms(peak['latency']['P99'])} | {produce('start', 'peak')} | |
 | latency at half of peak ({half['events_per_sec']:,.0f} ev/s), open loop ({half['concurrency']} senders), median of 3 runs | p50 {ms(half['latency']['P50'])}, **p99 {ms(half['latency']['P99'])}** (runs: {half_p99s}); {split(half)} | {produce('peak', 'half')} | |
 | latency at 70% of peak ({p70['events_per_sec']:,.0f} ev/s), open loop ({p70['concurrency']} senders), median of 3 runs | p50 {ms(p70['latency']['P50'])}, **p99 {ms(p70['latency']['P99'])}** (runs: {p70_p99s}); {split(p70)} | broker's own producer at the same rate (perf-test, linger.ms=0): p50 {perf70_p50} ms, p99 {perf70_p99} ms; ours: {produce('half', 'p70')} | |
