@@ -254,15 +254,7 @@ func (p *SpoolPublisher) forward(ctx context.Context) {
 			}
 			msgs = append(msgs, m)
 		}
-		for ctx.Err() == nil {
-			if err = p.kafka.Publish(ctx, msgs); err == nil {
-				break
-			}
-			p.lg.Warn("replaying the spool to kafka failed; retrying", "records", len(msgs), "backoff", backoff, "err", err)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
-		}
-		if err != nil {
+		if !p.replay(ctx, msgs, &backoff) {
 			return // ctx ended mid-replay; the records stay uncommitted
 		}
 		backoff = 50 * time.Millisecond
@@ -279,6 +271,24 @@ func (p *SpoolPublisher) forward(ctx context.Context) {
 		}
 		p.mu.Unlock()
 	}
+}
+
+// replay publishes msgs to Kafka, retrying with a growing *backoff, and
+// reports whether they were published: only then may the spool cursor move.
+// It is false when ctx ends first, even if it ended before the first try
+// (the forwarder once took a nil error left over from its read for success
+// and committed records Kafka never got).
+func (p *SpoolPublisher) replay(ctx context.Context, msgs []Message, backoff *time.Duration) bool {
+	for ctx.Err() == nil {
+		err := p.kafka.Publish(ctx, msgs)
+		if err == nil {
+			return true
+		}
+		p.lg.Warn("replaying the spool to kafka failed; retrying", "records", len(msgs), "backoff", *backoff, "err", err)
+		sleep(ctx, *backoff)
+		*backoff = min(*backoff*2, 5*time.Second)
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) {
