@@ -173,13 +173,11 @@ func (c *Consumer) Start(ctx context.Context) error {
 // startKafka makes the topics when configured to and the group reader and
 // dead-letter writer.
 func (c *Consumer) startKafka(ctx context.Context) error {
-	c.dlq = &kafka.Writer{
-		Addr:         kafka.TCP(c.kcfg.Brokers...),
-		Topic:        c.kcfg.DeadLetterTopic,
-		RequiredAcks: kafka.RequireAll,
-		Balancer:     &kafka.Hash{},
-		BatchTimeout: time.Millisecond,
+	dlq, err := broker.NewProducer(c.kcfg, c.kcfg.DeadLetterTopic)
+	if err != nil {
+		return fmt.Errorf("making the dead-letter producer: %w", err)
 	}
+	c.dlq = producerDLQ{dlq}
 	// A broker that is down at start is not fatal: the fetch goroutine
 	// waits for the events topic before joining the group (a group that
 	// joins before its topic exists can stay assigned nothing).
@@ -278,6 +276,27 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, c.r.Close())
 	}
 	return errors.Join(err, c.dlq.Close())
+}
+
+// producerDLQ writes dead letters with the ingest path's producer
+// (acks=all, kafka-go's Hash partitioning, the telemetry.kafka.produce
+// metrics), so one producer serves both topics.
+type producerDLQ struct{ p *broker.Producer }
+
+func (d producerDLQ) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	pm := make([]broker.ProducerMessage, len(msgs))
+	for i, m := range msgs {
+		pm[i] = broker.ProducerMessage{Key: m.Key, Value: m.Value, Headers: m.Headers}
+	}
+	return d.p.Produce(ctx, pm)
+}
+
+// Close sends what is queued; dead letters are produced synchronously, so
+// nothing is normally left.
+func (d producerDLQ) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return d.p.Close(ctx)
 }
 
 // fetch feeds msgs until the consumer is cancelled.
