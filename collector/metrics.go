@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sora3web/telemetry/internal/obs"
 )
 
 // metrics holds the collector's OpenTelemetry instruments. They come from
@@ -39,7 +41,7 @@ func newMetrics() (*metrics, error) {
 	}
 	if m.duration, err = meter.Float64Histogram("telemetry.ingest.request.duration", metric.WithUnit("s"),
 		metric.WithDescription("Ingest request latency by route and status."),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		obs.LatencyBuckets()); err != nil {
 		return nil, err
 	}
 	if m.events, err = meter.Int64Counter("telemetry.ingest.events", metric.WithDescription("Events by outcome (accepted, rejected, dropped) and reason.")); err != nil {
@@ -47,7 +49,7 @@ func newMetrics() (*metrics, error) {
 	}
 	if m.publish, err = meter.Float64Histogram("telemetry.ingest.publish.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to make a request's events durable."),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		obs.LatencyBuckets()); err != nil {
 		return nil, err
 	}
 	if m.uaLookups, err = meter.Int64Counter("telemetry.ingest.ua.lookups", metric.WithDescription("User-agent cache lookups by result (hit, miss: parsed, deferred: over the parse budget, left to the consumer).")); err != nil {

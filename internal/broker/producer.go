@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sora3web/telemetry/internal/obs"
 )
 
 // Producer writes messages to one topic with acks=all and natural batching:
@@ -592,12 +594,12 @@ func newProducerMetrics(topic string) (*producerMetrics, error) {
 	}
 	if m.queued, err = meter.Float64Histogram("telemetry.kafka.produce.queue_time", metric.WithUnit("s"),
 		metric.WithDescription("Time from a batch's first record to its request leaving: the wait for the request in flight before it (plus kafka.linger)."),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		obs.LatencyBuckets()); err != nil {
 		return nil, err
 	}
 	if m.duration, err = meter.Float64Histogram("telemetry.kafka.produce.duration", metric.WithUnit("s"),
 		metric.WithDescription("Produce request round trip, encoding and compression included, until acks=all."),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		obs.LatencyBuckets()); err != nil {
 		return nil, err
 	}
 	return m, nil

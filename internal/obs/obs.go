@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -173,3 +174,10 @@ func StartMetrics(ctx context.Context, c OTelConfig) (*Metrics, error) {
 
 // Shutdown flushes and stops the provider.
 func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }
+
+// LatencyBuckets is the bucket layout, in seconds from 0.5ms to 5s, of the
+// latency histograms of every component (ingest requests, publishing,
+// produce round trips and queueing), so their quantiles line up.
+func LatencyBuckets() metric.HistogramOption {
+	return metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+}
