@@ -139,18 +139,19 @@ func (b *body) refresh(rng *rand.ChaCha8, scratch []byte) {
 // so the rate holds on average; when due is full (every sender far behind)
 // it waits, and the senders' latencies show it.
 func schedule(ctx context.Context, start time.Time, interval time.Duration, due chan<- time.Time) {
+	at := func(n int) time.Time { return start.Add(time.Duration(n) * interval) }
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for n := 0; ; {
 		now := time.Now()
-		for ; !start.Add(time.Duration(n) * interval).After(now); n++ {
+		for ; !at(n).After(now); n++ {
 			select {
-			case due <- start.Add(time.Duration(n) * interval):
+			case due <- at(n):
 			case <-ctx.Done():
 				return
 			}
 		}
-		t.Reset(time.Until(start.Add(time.Duration(n) * interval)))
+		t.Reset(time.Until(at(n)))
 		select {
 		case <-ctx.Done():
 			return
@@ -236,7 +237,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go schedule(ctx, start, interval, due)
 	}
 	var wg sync.WaitGroup
-	errc := make(chan error, cfg.Concurrency)
 	for _, bodies := range workers {
 		wg.Add(1)
 		go func() {
@@ -333,7 +333,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	wg.Wait()
 	<-progressDone
-	close(errc)
 	elapsed := time.Since(start)
 	r := &Report{
 		Mode: cfg.Mode, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, TargetRate: cfg.Rate, Elapsed: elapsed,
