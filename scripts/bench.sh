@@ -66,12 +66,8 @@ metrics start
 # Full speed three times too, the median run reported: a broker round trip
 # or a disk stall that lands in one run moved its figure by a quarter here.
 for i in 1 2 3; do run --mode batch --batch 50 --concurrency "$conc" >"$work/peak-$i.json"; done
-python3 - "$work" <<'PY'
-import json, shutil, sys
-runs = sorted((f"{sys.argv[1]}/peak-{i}.json" for i in (1, 2, 3)), key=lambda f: json.load(open(f))["events_per_sec"])
-shutil.copy(runs[1], f"{sys.argv[1]}/peak.json")
-PY
-peak=$(rate_of "$work/peak.json"); rss_peak=$(rss); metrics peak
+peak=$(for i in 1 2 3; do rate_of "$work/peak-$i.json"; done | sort -n | sed -n 2p)
+rss_peak=$(rss); metrics peak
 # Open-loop latency runs three times each: one run's p99 swings by 2x here
 # (a few slow broker round trips decide it); the report takes the median.
 # The open-loop runs get 4x the senders: arrivals are due on a schedule

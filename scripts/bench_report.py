@@ -27,8 +27,8 @@ def metric(txt, unit):
     return float(m.group(1)) if m else float("nan")
 
 
-peak, beacon, flood, over, logbus = (j(n) for n in (
-    "peak.json", "beacon.json", "uaflood.json", "overload.json", "logbus.json"))
+beacon, flood, over, logbus = (j(n) for n in (
+    "beacon.json", "uaflood.json", "overload.json", "logbus.json"))
 
 
 def split(r):
@@ -36,13 +36,13 @@ def split(r):
     return f"round trip p99 {ms(r['round_trip']['P99'])}, waiting for a free sender p99 {ms(r['sender_wait']['P99'])}"
 
 
-def median_run(prefix):
-    """The run of three with the median p99, and every run's p99."""
-    runs = sorted((j(f"{prefix}-{i}.json") for i in (1, 2, 3)), key=lambda r: r["latency"]["P99"])
-    return runs[1], ", ".join(ms(r["latency"]["P99"]) for r in runs)
+def median_run(prefix, key=lambda r: r["latency"]["P99"], show=lambda v: ms(v)):
+    """The run of three with the median key (p99 unless told), and every run's key."""
+    runs = sorted((j(f"{prefix}-{i}.json") for i in (1, 2, 3)), key=key)
+    return runs[1], ", ".join(show(key(r)) for r in runs)
 
 
-peak_runs = ", ".join(f"{r:,.0f}" for r in sorted(j(f"peak-{i}.json")["events_per_sec"] for i in (1, 2, 3)))
+peak, peak_runs = median_run("peak", key=lambda r: r["events_per_sec"], show=lambda v: f"{v:,.0f}")
 half, half_p99s = median_run("half")
 p70, p70_p99s = median_run("p70")
 gb = text("gobench.txt")
