@@ -61,11 +61,18 @@ func newServeCmd(g *globalFlags, name, short string, only func(*config.Config)) 
 			log.Info("shutting down", "deadline", cfg.Serve.ShutdownTimeout.String())
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Serve.ShutdownTimeout)
 			defer cancel()
-			err = errors.Join(p.Shutdown(sctx), stopTracing(sctx), m.Shutdown(sctx))
-			if err == nil {
-				log.Info("stopped cleanly")
+			perr := p.Shutdown(sctx)
+			// The pipeline's spans have ended; flush them and the last
+			// metrics. An OTLP endpoint that is down loses that telemetry,
+			// not events, so it is a warning and not a failed stop.
+			if err := errors.Join(stopTracing(sctx), m.Shutdown(sctx)); err != nil {
+				log.Warn("flushing traces and metrics at shutdown failed", "err", err)
 			}
-			return err
+			if perr != nil {
+				return perr
+			}
+			log.Info("stopped cleanly")
+			return nil
 		},
 	}
 }
