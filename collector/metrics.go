@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -80,6 +81,7 @@ func (r *statusRecorder) WriteHeader(code int) {
 func (m *metrics) instrument(route string, next http.Handler) http.Handler {
 	tracer := otel.Tracer("github.com/sora3web/telemetry/collector")
 	name := "POST " + route
+	statuses := &routeStatuses{route: route}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
@@ -92,10 +94,27 @@ func (m *metrics) instrument(route string, next http.Handler) http.Handler {
 		if rec.status >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(rec.status))
 		}
-		attrs := metric.WithAttributes(attribute.String("route", route), attribute.String("status", strconv.Itoa(rec.status)))
+		attrs := statuses.of(rec.status)
 		m.requests.Add(ctx, 1, attrs)
 		m.duration.Record(ctx, time.Since(start).Seconds(), attrs)
 	})
+}
+
+// routeStatuses builds, once per status code, the attribute set of a
+// route's request metrics: requests are the hot path, and an attribute set
+// built per request costs allocations and a sort.
+type routeStatuses struct {
+	route string
+	sets  sync.Map // int status -> metric.MeasurementOption
+}
+
+func (r *routeStatuses) of(status int) metric.MeasurementOption {
+	if o, ok := r.sets.Load(status); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(attribute.String("route", r.route), attribute.String("status", strconv.Itoa(status))))
+	r.sets.Store(status, o)
+	return o
 }
 
 // traceHeaders returns the W3C trace context of ctx as Kafka headers, so
@@ -125,18 +144,25 @@ func (m *metrics) dropped(ctx context.Context, reason string) {
 	m.events.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped"), attribute.String("reason", reason)))
 }
 
+// Attribute sets recorded on every request, built once.
+var (
+	acceptedAttrs   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "accepted"), attribute.String("reason", "")))
+	publishOKAttrs  = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
+	publishErrAttrs = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "error")))
+)
+
 func (m *metrics) accepted(ctx context.Context, n int) {
 	if n > 0 {
-		m.events.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", "accepted"), attribute.String("reason", "")))
+		m.events.Add(ctx, int64(n), acceptedAttrs)
 	}
 }
 
 func (m *metrics) published(ctx context.Context, d time.Duration, err error) {
-	result := "ok"
+	attrs := publishOKAttrs
 	if err != nil {
-		result = "error"
+		attrs = publishErrAttrs
 	}
-	m.publish.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("result", result)))
+	m.publish.Record(ctx, d.Seconds(), attrs)
 }
 
 func (m *metrics) uaLookup(result string) {
