@@ -84,8 +84,10 @@ func (h traceHandler) WithGroup(name string) slog.Handler {
 // OTelConfig configures OpenTelemetry export beyond /metrics.
 type OTelConfig struct {
 	// OTLPEndpoint is an OTLP/HTTP collector address (host:port). When set,
-	// traces and metrics are also exported there. Default "" (traces are
-	// not recorded; trace context still flows from requests to Kafka).
+	// traces and metrics are also exported there: metrics every 60s (the
+	// standard OTEL_METRIC_EXPORT_INTERVAL, in ms, changes that) and at
+	// shutdown. Default "" (traces are not recorded; trace context still
+	// flows from requests to Kafka).
 	OTLPEndpoint string `mapstructure:"otlp_endpoint"`
 	// OTLPInsecure sends OTLP over plain HTTP. Default true.
 	OTLPInsecure bool `mapstructure:"otlp_insecure"`
