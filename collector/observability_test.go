@@ -1,7 +1,10 @@
 package collector
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -12,6 +15,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/sora3web/telemetry/internal/obs"
 )
 
 // TestMetricsAndTraceReflectAKnownRun sends a known mix and reads back the
@@ -106,4 +111,41 @@ func labels(s attribute.Set) string {
 		parts = append(parts, string(kv.Key)+"="+kv.Value.Emit())
 	}
 	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// TestLogLinesCarryTheRequestsTraceID: a request that fails to publish is
+// logged with the trace id the client sent, so an engineer can go from
+// the client's trace to the collector's log line.
+func TestLogLinesCarryTheRequestsTraceID(t *testing.T) {
+	prevP := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(prevP) })
+
+	var logs bytes.Buffer
+	s, err := New(testConfig(), &fakePublisher{err: errors.New("broker down")}, obs.NewLogger(obs.LogConfig{Level: "info", Format: "json"}, &logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	h := auth()
+	h["traceparent"] = "00-" + traceID + "-b7ad6b7169203331-01"
+	if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", body: mustJSON(t, event()), headers: h}); w.Code != 503 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	var line struct {
+		Level, Msg, Err string
+		TraceID         string `json:"trace_id"`
+	}
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if strings.HasPrefix(line.Msg, "publish failed") {
+			if line.Level != "WARN" || line.TraceID != traceID || !strings.Contains(line.Err, "broker down") {
+				t.Fatalf("log line %s: want level WARN, trace_id %s, the error", l, traceID)
+			}
+			return
+		}
+	}
+	t.Fatalf("no publish-failed line in the log:\n%s", logs.String())
 }
