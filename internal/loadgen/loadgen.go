@@ -8,14 +8,16 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +53,9 @@ type Config struct {
 	Seed uint64
 	// Progress, when set, receives a progress line every second.
 	Progress io.Writer
+
+	// tlsConfig replaces the default TLS settings of https URLs (tests).
+	tlsConfig *tls.Config
 }
 
 // Validate names the first invalid field.
@@ -192,20 +197,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	url := cfg.URL + "/v1/events"
-	ctype := "application/json"
+	path, ctype := "/v1/events", "application/json"
 	if cfg.Mode == "beacon" {
-		url, ctype = cfg.URL+"/v1/beacon?writeKey="+cfg.WriteKey, "text/plain;charset=UTF-8"
+		path, ctype = "/v1/beacon?writeKey="+url.QueryEscape(cfg.WriteKey), "text/plain;charset=UTF-8"
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: cfg.Concurrency * 2, MaxIdleConnsPerHost: cfg.Concurrency * 2, IdleConnTimeout: time.Minute,
-		// A body leaves in one write, as from a browser or the SDK: with
-		// the 4 KiB default a batch of 50 (~40 KiB) took ten write calls
-		// here and as many reads in the collector, CPU the load generator
-		// takes from the system it measures.
-		WriteBufferSize: 64 << 10,
-	}}
-	defer client.CloseIdleConnections()
+	base, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	path = strings.TrimSuffix(base.Path, "/") + path
+	conns := make([]*conn, cfg.Concurrency)
+	for i := range conns {
+		if conns[i], err = newConn(cfg.URL, 30*time.Second, cfg.tlsConfig); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		for _, c := range conns {
+			c.close()
+		}
+	}()
 
 	var (
 		requests, sent, accepted, rejected, failed, terrs atomic.Int64
@@ -242,9 +253,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go schedule(ctx, start, interval, due)
 	}
 	var wg sync.WaitGroup
-	for _, bodies := range workers {
+	for w, bodies := range workers {
 		wg.Add(1)
 		go func() {
+			c := conns[w]
+			hdr := [][2]string{{"Content-Type", ctype}, {"User-Agent", ""}}
+			if cfg.Mode == "batch" {
+				hdr = append(hdr, [2]string{"Authorization", "Bearer " + cfg.WriteKey})
+			}
 			defer wg.Done()
 			// A per-worker ChaCha8 stream seeded from crypto/rand: event ids
 			// only need to be unique, and a getrandom call per event cost the
@@ -271,14 +287,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				b := bodies[n%len(bodies)]
 				b.refresh(rng, scratch)
-				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, bytes.NewReader(b.buf))
-				req.Header.Set("Content-Type", ctype)
-				if cfg.Mode == "batch" {
-					req.Header.Set("Authorization", "Bearer "+cfg.WriteKey)
-				}
-				req.Header.Set("User-Agent", gen.UserAgents[n%len(gen.UserAgents)])
+				hdr[1][1] = gen.UserAgents[n%len(gen.UserAgents)]
 				leftAt := time.Now()
-				res, err := client.Do(req)
+				status, answer, err := c.post(path, hdr, b.buf)
 				requests.Add(1)
 				sent.Add(int64(cfg.BatchSize))
 				if err != nil {
@@ -287,17 +298,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					continue
 				}
 				resp.Accepted, resp.Rejected = 0, 0
-				_ = json.NewDecoder(res.Body).Decode(&resp)
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
+				_ = json.Unmarshal(answer, &resp)
 				done := time.Now()
 				local = append(local, done.Sub(intended))
 				localRT = append(localRT, done.Sub(leftAt))
 				if due != nil {
 					localWait = append(localWait, leftAt.Sub(intended))
 				}
-				localStatus[res.StatusCode]++
-				if res.StatusCode/100 == 2 {
+				localStatus[status]++
+				if status/100 == 2 {
 					accepted.Add(int64(resp.Accepted))
 					rejected.Add(int64(resp.Rejected))
 				} else {

@@ -1,0 +1,169 @@
+package loadgen
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// conn is one sender's HTTP/1.1 keep-alive connection, as a load
+// generator's own client keeps it (wrk and h2load do the same): the request
+// head is built into a reused buffer and leaves with the body in one write,
+// and the answer is parsed by net/http's ReadResponse. net/http's Client
+// spends two goroutines and several channel hand-offs per request; on the
+// bench machine that was a third of the CPU in a beacon run, taken from the
+// collector it measures. A conn is not safe for concurrent use: each sender
+// owns one. After an error it is closed, and the next request dials again.
+type conn struct {
+	addr    string      // host:port
+	host    string      // the Host header
+	tls     *tls.Config // nil for http
+	timeout time.Duration
+
+	c    net.Conn
+	br   *bufio.Reader
+	head []byte
+	resp []byte
+}
+
+// newConn returns an unconnected conn to the server of base, an http or
+// https URL. tlsConf, when not nil, replaces the default TLS settings.
+func newConn(base string, timeout time.Duration, tlsConf *tls.Config) (*conn, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	c := &conn{host: u.Host, timeout: timeout}
+	port := u.Port()
+	switch u.Scheme {
+	case "http":
+		if port == "" {
+			port = "80"
+		}
+	case "https":
+		if port == "" {
+			port = "443"
+		}
+		c.tls = &tls.Config{}
+		if tlsConf != nil {
+			c.tls = tlsConf.Clone()
+		}
+		if c.tls.ServerName == "" {
+			c.tls.ServerName = u.Hostname()
+		}
+	default:
+		return nil, fmt.Errorf("url: scheme must be http or https, got %q", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, errors.New("url: no host")
+	}
+	c.addr = net.JoinHostPort(u.Hostname(), port)
+	return c, nil
+}
+
+// post sends body to path with the headers hdr (name, value pairs) and
+// returns the status and the response body, valid until the next call.
+func (c *conn) post(path string, hdr [][2]string, body []byte) (int, []byte, error) {
+	if c.c == nil {
+		if err := c.dial(); err != nil {
+			return 0, nil, err
+		}
+	}
+	h := append(c.head[:0], "POST "...)
+	h = append(h, path...)
+	h = append(h, " HTTP/1.1\r\nHost: "...)
+	h = append(h, c.host...)
+	h = append(h, "\r\nContent-Length: "...)
+	h = strconv.AppendInt(h, int64(len(body)), 10)
+	for _, kv := range hdr {
+		h = append(h, "\r\n"...)
+		h = append(h, kv[0]...)
+		h = append(h, ": "...)
+		h = append(h, kv[1]...)
+	}
+	h = append(h, "\r\n\r\n"...)
+	c.head = h
+
+	if err := c.c.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, nil, c.fail(err)
+	}
+	bufs := net.Buffers{h, body}
+	if _, err := bufs.WriteTo(c.c); err != nil {
+		return 0, nil, c.fail(fmt.Errorf("writing the request: %w", err))
+	}
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return 0, nil, c.fail(fmt.Errorf("reading the response: %w", err))
+	}
+	c.resp, err = appendAll(c.resp[:0], res.Body)
+	res.Body.Close()
+	if err != nil {
+		return 0, nil, c.fail(fmt.Errorf("reading the response body: %w", err))
+	}
+	if res.Close {
+		c.close()
+	}
+	return res.StatusCode, c.resp, nil
+}
+
+func (c *conn) dial() error {
+	d := net.Dialer{Timeout: c.timeout}
+	nc, err := d.Dial("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", c.addr, err)
+	}
+	if c.tls != nil {
+		tc := tls.Client(nc, c.tls)
+		_ = tc.SetDeadline(time.Now().Add(c.timeout))
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return fmt.Errorf("TLS handshake with %s: %w", c.addr, err)
+		}
+		nc = tc
+	}
+	c.c = nc
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(nc, 16<<10)
+	} else {
+		c.br.Reset(nc)
+	}
+	return nil
+}
+
+// fail closes the connection after err, which it returns.
+func (c *conn) fail(err error) error {
+	c.close()
+	return err
+}
+
+func (c *conn) close() {
+	if c.c != nil {
+		c.c.Close()
+		c.c = nil
+	}
+}
+
+// appendAll appends what r has to dst, as io.ReadAll does into a buffer
+// that is kept between requests.
+func appendAll(dst []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
