@@ -55,10 +55,21 @@ func BenchmarkDecodeValidateEnrich(b *testing.B) {
 // through the handler, with a publisher that only collects. Reported per
 // event.
 func BenchmarkHandlerBatch50(b *testing.B) {
+	benchHandler(b, "/v1/events", "application/json", 50, map[string]string{"Authorization": "Bearer " + testKey})
+}
+
+// BenchmarkHandlerBeacon measures the whole /v1/beacon handler for one
+// event, as navigator.sendBeacon sends it: the per-request costs.
+func BenchmarkHandlerBeacon(b *testing.B) {
+	benchHandler(b, "/v1/beacon?writeKey="+testKey, "text/plain;charset=UTF-8", 1, nil)
+}
+
+// benchHandler runs the handler on requests of n events to target.
+func benchHandler(b *testing.B, target, ctype string, n int, headers map[string]string) {
 	cfg := testConfig()
 	cfg.RateLimitPerKey, cfg.RateLimitPerIP = RateLimit{}, RateLimit{} // one client, as fast as it can
 	s := newTestServer(b, cfg, discardPublisher{})
-	evs := make([]any, 50)
+	evs := make([]any, n)
 	for i := range evs {
 		evs[i] = event()
 	}
@@ -66,17 +77,19 @@ func BenchmarkHandlerBatch50(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		r := httptest.NewRequest(http.MethodPost, "/v1/events", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Authorization", "Bearer "+testKey)
+		r := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+		r.Header.Set("Content-Type", ctype)
 		r.Header.Set("User-Agent", uaChromeWin)
+		for k, v := range headers {
+			r.Header.Set(k, v)
+		}
 		w := httptest.NewRecorder()
 		s.Handler().ServeHTTP(w, r)
 		if w.Code != 200 {
 			b.Fatal(w.Code, w.Body)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*50), "ns/event")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
 }
 
 type discardPublisher struct{}

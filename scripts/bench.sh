@@ -38,7 +38,7 @@ scripts/chdb.sh fetch >/dev/null
 go build -o bin/telemetry ./cmd/telemetry
 
 echo "== 1. per-event CPU (go test -bench)" >&2
-go test ./collector -run '^$' -bench 'DecodeValidateEnrich|HandlerBatch50' -benchtime 3s -benchmem | tee "$work/gobench.txt" >&2
+go test ./collector -run '^$' -bench 'DecodeValidateEnrich|HandlerBatch50|HandlerBeacon' -benchtime 3s -benchmem | tee "$work/gobench.txt" >&2
 
 msg_size=$(go run ./internal/gen/cmd/msgsize)
 topic="bench-$(date +%s)"

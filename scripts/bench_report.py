@@ -48,6 +48,7 @@ p70, p70_p99s = median_run("p70")
 gb = text("gobench.txt")
 dve = re.search(r"BenchmarkDecodeValidateEnrich-\d+\s+\d+\s+([\d.]+) ns/op.*?(\d+) B/op\s+(\d+) allocs/op", gb)
 hb = re.search(r"BenchmarkHandlerBatch50-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) ns/event.*?(\d+) B/op\s+(\d+) allocs/op", gb)
+hbeacon = re.search(r"BenchmarkHandlerBeacon-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) ns/event.*?(\d+) B/op\s+(\d+) allocs/op", gb)
 cons = text("consume.txt")
 consume, direct, ratio = metric(cons, "consume_rows/s"), metric(cons, "direct_rows/s"), metric(cons, "ratio")
 fresh = text("fresh.txt")
@@ -146,6 +147,7 @@ below it, measured in the same run.
 |---|---|---|
 | decode + validate + enrich + encode, warm UA cache | **{float(dve.group(1)) / 1000:.1f} µs** | {dve.group(2)} B, {dve.group(3)} allocs |
 | whole `/v1/events` handler, batch of 50, no broker | {float(hb.group(1)) / 1000:.1f} µs | {int(hb.group(2)) / 50:,.0f} B, {int(hb.group(3)) / 50:.1f} allocs |
+| whole `/v1/beacon` handler, one event per request, no broker | {float(hbeacon.group(1)) / 1000:.1f} µs | {int(hbeacon.group(2)):,} B, {hbeacon.group(3)} allocs |
 
 ## Kafka -> ClickHouse engine
 
