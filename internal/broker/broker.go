@@ -208,5 +208,50 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		return fmt.Errorf("creating topics %s, %s: %w", c.EventsTopic, c.DeadLetterTopic, err)
 	}
+	// CreateTopics returns once the controller has the topics; a broker's
+	// metadata can lag behind it, and a produce sent in between fails with
+	// UnknownTopicOrPartition (seen right after a large topic deletion).
+	return waitForTopics(ctx, conn, c.EventsTopic, c.DeadLetterTopic)
+}
+
+// waitForTopics polls conn's broker until every partition of topics has a
+// leader, or ctx ends.
+func waitForTopics(ctx context.Context, conn *kafka.Conn, topics ...string) error {
+	for {
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetDeadline(dl)
+		}
+		parts, err := conn.ReadPartitions(topics...)
+		if err == nil {
+			err = leaderless(parts, topics)
+		}
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for topics %v to appear in the broker's metadata: %w (last: %w)", topics, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// leaderless names the first of topics missing from parts or with a
+// partition that has no leader yet.
+func leaderless(parts []kafka.Partition, topics []string) error {
+	seen := map[string]bool{}
+	for _, p := range parts {
+		if p.Leader.ID < 0 || p.Leader.Host == "" {
+			return fmt.Errorf("%s[%d] has no leader yet", p.Topic, p.ID)
+		}
+		seen[p.Topic] = true
+	}
+	for _, t := range topics {
+		if !seen[t] {
+			return fmt.Errorf("%s: %w", t, kafka.UnknownTopicOrPartition)
+		}
+	}
 	return nil
 }
