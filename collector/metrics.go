@@ -82,11 +82,12 @@ func (m *metrics) instrument(route string, next http.Handler) http.Handler {
 	tracer := otel.Tracer("github.com/sora3web/telemetry/collector")
 	name := "POST " + route
 	statuses := &routeStatuses{route: route}
+	startOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.route", route))}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.route", route)))
+		ctx, span := tracer.Start(ctx, name, startOpts...)
 		defer span.End()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r.WithContext(ctx))
@@ -94,26 +95,33 @@ func (m *metrics) instrument(route string, next http.Handler) http.Handler {
 		if rec.status >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(rec.status))
 		}
-		attrs := statuses.of(rec.status)
-		m.requests.Add(ctx, 1, attrs)
-		m.duration.Record(ctx, time.Since(start).Seconds(), attrs)
+		o := statuses.of(rec.status)
+		m.requests.Add(ctx, 1, o.add...)
+		m.duration.Record(ctx, time.Since(start).Seconds(), o.record...)
 	})
 }
 
-// routeStatuses builds, once per status code, the attribute set of a
-// route's request metrics: requests are the hot path, and an attribute set
-// built per request costs allocations and a sort.
+// routeStatuses builds, once per status code, the options of a route's
+// request metrics: requests are the hot path, and an attribute set built
+// per request costs allocations and a sort (and the variadic option slices
+// escape through the instrument interfaces).
 type routeStatuses struct {
 	route string
-	sets  sync.Map // int status -> metric.MeasurementOption
+	opts  sync.Map // int status -> *statusOptions
 }
 
-func (r *routeStatuses) of(status int) metric.MeasurementOption {
-	if o, ok := r.sets.Load(status); ok {
-		return o.(metric.MeasurementOption)
+type statusOptions struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func (r *routeStatuses) of(status int) *statusOptions {
+	if o, ok := r.opts.Load(status); ok {
+		return o.(*statusOptions)
 	}
-	o := metric.WithAttributeSet(attribute.NewSet(attribute.String("route", r.route), attribute.String("status", strconv.Itoa(status))))
-	r.sets.Store(status, o)
+	set := metric.WithAttributeSet(attribute.NewSet(attribute.String("route", r.route), attribute.String("status", strconv.Itoa(status))))
+	o := &statusOptions{add: []metric.AddOption{set}, record: []metric.RecordOption{set}}
+	r.opts.Store(status, o)
 	return o
 }
 
