@@ -9,6 +9,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -91,9 +92,11 @@ func (m *metrics) instrument(route string, next http.Handler) http.Handler {
 		defer span.End()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r.WithContext(ctx))
-		span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
-		if rec.status >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(rec.status))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
+			if rec.status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(rec.status))
+			}
 		}
 		o := statuses.of(rec.status)
 		m.requests.Add(ctx, 1, o.add...)
@@ -128,6 +131,9 @@ func (r *routeStatuses) of(status int) *statusOptions {
 // traceHeaders returns the W3C trace context of ctx as Kafka headers, so
 // the consumer's insert joins the request's trace.
 func traceHeaders(ctx context.Context) []kafka.Header {
+	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
+		return nil // nothing to carry; skip the carrier's map
+	}
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
 	if len(carrier) == 0 {

@@ -372,8 +372,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		}
 	}
 	resp.Accepted = len(msgs) + resp.Dropped
-	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("telemetry.events.accepted", resp.Accepted),
-		attribute.Int("telemetry.events.rejected", resp.Rejected), attribute.Int("telemetry.events.dropped", resp.Dropped))
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() { // unsampled: skip building attributes
+		span.SetAttributes(attribute.Int("telemetry.events.accepted", resp.Accepted),
+			attribute.Int("telemetry.events.rejected", resp.Rejected), attribute.Int("telemetry.events.dropped", resp.Dropped))
+	}
 	s.m.accepted(r.Context(), len(msgs))
 	status := http.StatusOK
 	switch {
