@@ -58,6 +58,7 @@ func newLoadgenCmd() *cobra.Command {
 	f.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "events per request")
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "target events/s (0: as fast as possible)")
 	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "concurrent senders")
+	f.IntVar(&cfg.MaxConcurrency, "max-concurrency", cfg.MaxConcurrency, "with --rate: start more senders when all are busy, up to this many (0: a fixed pool of --concurrency)")
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to send")
 	f.IntVar(&cfg.Users, "users", cfg.Users, "simulated user population")
 	f.BoolVar(&cfg.UniqueUA, "unique-ua", cfg.UniqueUA, "give every event a never-seen user agent")

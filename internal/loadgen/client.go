@@ -68,6 +68,11 @@ func newConn(base string, timeout time.Duration, tlsConf *tls.Config) (*conn, er
 	return c, nil
 }
 
+// fresh returns an unconnected conn to the same server.
+func (c *conn) fresh() *conn {
+	return &conn{addr: c.addr, host: c.host, tls: c.tls, timeout: c.timeout}
+}
+
 // post sends body to path with the headers hdr (name, value pairs) and
 // returns the status and the response body, valid until the next call.
 func (c *conn) post(path string, hdr [][2]string, body []byte) (int, []byte, error) {

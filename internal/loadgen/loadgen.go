@@ -41,8 +41,14 @@ type Config struct {
 	// latency counts from when each was due (open loop).
 	Rate float64
 	// Concurrency is the number of concurrent senders (connections); with a
-	// Rate, the pool of senders that take due requests.
+	// Rate, the senders that take due requests at the start.
 	Concurrency int
+	// MaxConcurrency, with a Rate, lets the pool grow: when a request is due
+	// and every sender is busy, another sender (and connection) starts, up
+	// to this many, as a fleet of browsers has no pool to wait for. At most
+	// Concurrency (the default, 0) keeps the pool fixed, and due requests
+	// then wait for a free sender (SenderWait).
+	MaxConcurrency int
 	// Duration is how long to send.
 	Duration time.Duration
 	// Users is the size of the simulated user population.
@@ -73,15 +79,20 @@ func (c Config) Validate() error {
 		return errors.New("duration: must be > 0")
 	case c.Rate < 0:
 		return errors.New("rate: must be >= 0")
+	case c.MaxConcurrency < 0:
+		return errors.New("max-concurrency: must be >= 0")
 	}
 	return nil
 }
 
 // Report is the outcome of a run.
 type Report struct {
-	Mode         string        `json:"mode"`
-	BatchSize    int           `json:"batch_size"`
-	Concurrency  int           `json:"concurrency"`
+	Mode        string `json:"mode"`
+	BatchSize   int    `json:"batch_size"`
+	Concurrency int    `json:"concurrency"`
+	// Senders is how many senders ran: Concurrency, or more when the pool
+	// grew (MaxConcurrency).
+	Senders      int64         `json:"senders"`
 	TargetRate   float64       `json:"target_rate"`
 	Elapsed      time.Duration `json:"elapsed"`
 	Requests     int64         `json:"requests"`
@@ -140,10 +151,11 @@ func (b *body) refresh(rng *rand.ChaCha8, scratch []byte) {
 }
 
 // schedule sends the due time of request n, start + n x interval, on due
-// at that time until ctx ends. Late wake-ups send every time already due,
-// so the rate holds on average; when due is full (every sender far behind)
-// it waits, and the senders' latencies show it.
-func schedule(ctx context.Context, start time.Time, interval time.Duration, due chan<- time.Time) {
+// at that time until ctx ends, and calls grow after each. Late wake-ups
+// send every time already due, so the rate holds on average; when due is
+// full (every sender far behind) it waits, and the senders' latencies show
+// it.
+func schedule(ctx context.Context, start time.Time, interval time.Duration, due chan<- time.Time, grow func()) {
 	at := func(n int) time.Time { return start.Add(time.Duration(n) * interval) }
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -155,6 +167,7 @@ func schedule(ctx context.Context, start time.Time, interval time.Duration, due 
 			case <-ctx.Done():
 				return
 			}
+			grow()
 		}
 		t.Reset(time.Until(at(n)))
 		select {
@@ -206,17 +219,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("url: %w", err)
 	}
 	path = strings.TrimSuffix(base.Path, "/") + path
-	conns := make([]*conn, cfg.Concurrency)
-	for i := range conns {
-		if conns[i], err = newConn(cfg.URL, 30*time.Second, cfg.tlsConfig); err != nil {
-			return nil, err
-		}
+	proto, err := newConn(cfg.URL, 30*time.Second, cfg.tlsConfig)
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		for _, c := range conns {
-			c.close()
-		}
-	}()
+	maxSenders := max(cfg.MaxConcurrency, cfg.Concurrency)
+	if cfg.Rate == 0 {
+		maxSenders = cfg.Concurrency // closed loop: the senders are the load
+	}
 
 	var (
 		requests, sent, accepted, rejected, failed, terrs atomic.Int64
@@ -224,17 +234,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		statuses                                          = map[int]int64{}
 		lats, rts, waits                                  []time.Duration
 	)
-	// Every worker's bodies are made before the clock starts, so no worker
-	// begins behind its schedule (which the open-loop latency would count).
-	workers := make([][]*body, cfg.Concurrency)
-	for w := range workers {
+	// Every body is made before the clock starts, so no sender begins
+	// behind its schedule (which the open-loop latency would count). Senders
+	// take any free body from the pool and put it back after the answer:
+	// a body's event ids are rewritten while one sender holds it.
+	nbodies := max(64*cfg.Concurrency, maxSenders)
+	pool := make(chan *body, nbodies)
+	for w := 0; len(pool) < nbodies; w++ {
 		g := gen.New(cfg.Seed+uint64(w)*7919, cfg.Users)
 		g.UniqueUA = cfg.UniqueUA
-		bodies, err := makeBodies(g, 64, cfg.BatchSize)
+		bodies, err := makeBodies(g, min(64, nbodies-len(pool)), cfg.BatchSize)
 		if err != nil {
 			return nil, err
 		}
-		workers[w] = bodies
+		for _, b := range bodies {
+			pool <- b
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -243,85 +258,108 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// (constant arrival rate, as k6's executor of that name): request n is
 	// due at start + n x batch/rate whatever happened to earlier ones, the
 	// first idle sender takes it, and its latency counts from when it was
-	// due, so time spent waiting for a free sender is charged too. Before,
-	// each sender kept its own schedule, so one slow answer delayed every
-	// later request of that sender, which no fleet of browsers does.
-	var due chan time.Time
+	// due, so time spent waiting for a free sender is charged too. When a
+	// request is due and every sender is busy, another sender starts, up to
+	// maxSenders, as a fleet of browsers has no pool to wait for.
+	var (
+		due     chan time.Time
+		wg      sync.WaitGroup
+		senders atomic.Int64 // started
+		idle    atomic.Int64 // waiting for a due request
+	)
+	sender := func(c *conn) {
+		defer wg.Done()
+		defer c.close()
+		hdr := [][2]string{{"Content-Type", ctype}, {"User-Agent", ""}}
+		if cfg.Mode == "batch" {
+			hdr = append(hdr, [2]string{"Authorization", "Bearer " + cfg.WriteKey})
+		}
+		// A per-sender ChaCha8 stream seeded from crypto/rand: event ids
+		// only need to be unique, and a getrandom call per event cost the
+		// load generator CPU that it shares with the collector.
+		var seed [32]byte
+		_, _ = crand.Read(seed[:])
+		rng := rand.NewChaCha8(seed)
+		scratch := make([]byte, 16)
+		local := make([]time.Duration, 0, 4096)
+		localRT := make([]time.Duration, 0, 4096)
+		localWait := make([]time.Duration, 0, 4096)
+		localStatus := map[int]int64{}
+		var resp struct{ Accepted, Rejected int }
+		for n := int(senders.Load()); ; n++ {
+			intended := time.Now()
+			if due != nil {
+				idle.Add(1)
+				select {
+				case <-ctx.Done():
+				case intended = <-due:
+				}
+				idle.Add(-1)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			b := <-pool
+			b.refresh(rng, scratch)
+			hdr[1][1] = gen.UserAgents[n%len(gen.UserAgents)]
+			leftAt := time.Now()
+			status, answer, err := c.post(path, hdr, b.buf)
+			pool <- b
+			requests.Add(1)
+			sent.Add(int64(cfg.BatchSize))
+			if err != nil {
+				terrs.Add(1)
+				failed.Add(int64(cfg.BatchSize))
+				continue
+			}
+			resp.Accepted, resp.Rejected = 0, 0
+			_ = json.Unmarshal(answer, &resp)
+			done := time.Now()
+			local = append(local, done.Sub(intended))
+			localRT = append(localRT, done.Sub(leftAt))
+			if due != nil {
+				localWait = append(localWait, leftAt.Sub(intended))
+			}
+			localStatus[status]++
+			if status/100 == 2 {
+				accepted.Add(int64(resp.Accepted))
+				rejected.Add(int64(resp.Rejected))
+			} else {
+				failed.Add(int64(cfg.BatchSize))
+			}
+		}
+		mu.Lock()
+		lats = append(lats, local...)
+		rts = append(rts, localRT...)
+		waits = append(waits, localWait...)
+		for k, v := range localStatus {
+			statuses[k] += v
+		}
+		mu.Unlock()
+	}
+	startSender := func() {
+		senders.Add(1)
+		wg.Add(1)
+		go sender(proto.fresh())
+	}
 	if cfg.Rate > 0 {
 		due = make(chan time.Time, 1<<16)
 		interval := time.Duration(float64(time.Second) * float64(cfg.BatchSize) / cfg.Rate)
-		go schedule(ctx, start, interval, due)
-	}
-	var wg sync.WaitGroup
-	for w, bodies := range workers {
+		// grow runs on the schedule's goroutine after each due request: with
+		// one waiting and no sender idle, start another.
+		grow := func() {
+			if len(due) > 0 && idle.Load() == 0 && senders.Load() < int64(maxSenders) {
+				startSender()
+			}
+		}
 		wg.Add(1)
 		go func() {
-			c := conns[w]
-			hdr := [][2]string{{"Content-Type", ctype}, {"User-Agent", ""}}
-			if cfg.Mode == "batch" {
-				hdr = append(hdr, [2]string{"Authorization", "Bearer " + cfg.WriteKey})
-			}
 			defer wg.Done()
-			// A per-worker ChaCha8 stream seeded from crypto/rand: event ids
-			// only need to be unique, and a getrandom call per event cost the
-			// load generator CPU that it shares with the collector.
-			var seed [32]byte
-			_, _ = crand.Read(seed[:])
-			rng := rand.NewChaCha8(seed)
-			scratch := make([]byte, 16)
-			local := make([]time.Duration, 0, 4096)
-			localRT := make([]time.Duration, 0, 4096)
-			localWait := make([]time.Duration, 0, 4096)
-			localStatus := map[int]int64{}
-			var resp struct{ Accepted, Rejected int }
-			for n := 0; ; n++ {
-				intended := time.Now()
-				if due != nil {
-					select {
-					case <-ctx.Done():
-					case intended = <-due:
-					}
-				}
-				if ctx.Err() != nil {
-					break
-				}
-				b := bodies[n%len(bodies)]
-				b.refresh(rng, scratch)
-				hdr[1][1] = gen.UserAgents[n%len(gen.UserAgents)]
-				leftAt := time.Now()
-				status, answer, err := c.post(path, hdr, b.buf)
-				requests.Add(1)
-				sent.Add(int64(cfg.BatchSize))
-				if err != nil {
-					terrs.Add(1)
-					failed.Add(int64(cfg.BatchSize))
-					continue
-				}
-				resp.Accepted, resp.Rejected = 0, 0
-				_ = json.Unmarshal(answer, &resp)
-				done := time.Now()
-				local = append(local, done.Sub(intended))
-				localRT = append(localRT, done.Sub(leftAt))
-				if due != nil {
-					localWait = append(localWait, leftAt.Sub(intended))
-				}
-				localStatus[status]++
-				if status/100 == 2 {
-					accepted.Add(int64(resp.Accepted))
-					rejected.Add(int64(resp.Rejected))
-				} else {
-					failed.Add(int64(cfg.BatchSize))
-				}
-			}
-			mu.Lock()
-			lats = append(lats, local...)
-			rts = append(rts, localRT...)
-			waits = append(waits, localWait...)
-			for k, v := range localStatus {
-				statuses[k] += v
-			}
-			mu.Unlock()
+			schedule(ctx, start, interval, due, grow)
 		}()
+	}
+	for range cfg.Concurrency {
+		startSender()
 	}
 	progressDone := make(chan struct{})
 	if cfg.Progress != nil {
@@ -349,7 +387,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	<-progressDone
 	elapsed := time.Since(start)
 	r := &Report{
-		Mode: cfg.Mode, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, TargetRate: cfg.Rate, Elapsed: elapsed,
+		Mode: cfg.Mode, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, Senders: senders.Load(), TargetRate: cfg.Rate, Elapsed: elapsed,
 		Requests: requests.Load(), EventsSent: sent.Load(), Accepted: accepted.Load(), Rejected: rejected.Load(),
 		Failed: failed.Load(), Statuses: statuses, TransportErrs: terrs.Load(), lat: lats, rt: rts, wait: waits,
 	}
@@ -388,7 +426,7 @@ func summary(d []time.Duration) LatencySummary {
 
 // WriteText prints the report for people.
 func (r *Report) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "mode=%s batch=%d concurrency=%d target=%.0f ev/s elapsed=%s\n", r.Mode, r.BatchSize, r.Concurrency, r.TargetRate, r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "mode=%s batch=%d concurrency=%d senders=%d target=%.0f ev/s elapsed=%s\n", r.Mode, r.BatchSize, r.Concurrency, r.Senders, r.TargetRate, r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "requests=%d (%.0f/s) events sent=%d accepted=%d (%.0f/s) rejected=%d failed=%d transport_errors=%d\n",
 		r.Requests, r.RequestsPerS, r.EventsSent, r.Accepted, r.EventsPerSec, r.Rejected, r.Failed, r.TransportErrs)
 	fmt.Fprintf(w, "statuses=%v\n", r.Statuses)

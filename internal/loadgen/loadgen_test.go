@@ -134,3 +134,38 @@ func TestRunSplitsSenderWaitFromRoundTrip(t *testing.T) {
 		t.Fatalf("closed loop: sender wait %+v, round trip %+v", r.SenderWait, r.RoundTrip)
 	}
 }
+
+// TestRunGrowsSendersWhenAllAreBusy: with a rate that one sender cannot
+// keep (the server takes 40ms, a request is due every 10ms), a fixed pool
+// stays at one sender and falls behind, while MaxConcurrency lets the pool
+// grow so that due requests do not wait for a free sender.
+func TestRunGrowsSendersWhenAllAreBusy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(40 * time.Millisecond)
+		w.Write([]byte(`{"accepted":1,"rejected":0}`))
+	}))
+	defer srv.Close()
+	cfg := Config{URL: srv.URL, WriteKey: "k", Mode: "batch", BatchSize: 1, Concurrency: 1,
+		Duration: 500 * time.Millisecond, Users: 10, Seed: 1, Rate: 100}
+	fixed, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConcurrency = 16
+	grown, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fixed.Senders != 1 {
+		t.Errorf("fixed pool: %d senders, want 1", fixed.Senders)
+	}
+	if grown.Senders < 2 || grown.Senders > 16 {
+		t.Errorf("growing pool: %d senders, want 2..16", grown.Senders)
+	}
+	// One sender answers at most 1 request per 40ms; the grown pool keeps
+	// up with the 100/s schedule.
+	if grown.Requests < 2*fixed.Requests {
+		t.Errorf("requests: %d with a growing pool, %d with one sender", grown.Requests, fixed.Requests)
+	}
+}
