@@ -95,14 +95,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 // trip. Without a rate nothing is due, so nothing waits.
 func TestRunSplitsSenderWaitFromRoundTrip(t *testing.T) {
 	const serverTime = 40 * time.Millisecond
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		time.Sleep(serverTime)
-		w.Write([]byte(`{"accepted":1,"rejected":0}`))
-	}))
-	defer srv.Close()
-	cfg := Config{URL: srv.URL, WriteKey: "k", Mode: "batch", BatchSize: 1, Concurrency: 1,
-		Duration: 400 * time.Millisecond, Users: 10, Seed: 1, Rate: 100}
+	cfg := slowServerRun(t, serverTime)
+	cfg.Duration = 400 * time.Millisecond
 	r, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -140,14 +134,7 @@ func TestRunSplitsSenderWaitFromRoundTrip(t *testing.T) {
 // stays at one sender and falls behind, while MaxConcurrency lets the pool
 // grow so that due requests do not wait for a free sender.
 func TestRunGrowsSendersWhenAllAreBusy(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		time.Sleep(40 * time.Millisecond)
-		w.Write([]byte(`{"accepted":1,"rejected":0}`))
-	}))
-	defer srv.Close()
-	cfg := Config{URL: srv.URL, WriteKey: "k", Mode: "batch", BatchSize: 1, Concurrency: 1,
-		Duration: 500 * time.Millisecond, Users: 10, Seed: 1, Rate: 100}
+	cfg := slowServerRun(t, 40*time.Millisecond)
 	fixed, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -168,4 +155,18 @@ func TestRunGrowsSendersWhenAllAreBusy(t *testing.T) {
 	if grown.Requests < 2*fixed.Requests {
 		t.Errorf("requests: %d with a growing pool, %d with one sender", grown.Requests, fixed.Requests)
 	}
+}
+
+// slowServerRun starts a server that answers every request after d and
+// returns a run against it: one sender, one event per request, 100 due per
+// second for half a second.
+func slowServerRun(t *testing.T, d time.Duration) Config {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(d)
+		w.Write([]byte(`{"accepted":1,"rejected":0}`))
+	}))
+	t.Cleanup(srv.Close)
+	return Config{URL: srv.URL, WriteKey: "k", Mode: "batch", BatchSize: 1, Concurrency: 1,
+		Duration: 500 * time.Millisecond, Users: 10, Seed: 1, Rate: 100}
 }
