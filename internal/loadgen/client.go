@@ -2,14 +2,15 @@ package loadgen
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,13 +25,14 @@ import (
 type conn struct {
 	addr    string      // host:port
 	host    string      // the Host header
+	prefix  string      // the base URL's path, put before every request's
 	tls     *tls.Config // nil for http
 	timeout time.Duration
 
 	c    net.Conn
 	br   *bufio.Reader
 	head []byte
-	resp []byte
+	resp bytes.Buffer
 }
 
 // newConn returns an unconnected conn to the server of base, an http or
@@ -40,7 +42,7 @@ func newConn(base string, timeout time.Duration, tlsConf *tls.Config) (*conn, er
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	c := &conn{host: u.Host, timeout: timeout}
+	c := &conn{host: u.Host, prefix: strings.TrimSuffix(u.Path, "/"), timeout: timeout}
 	port := u.Port()
 	switch u.Scheme {
 	case "http":
@@ -70,11 +72,12 @@ func newConn(base string, timeout time.Duration, tlsConf *tls.Config) (*conn, er
 
 // fresh returns an unconnected conn to the same server.
 func (c *conn) fresh() *conn {
-	return &conn{addr: c.addr, host: c.host, tls: c.tls, timeout: c.timeout}
+	return &conn{addr: c.addr, host: c.host, prefix: c.prefix, tls: c.tls, timeout: c.timeout}
 }
 
-// post sends body to path with the headers hdr (name, value pairs) and
-// returns the status and the response body, valid until the next call.
+// post sends body to path (below the base URL's path) with the headers hdr
+// (name, value pairs) and returns the status and the response body, valid
+// until the next call.
 func (c *conn) post(path string, hdr [][2]string, body []byte) (int, []byte, error) {
 	if c.c == nil {
 		if err := c.dial(); err != nil {
@@ -82,6 +85,7 @@ func (c *conn) post(path string, hdr [][2]string, body []byte) (int, []byte, err
 		}
 	}
 	h := append(c.head[:0], "POST "...)
+	h = append(h, c.prefix...)
 	h = append(h, path...)
 	h = append(h, " HTTP/1.1\r\nHost: "...)
 	h = append(h, c.host...)
@@ -107,7 +111,8 @@ func (c *conn) post(path string, hdr [][2]string, body []byte) (int, []byte, err
 	if err != nil {
 		return 0, nil, c.fail(fmt.Errorf("reading the response: %w", err))
 	}
-	c.resp, err = appendAll(c.resp[:0], res.Body)
+	c.resp.Reset()
+	_, err = c.resp.ReadFrom(res.Body)
 	res.Body.Close()
 	if err != nil {
 		return 0, nil, c.fail(fmt.Errorf("reading the response body: %w", err))
@@ -115,7 +120,7 @@ func (c *conn) post(path string, hdr [][2]string, body []byte) (int, []byte, err
 	if res.Close {
 		c.close()
 	}
-	return res.StatusCode, c.resp, nil
+	return res.StatusCode, c.resp.Bytes(), nil
 }
 
 func (c *conn) dial() error {
@@ -152,23 +157,5 @@ func (c *conn) close() {
 	if c.c != nil {
 		c.c.Close()
 		c.c = nil
-	}
-}
-
-// appendAll appends what r has to dst, as io.ReadAll does into a buffer
-// that is kept between requests.
-func appendAll(dst []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
 	}
 }

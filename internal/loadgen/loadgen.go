@@ -17,7 +17,6 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,11 +213,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Mode == "beacon" {
 		path, ctype = "/v1/beacon?writeKey="+url.QueryEscape(cfg.WriteKey), "text/plain;charset=UTF-8"
 	}
-	base, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("url: %w", err)
-	}
-	path = strings.TrimSuffix(base.Path, "/") + path
 	proto, err := newConn(cfg.URL, 30*time.Second, cfg.tlsConfig)
 	if err != nil {
 		return nil, err
