@@ -29,9 +29,14 @@ type metrics struct {
 	publish   metric.Float64Histogram
 	uaLookups metric.Int64Counter
 	shedReqs  metric.Int64Counter
-	// uaResults holds the options of each user-agent lookup result, built
-	// once (options and their slice): lookups happen per event.
-	uaResults map[string][]metric.AddOption
+	// The options recorded on every request or lookup, built once (the
+	// attribute set and the option slice, which would escape through the
+	// instrument interfaces): uaResults by user-agent lookup result,
+	// acceptedOpts for the accepted-events count, publishOK and publishErr for
+	// the publish latency.
+	uaResults             map[string][]metric.AddOption
+	acceptedOpts          []metric.AddOption
+	publishOK, publishErr []metric.RecordOption
 }
 
 func newMetrics() (*metrics, error) {
@@ -64,6 +69,9 @@ func newMetrics() (*metrics, error) {
 	for _, r := range []string{uaHit, uaMiss, uaDeferred} {
 		m.uaResults[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))}
 	}
+	m.acceptedOpts = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "accepted"), attribute.String("reason", "")))}
+	m.publishOK = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))}
+	m.publishErr = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "error")))}
 	return &m, nil
 }
 
@@ -158,25 +166,18 @@ func (m *metrics) dropped(ctx context.Context, reason string) {
 	m.events.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dropped"), attribute.String("reason", reason)))
 }
 
-// Attribute sets recorded on every request, built once.
-var (
-	acceptedAttrs   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "accepted"), attribute.String("reason", "")))
-	publishOKAttrs  = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
-	publishErrAttrs = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "error")))
-)
-
 func (m *metrics) accepted(ctx context.Context, n int) {
 	if n > 0 {
-		m.events.Add(ctx, int64(n), acceptedAttrs)
+		m.events.Add(ctx, int64(n), m.acceptedOpts...)
 	}
 }
 
 func (m *metrics) published(ctx context.Context, d time.Duration, err error) {
-	attrs := publishOKAttrs
+	opts := m.publishOK
 	if err != nil {
-		attrs = publishErrAttrs
+		opts = m.publishErr
 	}
-	m.publish.Record(ctx, d.Seconds(), attrs)
+	m.publish.Record(ctx, d.Seconds(), opts...)
 }
 
 func (m *metrics) uaLookup(result string) {
