@@ -73,14 +73,13 @@ func (p *KafkaPublisher) Start(ctx context.Context) error {
 		for {
 			pctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 			var err error
-			if !created {
-				if err = broker.EnsureTopics(pctx, p.cfg); err == nil {
-					created = true
-					p.log.Info("kafka topics ready", "events", p.cfg.EventsTopic, "dead_letters", p.cfg.DeadLetterTopic)
-				}
-			}
-			if err == nil {
+			if created {
 				err = broker.Ping(pctx, p.cfg, p.cfg.EventsTopic)
+			} else if err = broker.EnsureTopics(pctx, p.cfg); err == nil {
+				// EnsureTopics has just read both topics' partitions: no
+				// ping needed on top.
+				created = true
+				p.log.Info("kafka topics ready", "events", p.cfg.EventsTopic, "dead_letters", p.cfg.DeadLetterTopic)
 			}
 			cancel()
 			p.setReady(err)

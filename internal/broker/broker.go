@@ -217,10 +217,10 @@ func EnsureTopics(ctx context.Context, c Config) error {
 // waitForTopics polls conn's broker until every partition of topics has a
 // leader, or ctx ends.
 func waitForTopics(ctx context.Context, conn *kafka.Conn, topics ...string) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
 	for {
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetDeadline(dl)
-		}
 		parts, err := conn.ReadPartitions(topics...)
 		if err == nil {
 			err = leaderless(parts, topics)
