@@ -47,30 +47,40 @@ half, half_p99s = median_run("half")
 p70, p70_p99s = median_run("p70")
 gb = text("gobench.txt")
 dve = re.search(r"BenchmarkDecodeValidateEnrich-\d+\s+\d+\s+([\d.]+) ns/op.*?(\d+) B/op\s+(\d+) allocs/op", gb)
-hb = re.search(r"BenchmarkHandlerBatch50-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) ns/event.*?(\d+) B/op\s+(\d+) allocs/op", gb)
-hbeacon = re.search(r"BenchmarkHandlerBeacon-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) ns/event.*?(\d+) B/op\s+(\d+) allocs/op", gb)
+
+
+def handler_bench(name):
+    """ns/event, B/op and allocs/op of a whole-handler benchmark."""
+    return re.search(r"Benchmark" + name + r"-\d+\s+\d+\s+[\d.]+ ns/op.*?([\d.]+) ns/event.*?(\d+) B/op\s+(\d+) allocs/op", gb)
+
+
+hb, hbeacon = handler_bench("HandlerBatch50"), handler_bench("HandlerBeacon")
 cons = text("consume.txt")
 consume, direct, ratio = metric(cons, "consume_rows/s"), metric(cons, "direct_rows/s"), metric(cons, "ratio")
 fresh = text("fresh.txt")
 f50, f95, f99 = metric(fresh, "fresh_p50_s"), metric(fresh, "fresh_p95_s"), metric(fresh, "fresh_p99_s")
 
 
-def prom(name):
-    """Sums of a Prometheus counter/histogram series in one /metrics dump."""
-    txt = text(name)
-    out = {}
-    for key in ("telemetry_kafka_produce_records_sum", "telemetry_kafka_produce_records_count",
-                "telemetry_kafka_produce_duration_seconds_sum"):
-        out[key] = sum(float(v) for v in re.findall(r"^" + key + r"\{[^}]*\} ([\d.e+]+)$", txt, re.M))
-    return out
+def series(dump, name, **labels):
+    """The sum of the points of series name in one /metrics dump whose
+    labels include labels."""
+    total = 0.0
+    for lbls, v in re.findall(r"^" + name + r"\{([^}]*)\} ([\d.e+]+)$", text(dump + ".metrics"), re.M):
+        if all(f'{k}="{val}"' in lbls for k, val in labels.items()):
+            total += float(v)
+    return total
+
+
+def delta(before, after, name, **labels):
+    """How much series name grew between two dumps."""
+    return series(after, name, **labels) - series(before, name, **labels)
 
 
 def produce(before, after):
     """Records per produce request and mean round trip between two dumps."""
-    a, b = prom(before + ".metrics"), prom(after + ".metrics")
-    reqs = b["telemetry_kafka_produce_records_count"] - a["telemetry_kafka_produce_records_count"]
-    recs = b["telemetry_kafka_produce_records_sum"] - a["telemetry_kafka_produce_records_sum"]
-    rtt = b["telemetry_kafka_produce_duration_seconds_sum"] - a["telemetry_kafka_produce_duration_seconds_sum"]
+    reqs = delta(before, after, "telemetry_kafka_produce_records_count")
+    recs = delta(before, after, "telemetry_kafka_produce_records_sum")
+    rtt = delta(before, after, "telemetry_kafka_produce_duration_seconds_sum")
     if reqs <= 0:
         return "n/a"
     return f"{recs / reqs:,.0f} records per produce request, round trip {rtt / reqs * 1000:.1f} ms"
@@ -80,18 +90,12 @@ def server_within(before, after, le="0.01"):
     """The share of /v1/events requests the collector answered within le
     seconds between two dumps, from its own request-duration histogram
     (exact at a bucket bound, so no interpolation)."""
-    def counts(name):
-        txt = text(name + ".metrics")
-        out = {}
-        for bound in (le, "+Inf"):
-            pat = r'^telemetry_ingest_request_duration_seconds_bucket\{[^}]*route="/v1/events"[^}]*le="' + re.escape(bound) + r'"\} ([\d.e+]+)$'
-            out[bound] = sum(float(v) for v in re.findall(pat, txt, re.M))
-        return out
-    a, b = counts(before), counts(after)
-    total = b["+Inf"] - a["+Inf"]
+    bucket = "telemetry_ingest_request_duration_seconds_bucket"
+    total = delta(before, after, bucket, route="/v1/events", le="+Inf")
     if total <= 0:
         return "n/a"
-    return f"server side, {(b[le] - a[le]) / total:.1%} of requests answered within {float(le) * 1000:g} ms"
+    within = delta(before, after, bucket, route="/v1/events", le=le)
+    return f"server side, {within / total:.1%} of requests answered within {float(le) * 1000:g} ms"
 
 
 def perf_latency(name):
@@ -102,6 +106,8 @@ def perf_latency(name):
 
 
 perf70_p50, perf70_p99 = perf_latency("perf70.txt")
+
+
 def steal_share():
     """The share of CPU time the hypervisor gave to other guests during the run."""
     try:
