@@ -509,47 +509,77 @@ func (c *Consumer) batchSpan(msgs []kafka.Message) (context.Context, trace.Span)
 	return c.tracer.Start(parent, "consumer insert", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...))
 }
 
-// newBatch builds the insert of records whose offsets the sink does not
+// position names one partition of one source: a Kafka topic's partition,
+// or a local log (its identity as topic, partition 0).
+type position struct {
+	topic     string
+	partition int
+}
+
+// newBatch builds the insert of records whose positions the sink does not
 // hold yet (a crash between insert and commit redelivers them), with a
-// token naming the offset range of each partition.
+// token naming the offset range of each (topic, partition). The stored
+// offsets are asked of each record's own topic, as the insert writes it:
+// a batch may mix sources (a local log and Kafka share one table, and so
+// do several all-in-one instances), and one source's offsets say nothing
+// about another's.
 func (c *Consumer) newBatch(records []record) (*Batch, error) {
-	ranges := map[int][2]int64{}
-	var parts []int
+	ranges := map[position][2]int64{}
+	parts := map[string][]int{} // topic -> partitions, in first-seen order
+	var topics []string
 	for _, r := range records {
-		rg, ok := ranges[r.partition]
+		pos := position{r.topic, r.partition}
+		rg, ok := ranges[pos]
 		if !ok {
-			parts = append(parts, r.partition)
+			if _, seen := parts[r.topic]; !seen {
+				topics = append(topics, r.topic)
+			}
+			parts[r.topic] = append(parts[r.topic], r.partition)
 			rg = [2]int64{r.offset, r.offset}
 		}
 		rg[0], rg[1] = min(rg[0], r.offset), max(rg[1], r.offset)
-		ranges[r.partition] = rg
+		ranges[pos] = rg
 	}
 	b := &Batch{cols: newColumns()}
 	if len(records) == 0 {
 		return b, nil
 	}
-	stored, err := c.sink.HighWater(c.ctx, c.kcfg.EventsTopic, parts)
-	if err != nil {
-		return nil, err
+	stored := make(map[position]int64, len(ranges))
+	for _, topic := range topics {
+		hw, err := c.sink.HighWater(c.ctx, topic, parts[topic])
+		if err != nil {
+			return nil, err
+		}
+		for p, off := range hw {
+			stored[position{topic, p}] = off
+		}
 	}
 	for i := range records {
 		r := &records[i]
-		if hw, ok := stored[r.partition]; ok && r.offset <= hw {
+		if hw, ok := stored[position{r.topic, r.partition}]; ok && r.offset <= hw {
 			continue
 		}
 		for _, col := range b.cols {
 			col.add(r)
 		}
 	}
-	sort.Ints(parts)
+	keys := make([]position, 0, len(ranges))
+	for pos := range ranges {
+		keys = append(keys, pos)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].topic != keys[j].topic {
+			return keys[i].topic < keys[j].topic
+		}
+		return keys[i].partition < keys[j].partition
+	})
 	h := sha256.New()
-	h.Write([]byte(c.kcfg.EventsTopic))
-	for _, p := range parts {
-		lo := ranges[p][0]
-		if hw, ok := stored[p]; ok && hw+1 > lo {
+	for _, pos := range keys {
+		lo := ranges[pos][0]
+		if hw, ok := stored[pos]; ok && hw+1 > lo {
 			lo = hw + 1
 		}
-		fmt.Fprintf(h, "|%d:%d-%d", p, lo, ranges[p][1])
+		fmt.Fprintf(h, "|%s/%d:%d-%d", pos.topic, pos.partition, lo, ranges[pos][1])
 	}
 	b.Token = hex.EncodeToString(h.Sum(nil))
 	return b, nil
