@@ -174,31 +174,8 @@ func (l *Log) writeCursorFile(c *cursor, seq uint64) error {
 	}
 	buf := make([]byte, cursorFileSize)
 	copy(buf[int(gen%2)*cursorSlot:], slot)
-	tmp := filepath.Join(l.cursorsDir(), "."+c.name+".tmp")
-	f, err := l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("create cursor temp file: %w", err)
-	}
-	if _, err := f.WriteAt(buf, 0); err != nil {
-		f.Close()
-		l.fs.Remove(tmp)
-		return fmt.Errorf("write cursor temp file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		l.fs.Remove(tmp)
-		return fmt.Errorf("fsync cursor temp file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		l.fs.Remove(tmp)
-		return fmt.Errorf("close cursor temp file: %w", err)
-	}
-	if err := l.fs.Rename(tmp, c.path); err != nil {
-		l.fs.Remove(tmp)
-		return fmt.Errorf("rename cursor file: %w", err)
-	}
-	if err := l.fs.SyncDir(l.cursorsDir()); err != nil {
-		return fmt.Errorf("fsync cursors directory: %w", err)
+	if err := l.replaceFile(l.cursorsDir(), c.name, buf); err != nil {
+		return fmt.Errorf("cursor file: %w", err)
 	}
 	c.gen = gen
 	return nil
@@ -582,4 +559,34 @@ func (l *Log) reclaim() {
 	if err := l.fs.SyncDir(l.cfg.Dir); err != nil {
 		l.log.Warn("wal: fsync directory after reclaim", "error", err.Error())
 	}
+}
+
+// HandOver gives the records from's reader has not committed to the
+// cursor to, and unregisters from: to is registered if new, committed to
+// at least from's position, and from is deleted. It is how the log's one
+// job moves from one reader to another (the local log as the bus, whose
+// reader is the consumer, against the spool in front of Kafka, whose
+// reader is the forwarder): every record is then delivered by exactly one
+// of them, none by both and none by neither. A missing from is a no-op
+// beyond registering to. A crash part-way leaves both cursors; repeating
+// the call finishes the job, since to keeps the larger position.
+func (l *Log) HandOver(from, to string) error {
+	if err := l.Cursor(to); err != nil {
+		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+	}
+	pos, err := l.Committed(from)
+	if errors.Is(err, ErrUnknownCursor) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+	}
+	if err := l.Commit(to, pos); err != nil {
+		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+	}
+	if err := l.DeleteCursor(from); err != nil {
+		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+	}
+	l.log.Info("wal: cursor handed over", "from", from, "to", to, "seq", pos)
+	return nil
 }

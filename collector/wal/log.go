@@ -100,6 +100,7 @@ type Log struct {
 	fs     fsys
 	unlock func() error
 	m      *metrics
+	id     string // see ID
 
 	reqs       chan *appendReq
 	quit       chan struct{} // closed by Close
@@ -172,6 +173,10 @@ func open(cfg Config, log *slog.Logger, fs fsys) (*Log, error) {
 		l.abort()
 		return nil, fmt.Errorf("wal: open %s: %w", cfg.Dir, err)
 	}
+	if l.id, err = l.loadID(); err != nil {
+		l.abort()
+		return nil, fmt.Errorf("wal: open %s: %w", cfg.Dir, err)
+	}
 	if err := l.startActive(); err != nil {
 		l.abort()
 		return nil, fmt.Errorf("wal: open %s: %w", cfg.Dir, err)
@@ -183,7 +188,7 @@ func open(cfg Config, log *slog.Logger, fs fsys) (*Log, error) {
 	l.reclaim()
 	go l.run()
 	st := l.Stats()
-	log.Info("wal opened", "first_seq", st.FirstSeq, "last_seq", st.LastSeq, "segments", st.Segments, "bytes", st.Bytes, "fsync", cfg.Fsync)
+	log.Info("wal opened", "id", l.id, "first_seq", st.FirstSeq, "last_seq", st.LastSeq, "segments", st.Segments, "bytes", st.Bytes, "fsync", cfg.Fsync)
 	return l, nil
 }
 
