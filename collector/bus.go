@@ -2,8 +2,6 @@ package collector
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -28,7 +26,7 @@ type LogReader struct {
 }
 
 // NewLogReader reads l through the named cursor (registered if new). topic
-// names the log in consumer bookkeeping; see BusTopic.
+// names the log in consumer bookkeeping; see LogTopic.
 func NewLogReader(l *wal.Log, cursor, topic string) (*LogReader, error) {
 	if err := l.Cursor(cursor); err != nil {
 		return nil, fmt.Errorf("registering cursor %s: %w", cursor, err)
@@ -96,27 +94,50 @@ func (w *LogWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) er
 // Close does nothing; the log is closed by its owner.
 func (w *LogWriter) Close() error { return nil }
 
-// BusTopic returns a stable name for the local log in dir, made once and
-// kept in dir/BUS_ID. Consumers record it with each row, so a log that is
-// wiped and restarted (its sequence numbers starting over) is never
-// mistaken for the old one.
-func BusTopic(dir string) (string, error) {
-	path := filepath.Join(dir, "BUS_ID")
-	if b, err := os.ReadFile(path); err == nil {
-		return "local-" + strings.TrimSpace(string(b)), nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("reading %s: %w", path, err)
+// LogTopic is the name under which consumers record the records of the
+// local log l (rows' kafka_topic): "local-" and the log's identity, which
+// lives and dies with the log's directory. A wiped log, whose sequence
+// numbers start again at 1, gets a new name, so its records are never
+// taken for ones already stored; two logs writing to one table never
+// share one.
+func LogTopic(l *wal.Log) string { return "local-" + l.ID() }
+
+// legacyIDFile is where versions before wal identities kept the local
+// log's identity: in the data directory, beside (not inside) the log.
+const legacyIDFile = "BUS_ID"
+
+// AdoptLegacyLogID moves the identity that older versions kept in
+// dataDir/BUS_ID into the log directory walDir (wal's ID file), before the
+// log is opened, so an upgraded log keeps the name its stored rows carry.
+// It does so only when walDir still holds that log (segments or cursors)
+// and no identity of its own; a wiped or new log gets a new identity from
+// wal.Open instead, which is the point of moving it.
+func AdoptLegacyLogID(dataDir, walDir string) error {
+	legacy := filepath.Join(dataDir, legacyIDFile)
+	b, err := os.ReadFile(legacy)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("reading %s: %w", legacy, err)
 	}
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return "", err
+	own := filepath.Join(walDir, "ID")
+	if _, err := os.Stat(own); err == nil {
+		return os.Remove(legacy)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+	entries, err := os.ReadDir(walDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading %s: %w", walDir, err)
 	}
-	s := hex.EncodeToString(id[:])
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("writing %s: %w", path, err)
+	holdsLog := false
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".seg") || e.Name() == "cursors" {
+			holdsLog = true
+		}
 	}
-	return "local-" + s, nil
+	if holdsLog {
+		if err := os.WriteFile(own, []byte(strings.TrimSpace(string(b))+"\n"), 0o644); err != nil {
+			return fmt.Errorf("moving %s into %s: %w", legacy, walDir, err)
+		}
+	}
+	return os.Remove(legacy)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,13 +21,7 @@ func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := BusTopic(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again, _ := BusTopic(dir); again != topic {
-		t.Fatalf("bus topic changed: %s then %s", topic, again)
-	}
+	topic := LogTopic(l)
 	pub := NewLogPublisher(l)
 	ctx := context.Background()
 	if err := pub.Publish(ctx, []Message{{Key: []byte("u1"), Value: []byte("a")}, {Key: []byte("u2"), Value: []byte("b")}, {Value: []byte("c")}}); err != nil {
@@ -57,6 +53,9 @@ func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	if LogTopic(l) != topic {
+		t.Fatalf("log topic changed across a restart: %s then %s", topic, LogTopic(l))
+	}
 	r, _ = NewLogReader(l, "consumer", topic)
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -75,5 +74,56 @@ func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
 	}
 	if dl.Stats().LastSeq != 1 {
 		t.Fatalf("dead letters: %+v", dl.Stats())
+	}
+}
+
+// TestAdoptLegacyLogID: the identity an older version kept beside the log
+// moves into the log that carries it, and is dropped for a log that was
+// wiped (which must get a new identity: its numbering starts again).
+func TestAdoptLegacyLogID(t *testing.T) {
+	tests := []struct {
+		name     string
+		keepLog  bool // the log directory still holds the old log
+		wantSame bool // the log's topic is the legacy one
+	}{
+		{name: "log kept", keepLog: true, wantSame: true},
+		{name: "log wiped", keepLog: false, wantSame: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := t.TempDir()
+			walDir := filepath.Join(data, "wal")
+			l, err := wal.Open(wal.Config{Dir: walDir}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			// What an older version left: no ID in the log, BUS_ID beside it.
+			if err := os.Remove(filepath.Join(walDir, "ID")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(data, "BUS_ID"), []byte("0123456789abcdef\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.keepLog {
+				if err := os.RemoveAll(walDir); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := AdoptLegacyLogID(data, walDir); err != nil {
+				t.Fatal(err)
+			}
+			l, err = wal.Open(wal.Config{Dir: walDir}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if got := LogTopic(l) == "local-0123456789abcdef"; got != tc.wantSame {
+				t.Fatalf("topic %s: legacy identity kept = %v, want %v", LogTopic(l), got, tc.wantSame)
+			}
+			if _, err := os.Stat(filepath.Join(data, "BUS_ID")); !os.IsNotExist(err) {
+				t.Fatalf("BUS_ID still beside the log: %v", err)
+			}
+		})
 	}
 }

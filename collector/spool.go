@@ -130,8 +130,8 @@ func (c SpoolConfig) Validate() error {
 	return nil
 }
 
-// spoolCursor is the local-log cursor of the Kafka forwarder.
-const spoolCursor = "kafka-forwarder"
+// SpoolCursor is the local-log cursor of the Kafka forwarder.
+const SpoolCursor = "kafka-forwarder"
 
 // SpoolPublisher publishes to Kafka directly while Kafka keeps up, and
 // into the local log when it cannot (unreachable, slow, or while earlier
@@ -160,11 +160,11 @@ func NewSpoolPublisher(cfg SpoolConfig, k Publisher, l *wal.Log, lg *slog.Logger
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := l.Cursor(spoolCursor); err != nil {
+	if err := l.Cursor(SpoolCursor); err != nil {
 		return nil, fmt.Errorf("registering the spool cursor: %w", err)
 	}
 	p := &SpoolPublisher{cfg: cfg, kafka: k, log: l, lg: lg}
-	committed, err := l.Committed(spoolCursor)
+	committed, err := l.Committed(SpoolCursor)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (p *SpoolPublisher) forward(ctx context.Context) {
 	defer close(p.done)
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		recs, err := p.log.Read(ctx, spoolCursor, p.cfg.ForwardBatch, 4<<20)
+		recs, err := p.log.Read(ctx, SpoolCursor, p.cfg.ForwardBatch, 4<<20)
 		if err != nil {
 			if ctx.Err() == nil {
 				p.lg.Error("reading the spool", "err", err)
@@ -259,7 +259,7 @@ func (p *SpoolPublisher) forward(ctx context.Context) {
 		}
 		backoff = 50 * time.Millisecond
 		last := recs[len(recs)-1].Seq
-		if err := p.log.Commit(spoolCursor, last); err != nil {
+		if err := p.log.Commit(SpoolCursor, last); err != nil {
 			p.lg.Error("committing the spool cursor", "seq", last, "err", err)
 			continue
 		}

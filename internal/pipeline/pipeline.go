@@ -281,19 +281,33 @@ func (p *Pipeline) checkSchema(ctx context.Context) error {
 }
 
 // startBus opens the local log and the publisher the bus mode needs.
+//
+// The local log has one reader at a time: the consumer when it is the bus
+// (bus=log), the Kafka forwarder when it is the spool (bus=kafka). A
+// restart in the other mode on the same data hands the old reader's
+// position to the new one (wal.HandOver): records the old reader had not
+// delivered are delivered by the new one, those it had are not delivered
+// again, and no stale cursor holds the log's segments for ever.
 func (p *Pipeline) startBus(ctx context.Context) error {
 	wcfg := p.cfg.WAL
 	wcfg.Dir = p.cfg.WALDir()
 	needLog := p.cfg.Bus == "log" || p.cfg.Spool.Enabled
 	if needLog {
-		if p.cfg.Bus == "log" && p.cfg.Serve.Consumer {
-			wcfg.Cursors = append(wcfg.Cursors, consumerCursor)
+		if err := collector.AdoptLegacyLogID(p.cfg.DataDir, wcfg.Dir); err != nil {
+			return err
 		}
 		l, err := wal.Open(wcfg, p.log.With("wal", "bus"))
 		if err != nil {
 			return fmt.Errorf("opening the local log: %w", err)
 		}
 		p.bus = l
+		from, to := collector.SpoolCursor, consumerCursor
+		if p.cfg.Bus != "log" {
+			from, to = to, from
+		}
+		if err := l.HandOver(from, to); err != nil {
+			return fmt.Errorf("giving the local log to its reader: %w", err)
+		}
 	}
 	if p.cfg.Bus == "log" {
 		p.publisher = collector.NewLogPublisher(p.bus)
@@ -324,11 +338,7 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	sink := consumer.NewClickHouseSink(p.conn, p.cfg.ClickHouse.Database)
 	var err error
 	if p.cfg.Bus == "log" {
-		topic, terr := collector.BusTopic(p.cfg.DataDir)
-		if terr != nil {
-			return terr
-		}
-		src, rerr := collector.NewLogReader(p.bus, consumerCursor, topic)
+		src, rerr := collector.NewLogReader(p.bus, consumerCursor, collector.LogTopic(p.bus))
 		if rerr != nil {
 			return rerr
 		}
