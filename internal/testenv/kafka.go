@@ -150,7 +150,13 @@ func DeleteTopicsAtCleanup(t testing.TB, brokers []string, topics ...string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+		// A transport of its own: kafka-go's default one keeps a metadata
+		// cache shared by every client and writer of the test binary, and
+		// once a topic it knows is deleted, a later kafka.Writer on that
+		// transport fails with Unknown Topic Or Partition.
+		tr := &kafka.Transport{}
+		defer tr.CloseIdleConnections()
+		cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}
 		res, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
 		if err != nil {
 			t.Logf("testenv: deleting topics %v: %v", topics, err)
