@@ -193,6 +193,68 @@ func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
 	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 0} {errors 0}]" {
 		t.Fatalf("status after replay: %+v", st)
 	}
+	// The person keeps using the product: the new events are stored, and
+	// the old ones replayed once more still are not.
+	postEvents(t, p, "replay-user", 2)
+	w = &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: cfg.Kafka.EventsTopic, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Hash{}}
+	if err := w.WriteMessages(context.Background(), old...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	waitUserRows(t, p, "replay-user", 2)
+	postEvents(t, p, "after-user", 1) // the consumer moved past the second replay
+	waitUserRows(t, p, "after-user", 3)
+	if got := query(t, p, "SELECT count() FROM telemetry.events WHERE user_id = 'replay-user'"); got != "2" {
+		t.Fatalf("rows of the deleted user after new events and a second replay: %s, want the 2 new ones", got)
+	}
+}
+
+// TestDeletionErasesWhatWasHeldNotWhatComesAfter is issue 21's second
+// history on the all-in-one pipeline: an event of user-X is stored, the
+// user is deleted, and the user's next events are stored: a deletion
+// erases the data held when it was asked for; only opting out stops
+// collection. The tombstone still drops what was received before it: an
+// event published before the deletion but consumed after it (the consumer
+// stalled) is not stored.
+func TestDeletionErasesWhatWasHeldNotWhatComesAfter(t *testing.T) {
+	cfg := allInOne(t)
+	p := startPipeline(t, cfg)
+	postEvents(t, p, "user-X", 1)
+	waitUserRows(t, p, "user-X", 1)
+	var del privacy.DeleteResponse
+	adminCall(t, p, "POST", "/v1/privacy/delete", `{"user_id":"user-X"}`, &del)
+	if fmt.Sprint(del.Deleted) != "[{events 1} {errors 0}]" || del.DeletedAt.IsZero() {
+		t.Fatalf("delete answered %+v", del)
+	}
+	postEvents(t, p, "user-X", 2) // one generation_requested, one client_error
+	waitUserRows(t, p, "user-X", 2)
+	if got := query(t, p, "SELECT count() FROM telemetry.errors WHERE user_id = 'user-X'"); got != "1" {
+		t.Fatalf("errors rows of the new events: %s, want 1", got)
+	}
+	var st privacy.StatusResponse
+	adminCall(t, p, "GET", "/v1/privacy/status?user_id=user-X", "", &st)
+	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 2} {errors 1}]" {
+		t.Fatalf("status after new events: %+v", st)
+	}
+	stop(t, p)
+
+	// Events received before a deletion but not yet stored: the consumer
+	// is off while they wait in the local log, the deletion comes, then
+	// the consumer starts and must drop them, and only them.
+	noConsumer := cfg
+	noConsumer.Serve.Consumer = false
+	p = startPipeline(t, noConsumer)
+	postEvents(t, p, "user-Y", 3)
+	stop(t, p)
+	p = startPipeline(t, cfg)
+	adminCall(t, p, "POST", "/v1/privacy/delete", `{"user_id":"user-Y"}`, &del)
+	postEvents(t, p, "user-Y", 1)
+	waitUserRows(t, p, "user-Y", 1)
+	postEvents(t, p, "after-Y", 1)
+	waitUserRows(t, p, "after-Y", 1)
+	if got := query(t, p, "SELECT count() FROM telemetry.events WHERE user_id = 'user-Y'"); got != "1" {
+		t.Fatalf("rows of user-Y: %s, want only the event sent after the deletion", got)
+	}
 }
 
 // TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline: after an opt-out

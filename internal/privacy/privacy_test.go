@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sora3web/telemetry/schema"
 )
@@ -110,8 +111,12 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	if st := e.status(t, "anonymous_id=anon-only"); rows(st)["events"] != 3 {
 		t.Fatalf("anonymous subject was touched: %+v", st)
 	}
-	if !e.svc.Registry().Drop(&schema.Enriched{Event: schema.Event{UserID: "user-del"}}) || e.svc.Registry().Drop(&schema.Enriched{Event: schema.Event{UserID: "user-keep"}}) {
+	if !e.svc.Registry().Drop(&schema.Enriched{Event: schema.Event{UserID: "user-del"}, ReceivedAt: del.DeletedAt}) || e.svc.Registry().Drop(&schema.Enriched{Event: schema.Event{UserID: "user-keep"}}) {
 		t.Fatal("the consumer filter does not reflect the deletion")
+	}
+	// The deletion is of what was held: the person's next events are stored.
+	if e.svc.Registry().Drop(&schema.Enriched{Event: schema.Event{UserID: "user-del"}, ReceivedAt: del.DeletedAt.Add(time.Millisecond)}) {
+		t.Fatal("the consumer filter drops an event received after the deletion")
 	}
 	// Deleting again removes nothing and says so.
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "POST", "/v1/privacy/delete", testToken, `{"user_id":"user-del"}`)), &del); err != nil {

@@ -3,52 +3,61 @@ package privacy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sora3web/telemetry/schema"
 )
 
-// set is an immutable set of subjects; a change builds a new one.
+// set is an immutable set of subjects, each with a time (a tombstone's
+// deleted_at; unused for opt-outs); a change builds a new one.
 type set struct {
-	users, anons map[string]struct{}
+	users, anons map[string]time.Time
 }
 
-func newSet() *set { return &set{users: map[string]struct{}{}, anons: map[string]struct{}{}} }
+func newSet() *set { return &set{users: map[string]time.Time{}, anons: map[string]time.Time{}} }
 
-func (s *set) has(userID, anonymousID string) bool {
+// at returns the later time of the identifiers in s, and whether either is.
+func (s *set) at(userID, anonymousID string) (time.Time, bool) {
+	var t time.Time
+	var found bool
 	if userID != "" {
-		if _, ok := s.users[userID]; ok {
-			return true
+		if at, ok := s.users[userID]; ok {
+			t, found = at, true
 		}
 	}
 	if anonymousID != "" {
-		if _, ok := s.anons[anonymousID]; ok {
-			return true
+		if at, ok := s.anons[anonymousID]; ok {
+			if !found || at.After(t) {
+				t = at
+			}
+			found = true
 		}
 	}
-	return false
+	return t, found
+}
+
+func (s *set) has(userID, anonymousID string) bool {
+	_, ok := s.at(userID, anonymousID)
+	return ok
 }
 
 func (s *set) len() int { return len(s.users) + len(s.anons) }
 
-// with returns a copy of s with sub added (in true) or removed.
-func (s *set) with(sub Subject, in bool) *set {
-	out := &set{users: make(map[string]struct{}, len(s.users)+1), anons: make(map[string]struct{}, len(s.anons)+1)}
-	for k := range s.users {
-		out.users[k] = struct{}{}
-	}
-	for k := range s.anons {
-		out.anons[k] = struct{}{}
-	}
+// with returns a copy of s with sub added at t (in true; a later time
+// wins) or removed.
+func (s *set) with(sub Subject, at time.Time, in bool) *set {
+	out := &set{users: maps.Clone(s.users), anons: maps.Clone(s.anons)}
 	m := out.users
 	if sub.Type == SubjectAnonymous {
 		m = out.anons
 	}
-	if in {
-		m[sub.ID] = struct{}{}
-	} else {
+	if !in {
 		delete(m, sub.ID)
+	} else if old, ok := m[sub.ID]; !ok || at.After(old) {
+		m[sub.ID] = at
 	}
 	return out
 }
@@ -87,15 +96,20 @@ func (r *Registry) OptedOut(userID, anonymousID string) bool {
 	return r.opt.Load().has(userID, anonymousID)
 }
 
-// Tombstoned reports whether either identifier was deleted.
+// Tombstoned reports whether either identifier was ever deleted.
 func (r *Registry) Tombstoned(userID, anonymousID string) bool {
 	return r.tomb.Load().has(userID, anonymousID)
 }
 
 // Drop reports whether the consumer must not store e: its user_id or
-// anonymous_id was deleted (consumer.Filter).
+// anonymous_id was deleted after ingest received e, so e is data held at
+// the time of the deletion (still in Kafka or the local log, or replayed
+// later) (consumer.Filter). An event received after the deletion is the
+// person using the product again and is stored: a deletion erases what
+// was held, it does not opt the person out.
 func (r *Registry) Drop(e *schema.Enriched) bool {
-	if r.tomb.Load().has(e.UserID, e.AnonymousID) {
+	deletedAt, ok := r.tomb.Load().at(e.UserID, e.AnonymousID)
+	if ok && !e.ReceivedAt.After(deletedAt) {
 		r.dropped.Add(1)
 		return true
 	}
@@ -111,8 +125,9 @@ func (r *Registry) Sizes() (tombstones, optOuts int) {
 }
 
 type subjectRow struct {
-	Type string `ch:"subject_type"`
-	ID   string `ch:"subject_id"`
+	Type string    `ch:"subject_type"`
+	ID   string    `ch:"subject_id"`
+	At   time.Time `ch:"at"`
 }
 
 // Reload replaces both sets with the tables' contents.
@@ -120,10 +135,10 @@ func (r *Registry) Reload(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var tombs, opts []subjectRow
-	if err := r.db.Select(ctx, &tombs, fmt.Sprintf("SELECT DISTINCT subject_type, subject_id FROM %s", r.tables.table("tombstones"))); err != nil {
+	if err := r.db.Select(ctx, &tombs, fmt.Sprintf("SELECT subject_type, subject_id, max(deleted_at) AS at FROM %s GROUP BY subject_type, subject_id", r.tables.table("tombstones"))); err != nil {
 		return fmt.Errorf("loading tombstones: %w", err)
 	}
-	if err := r.db.Select(ctx, &opts, fmt.Sprintf("SELECT subject_type, subject_id FROM %s GROUP BY subject_type, subject_id HAVING argMax(opted_out, updated_at)", r.tables.table("opt_outs"))); err != nil {
+	if err := r.db.Select(ctx, &opts, fmt.Sprintf("SELECT subject_type, subject_id, max(updated_at) AS at FROM %s GROUP BY subject_type, subject_id HAVING argMax(opted_out, updated_at)", r.tables.table("opt_outs"))); err != nil {
 		return fmt.Errorf("loading opt-outs: %w", err)
 	}
 	r.tomb.Store(build(tombs))
@@ -136,25 +151,28 @@ func build(rows []subjectRow) *set {
 	for _, row := range rows {
 		switch row.Type {
 		case SubjectUser:
-			s.users[row.ID] = struct{}{}
+			s.users[row.ID] = row.At
 		case SubjectAnonymous:
-			s.anons[row.ID] = struct{}{}
+			s.anons[row.ID] = row.At
 		}
 	}
 	return s
 }
 
-// Tombstone records sub as deleted, in the table and then in memory, so
-// the consumer drops its events from now on.
-func (r *Registry) Tombstone(ctx context.Context, sub Subject) error {
+// Tombstone records sub as deleted now, in the table and then in memory,
+// and returns the bound it recorded (deleted_at, this process's clock, as
+// ingest stamps received_at): from now on the consumer drops the events of
+// sub received at or before it, and stores those received after.
+func (r *Registry) Tombstone(ctx context.Context, sub Subject) (time.Time, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	q := fmt.Sprintf("INSERT INTO %s (subject_type, subject_id, deleted_at, updated_at) VALUES (?, ?, now64(3), now64(6))", r.tables.table("tombstones"))
-	if err := r.db.Exec(ctx, q, sub.Type, sub.ID); err != nil {
-		return fmt.Errorf("recording tombstone: %w", err)
+	at := time.Now().UTC().Truncate(time.Millisecond) // deleted_at is DateTime64(3)
+	q := fmt.Sprintf("INSERT INTO %s (subject_type, subject_id, deleted_at, updated_at) VALUES (?, ?, fromUnixTimestamp64Milli(?, 'UTC'), now64(6))", r.tables.table("tombstones"))
+	if err := r.db.Exec(ctx, q, sub.Type, sub.ID, at.UnixMilli()); err != nil {
+		return time.Time{}, fmt.Errorf("recording tombstone: %w", err)
 	}
-	r.tomb.Store(r.tomb.Load().with(sub, true))
-	return nil
+	r.tomb.Store(r.tomb.Load().with(sub, at, true))
+	return at, nil
 }
 
 // SetOptOut records sub as opted out (or back in), in the table and then
@@ -166,6 +184,6 @@ func (r *Registry) SetOptOut(ctx context.Context, sub Subject, optedOut bool) er
 	if err := r.db.Exec(ctx, q, sub.Type, sub.ID, optedOut); err != nil {
 		return fmt.Errorf("recording opt-out: %w", err)
 	}
-	r.opt.Store(r.opt.Load().with(sub, optedOut))
+	r.opt.Store(r.opt.Load().with(sub, time.Time{}, optedOut))
 	return nil
 }

@@ -421,18 +421,23 @@ type DeleteResponse struct {
 	SubjectType string `json:"subject_type"`
 	// Deleted counts the rows removed per table.
 	Deleted []TableCount `json:"deleted"`
-	// Tombstoned is true: the subject's events are dropped from now on.
+	// Tombstoned is true: the subject's events received up to DeletedAt
+	// are dropped wherever they still wait (Kafka, the local log, a replay).
 	Tombstoned bool `json:"tombstoned"`
+	// DeletedAt is the tombstone's bound: what ingest received at or
+	// before it is deleted; what it receives after it is stored.
+	DeletedAt time.Time `json:"deleted_at"`
 }
 
 // delete records the tombstone first (so the consumer stops storing the
-// subject's events), then removes the subject's rows.
+// subject's events received until now), then removes the rows of those.
 func (s *Service) delete(ctx context.Context, w http.ResponseWriter, a *auditRecord) {
-	if err := s.reg.Tombstone(ctx, a.sub); err != nil {
+	deletedAt, err := s.reg.Tombstone(ctx, a.sub)
+	if err != nil {
 		s.fail(w, a, http.StatusInternalServerError, "error", err)
 		return
 	}
-	tc, err := deleteRows(ctx, s.db, s.tables, a.sub)
+	tc, err := deleteRows(ctx, s.db, s.tables, a.sub, deletedAt)
 	for _, t := range tc {
 		a.rows += t.Rows
 	}
@@ -441,7 +446,7 @@ func (s *Service) delete(ctx context.Context, w http.ResponseWriter, a *auditRec
 		return
 	}
 	a.status, a.result = http.StatusOK, "ok"
-	writeJSON(w, http.StatusOK, &DeleteResponse{SubjectType: a.sub.Type, Deleted: tc, Tombstoned: true})
+	writeJSON(w, http.StatusOK, &DeleteResponse{SubjectType: a.sub.Type, Deleted: tc, Tombstoned: true, DeletedAt: deletedAt})
 }
 
 // OptOutResponse is the answer of POST /v1/privacy/opt-out and opt-in.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -33,13 +34,35 @@ type TableCount struct {
 	Rows uint64 `json:"rows"`
 }
 
-// count returns the rows of table that hold sub.
-func count(ctx context.Context, db DB, t Tables, table string, sub Subject) (uint64, error) {
+// held is the condition, with its arguments, of the rows of table that
+// hold sub and that ClickHouse received at or before bound (the zero time:
+// whenever). A deletion removes what was held when it was asked for, and
+// no event the subject sends after it. events rows carry received_at; an
+// errors row is its event's copy (errors_mv), so it is held unless its
+// event was received after bound.
+func held(t Tables, table string, sub Subject, bound time.Time) (string, []any) {
+	where, args := sub.Type+" = ?", []any{sub.ID}
+	if bound.IsZero() {
+		return where, args
+	}
+	switch table {
+	case "events":
+		return where + " AND received_at <= fromUnixTimestamp64Milli(?, 'UTC')", append(args, bound.UnixMilli())
+	default:
+		return where + fmt.Sprintf(" AND event_id NOT IN (SELECT event_id FROM %s WHERE %s = ? AND received_at > fromUnixTimestamp64Milli(?, 'UTC'))",
+			t.table("events"), sub.Type), append(args, sub.ID, bound.UnixMilli())
+	}
+}
+
+// count returns the rows of table that hold sub, received at or before
+// bound (zero: all).
+func count(ctx context.Context, db DB, t Tables, table string, sub Subject, bound time.Time) (uint64, error) {
 	var n []struct {
 		N uint64 `ch:"n"`
 	}
-	q := fmt.Sprintf("SELECT count() AS n FROM %s WHERE %s = ?", t.table(table), sub.Type)
-	if err := db.Select(ctx, &n, q, sub.ID); err != nil {
+	where, args := held(t, table, sub, bound)
+	q := fmt.Sprintf("SELECT count() AS n FROM %s WHERE %s", t.table(table), where)
+	if err := db.Select(ctx, &n, q, args...); err != nil {
 		return 0, fmt.Errorf("counting %s rows: %w", table, err)
 	}
 	if len(n) == 0 {
@@ -52,7 +75,7 @@ func count(ctx context.Context, db DB, t Tables, table string, sub Subject) (uin
 func counts(ctx context.Context, db DB, t Tables, sub Subject) ([]TableCount, error) {
 	out := make([]TableCount, 0, len(SubjectTables))
 	for _, table := range SubjectTables {
-		n, err := count(ctx, db, t, table, sub)
+		n, err := count(ctx, db, t, table, sub, time.Time{})
 		if err != nil {
 			return nil, err
 		}
@@ -61,24 +84,28 @@ func counts(ctx context.Context, db DB, t Tables, sub Subject) ([]TableCount, er
 	return out, nil
 }
 
-// deleteRows removes sub from every subject table with a synchronous
+// deleteRows removes from every subject table the rows of sub received at
+// or before bound (the tombstone's deleted_at), with a synchronous
 // mutation (ALTER TABLE ... DELETE ... SETTINGS mutations_sync = 2: the
 // events table has a projection, which the engine refuses for a
-// lightweight DELETE FROM) and returns the rows removed per table.
-func deleteRows(ctx context.Context, db DB, t Tables, sub Subject) ([]TableCount, error) {
-	out := make([]TableCount, 0, len(SubjectTables))
-	for _, table := range SubjectTables {
-		before, err := count(ctx, db, t, table, sub)
+// lightweight DELETE FROM), and returns the rows removed per table. The
+// errors rows go first: their condition reads the events table.
+func deleteRows(ctx context.Context, db DB, t Tables, sub Subject, bound time.Time) ([]TableCount, error) {
+	out := make([]TableCount, len(SubjectTables))
+	for i := len(SubjectTables) - 1; i >= 0; i-- {
+		table := SubjectTables[i]
+		before, err := count(ctx, db, t, table, sub, bound)
 		if err != nil {
 			return out, err
 		}
 		if before > 0 {
-			q := fmt.Sprintf("ALTER TABLE %s DELETE WHERE %s = ? SETTINGS mutations_sync = 2", t.mutable(table), sub.Type)
-			if err := db.Exec(ctx, q, sub.ID); err != nil {
+			where, args := held(t, table, sub, bound)
+			q := fmt.Sprintf("ALTER TABLE %s DELETE WHERE %s SETTINGS mutations_sync = 2", t.mutable(table), where)
+			if err := db.Exec(ctx, q, args...); err != nil {
 				return out, fmt.Errorf("deleting from %s: %w", table, err)
 			}
 		}
-		after, err := count(ctx, db, t, table, sub)
+		after, err := count(ctx, db, t, table, sub, bound)
 		if err != nil {
 			return out, err
 		}
@@ -86,7 +113,7 @@ func deleteRows(ctx context.Context, db DB, t Tables, sub Subject) ([]TableCount
 		if before > after {
 			removed = before - after
 		}
-		out = append(out, TableCount{Table: table, Rows: removed})
+		out[i] = TableCount{Table: table, Rows: removed}
 	}
 	return out, nil
 }
