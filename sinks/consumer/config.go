@@ -28,21 +28,28 @@ type Config struct {
 	BackoffMin time.Duration `mapstructure:"backoff_min"`
 	// BackoffMax bounds the doubling wait. Default 10s.
 	BackoffMax time.Duration `mapstructure:"backoff_max"`
+	// SessionTimeout is how long the group coordinator waits for a member
+	// that stopped heartbeating (a killed consumer) before its partitions go
+	// to the others; heartbeats go every tenth of it. Between the broker's
+	// group.min.session.timeout.ms (6s) and group.max.session.timeout.ms
+	// (30m). Default 30s.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
 }
 
 // DefaultConfig returns the documented defaults, following ClickHouse's
 // advice for inserts: large batches, about one insert per second per table.
 func DefaultConfig() Config {
 	return Config{
-		GroupID:       "telemetry-clickhouse",
-		BatchRows:     100_000,
-		BatchBytes:    16 << 20,
-		BatchInterval: time.Second,
-		FetchMaxBytes: 10 << 20,
-		FetchMaxWait:  250 * time.Millisecond,
-		StartOffset:   "earliest",
-		BackoffMin:    100 * time.Millisecond,
-		BackoffMax:    10 * time.Second,
+		GroupID:        "telemetry-clickhouse",
+		BatchRows:      100_000,
+		BatchBytes:     16 << 20,
+		BatchInterval:  time.Second,
+		FetchMaxBytes:  10 << 20,
+		FetchMaxWait:   250 * time.Millisecond,
+		StartOffset:    "earliest",
+		BackoffMin:     100 * time.Millisecond,
+		BackoffMax:     10 * time.Second,
+		SessionTimeout: 30 * time.Second,
 	}
 }
 
@@ -78,6 +85,9 @@ func (c Config) Validate() error {
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		add("backoff_min", "must be > 0 and <= backoff_max")
+	}
+	if c.SessionTimeout < 6*time.Second || c.SessionTimeout > 30*time.Minute {
+		add("session_timeout", "must be between 6s and 30m (the broker's group session bounds)")
 	}
 	return errors.Join(errs...)
 }

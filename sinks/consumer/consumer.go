@@ -226,15 +226,17 @@ func (c *Consumer) newKafkaReader() Source {
 		start = kafka.LastOffset
 	}
 	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        c.kcfg.Brokers,
-		GroupID:        c.cfg.GroupID,
-		Topic:          c.kcfg.EventsTopic,
-		MinBytes:       1,
-		MaxBytes:       c.cfg.FetchMaxBytes,
-		MaxWait:        c.cfg.FetchMaxWait,
-		StartOffset:    start,
-		CommitInterval: 0, // synchronous: CommitMessages returns once committed
-		Dialer:         &kafka.Dialer{Timeout: c.kcfg.DialTimeout},
+		Brokers:           c.kcfg.Brokers,
+		GroupID:           c.cfg.GroupID,
+		Topic:             c.kcfg.EventsTopic,
+		MinBytes:          1,
+		MaxBytes:          c.cfg.FetchMaxBytes,
+		MaxWait:           c.cfg.FetchMaxWait,
+		StartOffset:       start,
+		CommitInterval:    0, // synchronous: CommitMessages returns once committed
+		SessionTimeout:    c.cfg.SessionTimeout,
+		HeartbeatInterval: c.cfg.SessionTimeout / 10,
+		Dialer:            &kafka.Dialer{Timeout: c.kcfg.DialTimeout},
 		// A topic made after the group joined (broker down at start), or
 		// given more partitions, triggers a rebalance instead of leaving the
 		// group assigned nothing.
