@@ -571,22 +571,59 @@ func (l *Log) reclaim() {
 // beyond registering to. A crash part-way leaves both cursors; repeating
 // the call finishes the job, since to keeps the larger position.
 func (l *Log) HandOver(from, to string) error {
-	if err := l.Cursor(to); err != nil {
+	if err := validCursorName(to); err != nil {
 		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
 	}
 	pos, err := l.Committed(from)
 	if errors.Is(err, ErrUnknownCursor) {
+		err = l.Cursor(to)
+		if err != nil {
+			return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+		}
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
 	}
-	if err := l.Commit(to, pos); err != nil {
-		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
-	}
-	if err := l.DeleteCursor(from); err != nil {
-		return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+	if _, err := l.Committed(to); errors.Is(err, ErrUnknownCursor) {
+		// The usual case: rename from's file, which needs no new disk
+		// block, so a bus switch works on a full disk too.
+		if err := l.renameCursor(from, to); err != nil {
+			return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+		}
+	} else {
+		if err := l.Commit(to, pos); err != nil {
+			return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+		}
+		if err := l.DeleteCursor(from); err != nil {
+			return fmt.Errorf("wal: hand over %q to %q: %w", from, to, err)
+		}
 	}
 	l.log.Info("wal: cursor handed over", "from", from, "to", to, "seq", pos)
+	return nil
+}
+
+// renameCursor renames cursor from, which must exist, to to, which must
+// not, on disk and in memory.
+func (l *Log) renameCursor(from, to string) error {
+	l.curMu.Lock()
+	defer l.curMu.Unlock()
+	c, ok := l.cursors[from]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownCursor, from)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	path := filepath.Join(l.cursorsDir(), to)
+	if err := l.fs.Rename(c.path, path); err != nil {
+		return fmt.Errorf("rename cursor file: %w", err)
+	}
+	if err := l.fs.SyncDir(l.cursorsDir()); err != nil {
+		return fmt.Errorf("fsync cursors directory: %w", err)
+	}
+	c.dropHandle()
+	c.name, c.path = to, path
+	delete(l.cursors, from)
+	l.cursors[to] = c
 	return nil
 }

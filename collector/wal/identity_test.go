@@ -3,6 +3,7 @@ package wal
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -122,5 +123,44 @@ func TestHandOver(t *testing.T) {
 				t.Fatalf("b reads %d records from %v, want %d..10", len(recs), recs[:min(1, len(recs))], tc.wantRead)
 			}
 		})
+	}
+}
+
+// TestHandOverOnAFullDisk: a bus switch on a full disk renames the cursor
+// file, which needs no new block, and the reopened log has only the new
+// cursor at the old position.
+func TestHandOverOnAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(Config{Dir: dir, Cursors: []string{"a"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		mustAppend(t, l, payloadFor(i))
+	}
+	if err := l.Commit("a", 3); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	fs := &faultFS{}
+	l = openT(t, Config{Dir: dir}, fs)
+	fs.set(func(fs *faultFS) {
+		fs.createErr = syscall.ENOSPC
+		fs.writeErr = func(string, int64, int) (int, error) { return 0, syscall.ENOSPC }
+	})
+	if err := l.HandOver("a", "b"); err != nil {
+		t.Fatalf("hand-over on a full disk: %v", err)
+	}
+	fs.set(func(fs *faultFS) { fs.createErr, fs.writeErr = nil, nil })
+	if err := l.Commit("b", 4); err != nil {
+		t.Fatalf("commit of the renamed cursor: %v", err)
+	}
+	l.Close()
+	l = openT(t, Config{Dir: dir}, nil)
+	if _, err := l.Committed("a"); err == nil {
+		t.Fatal("cursor a came back")
+	}
+	if got, _ := l.Committed("b"); got != 4 {
+		t.Fatalf("b committed at %d after reopen, want 4", got)
 	}
 }

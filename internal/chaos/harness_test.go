@@ -217,6 +217,7 @@ type node struct {
 	waitErr error
 	ingest  string // ingest address of the current run, "" if none
 	ch      string // embedded ClickHouse HTTP address of the current run
+	admin   string // privacy admin API address of the current run
 	starts  int
 	maxRSS  int64 // bytes, over every run, sampled by sampleRSS
 }
@@ -329,7 +330,7 @@ func (n *node) tryStart() error {
 	exited := make(chan struct{})
 	started := make(chan struct{})
 	n.mu.Lock()
-	n.cmd, n.exited, n.ingest, n.ch, n.waitErr = cmd, exited, "", "", nil
+	n.cmd, n.exited, n.ingest, n.ch, n.admin, n.waitErr = cmd, exited, "", "", "", nil
 	n.starts++
 	n.mu.Unlock()
 	go func() {
@@ -348,7 +349,7 @@ func (n *node) tryStart() error {
 		for sc.Scan() {
 			line := sc.Bytes()
 			fmt.Fprintf(logf, "%s\n", line)
-			var l struct{ Msg, Addr string }
+			var l struct{ Msg, Addr, Admin string }
 			if json.Unmarshal(line, &l) != nil {
 				continue
 			}
@@ -358,6 +359,8 @@ func (n *node) tryStart() error {
 				n.ingest = l.Addr
 			case "embedded ClickHouse serving":
 				n.ch = l.Addr
+			case "privacy registry loaded":
+				n.admin = l.Admin
 			}
 			n.mu.Unlock()
 			if l.Msg == "pipeline started" {
@@ -393,6 +396,14 @@ func (n *node) kill() {
 // minute; anything else fails the test.
 func (n *node) stop() {
 	n.t.Helper()
+	if err := n.tryStop(); err != nil {
+		n.t.Error(err)
+	}
+}
+
+// tryStop is stop returning the failure instead of failing the test; a
+// process still running a minute after SIGTERM is killed.
+func (n *node) tryStop() error {
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
 	n.mu.Unlock()
@@ -401,11 +412,12 @@ func (n *node) stop() {
 	case <-exited:
 	case <-time.After(time.Minute):
 		n.kill()
-		n.t.Fatalf("%s: no exit 1m after SIGTERM", n.name)
+		return fmt.Errorf("%s: no exit 1m after SIGTERM\n%s", n.name, n.logTail())
 	}
 	if err := n.exitErr(); err != nil {
-		n.t.Errorf("%s: graceful stop: %v\n%s", n.name, err, n.logTail())
+		return fmt.Errorf("%s: graceful stop: %w\n%s", n.name, err, n.logTail())
 	}
+	return nil
 }
 
 func (n *node) exitErr() error {
@@ -429,6 +441,13 @@ func (n *node) ClickHouseAddr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.ch
+}
+
+// AdminAddr is the current run's privacy admin API address.
+func (n *node) AdminAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.admin
 }
 
 // pid is the current process id, 0 if none.
