@@ -358,6 +358,7 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 		if err := p.consumer.SetFilter(p.privacy.Registry()); err != nil {
 			return err
 		}
+		p.privacy.SetBarrier(p.consumer.Barrier)
 	}
 	return p.consumer.Start(ctx)
 }

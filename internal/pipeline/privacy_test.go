@@ -273,3 +273,31 @@ func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 		t.Fatalf("stripped rows, kept rows: %q, want 2 and 2", got)
 	}
 }
+
+// TestDeletionThroughAnotherProcessIsSwept: two processes write to one
+// ClickHouse; a user is deleted through the first while the second's
+// consumer holds the user's events, received before the deletion, in a
+// batch it has not inserted. The second process learns of the tombstone
+// only at its next registry refresh, so it stores them; the refresh must
+// then sweep them, leaving the user with no row received before the
+// deletion.
+func TestDeletionThroughAnotherProcessIsSwept(t *testing.T) {
+	a := startPipeline(t, allInOne(t))
+	cfg := allInOne(t)
+	cfg.Embedded.Enabled, cfg.Serve.Migrate = false, false
+	cfg.ClickHouse.Protocol, cfg.ClickHouse.Addr = "http", a.ClickHouseConfig().Addr
+	cfg.Consumer.BatchInterval = 2 * time.Second
+	cfg.Admin.RefreshInterval = 6 * time.Second
+	b := startPipeline(t, cfg)
+	postEvents(t, b, "user-Z", 2)
+	postEvents(t, b, "keep-Z", 1)
+	var del privacy.DeleteResponse
+	adminCall(t, a, "POST", "/v1/privacy/delete", `{"user_id":"user-Z"}`, &del)
+	waitUserRows(t, a, "keep-Z", 1) // b inserted its batch, with user-Z's events
+	if got := userRows(t, a, "user-Z"); got != "2" {
+		t.Fatalf("user-Z rows right after b's insert: %s; the test needs b to store them before it learns of the deletion", got)
+	}
+	waitUserRows(t, a, "user-Z", 0) // b's refresh swept them
+	postEvents(t, b, "user-Z", 1)   // and the person's next event is stored
+	waitUserRows(t, a, "user-Z", 1)
+}

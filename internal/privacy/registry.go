@@ -130,20 +130,45 @@ type subjectRow struct {
 	At   time.Time `ch:"at"`
 }
 
+// Tombstone is one deletion: its subject and its bound.
+type Tombstone struct {
+	Subject
+	// DeletedAt bounds it: events received at or before it are deleted.
+	DeletedAt time.Time
+}
+
 // Reload replaces both sets with the tables' contents.
 func (r *Registry) Reload(ctx context.Context) error {
+	_, err := r.reload(ctx)
+	return err
+}
+
+// reload is Reload, returning the tombstones it learned: new subjects, or
+// a later bound for a known one (another process's deletion).
+func (r *Registry) reload(ctx context.Context) ([]Tombstone, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var tombs, opts []subjectRow
 	if err := r.db.Select(ctx, &tombs, fmt.Sprintf("SELECT subject_type, subject_id, max(deleted_at) AS at FROM %s GROUP BY subject_type, subject_id", r.tables.table("tombstones"))); err != nil {
-		return fmt.Errorf("loading tombstones: %w", err)
+		return nil, fmt.Errorf("loading tombstones: %w", err)
 	}
 	if err := r.db.Select(ctx, &opts, fmt.Sprintf("SELECT subject_type, subject_id, max(updated_at) AS at FROM %s GROUP BY subject_type, subject_id HAVING argMax(opted_out, updated_at)", r.tables.table("opt_outs"))); err != nil {
-		return fmt.Errorf("loading opt-outs: %w", err)
+		return nil, fmt.Errorf("loading opt-outs: %w", err)
+	}
+	known := r.tomb.Load()
+	var fresh []Tombstone
+	for _, row := range tombs {
+		m := known.users
+		if row.Type == SubjectAnonymous {
+			m = known.anons
+		}
+		if at, ok := m[row.ID]; !ok || row.At.After(at) {
+			fresh = append(fresh, Tombstone{Subject: Subject{Type: row.Type, ID: row.ID}, DeletedAt: row.At})
+		}
 	}
 	r.tomb.Store(build(tombs))
 	r.opt.Store(build(opts))
-	return nil
+	return fresh, nil
 }
 
 func build(rows []subjectRow) *set {

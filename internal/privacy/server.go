@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -40,6 +41,10 @@ type Service struct {
 	reg    *Registry
 	token  [sha256.Size]byte
 
+	// barrier, when set (SetBarrier), waits for the batches a consumer of
+	// this process filtered before a tombstone was added.
+	barrier atomic.Pointer[func(context.Context) error]
+
 	mu      sync.Mutex
 	started bool
 	srv     *http.Server
@@ -61,6 +66,24 @@ func New(cfg Config, db DB, tables Tables, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	return &Service{cfg: cfg, db: db, tables: tables, log: log.With("component", "privacy"), reg: reg, token: sha256.Sum256([]byte(cfg.Token))}, nil
+}
+
+// SetBarrier tells the service how to wait for the consumer of this
+// process: b returns once every batch it filtered before the call is
+// inserted (consumer.Consumer.Barrier). With it, a deletion through this
+// process waits for that batch before deleting rows, and a tombstone
+// learned from the table (a deletion made through another process) is
+// swept: once the consumer stores no more of the subject's old events, the
+// rows it stored before it knew are deleted. Without a consumer in the
+// process none is needed.
+func (s *Service) SetBarrier(b func(context.Context) error) { s.barrier.Store(&b) }
+
+// waitConsumer runs the barrier, if any.
+func (s *Service) waitConsumer(ctx context.Context) error {
+	if b := s.barrier.Load(); b != nil {
+		return (*b)(ctx)
+	}
+	return nil
 }
 
 // Registry is the in-memory tombstone and opt-out sets, for ingest and the
@@ -119,18 +142,53 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) refresh(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RefreshInterval)
 	defer t.Stop()
+	var pending []Tombstone // sweeps that failed, tried again
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			rctx, cancel := context.WithTimeout(ctx, s.cfg.RefreshInterval)
-			if err := s.reg.Reload(rctx); err != nil && ctx.Err() == nil {
+			fresh, err := s.reg.reload(rctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("reloading the privacy registry; keeping the previous sets", "err", err)
 			}
-			cancel()
+			if pending = append(pending, fresh...); len(pending) > 0 && s.barrier.Load() != nil {
+				pending = s.sweep(ctx, pending)
+			}
 		}
 	}
+}
+
+// sweep deletes the rows this process's consumer stored of tombstones it
+// learned late (made through another process): it may have stored the
+// subjects' old events between the deletion and this reload. It waits for
+// the batch in flight first, and returns the tombstones it could not
+// sweep, for the next refresh.
+func (s *Service) sweep(ctx context.Context, todo []Tombstone) (failed []Tombstone) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.waitConsumer(ctx); err != nil {
+		s.log.Error("sweeping rows of deletions made elsewhere; trying again at the next refresh", "err", err)
+		return todo
+	}
+	for _, ts := range todo {
+		tc, err := deleteRows(ctx, s.db, s.tables, ts.Subject, ts.DeletedAt)
+		if err != nil {
+			s.log.Error("sweeping rows of a deletion made elsewhere; trying again at the next refresh", "subject_type", ts.Type, "subject", ts.Hash(), "err", err)
+			failed = append(failed, ts)
+			continue
+		}
+		var rows uint64
+		for _, t := range tc {
+			rows += t.Rows
+		}
+		if rows > 0 {
+			s.log.Info("swept rows stored before this process learned of a deletion", "subject_type", ts.Type, "subject", ts.Hash(), "rows", rows)
+		}
+	}
+	return failed
 }
 
 // Addr is the admin API's bound address after Start ("" when disabled).
@@ -433,6 +491,9 @@ type DeleteResponse struct {
 // subject's events received until now), then removes the rows of those.
 func (s *Service) delete(ctx context.Context, w http.ResponseWriter, a *auditRecord) {
 	deletedAt, err := s.reg.Tombstone(ctx, a.sub)
+	if err == nil {
+		err = s.waitConsumer(ctx)
+	}
 	if err != nil {
 		s.fail(w, a, http.StatusInternalServerError, "error", err)
 		return

@@ -97,6 +97,9 @@ type Consumer struct {
 	// filter, when set (SetFilter), drops events before insert; see filter.go.
 	filter   Filter
 	filtered metric.Int64Counter
+	// filtering is held from a batch's filter to the end of its insert;
+	// Barrier waits for it (see filter.go).
+	filtering chan struct{}
 
 	mu       sync.Mutex
 	started  bool
@@ -123,7 +126,7 @@ func New(cfg Config, kcfg broker.Config, sink Sink, log *slog.Logger) (*Consumer
 		return nil, fmt.Errorf("creating consumer metrics: %w", err)
 	}
 	return &Consumer{cfg: cfg, kcfg: kcfg, sink: sink, log: log.With("component", "consumer", "topic", kcfg.EventsTopic), m: m,
-		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer")}, nil
+		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer"), filtering: make(chan struct{}, 1)}, nil
 }
 
 // NewWithSource returns a consumer that reads src instead of Kafka and
@@ -429,6 +432,13 @@ func (c *Consumer) flush(p *pending) error {
 	ctx, span := c.batchSpan(p.msgs)
 	defer span.End()
 	c.m.batchBytes.Record(ctx, int64(p.bytes))
+	c.filtering <- struct{}{} // until the insert: see Barrier
+	inserted := false
+	defer func() {
+		if !inserted {
+			<-c.filtering
+		}
+	}()
 	records := c.applyFilter(p.records) // privacy: drop deleted subjects (filter.go)
 	var b *Batch
 	if err := c.retry("read stored offsets", func() error {
@@ -453,6 +463,8 @@ func (c *Consumer) flush(p *pending) error {
 		c.m.batchRows.Record(ctx, int64(b.Rows()))
 		c.m.rowsInserted.Add(ctx, int64(b.Rows()))
 	}
+	inserted = true
+	<-c.filtering
 	if skipped := len(records) - b.Rows(); skipped > 0 {
 		c.m.rowsSkipped.Add(ctx, int64(skipped))
 		c.log.Info("skipped redelivered messages already stored", "count", skipped)

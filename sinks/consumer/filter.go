@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -50,4 +51,19 @@ func (c *Consumer) applyFilter(records []record) []record {
 		c.log.Info("dropped events of deleted data subjects", "count", n)
 	}
 	return kept
+}
+
+// Barrier returns once every batch whose events went through the filter
+// before the call has been inserted (or abandoned), or when ctx ends. A
+// deletion calls it after adding its tombstone to the filter and before
+// deleting rows: a batch filtered just before the tombstone could
+// otherwise insert the subject's events after the deletion ran.
+func (c *Consumer) Barrier(ctx context.Context) error {
+	select {
+	case c.filtering <- struct{}{}:
+		<-c.filtering
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the consumer's batch in flight: %w", ctx.Err())
+	}
 }

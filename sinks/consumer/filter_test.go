@@ -1,0 +1,91 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// chanSource hands out the messages sent on its channel; commits are
+// no-ops.
+type chanSource struct{ msgs chan kafka.Message }
+
+func (s chanSource) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	select {
+	case m := <-s.msgs:
+		return m, nil
+	case <-ctx.Done():
+		return kafka.Message{}, ctx.Err()
+	}
+}
+func (chanSource) CommitMessages(context.Context, ...kafka.Message) error { return nil }
+func (chanSource) Close() error                                           { return nil }
+
+// nopDLQ drops dead letters.
+type nopDLQ struct{}
+
+func (nopDLQ) WriteMessages(context.Context, ...kafka.Message) error { return nil }
+func (nopDLQ) Close() error                                          { return nil }
+
+// gatedSink blocks each WriteBatch until release is closed.
+type gatedSink struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *gatedSink) WriteBatch(ctx context.Context, _ *Batch) error {
+	s.entered <- struct{}{}
+	select {
+	case <-s.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (s *gatedSink) HighWater(context.Context, string, []int) (map[int]int64, error) {
+	return map[int]int64{}, nil
+}
+
+// TestBarrierWaitsForTheBatchInFlight: a deletion's barrier does not
+// return while a batch filtered before it is still being inserted, and
+// returns once that insert is done.
+func TestBarrierWaitsForTheBatchInFlight(t *testing.T) {
+	src := chanSource{msgs: make(chan kafka.Message, 1)}
+	sink := &gatedSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	cfg := DefaultConfig()
+	cfg.BatchInterval = 10 * time.Millisecond
+	c, err := NewWithSource(cfg, src, nopDLQ{}, sink, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Barrier(context.Background()); err != nil {
+		t.Fatalf("barrier of an idle consumer: %v", err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(c)
+	src.msgs <- marshal(t, event(1))
+	<-sink.entered // the batch was filtered and its insert is running
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := c.Barrier(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("barrier during the insert: %v, want it to wait", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Barrier(context.Background()) }()
+	close(sink.release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("barrier still waiting after the insert ended")
+	}
+}
