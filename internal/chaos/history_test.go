@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/config"
@@ -54,7 +57,7 @@ const (
 	opStart         = "start"          // start log|kafka: telemetry serve on that bus
 	opStop          = "stop"           // SIGTERM, must exit 0
 	opKill          = "kill"           // SIGKILL
-	opPost          = "post"           // post user=U n=N bad=B resend=R: one request
+	opPost          = "post"           // post user=U|* n=N bad=B resend=R: one request
 	opDelete        = "delete"         // delete user=U: the admin API's erasure
 	opBrokerStop    = "broker-stop"    // stop the Kafka broker
 	opBrokerStart   = "broker-start"   // start it again
@@ -220,27 +223,51 @@ func (s *sim) apply(o op) {
 
 // historyUsers are the data subjects of a history: few, so deletions hit
 // events that were posted, and new events follow them.
+// Their keys fall on the four partitions of a default topic (kafka-go's
+// Hash: u0 0, u1 3, u2 2, u3 1).
 var historyUsers = []string{"u0", "u1", "u2", "u3"}
 
-// generate makes a random valid history of 8 to 16 ops from seed. Broker
-// stops and disk fills are rarer than posts: each costs seconds.
+// anyUser as a post's user spreads its events over every user, as a
+// server-side batch does.
+const anyUser = "*"
+
+// generate makes a random valid history of 8 to 16 ops from seed. A
+// broker stop or a full disk is an episode: its recovery follows within
+// one to three ops, so most of a history runs with the parts up (a long
+// full disk only answers 503). Broker stops cost seconds each, so only a
+// third of the histories have them.
 func generate(seed uint64) history {
 	r := rand.New(rand.NewPCG(seed, 0x4849))
 	h := history{seed: seed}
 	var s sim
 	length := 8 + r.IntN(9)
-	brokerOps := r.IntN(3) == 0 // a third of the histories stop the broker
+	brokerOps := r.IntN(3) == 0
 	buses := []string{"log", "kafka"}
+	recover := map[string]int{} // recovery op -> ops left before it
 	for len(h.ops) < length {
 		var o op
 		user := historyUsers[r.IntN(len(historyUsers))]
+		for _, kind := range []string{opDiskFree, opBrokerStart} { // a fixed order: the seed decides all
+			if left, ok := recover[kind]; ok && left <= 0 {
+				o = op{kind: kind}
+				delete(recover, kind)
+				break
+			}
+		}
 		switch w := r.IntN(100); {
+		case o.kind != "":
 		case !s.serveUp && w < 80:
 			o = op{kind: opStart, bus: buses[r.IntN(2)]}
+			if s.bus != "" && r.IntN(10) < 6 { // switch more often than not: switches found defects
+				o.bus = buses[1-slices.Index(buses, s.bus)]
+			}
 		case !s.serveUp:
-			o = op{kind: []string{opEngineRestart, opDiskFill, opDiskFree, opBrokerStop, opBrokerStart}[r.IntN(5)]}
+			o = op{kind: []string{opEngineRestart, opDiskFill, opBrokerStop}[r.IntN(3)]}
 		case w < 45:
 			o = op{kind: opPost, user: user, n: 1 + r.IntN(20)}
+			if r.IntN(2) == 0 {
+				o.user = anyUser
+			}
 			if r.IntN(4) == 0 {
 				o.bad = 1 + r.IntN(3)
 			}
@@ -256,15 +283,24 @@ func generate(seed uint64) history {
 		case w < 80:
 			o = op{kind: opEngineRestart}
 		case w < 90:
-			o = op{kind: []string{opDiskFill, opDiskFree}[r.IntN(2)]}
+			o = op{kind: opDiskFill}
 		default:
-			o = op{kind: []string{opBrokerStop, opBrokerStart}[r.IntN(2)]}
+			o = op{kind: opBrokerStop}
 		}
-		if (o.kind == opBrokerStop || o.kind == opBrokerStart) && !brokerOps {
+		if o.kind == opBrokerStop && !brokerOps {
 			continue
 		}
 		if !s.allows(o) {
 			continue
+		}
+		for kind := range recover {
+			recover[kind]--
+		}
+		switch o.kind {
+		case opDiskFill:
+			recover[opDiskFree] = 1 + r.IntN(3)
+		case opBrokerStop:
+			recover[opBrokerStart] = 1 + r.IntN(3)
 		}
 		s.apply(o)
 		h.ops = append(h.ops, o)
@@ -293,17 +329,16 @@ type world struct {
 	dir    string
 	chPort string
 	walFS  string // mount point of the local log's tmpfs ("" if none)
-	kafka  []string
 	engine *node
 	serve  map[string]*node // by bus, on one data directory
 	sim    sim
 	gen    *gen.Generator
 	rnd    *rand.Rand
 	events map[string]*sentEvent
-	order  []string            // event_ids in the order first sent
-	dels   map[string][]int    // user -> steps of deletions
-	notes  []string            // what happened, for the report
-	bad    []string            // invariant violations
+	order  []string         // event_ids in the order first sent
+	dels   map[string][]int // user -> steps of deletions
+	notes  []string         // what happened, for the report
+	bad    []string         // invariant violations
 	client *http.Client
 }
 
@@ -351,15 +386,41 @@ func newWorld(t *testing.T, h history) *world {
 	}
 	w.engine = newNode(t, "engine", filepath.Join(dir, "engine"), chaosArgs("serve", "serve.ingest=false", "serve.consumer=false",
 		"admin.enabled=false", "embedded.listen=127.0.0.1:"+w.chPort)...)
-	ks := kafkaSettings(t, fmt.Sprintf("history-%d", h.seed))
-	w.kafka = []string{strings.TrimPrefix(ks[1], "kafka.brokers=")}
+	// The default topics, as a deployment has them (a defect once hid
+	// behind the default name), made afresh for each history.
+	broker := kafkaBrokers(t)
+	defaults := config.Default().Kafka
+	freshTopics(t, broker, defaults.EventsTopic, defaults.DeadLetterTopic)
+	group := fmt.Sprintf("history-%d-%d", h.seed, time.Now().UnixNano())
 	for _, bus := range []string{"log", "kafka"} {
-		settings := append([]string{"embedded.enabled=false", "clickhouse.protocol=http", "clickhouse.addr=127.0.0.1:" + w.chPort,
-			"serve.migrate=false", "admin.listen=127.0.0.1:0", "wal.dir=" + walDir, "consumer.session_timeout=6s"}, ks[1:]...)
-		settings = append(settings, "bus="+bus)
+		settings := []string{"embedded.enabled=false", "clickhouse.protocol=http", "clickhouse.addr=127.0.0.1:" + w.chPort,
+			"serve.migrate=false", "admin.listen=127.0.0.1:0", "wal.dir=" + walDir, "consumer.session_timeout=6s",
+			"kafka.brokers=" + broker, "consumer.group_id=" + group, "bus=" + bus}
 		w.serve[bus] = newNode(t, "serve-"+bus, filepath.Join(dir, "data"), chaosArgs("serve", settings...)...)
 	}
 	return w
+}
+
+// freshTopics deletes topics and waits until the broker no longer knows
+// them, so the next start creates them empty.
+func freshTopics(t *testing.T, broker string, topics ...string) {
+	deleteTopics(t, broker, topics...)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := kafka.Dial("tcp", broker)
+		if err != nil {
+			t.Fatalf("dialing the broker: %v", err)
+		}
+		parts, err := conn.ReadPartitions(topics...)
+		conn.Close()
+		if len(parts) == 0 || errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topics %v still there 30s after their deletion (%d partitions, %v)", topics, len(parts), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // close kills what runs, frees the disk, unmounts the tmpfs and removes
@@ -477,11 +538,13 @@ func (w *world) newEvent(user string, bad bool) schema.Event {
 // earlier events, shuffled; and books what the answer promised.
 func (w *world) post(step int, o op) {
 	var ids []string
-	for range o.n {
-		ids = append(ids, w.book(w.newEvent(o.user, false), o.user, false))
-	}
-	for range o.bad {
-		ids = append(ids, w.book(w.newEvent(o.user, true), o.user, true))
+	for i := range o.n + o.bad {
+		user := o.user
+		if user == anyUser {
+			user = historyUsers[w.rnd.IntN(len(historyUsers))]
+		}
+		bad := i >= o.n
+		ids = append(ids, w.book(w.newEvent(user, bad), user, bad))
 	}
 	var earlier []string
 	for _, id := range w.order {

@@ -35,3 +35,13 @@ func TestHistoryScripts(t *testing.T) {
 		t.Fatalf("valid: %v, want %v", got, want)
 	}
 }
+
+// TestHistoriesAreDeterministic: a seed always makes the same history, so
+// a logged seed replays a run.
+func TestHistoriesAreDeterministic(t *testing.T) {
+	for seed := uint64(1); seed <= 50; seed++ {
+		if a, b := generate(seed).script(), generate(seed).script(); a != b {
+			t.Fatalf("seed %d made two histories:\n%s\n%s", seed, a, b)
+		}
+	}
+}

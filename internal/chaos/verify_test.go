@@ -90,7 +90,7 @@ type outcome struct {
 	rawCopies int // count() - uniqExact(event_id), before merges collapse copies
 	// reinserted counts rows whose bus position (topic, partition, offset)
 	// is stored twice: the consumer inserted one message again, which the
-	// stored-offsets check should prevent (FINAL still collapses them).
+	// stored-offsets check prevents (must be 0; FINAL would hide them).
 	// Copies from client resends have positions of their own.
 	reinserted int
 	unacked    int // stored events that were sent but never acknowledged
@@ -155,6 +155,9 @@ func settle(t *testing.T, name, addr string, s *sender) outcome {
 	}
 	if o.dup != 0 {
 		t.Errorf("%s: %d events stored more than once under FINAL", name, o.dup)
+	}
+	if o.reinserted != 0 {
+		t.Errorf("%s: %d rows repeat a bus position (topic, partition, offset): the consumer inserted a message twice", name, o.reinserted)
 	}
 	if o.strangers != 0 {
 		t.Errorf("%s: %d stored events were never sent", name, o.strangers)
