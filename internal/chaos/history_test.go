@@ -64,6 +64,7 @@ const (
 	opEngineRestart = "engine-restart" // SIGKILL the ClickHouse engine's process, start it again
 	opDiskFill      = "disk-fill"      // fill the local log's filesystem
 	opDiskFree      = "disk-free"      // free it again
+	opWait          = "wait"           // let a second pass (the consumer catches up)
 )
 
 // op is one step of a history.
@@ -123,7 +124,7 @@ func parseOp(line string) (op, error) {
 		if o.user == "" {
 			return o, fmt.Errorf("%q: user= required", line)
 		}
-	case opStop, opKill, opBrokerStop, opBrokerStart, opEngineRestart, opDiskFill, opDiskFree:
+	case opStop, opKill, opBrokerStop, opBrokerStart, opEngineRestart, opDiskFill, opDiskFree, opWait:
 		if len(f) != 1 {
 			return o, fmt.Errorf("%q: %s takes no argument", line, o.kind)
 		}
@@ -263,6 +264,8 @@ func generate(seed uint64) history {
 			}
 		case !s.serveUp:
 			o = op{kind: []string{opEngineRestart, opDiskFill, opBrokerStop}[r.IntN(3)]}
+		case w < 10:
+			o = op{kind: opWait}
 		case w < 45:
 			o = op{kind: opPost, user: user, n: 1 + r.IntN(20)}
 			if r.IntN(2) == 0 {
@@ -501,6 +504,8 @@ func (w *world) do(step int, o op) bool {
 		testenv.KafkaScript(t, "down")
 	case opBrokerStart:
 		testenv.KafkaScript(t, "up")
+	case opWait:
+		time.Sleep(time.Second)
 	case opEngineRestart:
 		w.engine.kill()
 		if err := w.engine.tryStart(); err != nil {
