@@ -60,7 +60,9 @@ type Config struct {
 	ReadTimeout time.Duration `mapstructure:"read_timeout"`
 	// MaxHeaderBytes bounds request header size. Default 16384.
 	MaxHeaderBytes int `mapstructure:"max_header_bytes"`
-	// ShutdownTimeout bounds the drain of in-flight requests. Default 15s.
+	// ShutdownTimeout bounds the drain of in-flight requests at a graceful
+	// stop, within serve.shutdown_timeout (which bounds the whole stop).
+	// Default 15s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	// RateLimitPerKey bounds requests per second per write key (429 with
 	// Retry-After above it). Default 5000/s, burst 10000.

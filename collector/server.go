@@ -489,12 +489,16 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Shutdown stops accepting, marks the server not ready and drains in-flight
-// requests (each finishes its publish) within ctx.
+// requests (each finishes its publish) within ctx and ingest.shutdown_timeout,
+// whichever ends first. Requests still running then are left to finish or
+// fail on their own: their answer, not the drain, says what was accepted.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	if s.srv == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
 	err := s.srv.Shutdown(ctx)
 	s.wg.Wait()
 	if err != nil {

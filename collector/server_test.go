@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -328,5 +329,37 @@ func TestHealthAndReadiness(t *testing.T) {
 	s.draining.Store(true)
 	if w, _ := do(t, s.Handler(), req{method: "GET", path: "/readyz"}); w.Code != 503 {
 		t.Fatalf("readyz while draining %d", w.Code)
+	}
+}
+
+// TestShutdownDrainIsBoundedByShutdownTimeout: a request stuck in its
+// publish does not hold a graceful stop beyond ingest.shutdown_timeout.
+func TestShutdownDrainIsBoundedByShutdownTimeout(t *testing.T) {
+	pub := &blockingPublisher{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(pub.release)
+	cfg := testConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.ShutdownTimeout = 100 * time.Millisecond
+	cfg.PublishTimeout = time.Minute
+	s := newTestServer(t, cfg, pub)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/events", bytes.NewReader(mustJSON(t, event())))
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-pub.entered
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown with a request stuck in its publish: %v, want the drain cut at shutdown_timeout", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the drain ran until the caller's deadline, not shutdown_timeout")
 	}
 }

@@ -342,8 +342,8 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 		if rerr != nil {
 			return rerr
 		}
-		dcfg := wal.DefaultConfig()
-		dcfg.Dir = filepath.Join(p.cfg.DataDir, "dead-letters")
+		dcfg := p.cfg.WAL // the wal: settings (fsync, sizes), in a directory of its own
+		dcfg.Dir, dcfg.Cursors = filepath.Join(p.cfg.DataDir, "dead-letters"), nil
 		if p.deadLog, err = wal.Open(dcfg, p.log.With("wal", "dead-letters")); err != nil {
 			return fmt.Errorf("opening the dead-letter log: %w", err)
 		}
