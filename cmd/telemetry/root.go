@@ -80,14 +80,18 @@ func newVersionCmd() *cobra.Command {
 func newConfigCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "config",
-		Short: "Validate the configuration and print it",
+		Short: "Validate the configuration and print it as YAML, secrets redacted",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.load()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%+v\n", c)
-			return nil
+			out, err := config.YAML(c)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
 		},
 	}
 }
