@@ -28,9 +28,11 @@
 // Sequence numbers start at 1 and increase by one per record, within a
 // segment and from one segment to the next (only RepairCorrupt can leave a
 // gap). A payload is at most MaxRecordBytes long. Cursors live in
-// cursors/<name>, a text file holding the decimal sequence number committed,
-// replaced atomically (write to a temporary file, fsync, rename, fsync the
-// directory).
+// cursors/<name>: two checksummed slots of (seq, generation), of which a
+// commit overwrites the older in place and fsyncs, so committing needs no
+// new disk block (see README.md). The file ID holds the log's identity
+// (Log.ID): sequence numbers are unique within it, and a wiped directory
+// gets a new one. HandOver moves the position of one reader to another.
 //
 // # Durability
 //
