@@ -124,7 +124,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first invalid field, named by its config key.
+// Validate reports every invalid field, each named by its config key and
+// the rule it breaks (errors.Join).
 func (c Config) Validate() error {
 	var errs []error
 	add := func(field, format string, args ...any) {

@@ -1,6 +1,8 @@
 // Package broker holds what the collector and the consumers share about
-// Kafka: the connection and topic configuration, and topic creation. It
-// owns no long-lived connections and must not know about events.
+// Kafka: the connection and topic configuration, topic creation and the
+// producer (Producer, which keeps its connections to the partition leaders
+// open for its whole life, until Close). Ping and EnsureTopics dial for
+// one call only. It must not know about events.
 package broker
 
 import (

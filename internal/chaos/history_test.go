@@ -232,7 +232,7 @@ var historyUsers = []string{"u0", "u1", "u2", "u3"}
 // server-side batch does.
 const anyUser = "*"
 
-// generate makes a random valid history of 8 to 16 ops from seed. A
+// generate makes a random valid history of 8 to 17 ops from seed. A
 // broker stop or a full disk is an episode: its recovery follows within
 // one to three ops, so most of a history runs with the parts up (a long
 // full disk only answers 503). Broker stops cost seconds each, so only a
@@ -267,7 +267,7 @@ func generate(seed uint64) history {
 		case w < 10:
 			o = op{kind: opWait}
 		case w < 45:
-			o = op{kind: opPost, user: user, n: 1 + r.IntN(20)}
+			o = op{kind: opPost, user: user, n: 1 + r.IntN(30)}
 			if r.IntN(2) == 0 {
 				o.user = anyUser
 			}
@@ -304,6 +304,9 @@ func generate(seed uint64) history {
 			recover[opDiskFree] = 1 + r.IntN(3)
 		case opBrokerStop:
 			recover[opBrokerStart] = 1 + r.IntN(3)
+		}
+		if o.kind == opStop && r.IntN(2) == 0 {
+			h.ops = append(h.ops, op{kind: opWait}) // a stop after a quiet second, as most are
 		}
 		s.apply(o)
 		h.ops = append(h.ops, o)
