@@ -390,3 +390,29 @@ func TestCheckTokenOutsideDev(t *testing.T) {
 		}
 	}
 }
+
+// TestTombstoneBoundCoversItsOwnMillisecond: deleted_at is stored in
+// milliseconds; an event received earlier in the same millisecond as the
+// deletion must still be before the bound (the random histories found a
+// truncated bound that let two such events through).
+func TestTombstoneBoundCoversItsOwnMillisecond(t *testing.T) {
+	e := newEnv(t)
+	reg := e.svc.Registry()
+	for i := range 20 {
+		id := fmt.Sprintf("ms-user-%d", i)
+		before := time.Now()
+		at, err := reg.Tombstone(context.Background(), Subject{Type: SubjectUser, ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Before(before) {
+			t.Fatalf("bound %v is before an event received at %v, earlier than the deletion", at, before)
+		}
+		if !reg.Drop(&schema.Enriched{Event: schema.Event{UserID: id}, ReceivedAt: before}) {
+			t.Fatalf("an event received at %v, before the deletion bounded at %v, is kept", before, at)
+		}
+		if at != at.Truncate(time.Millisecond) {
+			t.Fatalf("bound %v is finer than the table's milliseconds", at)
+		}
+	}
+}

@@ -191,7 +191,14 @@ func build(rows []subjectRow) *set {
 func (r *Registry) Tombstone(ctx context.Context, sub Subject) (time.Time, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	at := time.Now().UTC().Truncate(time.Millisecond) // deleted_at is DateTime64(3)
+	// deleted_at is DateTime64(3): round up, never down, so every event
+	// received before this call is at or before the bound (an event in the
+	// same millisecond after it counts as before: ties go to the deletion).
+	now := time.Now().UTC()
+	at := now.Truncate(time.Millisecond)
+	if at.Before(now) {
+		at = at.Add(time.Millisecond)
+	}
 	q := fmt.Sprintf("INSERT INTO %s (subject_type, subject_id, deleted_at, updated_at) VALUES (?, ?, fromUnixTimestamp64Milli(?, 'UTC'), now64(6))", r.tables.table("tombstones"))
 	if err := r.db.Exec(ctx, q, sub.Type, sub.ID, at.UnixMilli()); err != nil {
 		return time.Time{}, fmt.Errorf("recording tombstone: %w", err)
