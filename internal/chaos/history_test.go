@@ -232,7 +232,8 @@ var historyUsers = []string{"u0", "u1", "u2", "u3"}
 // server-side batch does.
 const anyUser = "*"
 
-// generate makes a random valid history of 8 to 17 ops from seed. A
+// generate makes a random valid history of 10 to 21 ops from seed, about
+// half of them posts. A
 // broker stop or a full disk is an episode: its recovery follows within
 // one to three ops, so most of a history runs with the parts up (a long
 // full disk only answers 503). Broker stops cost seconds each, so only a
@@ -241,7 +242,7 @@ func generate(seed uint64) history {
 	r := rand.New(rand.NewPCG(seed, 0x4849))
 	h := history{seed: seed}
 	var s sim
-	length := 8 + r.IntN(9)
+	length := 10 + r.IntN(11)
 	brokerOps := r.IntN(3) == 0
 	buses := []string{"log", "kafka"}
 	recover := map[string]int{} // recovery op -> ops left before it
@@ -257,16 +258,16 @@ func generate(seed uint64) history {
 		}
 		switch w := r.IntN(100); {
 		case o.kind != "":
-		case !s.serveUp && w < 80:
+		case !s.serveUp && w < 90:
 			o = op{kind: opStart, bus: buses[r.IntN(2)]}
 			if s.bus != "" && r.IntN(10) < 6 { // switch more often than not: switches found defects
 				o.bus = buses[1-slices.Index(buses, s.bus)]
 			}
 		case !s.serveUp:
 			o = op{kind: []string{opEngineRestart, opDiskFill, opBrokerStop}[r.IntN(3)]}
-		case w < 10:
+		case w < 8:
 			o = op{kind: opWait}
-		case w < 45:
+		case w < 63:
 			o = op{kind: opPost, user: user, n: 1 + r.IntN(30)}
 			if r.IntN(2) == 0 {
 				o.user = anyUser
@@ -277,15 +278,15 @@ func generate(seed uint64) history {
 			if r.IntN(4) == 0 {
 				o.resend = 1 + r.IntN(5)
 			}
-		case w < 55:
+		case w < 70:
 			o = op{kind: opKill}
-		case w < 62:
+		case w < 78:
 			o = op{kind: opStop}
-		case w < 72:
+		case w < 86:
 			o = op{kind: opDelete, user: user}
-		case w < 80:
+		case w < 92:
 			o = op{kind: opEngineRestart}
-		case w < 90:
+		case w < 97:
 			o = op{kind: opDiskFill}
 		default:
 			o = op{kind: opBrokerStop}

@@ -12,8 +12,8 @@ import (
 func TestHistoryScripts(t *testing.T) {
 	for seed := uint64(1); seed <= 200; seed++ {
 		h := generate(seed)
-		if len(h.ops) < 8 || len(h.ops) > 17 {
-			t.Fatalf("seed %d: %d ops, want 8 to 17", seed, len(h.ops))
+		if len(h.ops) < 10 || len(h.ops) > 21 {
+			t.Fatalf("seed %d: %d ops, want 10 to 21", seed, len(h.ops))
 		}
 		if !reflect.DeepEqual(valid(h.ops), h.ops) {
 			t.Fatalf("seed %d: generated an op its state does not allow:\n%s", seed, h.script())
