@@ -78,6 +78,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// seedEnv fixes the random seed of every scenario (kill moments, sender
+// events) to replay a run; each scenario logs the seed it used.
+const seedEnv = "CHAOS_SEED"
+
+// scenarioSeed is the seed of t's randomness: CHAOS_SEED, else the clock.
+// It is logged, so any run can be replayed.
+func scenarioSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(seedEnv); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", seedEnv, v, err)
+		}
+		seed = n
+	}
+	t.Logf("random seed %d (replay with %s=%d)", seed, seedEnv, seed)
+	return seed
+}
+
 // requireChaos skips t unless the chaos tests are enabled.
 func requireChaos(t *testing.T) {
 	t.Helper()

@@ -60,7 +60,7 @@ func newSender(t *testing.T, target func() string, workers, batch int) *sender {
 	return &sender{t: t, target: target, workers: workers, batch: batch, retryWait: 250 * time.Millisecond,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: workers, MaxIdleConnsPerHost: workers, IdleConnTimeout: 30 * time.Second}},
-		seed: uint64(time.Now().UnixNano()), acked: map[string]bool{}, status: map[int]int{}}
+		seed: scenarioSeed(t), acked: map[string]bool{}, status: map[int]int{}}
 }
 
 // start launches the workers. A finished sender can be started again:
@@ -216,6 +216,19 @@ func (s *sender) tally() tally {
 		tl.status[k] = v
 	}
 	return tl
+}
+
+// ackedIDs is the set of event_ids acknowledged so far.
+func (s *sender) ackedIDs() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for id, a := range s.acked {
+		if a {
+			out[id] = true
+		}
+	}
+	return out
 }
 
 // acknowledged is the number of events acknowledged so far.

@@ -96,6 +96,7 @@ type outcome struct {
 	unacked    int // stored events that were sent but never acknowledged
 	strangers  int // stored events that were never sent
 	lostIDs    []string
+	storedIDs  map[string]bool // every event_id in telemetry.events
 }
 
 // line is the scenario's figures in the report format.
@@ -118,6 +119,7 @@ func settle(t *testing.T, name, addr string, s *sender) outcome {
 		t.Fatal(err)
 	}
 	stored := map[string]bool{}
+	o.storedIDs = stored
 	if rows != "" {
 		for _, l := range strings.Split(rows, "\n") {
 			id, _, _ := strings.Cut(l, "\t")
