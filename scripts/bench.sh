@@ -89,9 +89,10 @@ run --mode batch --batch 50 --concurrency "$conc" --unique-ua --seed 77 >"$work/
 rss_flood=$(rss)
 kill $pid; wait $pid 2>/dev/null || true
 
-echo "== 3b. overload: 8x the senders, max_inflight 32" >&2
+over_inflight=32
+echo "== 3b. overload: 8x the senders, max_inflight $over_inflight" >&2
 ./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
-  --set data_dir="$work/data2" --set ingest.max_inflight=32 --set ingest.rate_limit_per_key.rate=0 --listen 127.0.0.1:18080 2>>"$work/serve.log" &
+  --set data_dir="$work/data2" --set ingest.max_inflight=$over_inflight --set ingest.rate_limit_per_key.rate=0 --listen 127.0.0.1:18080 2>>"$work/serve.log" &
 pid=$!
 for _ in $(seq 150); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
 run --mode batch --batch 50 --concurrency $((conc * 8)) >"$work/overload.json"
@@ -114,5 +115,10 @@ echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2
 
 head -1 /proc/stat >"$work/stat.end" 2>/dev/null || true
+# The settings the report names, read from this run's config, not written as text.
+ua_budget=$(./bin/telemetry config | awk '$1 == "ua_parse_budget:" {print $2}')
+batch_interval=$(./bin/telemetry config | awk '$1 == "batch_interval:" {print $2}')
+printf '{"ua_parse_budget": %s, "overload_max_inflight": %s, "batch_interval": "%s"}\n' \
+  "$ua_budget" "$over_inflight" "$batch_interval" >"$work/settings.json"
 python3 scripts/bench_report.py "$work" "$broker_rate" "$msg_size" "$rss_peak" "$rss_flood" "$rss_over" "$secs" "$conc" "$rows" >"$out"
 echo "wrote $out" >&2
