@@ -140,6 +140,16 @@ type history struct {
 	ops  []op
 }
 
+// partitions is the events topic's partition count in h: one for odd
+// seeds (every Kafka event on partition 0, where the local log's records
+// also claim partition 0), four for even ones (users spread out).
+func (h history) partitions() int {
+	if h.seed%2 == 1 {
+		return 1
+	}
+	return 4
+}
+
 // script renders h as the text parseHistory reads.
 func (h history) script() string {
 	var b strings.Builder
@@ -402,7 +412,8 @@ func newWorld(t *testing.T, h history) *world {
 	for _, bus := range []string{"log", "kafka"} {
 		settings := []string{"embedded.enabled=false", "clickhouse.protocol=http", "clickhouse.addr=127.0.0.1:" + w.chPort,
 			"serve.migrate=false", "admin.listen=127.0.0.1:0", "wal.dir=" + walDir, "consumer.session_timeout=6s",
-			"kafka.brokers=" + broker, "consumer.group_id=" + group, "bus=" + bus}
+			"kafka.brokers=" + broker, "consumer.group_id=" + group, "bus=" + bus,
+			"kafka.partitions=" + strconv.Itoa(h.partitions())}
 		w.serve[bus] = newNode(t, "serve-"+bus, filepath.Join(dir, "data"), chaosArgs("serve", settings...)...)
 	}
 	return w
