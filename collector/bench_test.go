@@ -8,17 +8,18 @@ import (
 	"testing"
 
 	"github.com/sora3web/telemetry/schema"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // BenchmarkDecodeValidateEnrich measures our own CPU per event with a warm
 // UA cache: decode, byte checks, validation, enrichment and encoding.
 func BenchmarkDecodeValidateEnrich(b *testing.B) {
 	cfg := DefaultConfig()
-	ua, err := NewUAParser(cfg.UACacheSize)
+	ua, err := transform.NewUAParser(cfg.UACacheSize)
 	if err != nil {
 		b.Fatal(err)
 	}
-	scrub, _ := NewScrubber(DefaultScrubConfig())
+	scrub, _ := transform.NewScrubber(transform.DefaultScrubConfig())
 	enr := &enricher{ua: ua, scrub: scrub}
 	raws, err := splitBatch(mustJSON(b, event()), false, 1)
 	if err != nil {
@@ -100,7 +101,7 @@ func (discardPublisher) Ready() error                                 { return n
 // BenchmarkScrubStack measures scrubbing a typical stack trace that holds
 // no secret (the common case of client_error events).
 func BenchmarkScrubStack(b *testing.B) {
-	s, err := NewScrubber(DefaultScrubConfig())
+	s, err := transform.NewScrubber(transform.DefaultScrubConfig())
 	if err != nil {
 		b.Fatal(err)
 	}

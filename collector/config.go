@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sora3web/telemetry/schema"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // Config configures the ingest HTTP server. Start from DefaultConfig.
@@ -41,7 +42,7 @@ type Config struct {
 	Limits schema.Limits `mapstructure:"limits"`
 	// Scrub configures what is removed from error messages, stacks and URLs
 	// before publishing.
-	Scrub ScrubConfig `mapstructure:"scrub"`
+	Scrub transform.ScrubConfig `mapstructure:"scrub"`
 	// UACacheSize is the number of parsed user agents kept. Default 10000.
 	UACacheSize int `mapstructure:"ua_cache_size"`
 	// UAParseBudget bounds user agents parsed per second on the request
@@ -107,7 +108,7 @@ func DefaultConfig() Config {
 		MaxBatchEvents:    500,
 		MaxDepth:          8,
 		Limits:            schema.DefaultLimits(),
-		Scrub:             DefaultScrubConfig(),
+		Scrub:             transform.DefaultScrubConfig(),
 		UACacheSize:       10000,
 		UAParseBudget:     250,
 		PublishTimeout:    5 * time.Second,

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/sora3web/telemetry/schema"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // FuzzDecode feeds arbitrary bodies through the whole decode path (split,
@@ -16,11 +17,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"events":[{"a":[[[[[[[[[[]]]]]]]]]]}]}`), false)
 	f.Add([]byte("{\"batch\":[{\"type\":\"track\",\"messageId\":\"m\",\"event\":\"x\xff\"}]}"), false)
 	cfg := DefaultConfig()
-	ua, err := NewUAParser(100)
+	ua, err := transform.NewUAParser(100)
 	if err != nil {
 		f.Fatal(err)
 	}
-	scrub, _ := NewScrubber(DefaultScrubConfig())
+	scrub, _ := transform.NewScrubber(transform.DefaultScrubConfig())
 	enr := &enricher{ua: ua, scrub: scrub}
 	f.Fuzz(func(t *testing.T, body []byte, ndjson bool) {
 		raws, err := splitBatch(body, ndjson, cfg.MaxBatchEvents)

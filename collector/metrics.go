@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/internal/obs"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // metrics holds the collector's OpenTelemetry instruments. They come from
@@ -66,7 +67,7 @@ func newMetrics() (*metrics, error) {
 		return nil, err
 	}
 	m.uaResults = map[string][]metric.AddOption{}
-	for _, r := range []string{uaHit, uaMiss, uaDeferred} {
+	for _, r := range []string{transform.LookupHit, transform.LookupMiss, transform.LookupDeferred} {
 		m.uaResults[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))}
 	}
 	m.acceptedOpts = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "accepted"), attribute.String("reason", "")))}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sora3web/telemetry/schema"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // segmentKinds are the endpoint call types FuzzSegment picks from ("" is
@@ -22,11 +23,11 @@ func FuzzSegment(f *testing.F) {
 	f.Add([]byte(`{"type":"page","messageId":"3f1c1f5e-2f55-4c55-9a54-3d0f6b1f0a11","userId":"u","context":{"page":{"url":"https://app.example.com/"},"consent":{"categoryPreferences":{"analytics":false}}}}`), uint8(2))
 	f.Add([]byte(`{"messageId":"x","userId":"u","traits":{"plan":"pro","under_13":true}}`), uint8(4))
 	cfg := DefaultConfig()
-	ua, err := NewUAParser(100)
+	ua, err := transform.NewUAParser(100)
 	if err != nil {
 		f.Fatal(err)
 	}
-	scrub, _ := NewScrubber(DefaultScrubConfig())
+	scrub, _ := transform.NewScrubber(transform.DefaultScrubConfig())
 	everyone := optOutAll{}
 	enr := &enricher{ua: ua, scrub: scrub, optOuts: everyone}
 	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)

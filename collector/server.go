@@ -27,6 +27,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/sora3web/telemetry/schema"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // maxReportedErrors bounds the rejections listed in one response.
@@ -91,7 +92,7 @@ func New(cfg Config, pub Publisher, log *slog.Logger, opts ...Option) (*Server, 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ua, err := NewUAParser(cfg.UACacheSize)
+	ua, err := transform.NewUAParser(cfg.UACacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("loading user-agent regexes: %w", err)
 	}
@@ -99,9 +100,9 @@ func New(cfg Config, pub Publisher, log *slog.Logger, opts ...Option) (*Server, 
 	if err != nil {
 		return nil, err
 	}
-	ua.onLookup = m.uaLookup
+	ua.SetObserver(m.uaLookup)
 	ua.SetBudget(cfg.UAParseBudget)
-	scrub, err := NewScrubber(cfg.Scrub)
+	scrub, err := transform.NewScrubber(cfg.Scrub)
 	if err != nil {
 		return nil, err
 	}
@@ -287,13 +288,13 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		s.unavailable(w, errors.New("shutting down"))
 		return
 	}
-	ip := clientIP(r, s.trusted)
+	ip := transform.ClientIP(r, s.trusted)
 	if ok, wait := s.keyLimits.allow(key, ri.receivedAt); !ok {
 		s.m.shed(r.Context(), "rate_limit_key")
 		s.tooMany(w, wait, "write key "+source)
 		return
 	}
-	if ok, wait := s.ipLimits.allow(ip.String(), ri.receivedAt); !ok && !isTrusted(ip, s.exempt) {
+	if ok, wait := s.ipLimits.allow(ip.String(), ri.receivedAt); !ok && !transform.InPrefixes(ip, s.exempt) {
 		s.m.shed(r.Context(), "rate_limit_ip")
 		s.tooMany(w, wait, "client address")
 		return
@@ -308,7 +309,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		s.fail(w, statusOf(err), err)
 		return
 	}
-	ri.ip = AnonymizeIP(ip)
+	ri.ip = transform.AnonymizeIP(ip)
 	ri.optOut = (s.cfg.HonorDNT && r.Header.Get("DNT") == "1") || (s.cfg.HonorGPC && r.Header.Get("Sec-GPC") == "1")
 
 	var resp Response

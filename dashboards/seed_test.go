@@ -12,11 +12,11 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 
-	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/gen"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/schema/migrations"
+	"github.com/sora3web/telemetry/transform"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
@@ -38,12 +38,12 @@ var (
 )
 
 // generate makes the seed's enriched events: internal/gen's events, each
-// enriched exactly as the collector does (collector.UAParser for the
+// enriched exactly as the collector does (transform.UAParser for the
 // device, skew-corrected timestamp, identifiers, prompt and IP stripped on
 // opt-out, user agent not kept).
 func generate(t testing.TB) []schema.Enriched {
 	t.Helper()
-	ua, err := collector.NewUAParser(1000)
+	ua, err := transform.NewUAParser(1000)
 	if err != nil {
 		t.Fatal(err)
 	}

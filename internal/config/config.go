@@ -233,6 +233,8 @@ func Load(path string, overrides map[string]any) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("decoding config: %w", err)
 	}
+	// One key, two parsers: the consumer's user-agent cache follows ingest's.
+	c.Consumer.UACacheSize = c.Ingest.UACacheSize
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("invalid config:\n%w", err)
 	}

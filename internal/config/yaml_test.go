@@ -51,3 +51,15 @@ func TestYAMLRedactsSecretsAndReadsBack(t *testing.T) {
 		t.Fatalf("read back differs:\n got %+v\nwant %+v", back, c)
 	}
 }
+
+// TestConsumerUACacheFollowsIngest: ingest.ua_cache_size sizes both
+// user-agent caches, ingest's and the consumer's (for deferred agents).
+func TestConsumerUACacheFollowsIngest(t *testing.T) {
+	c, err := Load("", map[string]any{"ingest.ua_cache_size": 1234})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Consumer.UACacheSize != 1234 {
+		t.Fatalf("consumer UA cache %d, want ingest's 1234", c.Consumer.UACacheSize)
+	}
+}

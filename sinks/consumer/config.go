@@ -34,6 +34,10 @@ type Config struct {
 	// group.min.session.timeout.ms (6s) and group.max.session.timeout.ms
 	// (30m). Default 30s.
 	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	// UACacheSize bounds the cache of parsed user agents for the events
+	// ingest deferred (its parse budget was spent). Not a key of its own:
+	// config.Load sets it from ingest.ua_cache_size. Default 10000.
+	UACacheSize int `mapstructure:"-"`
 }
 
 // DefaultConfig returns the documented defaults, following ClickHouse's
@@ -50,6 +54,7 @@ func DefaultConfig() Config {
 		BackoffMin:     100 * time.Millisecond,
 		BackoffMax:     10 * time.Second,
 		SessionTimeout: 30 * time.Second,
+		UACacheSize:    10000,
 	}
 }
 
@@ -85,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		add("backoff_min", "must be > 0 and <= backoff_max")
+	}
+	if c.UACacheSize <= 0 {
+		add("ua_cache_size", "must be > 0 (ingest.ua_cache_size)")
 	}
 	if c.SessionTimeout < 6*time.Second || c.SessionTimeout > 30*time.Minute {
 		add("session_timeout", "must be between 6s and 30m (the broker's group session bounds)")

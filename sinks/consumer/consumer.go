@@ -26,8 +26,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // Sink is where batches go; ClickHouseSink is the production one.
@@ -87,7 +87,7 @@ type Consumer struct {
 	m    *metrics
 
 	// ua parses the user agents ingest deferred; made on first use.
-	ua     *collector.UAParser
+	ua     *transform.UAParser
 	tracer trace.Tracer
 
 	// afterInsert, when set (tests), runs after an acknowledged insert; an
@@ -410,7 +410,7 @@ func (c *Consumer) add(p *pending, m kafka.Message) {
 // only the parsed fields are stored.
 func (c *Consumer) finishDevice(r *record) {
 	if c.ua == nil {
-		ua, err := collector.NewUAParser(10000)
+		ua, err := transform.NewUAParser(c.cfg.UACacheSize)
 		if err != nil {
 			c.log.Error("loading the user-agent parser; storing the event with device_pending", "err", err)
 			return

@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"github.com/sora3web/telemetry/collector"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // stored is an events row read back for comparison.
@@ -66,7 +66,7 @@ type stored struct {
 
 func expected(e schema.Enriched, topic string) stored {
 	if e.Device.Pending { // ingest deferred the parse: the consumer parses and drops the user agent
-		p, err := collector.NewUAParser(10)
+		p, err := transform.NewUAParser(10)
 		if err != nil {
 			panic(err)
 		}

@@ -1,4 +1,4 @@
-package collector
+package transform
 
 import (
 	"fmt"
