@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/internal/backoff"
 )
 
 // ErrBadRecord means a local-log record is not an encoded Message.
@@ -140,10 +141,10 @@ const SpoolCursor = "kafka-forwarder"
 // acknowledged. Either way Publish returns nil only once the events are
 // durable: on Kafka (acks=all) or in the local log (fsynced).
 type SpoolPublisher struct {
-	cfg   SpoolConfig
-	kafka Publisher
-	log   *wal.Log
-	lg    *slog.Logger
+	cfg    SpoolConfig
+	kafka  Publisher
+	wal    *wal.Log
+	logger *slog.Logger
 
 	mu       sync.RWMutex // appends hold R; the forwarder holds W to leave spooling
 	spooling atomic.Bool
@@ -156,14 +157,14 @@ var _ Publisher = (*SpoolPublisher)(nil)
 
 // NewSpoolPublisher spools for k into l. l must have been opened with the
 // spool's cursor or accept new cursors.
-func NewSpoolPublisher(cfg SpoolConfig, k Publisher, l *wal.Log, lg *slog.Logger) (*SpoolPublisher, error) {
+func NewSpoolPublisher(cfg SpoolConfig, k Publisher, l *wal.Log, logger *slog.Logger) (*SpoolPublisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := l.Cursor(SpoolCursor); err != nil {
 		return nil, fmt.Errorf("registering the spool cursor: %w", err)
 	}
-	p := &SpoolPublisher{cfg: cfg, kafka: k, log: l, lg: lg}
+	p := &SpoolPublisher{cfg: cfg, kafka: k, wal: l, logger: logger}
 	committed, err := l.Committed(SpoolCursor)
 	if err != nil {
 		return nil, err
@@ -202,7 +203,7 @@ func (p *SpoolPublisher) Ready() error {
 	if kerr == nil {
 		return nil
 	}
-	if lerr := p.log.Healthy(); lerr != nil {
+	if lerr := p.wal.Healthy(); lerr != nil {
 		return errors.Join(kerr, lerr)
 	}
 	return nil
@@ -220,12 +221,12 @@ func (p *SpoolPublisher) Publish(ctx context.Context, msgs []Message) error {
 		if err == nil {
 			return nil
 		}
-		p.lg.Warn("kafka publish failed; spooling to the local log", "events", len(msgs), "err", err)
+		p.logger.Warn("kafka publish failed; spooling to the local log", "events", len(msgs), "err", err)
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	p.spooling.Store(true)
-	if _, _, err := p.log.Append(ctx, encodeAll(msgs)); err != nil {
+	if _, _, err := p.wal.Append(ctx, encodeAll(msgs)); err != nil {
 		return fmt.Errorf("spooling %d messages to the local log: %w", len(msgs), err)
 	}
 	return nil
@@ -235,13 +236,13 @@ func (p *SpoolPublisher) Publish(ctx context.Context, msgs []Message) error {
 // acknowledged write, until ctx ends.
 func (p *SpoolPublisher) forward(ctx context.Context) {
 	defer close(p.done)
-	backoff := 50 * time.Millisecond
+	bo := backoff.New(50*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
-		recs, err := p.log.Read(ctx, SpoolCursor, p.cfg.ForwardBatch, 4<<20)
+		recs, err := p.wal.Read(ctx, SpoolCursor, p.cfg.ForwardBatch, 4<<20)
 		if err != nil {
 			if ctx.Err() == nil {
-				p.lg.Error("reading the spool", "err", err)
-				sleep(ctx, time.Second)
+				p.logger.Error("reading the spool", "err", err)
+				bo.Wait(ctx)
 			}
 			continue
 		}
@@ -249,53 +250,43 @@ func (p *SpoolPublisher) forward(ctx context.Context) {
 		for _, r := range recs {
 			m, err := DecodeMessage(r.Payload)
 			if err != nil {
-				p.lg.Error("dropping an undecodable spool record", "seq", r.Seq, "err", err)
+				p.logger.Error("dropping an undecodable spool record", "seq", r.Seq, "err", err)
 				continue
 			}
 			msgs = append(msgs, m)
 		}
-		if !p.replay(ctx, msgs, &backoff) {
+		if !p.replay(ctx, msgs, bo) {
 			return // ctx ended mid-replay; the records stay uncommitted
 		}
-		backoff = 50 * time.Millisecond
+		bo.Reset()
 		last := recs[len(recs)-1].Seq
-		if err := p.log.Commit(SpoolCursor, last); err != nil {
-			p.lg.Error("committing the spool cursor", "seq", last, "err", err)
+		if err := p.wal.Commit(SpoolCursor, last); err != nil {
+			p.logger.Error("committing the spool cursor", "seq", last, "err", err)
 			continue
 		}
 		p.mu.Lock()
-		if p.log.Stats().LastSeq == last {
+		if p.wal.Stats().LastSeq == last {
 			if p.spooling.Swap(false) {
-				p.lg.Info("spool drained; publishing to kafka directly again", "seq", last)
+				p.logger.Info("spool drained; publishing to kafka directly again", "seq", last)
 			}
 		}
 		p.mu.Unlock()
 	}
 }
 
-// replay publishes msgs to Kafka, retrying with a growing *backoff, and
-// reports whether they were published: only then may the spool cursor move.
-// It is false when ctx ends first, even if it ended before the first try
-// (the forwarder once took a nil error left over from its read for success
-// and committed records Kafka never got).
-func (p *SpoolPublisher) replay(ctx context.Context, msgs []Message, backoff *time.Duration) bool {
+// replay publishes msgs to Kafka, retrying with backoff bo, and reports
+// whether they were published: only then may the spool cursor move. It is
+// false when ctx ends first, even if it ended before the first try (the
+// forwarder once took a nil error left over from its read for success and
+// committed records Kafka never got).
+func (p *SpoolPublisher) replay(ctx context.Context, msgs []Message, bo *backoff.Backoff) bool {
 	for ctx.Err() == nil {
 		err := p.kafka.Publish(ctx, msgs)
 		if err == nil {
 			return true
 		}
-		p.lg.Warn("replaying the spool to kafka failed; retrying", "records", len(msgs), "backoff", *backoff, "err", err)
-		sleep(ctx, *backoff)
-		*backoff = min(*backoff*2, 5*time.Second)
+		p.logger.Warn("replaying the spool to kafka failed; retrying", "records", len(msgs), "backoff", bo.Next(), "err", err)
+		bo.Wait(ctx)
 	}
 	return false
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

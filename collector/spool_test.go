@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/internal/backoff"
 )
 
 func TestMessageEncodingRoundTrips(t *testing.T) {
@@ -185,15 +186,15 @@ func TestSpoolReplayNeedsAPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := []Message{{Value: []byte("a")}}
-	backoff := time.Millisecond
+	bo := backoff.New(time.Millisecond, 5*time.Millisecond)
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
-	if p.replay(ended, msgs, &backoff) || len(k.values()) != 0 {
+	if p.replay(ended, msgs, bo) || len(k.values()) != 0 {
 		t.Fatalf("replay with an ended context: published %v", k.values())
 	}
 	k.set(true)
 	go func() { time.Sleep(20 * time.Millisecond); k.set(false) }()
-	if !p.replay(context.Background(), msgs, &backoff) || !reflect.DeepEqual(k.values(), []string{"a"}) {
+	if !p.replay(context.Background(), msgs, bo) || !reflect.DeepEqual(k.values(), []string{"a"}) {
 		t.Fatalf("replay after an outage: published %v", k.values())
 	}
 }

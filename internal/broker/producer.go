@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sora3web/telemetry/internal/backoff"
 	"github.com/sora3web/telemetry/internal/obs"
 )
 
@@ -57,6 +58,10 @@ type Producer struct {
 	ids     []int          // 0..len(parts)-1, for the balancer
 	senders []*sender
 	closed  bool
+
+	// life ends when Close gives up waiting: retries stop waiting then.
+	life   context.Context
+	giveUp context.CancelFunc
 
 	wg sync.WaitGroup
 }
@@ -142,7 +147,10 @@ func NewProducer(cfg Config, topic string) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
+	life, giveUp := context.WithCancel(context.Background())
 	return &Producer{
+		life:      life,
+		giveUp:    giveUp,
 		cfg:       cfg,
 		metrics:   pm,
 		codec:     protocol.Attributes(codec) & 0x7,
@@ -341,13 +349,13 @@ type sendPart struct {
 // a retriable error, up to MaxAttempts in all, with backoff. Every head's
 // waiters are released before send returns.
 func (p *Producer) send(heads []sendPart) {
-	backoff := 20 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	bo := backoff.New(20*time.Millisecond, 200*time.Millisecond)
+	for attempt, gaveUp := 1, false; ; attempt++ {
 		errs := p.roundTrip(heads)
 		var retry []sendPart
 		for i, h := range heads {
 			err := errs[i]
-			if err != nil && attempt < p.cfg.MaxAttempts && retriable(err) {
+			if err != nil && attempt < p.cfg.MaxAttempts && retriable(err) && !gaveUp {
 				retry = append(retry, h)
 				continue
 			}
@@ -361,8 +369,7 @@ func (p *Producer) send(heads []sendPart) {
 			return
 		}
 		heads = retry
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 200*time.Millisecond)
+		gaveUp = !bo.Wait(p.life) // Close gave up: one last try, no more waits
 	}
 }
 
@@ -543,6 +550,7 @@ func retriable(err error) bool {
 // Close sends what is queued, waits for the senders to finish (or ctx) and
 // closes the connections. Produce fails with ErrProducerClosed afterwards.
 func (p *Producer) Close(ctx context.Context) error {
+	defer p.giveUp() // on giving up: retry waits stop, what is in flight fails
 	p.mu.Lock()
 	p.closed = true
 	for _, s := range p.senders {

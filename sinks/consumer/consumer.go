@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sora3web/telemetry/internal/backoff"
 	"github.com/sora3web/telemetry/internal/broker"
 	"github.com/sora3web/telemetry/transform"
 )
@@ -216,7 +217,7 @@ func (c *Consumer) awaitTopic() bool {
 			return true
 		}
 		c.log.Debug("waiting for kafka", "err", err)
-		if !bo.wait(c.ctx) {
+		if !bo.Wait(c.ctx) {
 			return false
 		}
 	}
@@ -321,12 +322,12 @@ func (c *Consumer) fetch(msgs chan<- kafka.Message) {
 				return
 			}
 			c.log.Warn("fetching from kafka", "err", err)
-			if !bo.wait(c.ctx) {
+			if !bo.Wait(c.ctx) {
 				return
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		c.m.setLag(m.Partition, m.HighWaterMark-m.Offset-1)
 		select {
 		case msgs <- m:
@@ -612,33 +613,13 @@ func (c *Consumer) retry(op string, f func() error) error {
 			return fmt.Errorf("%s: %w", op, c.ctx.Err())
 		}
 		c.m.retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("operation", op)))
-		c.log.Warn("retrying", "operation", op, "in", bo.next, "err", err)
-		if !bo.wait(c.ctx) {
+		c.log.Warn("retrying", "operation", op, "in", bo.Next(), "err", err)
+		if !bo.Wait(c.ctx) {
 			return fmt.Errorf("%s: %w", op, errors.Join(c.ctx.Err(), err))
 		}
 	}
 }
 
-// backoff doubles its wait from BackoffMin up to BackoffMax.
-type backoff struct {
-	min, max, next time.Duration
-}
-
-func (c *Consumer) newBackoff() *backoff {
-	return &backoff{min: c.cfg.BackoffMin, max: c.cfg.BackoffMax, next: c.cfg.BackoffMin}
-}
-
-func (b *backoff) reset() { b.next = b.min }
-
-// wait sleeps the current wait and doubles it; false when ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.next)
-	defer t.Stop()
-	b.next = min(2*b.next, b.max)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+func (c *Consumer) newBackoff() *backoff.Backoff {
+	return backoff.New(c.cfg.BackoffMin, c.cfg.BackoffMax)
 }
