@@ -45,6 +45,10 @@ type Pipeline struct {
 	// the SDK, the dashboard). Set them before Start.
 	Handlers map[string]http.Handler
 
+	// stack holds the stop of every part started, in start order;
+	// Shutdown runs them in reverse.
+	stack []part
+
 	engine    *chdb.Engine
 	chsrv     *chserver.Server
 	conn      driver.Conn
@@ -57,7 +61,23 @@ type Pipeline struct {
 	ingest    *collector.Server
 	privacy   *privacy.Service // admin API + tombstone/opt-out registries
 	side      *http.Server
-	sideDone  chan struct{} // closed when the side server's goroutine returns
+}
+
+// part is how to stop one started part of the pipeline.
+type part struct {
+	name string
+	stop func(context.Context) error
+}
+
+// started records a part that Start brought up; Shutdown stops the parts
+// in the reverse order, so each stops before what it uses.
+func (p *Pipeline) started(name string, stop func(context.Context) error) {
+	p.stack = append(p.stack, part{name: name, stop: stop})
+}
+
+// closer adapts a Close() error to a part's stop.
+func closer(close func() error) func(context.Context) error {
+	return func(context.Context) error { return close() }
 }
 
 // New checks cfg and prepares a pipeline; it does no I/O.
@@ -125,6 +145,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		if p.conn, err = chconn.Open(p.ClickHouseConfig()); err != nil {
 			return err
 		}
+		p.started("clickhouse connection", closer(p.conn.Close))
 	}
 	if s.Migrate {
 		if err := p.migrate(ctx); err != nil {
@@ -165,6 +186,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		if err := p.ingest.Start(ctx); err != nil {
 			return err
 		}
+		p.started("ingest", p.ingest.Shutdown)
 	}
 	p.log.Info("pipeline started", "bus", p.cfg.Bus, "ingest", p.IngestAddr(), "embedded_clickhouse", p.cfg.Embedded.Enabled,
 		"consumer", s.Consumer, "data_dir", p.cfg.DataDir)
@@ -184,13 +206,19 @@ func (p *Pipeline) startSideServer(ctx context.Context) error {
 		return fmt.Errorf("listening on serve.metrics_listen %s: %w", p.cfg.Serve.MetricsListen, err)
 	}
 	p.side = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	p.sideDone = make(chan struct{})
+	done := make(chan struct{}) // closed when the server's goroutine returns
 	go func() {
-		defer close(p.sideDone)
+		defer close(done)
 		if err := p.side.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.log.Error("metrics server stopped", "err", err)
 		}
 	}()
+	side := p.side
+	p.started("metrics server", func(ctx context.Context) error {
+		err := side.Shutdown(ctx)
+		<-done
+		return err
+	})
 	p.log.Info("metrics listening", "addr", ln.Addr().String())
 	return nil
 }
@@ -210,6 +238,7 @@ func (p *Pipeline) startPrivacy(ctx context.Context) error {
 		return fmt.Errorf("starting the privacy registries and admin API: %w", err)
 	}
 	p.privacy = svc
+	p.started("privacy registries and admin API", svc.Shutdown)
 	return nil
 }
 
@@ -228,6 +257,7 @@ func (p *Pipeline) startEngine(ctx context.Context) error {
 		return fmt.Errorf("opening the embedded ClickHouse engine in %s (run `make chdb` to fetch libchdb.so): %w", dir, err)
 	}
 	p.engine = engine
+	p.started("clickhouse engine", closer(engine.Close))
 	srv, err := chserver.New(chserver.Config{Listen: p.cfg.Embedded.Listen, DataDir: dir, User: p.cfg.ClickHouse.User, Logger: p.log}, engine)
 	if err != nil {
 		return err
@@ -236,6 +266,7 @@ func (p *Pipeline) startEngine(ctx context.Context) error {
 		return fmt.Errorf("starting the embedded ClickHouse HTTP interface on %s: %w", p.cfg.Embedded.Listen, err)
 	}
 	p.chsrv = srv
+	p.started("clickhouse http interface", srv.Shutdown)
 	addr, _ := srv.Addr()
 	p.log.Info("embedded ClickHouse serving", "addr", addr, "data", dir)
 	return nil
@@ -301,6 +332,7 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 			return fmt.Errorf("opening the local log: %w", err)
 		}
 		p.bus = l
+		p.started("local log", closer(l.Close))
 		from, to := collector.SpoolCursor, consumerCursor
 		if p.cfg.Bus != "log" {
 			from, to = to, from
@@ -320,6 +352,7 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 	if err := kp.Start(ctx); err != nil {
 		return err
 	}
+	p.started("kafka publisher", kp.Shutdown)
 	p.kafkaPub, p.publisher = kp, kp
 	if p.cfg.Spool.Enabled {
 		sp, err := collector.NewSpoolPublisher(p.cfg.Spool.SpoolConfig, kp, p.bus, p.log.With("component", "spool"))
@@ -329,6 +362,7 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 		if err := sp.Start(ctx); err != nil {
 			return err
 		}
+		p.started("spool forwarder", sp.Shutdown)
 		p.spool, p.publisher = sp, sp
 	}
 	return nil
@@ -347,6 +381,7 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 		if p.deadLog, err = wal.Open(dcfg, p.log.With("wal", "dead-letters")); err != nil {
 			return fmt.Errorf("opening the dead-letter log: %w", err)
 		}
+		p.started("dead-letter log", closer(p.deadLog.Close))
 		p.consumer, err = consumer.NewWithSource(p.cfg.Consumer, src, collector.NewLogWriter(p.deadLog), sink, p.log)
 	} else {
 		p.consumer, err = consumer.New(p.cfg.Consumer, p.cfg.Kafka, sink, p.log)
@@ -360,53 +395,30 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 		}
 		p.privacy.SetBarrier(p.consumer.Barrier)
 	}
-	return p.consumer.Start(ctx)
+	if err := p.consumer.Start(ctx); err != nil {
+		return err
+	}
+	p.started("consumer", p.consumer.Shutdown)
+	return nil
 }
 
-// Shutdown stops in reverse order within ctx: stop accepting and drain
-// in-flight requests (each finishes its durable publish), stop the spool
-// forwarder, flush the consumer's batch and commit, close the logs, then
-// the engine.
+// Shutdown stops every part Start brought up, in the reverse order of
+// their start, within ctx: ingest (or the metrics server) stops accepting
+// and drains its requests, the consumer flushes its batch and commits, the
+// spool forwarder and the Kafka publisher stop, the logs close, then the
+// privacy registries, the ClickHouse connection and the engine. A part
+// that fails to stop does not keep the others running. It is safe before
+// Start and twice.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	var errs []error
-	if p.ingest != nil {
-		errs = append(errs, p.ingest.Shutdown(ctx))
-	}
-	if p.privacy != nil {
-		errs = append(errs, p.privacy.Shutdown(ctx))
-		p.privacy = nil
-	}
-	if p.side != nil {
-		errs = append(errs, p.side.Shutdown(ctx))
-		<-p.sideDone
-	}
-	if p.spool != nil {
-		errs = append(errs, p.spool.Shutdown(ctx))
-	}
-	if p.kafkaPub != nil {
-		errs = append(errs, p.kafkaPub.Shutdown(ctx))
-	}
-	if p.consumer != nil {
-		if err := p.consumer.Shutdown(ctx); err != nil && !errors.Is(err, consumer.ErrNotStarted) {
-			errs = append(errs, err)
+	for len(p.stack) > 0 {
+		pt := p.stack[len(p.stack)-1]
+		p.stack = p.stack[:len(p.stack)-1]
+		if err := pt.stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the %s: %w", pt.name, err))
 		}
 	}
-	if p.bus != nil {
-		errs = append(errs, p.bus.Close())
-	}
-	if p.deadLog != nil {
-		errs = append(errs, p.deadLog.Close())
-	}
-	if p.conn != nil {
-		errs = append(errs, p.conn.Close())
-	}
-	if p.chsrv != nil {
-		errs = append(errs, p.chsrv.Shutdown(ctx))
-	}
-	if p.engine != nil {
-		errs = append(errs, p.engine.Close())
-	}
-	p.side = nil
+	p.side, p.privacy = nil, nil
 	p.ingest, p.spool, p.kafkaPub, p.consumer, p.bus, p.deadLog, p.conn, p.chsrv, p.engine = nil, nil, nil, nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }

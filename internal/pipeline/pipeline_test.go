@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,4 +172,46 @@ func TestConsumeWithoutMigrationsSaysWhatToDo(t *testing.T) {
 		t.Fatal(err)
 	}
 	startPipeline(t, cfg)
+}
+
+// TestPartsStopInReverseOrder: the pipeline stops what it started in the
+// reverse order (each part before what it uses: ingest before the bus,
+// the consumer before the privacy registries it reads), Shutdown before
+// Start and a second Shutdown are no-ops.
+func TestPartsStopInReverseOrder(t *testing.T) {
+	p, err := New(allInOne(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown before start: %v", err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, pt := range p.stack {
+		names = append(names, pt.name)
+	}
+	want := []string{"clickhouse engine", "clickhouse http interface", "clickhouse connection", "privacy registries and admin API",
+		"local log", "dead-letter log", "consumer", "ingest"}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Fatalf("started %q, want %q", names, want)
+	}
+	var stopped []string
+	for i := range p.stack {
+		pt := &p.stack[i]
+		stop := pt.stop
+		pt.stop = func(ctx context.Context) error { stopped = append(stopped, pt.name); return stop(ctx) }
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(want)
+	if fmt.Sprint(stopped) != fmt.Sprint(want) {
+		t.Fatalf("stopped %q, want %q", stopped, want)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
 }

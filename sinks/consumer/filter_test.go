@@ -89,3 +89,15 @@ func TestBarrierWaitsForTheBatchInFlight(t *testing.T) {
 		t.Fatal("barrier still waiting after the insert ended")
 	}
 }
+
+// TestShutdownBeforeStartIsANoOp: every long-lived part may be shut down
+// before it started (a pipeline whose start failed half-way does so).
+func TestShutdownBeforeStartIsANoOp(t *testing.T) {
+	c, err := NewWithSource(DefaultConfig(), chanSource{msgs: make(chan kafka.Message)}, nopDLQ{}, &gatedSink{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown before start: %v", err)
+	}
+}
