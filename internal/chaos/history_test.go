@@ -444,6 +444,9 @@ func freshTopics(t *testing.T, broker string, topics ...string) {
 // close kills what runs, frees the disk, unmounts the tmpfs and removes
 // the directory (kept when the test failed).
 func (w *world) close() {
+	if w.sim.brokerDown { // a history that stopped early leaves the broker as it found it
+		testenv.KafkaScript(w.t, "up")
+	}
 	for _, n := range append([]*node{w.engine}, w.serve["log"], w.serve["kafka"]) {
 		if n != nil && n.running() {
 			n.kill()

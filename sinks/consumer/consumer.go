@@ -250,9 +250,18 @@ func (c *Consumer) newKafkaReader() Source {
 	})
 }
 
+// flushGrace bounds how long Shutdown lets the last batch's insert and
+// commit retry (ClickHouse or the broker down) before abandoning them, so
+// a graceful stop during an outage ends cleanly and leaves the rest of the
+// shutdown its time. Abandoning is safe: nothing uncommitted is lost, it
+// is redelivered, and what was inserted is skipped by its stored offsets.
+const flushGrace = 5 * time.Second
+
 // Shutdown flushes the batch in progress (insert, then commit), leaves the
-// group and waits for every goroutine. When ctx ends first, pending retries
-// are abandoned: nothing uncommitted is lost, it is redelivered.
+// group and waits for every goroutine. Retries that outlast flushGrace are
+// abandoned with a warning; when ctx ends first they are abandoned too, and
+// Shutdown says so. Either way nothing uncommitted is lost: it is
+// redelivered.
 func (c *Consumer) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	if !c.started { // nothing to stop: Shutdown is safe before Start
@@ -266,8 +275,13 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 	var err error
+	grace := time.NewTimer(flushGrace)
+	defer grace.Stop()
 	select {
 	case <-c.done:
+	case <-grace.C:
+		c.log.Warn("stopping without the last batch's commit: it is redelivered at the next start, and its stored offsets keep it from being stored twice",
+			"grace", flushGrace)
 	case <-ctx.Done():
 		err = fmt.Errorf("consumer shutdown: %w", ctx.Err())
 	}
