@@ -5,9 +5,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/schema/migrations"
-	"github.com/sora3web/telemetry/sinks/consumer/chconn"
 )
 
 // migrationOptions derives the migration options from the config.

@@ -19,11 +19,11 @@ import (
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/collector/wal"
 	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/consumer"
-	"github.com/sora3web/telemetry/sinks/consumer/chconn"
 )
 
 // DevWriteKey is the development write key of the default and example

@@ -21,13 +21,13 @@ import (
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/collector/wal"
 	"github.com/sora3web/telemetry/dashboards"
+	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/chdb"
 	"github.com/sora3web/telemetry/sinks/chserver"
 	"github.com/sora3web/telemetry/sinks/consumer"
-	"github.com/sora3web/telemetry/sinks/consumer/chconn"
 )
 
 // Cursor names of the local log's readers.

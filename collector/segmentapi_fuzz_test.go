@@ -8,17 +8,17 @@ import (
 	"github.com/sora3web/telemetry/transform"
 )
 
-// segmentKinds are the endpoint call types FuzzSegment picks from ("" is
+// segmentKinds are the endpoint call types FuzzSegmentAPI picks from ("" is
 // /v1/batch, where each message names its type).
 var segmentKinds = []string{"", "track", "page", "screen", "identify"}
 
-// FuzzSegment feeds arbitrary Segment HTTP Tracking API bodies through the
+// FuzzSegmentAPI feeds arbitrary Segment HTTP Tracking API bodies through the
 // mapping onto events (split, byte checks, segmentToEvent, validate,
 // enrich). It must never panic; every mapped event must have a UUID id that
 // a resend maps identically, a plan and an explicit consent; and an
 // event whose subject is in the opt-out registry must leave without
-// identifiers or prompt. Seeds: testdata/fuzz/FuzzSegment.
-func FuzzSegment(f *testing.F) {
+// identifiers or prompt. Seeds: testdata/fuzz/FuzzSegmentAPI.
+func FuzzSegmentAPI(f *testing.F) {
 	f.Add([]byte(`{"batch":[{"type":"track","messageId":"m-1","anonymousId":"a","event":"Generation Requested","properties":{"quality":"uhd","resolution":"2160p","aspect_ratio":"16:9","duration_s":8}}]}`), uint8(0))
 	f.Add([]byte(`{"type":"page","messageId":"3f1c1f5e-2f55-4c55-9a54-3d0f6b1f0a11","userId":"u","context":{"page":{"url":"https://app.example.com/"},"consent":{"categoryPreferences":{"analytics":false}}}}`), uint8(2))
 	f.Add([]byte(`{"messageId":"x","userId":"u","traits":{"plan":"pro","under_13":true}}`), uint8(4))

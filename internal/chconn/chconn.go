@@ -1,6 +1,8 @@
-// Package chconn owns the ClickHouse connection settings shared by
-// `telemetry migrate` and `telemetry consume` (config key clickhouse) and
-// opening a clickhouse-go connection from them. It must not know tables.
+// Package chconn owns the ClickHouse connection settings (config key
+// clickhouse) and opening a clickhouse-go connection from them, for every
+// part that talks to ClickHouse: the pipeline (consumer, privacy,
+// dashboards), `telemetry migrate` and the config. It must not know
+// tables.
 package chconn
 
 import (
