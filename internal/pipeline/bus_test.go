@@ -36,6 +36,16 @@ func onKafka(t *testing.T, cfg config.Config, topic string) config.Config {
 	return cfg
 }
 
+// onEngineOf is an all-in-one config of a second process whose consumer
+// writes to a's embedded engine (a second instance on one ClickHouse).
+func onEngineOf(t *testing.T, a *Pipeline) config.Config {
+	t.Helper()
+	c := allInOne(t)
+	c.Embedded.Enabled, c.Serve.Migrate = false, false
+	c.ClickHouse.Protocol, c.ClickHouse.Addr = "http", a.ClickHouseConfig().Addr
+	return c
+}
+
 // userRows is the number of rows of userID (FINAL: once per event_id).
 func userRows(t *testing.T, p *Pipeline, userID string) string {
 	return query(t, p, "SELECT count() FROM telemetry.events FINAL WHERE user_id = '"+userID+"'")
@@ -112,11 +122,7 @@ func TestBusSwitchFromKafkaToTheLocalLogStoresEveryEvent(t *testing.T) {
 // dropped as a duplicate block of the other's insert.
 func TestTwoLocalLogsShareOneTable(t *testing.T) {
 	a := startPipeline(t, allInOne(t))
-	b := allInOne(t)
-	b.Embedded.Enabled = false
-	b.ClickHouse.Protocol, b.ClickHouse.Addr = "http", a.ClickHouseConfig().Addr
-	b.Serve.Migrate = false
-	pb := startPipeline(t, b)
+	pb := startPipeline(t, onEngineOf(t, a))
 	for range 4 {
 		postEvents(t, a, "instance-a", 1)
 		postEvents(t, pb, "instance-b", 1)

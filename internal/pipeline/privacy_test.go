@@ -283,9 +283,7 @@ func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 // deletion.
 func TestDeletionThroughAnotherProcessIsSwept(t *testing.T) {
 	a := startPipeline(t, allInOne(t))
-	cfg := allInOne(t)
-	cfg.Embedded.Enabled, cfg.Serve.Migrate = false, false
-	cfg.ClickHouse.Protocol, cfg.ClickHouse.Addr = "http", a.ClickHouseConfig().Addr
+	cfg := onEngineOf(t, a)
 	cfg.Consumer.BatchInterval = 2 * time.Second
 	cfg.Admin.RefreshInterval = 6 * time.Second
 	b := startPipeline(t, cfg)
