@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/transform"
 )
@@ -95,8 +96,8 @@ func benchHandler(b *testing.B, target, ctype string, n int, headers map[string]
 
 type discardPublisher struct{}
 
-func (discardPublisher) Publish(_ context.Context, _ []Message) error { return nil }
-func (discardPublisher) Ready() error                                 { return nil }
+func (discardPublisher) Publish(_ context.Context, _ []bus.Message) error { return nil }
+func (discardPublisher) Ready() error                                     { return nil }
 
 // BenchmarkScrubStack measures scrubbing a typical stack trace that holds
 // no secret (the common case of client_error events).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/schema"
 )
 
@@ -30,11 +31,11 @@ const (
 // fakePublisher records what it is asked to publish; err makes it fail.
 type fakePublisher struct {
 	mu   sync.Mutex
-	msgs []Message
+	msgs []bus.Message
 	err  error
 }
 
-func (f *fakePublisher) Publish(_ context.Context, msgs []Message) error {
+func (f *fakePublisher) Publish(_ context.Context, msgs []bus.Message) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -67,7 +68,7 @@ func testConfig() Config {
 	return c
 }
 
-func newTestServer(t testing.TB, cfg Config, pub Publisher) *Server {
+func newTestServer(t testing.TB, cfg Config, pub bus.Publisher) *Server {
 	t.Helper()
 	s, err := New(cfg, pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 )
@@ -29,7 +29,7 @@ func startPipeline(t *testing.T) (string, broker.Config) {
 	bc.EventsTopic, bc.DeadLetterTopic = "events-"+suffix, "dlq-"+suffix
 	testenv.DeleteTopicsAtCleanup(t, bc.Brokers, bc.EventsTopic, bc.DeadLetterTopic)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pub, err := NewKafkaPublisher(bc, log)
+	pub, err := broker.NewKafkaPublisher(bc, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sora3web/telemetry/bus"
 )
 
 func TestRateLimitsPerKeyAndPerIPAnswer429WithRetryAfter(t *testing.T) {
@@ -70,7 +72,7 @@ type blockingPublisher struct {
 	release chan struct{}
 }
 
-func (b *blockingPublisher) Publish(ctx context.Context, _ []Message) error {
+func (b *blockingPublisher) Publish(ctx context.Context, _ []bus.Message) error {
 	b.entered <- struct{}{}
 	select {
 	case <-b.release:

@@ -15,8 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/segmentio/kafka-go"
-
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/transform"
 )
@@ -139,7 +138,7 @@ func (r *routeStatuses) of(status int) *statusOptions {
 
 // traceHeaders returns the W3C trace context of ctx as Kafka headers, so
 // the consumer's insert joins the request's trace.
-func traceHeaders(ctx context.Context) []kafka.Header {
+func traceHeaders(ctx context.Context) []bus.Header {
 	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
 		return nil // nothing to carry; skip the carrier's map
 	}
@@ -148,9 +147,9 @@ func traceHeaders(ctx context.Context) []kafka.Header {
 	if len(carrier) == 0 {
 		return nil
 	}
-	out := make([]kafka.Header, 0, len(carrier))
+	out := make([]bus.Header, 0, len(carrier))
 	for k, v := range carrier {
-		out = append(out, kafka.Header{Key: k, Value: []byte(v)})
+		out = append(out, bus.Header{Key: k, Value: []byte(v)})
 	}
 	return out
 }

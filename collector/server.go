@@ -1,7 +1,7 @@
 // Package collector owns ingest: the HTTP endpoints clients send events to,
 // decoding, validation, enrichment and publishing. An event counts as
 // accepted when the collector has answered 2xx for it, and it answers 2xx
-// only after the Publisher made every accepted event of the request
+// only after the bus.Publisher made every accepted event of the request
 // durable. The package must not know how events are stored downstream.
 package collector
 
@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/transform"
 )
@@ -68,7 +69,7 @@ type Rejection struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	pub     Publisher
+	pub     bus.Publisher
 	enr     *enricher
 	keys    map[string]string // write key -> source
 	trusted []netip.Prefix
@@ -88,7 +89,7 @@ type Server struct {
 }
 
 // New builds a server publishing through pub, changed by opts. It does no I/O.
-func New(cfg Config, pub Publisher, log *slog.Logger, opts ...Option) (*Server, error) {
+func New(cfg Config, pub bus.Publisher, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -313,7 +314,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 	ri.optOut = (s.cfg.HonorDNT && r.Header.Get("DNT") == "1") || (s.cfg.HonorGPC && r.Header.Get("Sec-GPC") == "1")
 
 	var resp Response
-	msgs := make([]Message, 0, len(raws))
+	msgs := make([]bus.Message, 0, len(raws))
 	// buf holds the keys and values of msgs, one after the other. It is
 	// never reused: the publisher may hold them as long as it likes. When
 	// it grows, earlier messages keep the old array, which is not written
@@ -358,7 +359,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		val := buf[start:len(buf):len(buf)]
 		var key []byte
 		buf, key = appendPartitionKey(buf, &out)
-		msgs = append(msgs, Message{Key: key, Value: val, Headers: headers})
+		msgs = append(msgs, bus.Message{Key: key, Value: val, Headers: headers})
 	}
 	if len(msgs) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)

@@ -20,8 +20,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/collector"
-	"github.com/sora3web/telemetry/internal/broker"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/sdk"
@@ -133,7 +133,7 @@ func TestBrowserEventsReachKafka(t *testing.T) {
 	bc.EventsTopic, bc.DeadLetterTopic = "events-"+suffix, "dlq-"+suffix
 	testenv.DeleteTopicsAtCleanup(t, bc.Brokers, bc.EventsTopic, bc.DeadLetterTopic)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pub, err := collector.NewKafkaPublisher(bc, log)
+	pub, err := broker.NewKafkaPublisher(bc, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,10 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/bus/broker"
+	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/collector"
-	"github.com/sora3web/telemetry/collector/wal"
-	"github.com/sora3web/telemetry/internal/broker"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/internal/privacy"
@@ -78,8 +79,8 @@ type SpoolConfig struct {
 	// Enabled spools to the local log when Kafka is unreachable or slow,
 	// so ingest keeps accepting. Default true.
 	Enabled bool `mapstructure:"enabled"`
-	// Tuning of the spool; see collector.SpoolConfig.
-	collector.SpoolConfig `mapstructure:",squash"`
+	// Tuning of the spool; see bus.SpoolConfig.
+	bus.SpoolConfig `mapstructure:",squash"`
 }
 
 // EmbeddedConfig configures the embedded ClickHouse engine (libchdb.so
@@ -138,7 +139,7 @@ func Default() Config {
 		DataDir:  "./data",
 		Bus:      "log",
 		WAL:      walDefaults(),
-		Spool:    SpoolConfig{Enabled: true, SpoolConfig: collector.DefaultSpoolConfig()},
+		Spool:    SpoolConfig{Enabled: true, SpoolConfig: bus.DefaultSpoolConfig()},
 		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123"},
 		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, MetricsListen: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
 		OTel:     obs.DefaultOTelConfig(),

@@ -18,8 +18,10 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/bus/broker"
+	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/collector"
-	"github.com/sora3web/telemetry/collector/wal"
 	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
@@ -54,9 +56,9 @@ type Pipeline struct {
 	conn      driver.Conn
 	bus       *wal.Log
 	deadLog   *wal.Log
-	publisher collector.Publisher
-	kafkaPub  *collector.KafkaPublisher
-	spool     *collector.SpoolPublisher
+	publisher bus.Publisher
+	kafkaPub  *broker.KafkaPublisher
+	spool     *bus.SpoolPublisher
 	consumer  *consumer.Consumer
 	ingest    *collector.Server
 	privacy   *privacy.Service // admin API + tombstone/opt-out registries
@@ -324,7 +326,7 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 	wcfg.Dir = p.cfg.WALDir()
 	needLog := p.cfg.Bus == "log" || p.cfg.Spool.Enabled
 	if needLog {
-		if err := collector.AdoptLegacyLogID(p.cfg.DataDir, wcfg.Dir); err != nil {
+		if err := bus.AdoptLegacyLogID(p.cfg.DataDir, wcfg.Dir); err != nil {
 			return err
 		}
 		l, err := wal.Open(wcfg, p.log.With("wal", "bus"))
@@ -333,7 +335,7 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 		}
 		p.bus = l
 		p.started("local log", closer(l.Close))
-		from, to := collector.SpoolCursor, consumerCursor
+		from, to := bus.SpoolCursor, consumerCursor
 		if p.cfg.Bus != "log" {
 			from, to = to, from
 		}
@@ -342,10 +344,10 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 		}
 	}
 	if p.cfg.Bus == "log" {
-		p.publisher = collector.NewLogPublisher(p.bus)
+		p.publisher = bus.NewLogPublisher(p.bus)
 		return nil
 	}
-	kp, err := collector.NewKafkaPublisher(p.cfg.Kafka, p.log)
+	kp, err := broker.NewKafkaPublisher(p.cfg.Kafka, p.log)
 	if err != nil {
 		return err
 	}
@@ -355,7 +357,7 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 	p.started("kafka publisher", kp.Shutdown)
 	p.kafkaPub, p.publisher = kp, kp
 	if p.cfg.Spool.Enabled {
-		sp, err := collector.NewSpoolPublisher(p.cfg.Spool.SpoolConfig, kp, p.bus, p.log.With("component", "spool"))
+		sp, err := bus.NewSpoolPublisher(p.cfg.Spool.SpoolConfig, kp, p.bus, p.log.With("component", "spool"))
 		if err != nil {
 			return err
 		}
@@ -369,25 +371,13 @@ func (p *Pipeline) startBus(ctx context.Context) error {
 }
 
 func (p *Pipeline) startConsumer(ctx context.Context) error {
-	sink := consumer.NewClickHouseSink(p.conn, p.cfg.ClickHouse.Database)
-	var err error
-	if p.cfg.Bus == "log" {
-		src, rerr := collector.NewLogReader(p.bus, consumerCursor, collector.LogTopic(p.bus))
-		if rerr != nil {
-			return rerr
-		}
-		dcfg := p.cfg.WAL // the wal: settings (fsync, sizes), in a directory of its own
-		dcfg.Dir, dcfg.Cursors = filepath.Join(p.cfg.DataDir, "dead-letters"), nil
-		if p.deadLog, err = wal.Open(dcfg, p.log.With("wal", "dead-letters")); err != nil {
-			return fmt.Errorf("opening the dead-letter log: %w", err)
-		}
-		p.started("dead-letter log", closer(p.deadLog.Close))
-		p.consumer, err = consumer.NewWithSource(p.cfg.Consumer, src, collector.NewLogWriter(p.deadLog), sink, p.log)
-	} else {
-		p.consumer, err = consumer.New(p.cfg.Consumer, p.cfg.Kafka, sink, p.log)
-	}
+	src, dlq, err := p.consumerBus()
 	if err != nil {
 		return err
+	}
+	sink := consumer.NewClickHouseSink(p.conn, p.cfg.ClickHouse.Database)
+	if p.consumer, err = consumer.New(p.cfg.Consumer, src, dlq, sink, p.log); err != nil {
+		return errors.Join(err, src.Close(), dlq.Close())
 	}
 	if p.privacy != nil {
 		if err := p.consumer.SetFilter(p.privacy.Registry()); err != nil {
@@ -400,6 +390,34 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	}
 	p.started("consumer", p.consumer.Shutdown)
 	return nil
+}
+
+// consumerBus is where the consumer reads and writes dead letters: the
+// local log and a dead-letter log beside it (bus=log), or the events
+// topic's consumer group and the dead-letter topic (bus=kafka).
+func (p *Pipeline) consumerBus() (bus.Source, bus.DeadLetters, error) {
+	if p.cfg.Bus != "log" {
+		src, err := broker.NewReader(p.cfg.Kafka, p.cfg.Consumer.ReaderConfig(), p.log.With("component", "consumer"))
+		if err != nil {
+			return nil, nil, err
+		}
+		dlq, err := broker.NewDeadLetters(p.cfg.Kafka)
+		if err != nil {
+			return nil, nil, err
+		}
+		return src, dlq, nil
+	}
+	src, err := bus.NewLogReader(p.bus, consumerCursor, bus.LogTopic(p.bus))
+	if err != nil {
+		return nil, nil, err
+	}
+	dcfg := p.cfg.WAL // the wal: settings (fsync, sizes), in a directory of its own
+	dcfg.Dir, dcfg.Cursors = filepath.Join(p.cfg.DataDir, "dead-letters"), nil
+	if p.deadLog, err = wal.Open(dcfg, p.log.With("wal", "dead-letters")); err != nil {
+		return nil, nil, fmt.Errorf("opening the dead-letter log: %w", err)
+	}
+	p.started("dead-letter log", closer(p.deadLog.Close))
+	return src, bus.NewLogWriter(p.deadLog), nil
 }
 
 // Shutdown stops every part Start brought up, in the reverse order of

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/sora3web/telemetry/bus/broker"
 )
 
 // KafkaBrokersEnv names the environment variable that, when set, holds a
@@ -150,22 +150,8 @@ func DeleteTopicsAtCleanup(t testing.TB, brokers []string, topics ...string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		// A transport of its own: kafka-go's default one keeps a metadata
-		// cache shared by every client and writer of the test binary, and
-		// once a topic it knows is deleted, a later kafka.Writer on that
-		// transport fails with Unknown Topic Or Partition.
-		tr := &kafka.Transport{}
-		defer tr.CloseIdleConnections()
-		cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}
-		res, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
-		if err != nil {
-			t.Logf("testenv: deleting topics %v: %v", topics, err)
-			return
-		}
-		for name, err := range res.Errors {
-			if err != nil && !errors.Is(err, kafka.UnknownTopicOrPartition) {
-				t.Logf("testenv: deleting topic %s: %v", name, err)
-			}
+		if err := broker.DeleteTopics(ctx, brokers, topics...); err != nil {
+			t.Logf("testenv: %v", err)
 		}
 	})
 }

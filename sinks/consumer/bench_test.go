@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sora3web/telemetry/bus"
 )
 
 // BenchmarkConsume measures, in the same run, the consumer draining a
@@ -43,8 +45,7 @@ func BenchmarkConsume(b *testing.B) {
 		batch := &Batch{cols: newColumns(), Token: "direct"}
 		start = time.Now()
 		for _, m := range msgs {
-			m.Topic = direct.bc.EventsTopic
-			r, err := decode(m)
+			r, err := decode(bus.Message{Key: m.Key, Value: m.Value, Topic: direct.bc.EventsTopic, Offset: m.Offset})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sora3web/telemetry/bus/broker"
 )
 
 // Config configures the consumer (config key consumer). The topics and
@@ -56,6 +58,13 @@ func DefaultConfig() Config {
 		SessionTimeout: 30 * time.Second,
 		UACacheSize:    10000,
 	}
+}
+
+// ReaderConfig is the part of c that configures Kafka's group reader
+// (bus/broker.Reader), which the pipeline hands the consumer as its Source.
+func (c Config) ReaderConfig() broker.ReaderConfig {
+	return broker.ReaderConfig{GroupID: c.GroupID, StartOffset: c.StartOffset, FetchMaxBytes: c.FetchMaxBytes, FetchMaxWait: c.FetchMaxWait,
+		SessionTimeout: c.SessionTimeout, BackoffMin: c.BackoffMin, BackoffMax: c.BackoffMax}
 }
 
 // ErrInvalidConfig wraps every configuration error.

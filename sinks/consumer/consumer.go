@@ -1,10 +1,11 @@
-// Package consumer owns moving events from the Kafka events topic into the
-// ClickHouse events table with an exactly-once effect: a consumer-group
-// reader, batching by rows, bytes and time, the columnar mapping of
-// schema.Enriched, dead-lettering of messages that cannot be stored, and
-// committing offsets only after ClickHouse acknowledged the insert. It must
-// not create tables (schema/migrations does) nor know the HTTP ingest.
-// See README.md for the exactly-once design.
+// Package consumer owns moving events from the bus (a bus.Source: the
+// Kafka events topic's consumer group, or a local log) into the ClickHouse
+// events table with an exactly-once effect: batching by rows, bytes and
+// time, the columnar mapping of schema.Enriched, dead-lettering of
+// messages that cannot be stored, and committing positions only after
+// ClickHouse acknowledged the insert. It must not create tables
+// (schema/migrations does), know the HTTP ingest, or know Kafka (the bus
+// hands it messages). See README.md for the exactly-once design.
 package consumer
 
 import (
@@ -19,15 +20,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/backoff"
-	"github.com/sora3web/telemetry/internal/broker"
 	"github.com/sora3web/telemetry/transform"
 )
 
@@ -39,22 +39,6 @@ type Sink interface {
 	// HighWater returns the largest offset stored per partition of topic
 	// (absent: none stored).
 	HighWater(ctx context.Context, topic string, partitions []int) (map[int]int64, error)
-}
-
-// Source is where the consumer reads: kafka-go's group reader, or the
-// local log (collector.LogReader) in all-in-one mode. Commit must be
-// durable when it returns.
-type Source interface {
-	FetchMessage(ctx context.Context) (kafka.Message, error)
-	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
-	Close() error
-}
-
-// DeadLetterWriter takes messages that cannot be stored: the dead-letter
-// topic, or a local log in all-in-one mode.
-type DeadLetterWriter interface {
-	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
-	Close() error
 }
 
 // Sentinel errors of the lifecycle.
@@ -80,7 +64,6 @@ const fetchQueue = 8192
 // Consumer reads the events topic and writes to a Sink.
 type Consumer struct {
 	cfg  Config
-	kcfg broker.Config
 	sink Sink
 	log  *slog.Logger
 	m    *metrics
@@ -102,8 +85,8 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	started  bool
-	r        Source
-	dlq      DeadLetterWriter
+	r        bus.Source
+	dlq      bus.DeadLetters
 	ctx      context.Context // cancelled to abort retries
 	cancel   context.CancelFunc
 	stopping chan struct{} // closed by Shutdown: flush and return
@@ -112,55 +95,36 @@ type Consumer struct {
 	runErr   error
 }
 
-// New returns a consumer of kcfg.EventsTopic writing to sink.
-func New(cfg Config, kcfg broker.Config, sink Sink, log *slog.Logger) (*Consumer, error) {
-	if err := errors.Join(cfg.Validate(), kcfg.Validate()); err != nil {
+// New returns a consumer that reads src (Kafka's group reader,
+// bus/broker.Reader, or a local log, bus.LogReader), writes what cannot be
+// stored to dlq and inserts into sink. It owns src and dlq: Shutdown
+// closes them.
+func New(cfg Config, src bus.Source, dlq bus.DeadLetters, sink Sink, log *slog.Logger) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if sink == nil || log == nil {
-		return nil, fmt.Errorf("%w: sink and logger are required", ErrInvalidConfig)
+	if src == nil || dlq == nil || sink == nil || log == nil {
+		return nil, fmt.Errorf("%w: source, dead-letter writer, sink and logger are required", ErrInvalidConfig)
 	}
 	m, err := newMetrics()
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer metrics: %w", err)
 	}
-	return &Consumer{cfg: cfg, kcfg: kcfg, sink: sink, log: log.With("component", "consumer", "topic", kcfg.EventsTopic), m: m,
+	return &Consumer{cfg: cfg, r: src, dlq: dlq, sink: sink, log: log.With("component", "consumer"), m: m,
 		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer"), filtering: make(chan struct{}, 1)}, nil
 }
 
-// NewWithSource returns a consumer that reads src instead of Kafka and
-// writes dead letters to dlq, with the same batching, commit-after-insert
-// and dedup. topic names src in logs.
-func NewWithSource(cfg Config, src Source, dlq DeadLetterWriter, sink Sink, log *slog.Logger) (*Consumer, error) {
-	if src == nil || dlq == nil {
-		return nil, fmt.Errorf("%w: source and dead-letter writer are required", ErrInvalidConfig)
-	}
-	c, err := New(cfg, broker.DefaultConfig(), sink, log)
-	if err != nil {
-		return nil, err
-	}
-	c.r, c.dlq = src, dlq
-	c.log = log.With("component", "consumer", "source", "local log")
-	return c, nil
-}
-
-// Start creates the topics when configured to, joins the group and starts
-// consuming in the background. ctx bounds only the start.
+// Start starts consuming in the background. ctx bounds only the start.
 func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.started {
 		return ErrStarted
 	}
-	if c.dlq == nil { // no injected source: Kafka
-		if err := c.startKafka(ctx); err != nil {
-			return err
-		}
-	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.stopping, c.done = make(chan struct{}), make(chan struct{})
 	c.started = true
-	msgs := make(chan kafka.Message, fetchQueue)
+	msgs := make(chan bus.Message, fetchQueue)
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.fetch(msgs) }()
 	go func() {
@@ -168,86 +132,8 @@ func (c *Consumer) Start(ctx context.Context) error {
 		defer close(c.done)
 		c.runErr = c.run(msgs)
 	}()
-	c.log.Info("consumer started", "group", c.cfg.GroupID, "brokers", c.kcfg.Brokers)
+	c.log.Info("consumer started")
 	return nil
-}
-
-// startKafka makes the topics when configured to and the group reader and
-// dead-letter writer.
-func (c *Consumer) startKafka(ctx context.Context) error {
-	dlq, err := broker.NewProducer(c.kcfg, c.kcfg.DeadLetterTopic)
-	if err != nil {
-		return fmt.Errorf("making the dead-letter producer: %w", err)
-	}
-	c.dlq = producerDLQ{dlq}
-	// A broker that is down at start is not fatal: the fetch goroutine
-	// waits for the events topic before joining the group (a group that
-	// joins before its topic exists can stay assigned nothing).
-	if err := c.topicReady(ctx); err != nil {
-		c.log.Warn("kafka unreachable at start; the consumer will wait for it", "err", err)
-		return nil
-	}
-	c.r = c.newKafkaReader()
-	return nil
-}
-
-// topicReady makes the topics when configured to, and checks that the
-// events topic answers.
-func (c *Consumer) topicReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.kcfg.DialTimeout)
-	defer cancel()
-	if c.kcfg.CreateTopics {
-		if err := broker.EnsureTopics(ctx, c.kcfg); err != nil {
-			return err
-		}
-	}
-	return broker.Ping(ctx, c.kcfg, c.kcfg.EventsTopic)
-}
-
-// awaitTopic retries topicReady with backoff until it succeeds (true) or
-// the consumer is cancelled (false).
-func (c *Consumer) awaitTopic() bool {
-	bo := c.newBackoff()
-	for {
-		err := c.topicReady(c.ctx)
-		if err == nil {
-			c.log.Info("kafka reachable; joining the consumer group", "topic", c.kcfg.EventsTopic)
-			return true
-		}
-		c.log.Debug("waiting for kafka", "err", err)
-		if !bo.Wait(c.ctx) {
-			return false
-		}
-	}
-}
-
-// newKafkaReader makes the group reader of the events topic.
-func (c *Consumer) newKafkaReader() Source {
-	start := kafka.FirstOffset
-	if c.cfg.StartOffset == "latest" {
-		start = kafka.LastOffset
-	}
-	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           c.kcfg.Brokers,
-		GroupID:           c.cfg.GroupID,
-		Topic:             c.kcfg.EventsTopic,
-		MinBytes:          1,
-		MaxBytes:          c.cfg.FetchMaxBytes,
-		MaxWait:           c.cfg.FetchMaxWait,
-		StartOffset:       start,
-		CommitInterval:    0, // synchronous: CommitMessages returns once committed
-		SessionTimeout:    c.cfg.SessionTimeout,
-		HeartbeatInterval: c.cfg.SessionTimeout / 10,
-		Dialer:            &kafka.Dialer{Timeout: c.kcfg.DialTimeout},
-		// A topic made after the group joined (broker down at start), or
-		// given more partitions, triggers a rebalance instead of leaving the
-		// group assigned nothing.
-		WatchPartitionChanges:  true,
-		PartitionWatchInterval: 5 * time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(format string, args ...any) {
-			c.log.Warn("kafka reader: " + fmt.Sprintf(format, args...))
-		}),
-	})
 }
 
 // flushGrace bounds how long Shutdown lets the last batch's insert and
@@ -290,57 +176,29 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	if c.runErr != nil && !errors.Is(c.runErr, context.Canceled) {
 		err = errors.Join(err, c.runErr)
 	}
-	if c.r != nil { // nil when Kafka never answered
-		err = errors.Join(err, c.r.Close())
-	}
-	return errors.Join(err, c.dlq.Close())
-}
-
-// producerDLQ writes dead letters with the ingest path's producer
-// (acks=all, kafka-go's Hash partitioning, the telemetry.kafka.produce
-// metrics), so one producer serves both topics.
-type producerDLQ struct{ p *broker.Producer }
-
-func (d producerDLQ) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
-	pm := make([]broker.ProducerMessage, len(msgs))
-	for i, m := range msgs {
-		pm[i] = broker.ProducerMessage{Key: m.Key, Value: m.Value, Headers: m.Headers}
-	}
-	return d.p.Produce(ctx, pm)
-}
-
-// Close sends what is queued; dead letters are produced synchronously, so
-// nothing is normally left.
-func (d producerDLQ) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return d.p.Close(ctx)
+	return errors.Join(err, c.r.Close(), c.dlq.Close())
 }
 
 // fetch feeds msgs until the consumer is cancelled.
-func (c *Consumer) fetch(msgs chan<- kafka.Message) {
+func (c *Consumer) fetch(msgs chan<- bus.Message) {
 	defer close(msgs)
-	if c.r == nil { // Kafka was down at start
-		if !c.awaitTopic() {
-			return
-		}
-		c.r = c.newKafkaReader() // before any message reaches run, which commits through it
-	}
 	bo := c.newBackoff()
 	for {
-		m, err := c.r.FetchMessage(c.ctx)
+		m, err := c.r.Fetch(c.ctx)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("fetching from kafka", "err", err)
+			c.log.Warn("fetching from the bus", "err", err)
 			if !bo.Wait(c.ctx) {
 				return
 			}
 			continue
 		}
 		bo.Reset()
-		c.m.setLag(m.Partition, m.HighWaterMark-m.Offset-1)
+		if m.HighWater > 0 {
+			c.m.setLag(m.Partition, m.HighWater-m.Offset-1)
+		}
 		select {
 		case msgs <- m:
 		case <-c.ctx.Done():
@@ -351,15 +209,15 @@ func (c *Consumer) fetch(msgs chan<- kafka.Message) {
 
 // pending is the batch being assembled.
 type pending struct {
-	msgs    []kafka.Message
+	msgs    []bus.Message
 	records []record
-	bad     []kafka.Message // dead letters, with the error header set
+	bad     []bus.Message // dead letters, with the error header set
 	bytes   int
 	first   time.Time
 }
 
 // run batches messages and flushes on size, time or shutdown.
-func (c *Consumer) run(msgs <-chan kafka.Message) error {
+func (c *Consumer) run(msgs <-chan bus.Message) error {
 	var p pending
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -392,16 +250,16 @@ func (c *Consumer) run(msgs <-chan kafka.Message) error {
 }
 
 // add decodes m into p; a message that cannot be stored becomes a dead letter.
-func (c *Consumer) add(p *pending, m kafka.Message) {
+func (c *Consumer) add(p *pending, m bus.Message) {
 	p.msgs = append(p.msgs, m)
 	p.bytes += len(m.Value)
 	r, err := decode(m)
 	if err != nil {
-		dl := kafka.Message{Key: m.Key, Value: m.Value, Headers: append(append([]kafka.Header(nil), m.Headers...),
-			kafka.Header{Key: HeaderError, Value: []byte(err.Error())},
-			kafka.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
-			kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
-			kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		dl := bus.Message{Key: m.Key, Value: m.Value, Headers: append(append([]bus.Header(nil), m.Headers...),
+			bus.Header{Key: HeaderError, Value: []byte(err.Error())},
+			bus.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
+			bus.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
+			bus.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
 		)}
 		p.bad = append(p.bad, dl)
 		reason := "decode"
@@ -492,7 +350,7 @@ func (c *Consumer) flush(p *pending) error {
 			return err
 		}
 	}
-	if err := c.retry("commit", func() error { return c.r.CommitMessages(c.ctx, p.msgs...) }); err != nil {
+	if err := c.retry("commit", func() error { return c.r.Commit(c.ctx, p.msgs...) }); err != nil {
 		return err
 	}
 	span.SetAttributes(attribute.Int("telemetry.batch.messages", len(p.msgs)), attribute.Int("telemetry.batch.rows", b.Rows()),
@@ -511,7 +369,7 @@ const maxSpanLinks = 128
 // the trace context each message carries (W3C traceparent headers set by
 // ingest); when the whole batch came from one trace it is that trace's
 // child.
-func (c *Consumer) batchSpan(msgs []kafka.Message) (context.Context, trace.Span) {
+func (c *Consumer) batchSpan(msgs []bus.Message) (context.Context, trace.Span) {
 	prop := otel.GetTextMapPropagator()
 	var links []trace.Link
 	seen := map[trace.SpanID]bool{}

@@ -8,29 +8,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/sora3web/telemetry/bus"
 )
 
 // chanSource hands out the messages sent on its channel; commits are
 // no-ops.
-type chanSource struct{ msgs chan kafka.Message }
+type chanSource struct{ msgs chan bus.Message }
 
-func (s chanSource) FetchMessage(ctx context.Context) (kafka.Message, error) {
+func (s chanSource) Fetch(ctx context.Context) (bus.Message, error) {
 	select {
 	case m := <-s.msgs:
 		return m, nil
 	case <-ctx.Done():
-		return kafka.Message{}, ctx.Err()
+		return bus.Message{}, ctx.Err()
 	}
 }
-func (chanSource) CommitMessages(context.Context, ...kafka.Message) error { return nil }
-func (chanSource) Close() error                                           { return nil }
+func (chanSource) Commit(context.Context, ...bus.Message) error { return nil }
+func (chanSource) Close() error                                 { return nil }
 
 // nopDLQ drops dead letters.
 type nopDLQ struct{}
 
-func (nopDLQ) WriteMessages(context.Context, ...kafka.Message) error { return nil }
-func (nopDLQ) Close() error                                          { return nil }
+func (nopDLQ) WriteMessages(context.Context, ...bus.Message) error { return nil }
+func (nopDLQ) Close() error                                        { return nil }
 
 // gatedSink blocks each WriteBatch until release is closed.
 type gatedSink struct {
@@ -55,11 +55,11 @@ func (s *gatedSink) HighWater(context.Context, string, []int) (map[int]int64, er
 // return while a batch filtered before it is still being inserted, and
 // returns once that insert is done.
 func TestBarrierWaitsForTheBatchInFlight(t *testing.T) {
-	src := chanSource{msgs: make(chan kafka.Message, 1)}
+	src := chanSource{msgs: make(chan bus.Message, 1)}
 	sink := &gatedSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	cfg := DefaultConfig()
 	cfg.BatchInterval = 10 * time.Millisecond
-	c, err := NewWithSource(cfg, src, nopDLQ{}, sink, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := New(cfg, src, nopDLQ{}, sink, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,8 @@ func TestBarrierWaitsForTheBatchInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer shutdown(c)
-	src.msgs <- marshal(t, event(1))
+	m := marshal(t, event(1))
+	src.msgs <- bus.Message{Key: m.Key, Value: m.Value}
 	<-sink.entered // the batch was filtered and its insert is running
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -93,7 +94,7 @@ func TestBarrierWaitsForTheBatchInFlight(t *testing.T) {
 // TestShutdownBeforeStartIsANoOp: every long-lived part may be shut down
 // before it started (a pipeline whose start failed half-way does so).
 func TestShutdownBeforeStartIsANoOp(t *testing.T) {
-	c, err := NewWithSource(DefaultConfig(), chanSource{msgs: make(chan kafka.Message)}, nopDLQ{}, &gatedSink{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := New(DefaultConfig(), chanSource{msgs: make(chan bus.Message)}, nopDLQ{}, &gatedSink{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

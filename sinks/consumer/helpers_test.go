@@ -18,7 +18,7 @@ import (
 	"github.com/segmentio/encoding/json"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/schema/migrations"
@@ -79,7 +79,16 @@ func openCH(t testing.TB, addr string) driver.Conn {
 // after-insert test hook.
 func (e *env) start(t testing.TB, conn driver.Conn, hook func() error) *Consumer {
 	t.Helper()
-	c, err := New(e.cfg, e.bc, NewClickHouseSink(conn, e.db), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	src, err := broker.NewReader(e.bc, e.cfg.ReaderConfig(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := broker.NewDeadLetters(e.bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(e.cfg, src, dlq, NewClickHouseSink(conn, e.db), log)
 	if err != nil {
 		t.Fatal(err)
 	}

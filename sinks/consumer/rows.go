@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/segmentio/encoding/json"
-	"github.com/segmentio/kafka-go"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/schema"
 )
 
@@ -37,7 +37,7 @@ var (
 )
 
 // decode maps a message to a record or says why it cannot be stored.
-func decode(m kafka.Message) (record, error) {
+func decode(m bus.Message) (record, error) {
 	r := record{topic: m.Topic, partition: m.Partition, offset: m.Offset}
 	if err := json.Unmarshal(m.Value, &r.e); err != nil {
 		return r, fmt.Errorf("%w: %w", ErrDecode, err)

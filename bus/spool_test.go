@@ -1,4 +1,4 @@
-package collector
+package bus
 
 import (
 	"context"
@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
-	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/backoff"
 )
 
@@ -21,7 +19,7 @@ func TestMessageEncodingRoundTrips(t *testing.T) {
 	cases := []Message{
 		{Key: []byte("user-1"), Value: []byte(`{"a":1}`)},
 		{Value: []byte(`{}`)},
-		{Key: []byte("k"), Value: []byte("v"), Headers: []kafka.Header{{Key: "traceparent", Value: []byte("00-abc-01")}, {Key: "e", Value: nil}}},
+		{Key: []byte("k"), Value: []byte("v"), Headers: []Header{{Key: "traceparent", Value: []byte("00-abc-01")}, {Key: "e", Value: nil}}},
 		{Key: []byte("k"), Value: nil},
 	}
 	for i, m := range cases {

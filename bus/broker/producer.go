@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/backoff"
 	"github.com/sora3web/telemetry/internal/obs"
 )
@@ -69,23 +70,11 @@ type Producer struct {
 // ErrProducerClosed is returned by Produce after Close.
 var ErrProducerClosed = errors.New("producer closed")
 
-// ProducerMessage is one record to produce.
-type ProducerMessage struct {
-	// Key picks the partition (kafka-go's Hash balancer, so the partition of
-	// a key is the same as with kafka-go's Writer); nil picks round-robin.
-	Key []byte
-	// Value is the payload. Produce does not modify Key, Value or Headers
-	// and holds them only until it returns.
-	Value []byte
-	// Headers travel with the record.
-	Headers []kafka.Header
-}
-
 // batch gathers the records of one partition for one produce request. Done
 // is closed once the broker answered for it (or it failed for good); err is
 // set before that.
 type batch struct {
-	records []ProducerMessage
+	records []bus.Message
 	time    time.Time // when the first record was added
 	bytes   int64
 	done    chan struct{}
@@ -102,7 +91,7 @@ type partBatches struct {
 
 // add appends m to the batch still filling, or to a new one when that is
 // full (maxRecords, or maxBytes unless it is empty), and returns the batch.
-func (pb *partBatches) add(m ProducerMessage, now time.Time, maxRecords int, maxBytes int64) *batch {
+func (pb *partBatches) add(m bus.Message, now time.Time, maxRecords int, maxBytes int64) *batch {
 	size := int64(len(m.Key) + len(m.Value) + recordOverhead)
 	var b *batch
 	if q := pb.queue; len(q) > 0 {
@@ -163,7 +152,7 @@ func NewProducer(cfg Config, topic string) (*Producer, error) {
 // of them with acks=all, or with the first error. On error, some messages may
 // have been stored; callers that resend must tolerate duplicates. ctx bounds
 // the wait, not the request: messages already queued are still sent.
-func (p *Producer) Produce(ctx context.Context, msgs []ProducerMessage) error {
+func (p *Producer) Produce(ctx context.Context, msgs []bus.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -506,10 +495,11 @@ func (p *Producer) produce(ctx context.Context, heads []sendPart, idx []int, err
 // recordReader reads a batch's messages as records. It is made afresh for
 // every attempt: encoding consumes the key and value readers.
 type recordReader struct {
-	msgs       []ProducerMessage
+	msgs       []bus.Message
 	time       time.Time
 	i          int
 	rec        protocol.Record
+	headers    []protocol.Header // reused: the encoder is done with a record before the next
 	key, value bytesReader
 }
 
@@ -521,7 +511,11 @@ func (r *recordReader) ReadRecord() (*protocol.Record, error) {
 	}
 	m := &r.msgs[r.i]
 	r.i++
-	r.rec = protocol.Record{Time: r.time, Headers: m.Headers}
+	r.headers = r.headers[:0]
+	for _, h := range m.Headers {
+		r.headers = append(r.headers, protocol.Header{Key: h.Key, Value: h.Value})
+	}
+	r.rec = protocol.Record{Time: r.time, Headers: r.headers}
 	if m.Key != nil {
 		r.key.Reset(m.Key)
 		r.rec.Key = &r.key
@@ -584,7 +578,7 @@ type producerMetrics struct {
 }
 
 func newProducerMetrics(topic string) (*producerMetrics, error) {
-	meter := otel.Meter("github.com/sora3web/telemetry/internal/broker")
+	meter := otel.Meter("github.com/sora3web/telemetry/bus/broker")
 	m := &producerMetrics{
 		ok:    metric.WithAttributes(attribute.String("topic", topic), attribute.String("outcome", "ok")),
 		fail:  metric.WithAttributes(attribute.String("topic", topic), attribute.String("outcome", "error")),

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/sora3web/telemetry/bus"
 )
 
 // TestGroupByLeader: a produce request goes to one broker, so the heads of
@@ -51,9 +53,9 @@ func TestTakeLinger(t *testing.T) {
 		{"full batch leaves at once", 5 * time.Millisecond, false,
 			[][]*batch{{batchAt(time.Millisecond)}, {batchAt(0), batchAt(0)}}, 2, 0},
 		{"batch at batch_size leaves at once", 5 * time.Millisecond, false,
-			[][]*batch{{{time: now, records: make([]ProducerMessage, 3)}}}, 1, 0},
+			[][]*batch{{{time: now, records: make([]bus.Message, 3)}}}, 1, 0},
 		{"batch at batch_bytes leaves at once", 5 * time.Millisecond, false,
-			[][]*batch{{{time: now, records: make([]ProducerMessage, 1), bytes: 1 << 20}}}, 1, 0},
+			[][]*batch{{{time: now, records: make([]bus.Message, 1), bytes: 1 << 20}}}, 1, 0},
 		{"close flushes at once", 5 * time.Millisecond, true, [][]*batch{{batchAt(0)}}, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

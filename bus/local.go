@@ -1,4 +1,4 @@
-package collector
+package bus
 
 import (
 	"context"
@@ -7,17 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/segmentio/kafka-go"
-
-	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/bus/wal"
 )
 
 // LogReader reads the local log as a consumer group of one would read a
-// single-partition topic: messages carry Topic (the log's identity),
-// Partition 0 and Offset (the record's sequence number), so consumers keep
-// the same batching, commit-after-insert and dedup semantics as on Kafka.
+// single-partition topic (a Source): messages carry Topic (the log's
+// identity), Partition 0 and Offset (the record's sequence number), so
+// consumers keep the same batching, commit-after-insert and dedup
+// semantics as on Kafka.
 type LogReader struct {
 	log    *wal.Log
 	cursor string
@@ -34,14 +32,14 @@ func NewLogReader(l *wal.Log, cursor, topic string) (*LogReader, error) {
 	return &LogReader{log: l, cursor: cursor, topic: topic}, nil
 }
 
-// FetchMessage returns the next record, blocking until one is appended or
-// ctx ends. A record that is not an encoded Message comes back with its raw
+// Fetch returns the next record, blocking until one is appended or ctx
+// ends. A record that is not an encoded Message comes back with its raw
 // bytes as the value, so the consumer dead-letters it.
-func (r *LogReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+func (r *LogReader) Fetch(ctx context.Context) (Message, error) {
 	if len(r.buf) == 0 {
 		recs, err := r.log.Read(ctx, r.cursor, 1000, 4<<20)
 		if err != nil {
-			return kafka.Message{}, err
+			return Message{}, err
 		}
 		r.buf = recs
 	}
@@ -51,11 +49,12 @@ func (r *LogReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 	if err != nil {
 		m = Message{Value: rec.Payload}
 	}
-	return kafka.Message{Topic: r.topic, Partition: 0, Offset: int64(rec.Seq), Key: m.Key, Value: m.Value, Headers: m.Headers, Time: time.Now()}, nil
+	m.Topic, m.Partition, m.Offset = r.topic, 0, int64(rec.Seq)
+	return m, nil
 }
 
-// CommitMessages durably records delivery up to the highest offset given.
-func (r *LogReader) CommitMessages(_ context.Context, msgs ...kafka.Message) error {
+// Commit durably records delivery up to the highest offset given.
+func (r *LogReader) Commit(_ context.Context, msgs ...Message) error {
 	var last int64 = -1
 	for _, m := range msgs {
 		last = max(last, m.Offset)
@@ -82,7 +81,7 @@ type LogWriter struct {
 func NewLogWriter(l *wal.Log) *LogWriter { return &LogWriter{log: l} }
 
 // WriteMessages appends msgs durably.
-func (w *LogWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+func (w *LogWriter) WriteMessages(ctx context.Context, msgs ...Message) error {
 	out := make([]Message, len(msgs))
 	for i, m := range msgs {
 		out[i] = Message{Key: m.Key, Value: m.Value, Headers: m.Headers}
@@ -141,3 +140,26 @@ func AdoptLegacyLogID(dataDir, walDir string) error {
 	}
 	return os.Remove(legacy)
 }
+
+// LogPublisher makes messages durable in the local log: the embedded bus
+// of all-in-one mode, where the log stands in for Kafka.
+type LogPublisher struct {
+	log *wal.Log
+}
+
+var _ Publisher = (*LogPublisher)(nil)
+
+// NewLogPublisher publishes into l.
+func NewLogPublisher(l *wal.Log) *LogPublisher { return &LogPublisher{log: l} }
+
+// Publish appends msgs and returns once they are durable under the log's
+// fsync policy.
+func (p *LogPublisher) Publish(ctx context.Context, msgs []Message) error {
+	if _, _, err := p.log.Append(ctx, encodeAll(msgs)); err != nil {
+		return fmt.Errorf("appending %d messages to the local log: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Ready is nil while the log accepts appends.
+func (p *LogPublisher) Ready() error { return p.log.Healthy() }

@@ -1,4 +1,4 @@
-package collector
+package bus
 
 import (
 	"context"
@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
-	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/bus/wal"
 )
 
 func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
@@ -31,9 +29,9 @@ func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []kafka.Message
+	var got []Message
 	for i := 0; i < 3; i++ {
-		m, err := r.FetchMessage(ctx)
+		m, err := r.Fetch(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +41,7 @@ func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
 		t.Fatalf("messages: %+v", got)
 	}
 	// commit the first two only; after a reopen the third comes again
-	if err := r.CommitMessages(ctx, got[0], got[1]); err != nil {
+	if err := r.Commit(ctx, got[0], got[1]); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -59,7 +57,7 @@ func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
 	r, _ = NewLogReader(l, "consumer", topic)
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	m, err := r.FetchMessage(fctx)
+	m, err := r.Fetch(fctx)
 	if err != nil || string(m.Value) != "c" || m.Offset != got[2].Offset {
 		t.Fatalf("after restart: %+v %v", m, err)
 	}
@@ -69,7 +67,7 @@ func TestLogReaderGivesKafkaSemanticsOverTheLocalLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dl.Close()
-	if err := NewLogWriter(dl).WriteMessages(ctx, kafka.Message{Value: []byte("bad"), Headers: []kafka.Header{{Key: "error", Value: []byte("decoding")}}}); err != nil {
+	if err := NewLogWriter(dl).WriteMessages(ctx, Message{Value: []byte("bad"), Headers: []Header{{Key: "error", Value: []byte("decoding")}}}); err != nil {
 		t.Fatal(err)
 	}
 	if dl.Stats().LastSeq != 1 {

@@ -1,60 +1,38 @@
-package collector
+package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/bus"
 )
 
-// Message is one record to publish: the partition key (events of one user
-// share a key, so a partition holds them in order; nil spreads messages
-// round-robin), the enriched event as JSON, and headers (trace context).
-// It is the Kafka producer's message type, so publishing passes a request's
-// messages on without copying them.
-type Message = broker.ProducerMessage
-
-// Publisher makes messages durable. Publish returns nil only once every
-// message is durably stored (on Kafka: acknowledged by all in-sync
-// replicas); on error some messages may have been stored, and the caller
-// answers so that the client retries all of them (consumers dedup by
-// event_id).
-type Publisher interface {
-	Publish(ctx context.Context, msgs []Message) error
-	// Ready returns nil when Publish can be expected to succeed.
-	Ready() error
-}
-
-// ErrNotReady is returned by Ready before the first successful probe.
-var ErrNotReady = errors.New("publisher not ready")
-
-// KafkaPublisher publishes to the events topic with broker.Producer
+// KafkaPublisher publishes to the events topic with Producer
 // (natural batching over kafka-go's protocol and transport).
 type KafkaPublisher struct {
-	cfg      broker.Config
+	cfg      Config
 	log      *slog.Logger
-	producer *broker.Producer
+	producer *Producer
 
 	ready  atomic.Pointer[error]
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-var _ Publisher = (*KafkaPublisher)(nil)
+var _ bus.Publisher = (*KafkaPublisher)(nil)
 
 // NewKafkaPublisher makes a publisher; it does no I/O until Start.
-func NewKafkaPublisher(cfg broker.Config, log *slog.Logger) (*KafkaPublisher, error) {
-	pr, err := broker.NewProducer(cfg, cfg.EventsTopic)
+func NewKafkaPublisher(cfg Config, log *slog.Logger) (*KafkaPublisher, error) {
+	pr, err := NewProducer(cfg, cfg.EventsTopic)
 	if err != nil {
 		return nil, err
 	}
 	p := &KafkaPublisher{cfg: cfg, log: log, producer: pr}
-	notReady := ErrNotReady
+	notReady := bus.ErrNotReady
 	p.ready.Store(&notReady)
 	return p, nil
 }
@@ -74,8 +52,8 @@ func (p *KafkaPublisher) Start(ctx context.Context) error {
 			pctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 			var err error
 			if created {
-				err = broker.Ping(pctx, p.cfg, p.cfg.EventsTopic)
-			} else if err = broker.EnsureTopics(pctx, p.cfg); err == nil {
+				err = Ping(pctx, p.cfg, p.cfg.EventsTopic)
+			} else if err = EnsureTopics(pctx, p.cfg); err == nil {
 				// EnsureTopics has just read both topics' partitions: no
 				// ping needed on top.
 				created = true
@@ -109,7 +87,7 @@ func (p *KafkaPublisher) setReady(err error) {
 func (p *KafkaPublisher) Ready() error { return *p.ready.Load() }
 
 // Publish writes msgs and waits for all in-sync replicas to acknowledge.
-func (p *KafkaPublisher) Publish(ctx context.Context, msgs []Message) error {
+func (p *KafkaPublisher) Publish(ctx context.Context, msgs []bus.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}

@@ -216,6 +216,28 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	return waitForTopics(ctx, conn, c.EventsTopic, c.DeadLetterTopic)
 }
 
+// DeleteTopics deletes topics from brokers; topics that do not exist are
+// not an error. It uses a transport of its own: kafka-go's default one
+// keeps a metadata cache shared by every client and writer of the process,
+// and once a topic it knows is deleted, a later writer on it fails with
+// Unknown Topic Or Partition.
+func DeleteTopics(ctx context.Context, brokers []string, topics ...string) error {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}
+	res, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("deleting topics %v: %w", topics, err)
+	}
+	var errs []error
+	for name, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafka.UnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("deleting topic %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // waitForTopics polls conn's broker until every partition of topics has a
 // leader, or ctx ends.
 func waitForTopics(ctx context.Context, conn *kafka.Conn, topics ...string) error {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/internal/testenv"
 )
 

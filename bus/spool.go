@@ -1,8 +1,7 @@
-package collector
+package bus
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,100 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
-	"github.com/sora3web/telemetry/collector/wal"
+	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/backoff"
 )
-
-// ErrBadRecord means a local-log record is not an encoded Message.
-var ErrBadRecord = errors.New("bad local-log record")
-
-// AppendMessage appends m's encoding for the local log to dst: the key, the
-// headers and the value, each length-prefixed (uvarint).
-func AppendMessage(dst []byte, m Message) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(m.Key)))
-	dst = append(dst, m.Key...)
-	dst = binary.AppendUvarint(dst, uint64(len(m.Headers)))
-	for _, h := range m.Headers {
-		dst = binary.AppendUvarint(dst, uint64(len(h.Key)))
-		dst = append(dst, h.Key...)
-		dst = binary.AppendUvarint(dst, uint64(len(h.Value)))
-		dst = append(dst, h.Value...)
-	}
-	return append(dst, m.Value...)
-}
-
-// DecodeMessage decodes a Message written by AppendMessage. The result
-// aliases b.
-func DecodeMessage(b []byte) (Message, error) {
-	var m Message
-	next := func() ([]byte, error) {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || uint64(len(b)-k) < n {
-			return nil, ErrBadRecord
-		}
-		v := b[k : k+int(n)]
-		b = b[k+int(n):]
-		return v, nil
-	}
-	var err error
-	if m.Key, err = next(); err != nil {
-		return Message{}, err
-	}
-	if len(m.Key) == 0 {
-		m.Key = nil
-	}
-	nh, k := binary.Uvarint(b)
-	if k <= 0 || nh > uint64(len(b)) {
-		return Message{}, ErrBadRecord
-	}
-	b = b[k:]
-	for i := uint64(0); i < nh; i++ {
-		key, err := next()
-		if err != nil {
-			return Message{}, err
-		}
-		val, err := next()
-		if err != nil {
-			return Message{}, err
-		}
-		m.Headers = append(m.Headers, kafka.Header{Key: string(key), Value: val})
-	}
-	m.Value = b
-	return m, nil
-}
-
-func encodeAll(msgs []Message) [][]byte {
-	out := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		out[i] = AppendMessage(make([]byte, 0, len(m.Key)+len(m.Value)+8), m)
-	}
-	return out
-}
-
-// LogPublisher makes messages durable in the local log: the embedded bus
-// of all-in-one mode, where the log stands in for Kafka.
-type LogPublisher struct {
-	log *wal.Log
-}
-
-var _ Publisher = (*LogPublisher)(nil)
-
-// NewLogPublisher publishes into l.
-func NewLogPublisher(l *wal.Log) *LogPublisher { return &LogPublisher{log: l} }
-
-// Publish appends msgs and returns once they are durable under the log's
-// fsync policy.
-func (p *LogPublisher) Publish(ctx context.Context, msgs []Message) error {
-	if _, _, err := p.log.Append(ctx, encodeAll(msgs)); err != nil {
-		return fmt.Errorf("appending %d messages to the local log: %w", len(msgs), err)
-	}
-	return nil
-}
-
-// Ready is nil while the log accepts appends.
-func (p *LogPublisher) Ready() error { return p.log.Healthy() }
 
 // SpoolConfig configures the local spool in front of Kafka.
 type SpoolConfig struct {

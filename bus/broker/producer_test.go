@@ -15,7 +15,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/sora3web/telemetry/internal/broker"
+	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/internal/testenv"
 )
 
@@ -90,12 +91,12 @@ func TestProducerDeliversInOrderAndBatches(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range calls {
-				msgs := make([]broker.ProducerMessage, perCall)
+				msgs := make([]bus.Message, perCall)
 				for j := range msgs {
-					msgs[j] = broker.ProducerMessage{
+					msgs[j] = bus.Message{
 						Key:     []byte(fmt.Sprintf("user-%d-%d", c, j%3)),
 						Value:   []byte(fmt.Sprintf("%d:%d", c, i*perCall+j)),
-						Headers: []kafka.Header{{Key: "h", Value: []byte("v")}},
+						Headers: []bus.Header{{Key: "h", Value: []byte("v")}},
 					}
 				}
 				if err := p.Produce(context.Background(), msgs); err != nil {
@@ -115,7 +116,7 @@ func TestProducerDeliversInOrderAndBatches(t *testing.T) {
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Produce(ctx, []broker.ProducerMessage{{Value: []byte("late")}}); !errors.Is(err, broker.ErrProducerClosed) {
+	if err := p.Produce(ctx, []bus.Message{{Value: []byte("late")}}); !errors.Is(err, broker.ErrProducerClosed) {
 		t.Fatalf("Produce after Close = %v, want ErrProducerClosed", err)
 	}
 
@@ -212,7 +213,7 @@ func TestProducerLingerGathersCalls(t *testing.T) {
 	t.Cleanup(func() { p.Close(context.Background()) })
 	// Warm up (metadata, connection) so the measured calls are the only
 	// thing the linger decides.
-	if err := p.Produce(context.Background(), []broker.ProducerMessage{{Value: []byte("warm")}}); err != nil {
+	if err := p.Produce(context.Background(), []bus.Message{{Value: []byte("warm")}}); err != nil {
 		t.Fatal(err)
 	}
 	req0, _ := produceCounts(t, reader)
@@ -224,7 +225,7 @@ func TestProducerLingerGathersCalls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * 30 * time.Millisecond) // well inside the linger
-			errs <- p.Produce(context.Background(), []broker.ProducerMessage{{Key: []byte{byte(i)}, Value: []byte{byte(i)}}})
+			errs <- p.Produce(context.Background(), []bus.Message{{Key: []byte{byte(i)}, Value: []byte{byte(i)}}})
 		}()
 	}
 	wg.Wait()
@@ -258,9 +259,9 @@ func TestProducerFullBatchEndsLinger(t *testing.T) {
 	// Two calls: the second fills the batch the first one started.
 	errs := make(chan error, 2)
 	for _, n := range []int{2, 3} {
-		msgs := make([]broker.ProducerMessage, n)
+		msgs := make([]bus.Message, n)
 		for i := range msgs {
-			msgs[i] = broker.ProducerMessage{Key: []byte("one-key"), Value: []byte{byte(n), byte(i)}}
+			msgs[i] = bus.Message{Key: []byte("one-key"), Value: []byte{byte(n), byte(i)}}
 		}
 		go func() { errs <- p.Produce(ctx, msgs) }()
 		time.Sleep(50 * time.Millisecond) // the first call's batch exists and lingers
@@ -284,7 +285,7 @@ func TestProducerBrokerDown(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := p.Produce(ctx, []broker.ProducerMessage{{Key: []byte("k"), Value: []byte("v")}}); err == nil {
+	if err := p.Produce(ctx, []bus.Message{{Key: []byte("k"), Value: []byte("v")}}); err == nil {
 		t.Fatal("Produce with no broker succeeded")
 	}
 	if err := p.Close(ctx); err != nil {

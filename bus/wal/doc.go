@@ -1,5 +1,5 @@
 // Package wal is a local, durable, append-only log (write-ahead log) of
-// opaque records. The collector uses it two ways: as a spool in front of
+// opaque records. The bus uses it two ways: as a spool in front of
 // Kafka (ingest appends accepted events while Kafka is slow or unreachable, a
 // forwarder replays them in order), and, in all-in-one mode, as the message
 // bus itself (ingest appends, a consumer reads batches from a named cursor,

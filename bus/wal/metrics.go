@@ -20,7 +20,7 @@ type metrics struct {
 }
 
 func newMetrics(l *Log) (*metrics, error) {
-	meter := otel.Meter("github.com/sora3web/telemetry/collector/wal")
+	meter := otel.Meter("github.com/sora3web/telemetry/bus/wal")
 	var m metrics
 	var err error
 	if m.records, err = meter.Int64Counter("telemetry.wal.records.appended", metric.WithDescription("Records written to the log.")); err != nil {

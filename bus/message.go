@@ -1,0 +1,69 @@
+package bus
+
+import (
+	"context"
+	"errors"
+)
+
+// Header is one message header (trace context, dead-letter reasons).
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Message is one record on the bus. Publishers use Key, Value and Headers;
+// a Source fills in where it read the message from.
+type Message struct {
+	// Key picks the partition (events of one user share a key, so a
+	// partition holds them in order); nil spreads messages round-robin.
+	Key []byte
+	// Value is the payload: an enriched event as JSON.
+	Value []byte
+	// Headers travel with the message.
+	Headers []Header
+
+	// Topic, Partition and Offset are the message's position, set by a
+	// Source: a Kafka topic, partition and offset, or a local log's
+	// identity (LogTopic), partition 0 and the record's sequence number.
+	// Consumers store it with each row, so (Topic, Partition, Offset)
+	// names one message for good.
+	Topic     string
+	Partition int
+	Offset    int64
+	// HighWater is the partition's next offset when the message was read
+	// (0 when the source does not say), for the consumer's lag.
+	HighWater int64
+}
+
+// Publisher makes messages durable. Publish returns nil only once every
+// message is durably stored (on Kafka: acknowledged by all in-sync
+// replicas; in a local log: fsynced); on error some messages may have been
+// stored, and the caller answers so that the client retries all of them
+// (consumers deduplicate by event_id).
+type Publisher interface {
+	Publish(ctx context.Context, msgs []Message) error
+	// Ready returns nil when Publish can be expected to succeed.
+	Ready() error
+}
+
+// Source is where a consumer reads: Kafka's consumer group (bus/broker) or
+// a local log (LogReader). Fetch blocks until a message is there or ctx
+// ends. Commit records durably, before it returns, that the messages given
+// (and everything before them in their partitions) were delivered: after a
+// restart, reading resumes after them.
+type Source interface {
+	Fetch(ctx context.Context) (Message, error)
+	Commit(ctx context.Context, msgs ...Message) error
+	Close() error
+}
+
+// DeadLetters takes messages that cannot be stored: the dead-letter topic
+// (bus/broker) or a local log (LogWriter).
+type DeadLetters interface {
+	WriteMessages(ctx context.Context, msgs ...Message) error
+	Close() error
+}
+
+// ErrNotReady is returned by a publisher's Ready before the first
+// successful probe.
+var ErrNotReady = errors.New("publisher not ready")
