@@ -61,7 +61,7 @@ const (
 // fetchQueue bounds the messages fetched ahead of the batcher.
 const fetchQueue = 8192
 
-// Consumer reads the events topic and writes to a Sink.
+// Consumer reads a bus.Source in batches and writes them to a Sink.
 type Consumer struct {
 	cfg  Config
 	sink Sink
