@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/ch-go/compress"
 	"github.com/klauspost/compress/zstd"
@@ -302,5 +303,56 @@ func TestSessionlessAndReadonlyGET(t *testing.T) {
 	st, _, b = call(t, "GET", "INSERT INTO fmt FORMAT TSV", nil, nil, nil)
 	if st == 200 || !strings.Contains(string(b), "READONLY") {
 		t.Fatalf("GET INSERT: %d %s", st, b)
+	}
+}
+
+// TestEveryEngineSettingAndSessions: any setting the engine knows is
+// applied for the request (not only a fixed list); a session_id keeps the
+// settings its SET statements chose, for its own requests only, until
+// session_timeout; session_check finds no expired session; readonly=1
+// refuses writes without touching the shared engine session.
+func TestEveryEngineSettingAndSessions(t *testing.T) {
+	// A setting no fixed list had: clickhouse-connect sends it on connect.
+	got := mustOK(t, "POST", "SELECT getSetting('cast_string_to_dynamic_use_inference'), getSetting('max_result_rows')",
+		url.Values{"cast_string_to_dynamic_use_inference": {"1"}, "max_result_rows": {"5"}}, nil)
+	if string(got) != "true\t5\n" {
+		t.Fatalf("settings applied: %q", got)
+	}
+	if got := mustOK(t, "POST", "SELECT getSetting('max_result_rows')", nil, nil); string(got) != "0\n" {
+		t.Fatalf("a request's setting leaked: %q", got)
+	}
+
+	session := url.Values{"session_id": {"s-1"}, "session_timeout": {"1"}}
+	mustOK(t, "POST", "SET max_result_rows = 77, output_format_json_quote_64bit_integers = 'false'", session, nil)
+	if got := mustOK(t, "POST", "SELECT getSetting('max_result_rows')", session, nil); string(got) != "77\n" {
+		t.Fatalf("the session's SET is not kept: %q", got)
+	}
+	withURL := url.Values{"session_id": {"s-1"}, "max_result_rows": {"8"}}
+	if got := mustOK(t, "POST", "SELECT getSetting('max_result_rows')", withURL, nil); string(got) != "8\n" {
+		t.Fatalf("the request's own setting does not win over the session's: %q", got)
+	}
+	if got := mustOK(t, "POST", "SELECT getSetting('max_result_rows')", url.Values{"session_id": {"s-2"}}, nil); string(got) != "0\n" {
+		t.Fatalf("another session sees s-1's settings: %q", got)
+	}
+	st, h, b := call(t, "POST", "SET no_such_setting = 1", session, nil, nil)
+	if st == 200 || h.Get("X-ClickHouse-Exception-Code") != "115" {
+		t.Fatalf("SET of an unknown setting: %d %s", st, b)
+	}
+	time.Sleep(1100 * time.Millisecond) // past session_timeout=1
+	st, h, b = call(t, "POST", "SELECT 1", url.Values{"session_id": {"s-1"}, "session_check": {"1"}}, nil, nil)
+	if st == 200 || h.Get("X-ClickHouse-Exception-Code") != "372" {
+		t.Fatalf("an expired session was found: %d %s", st, b)
+	}
+	st, h, b = call(t, "POST", "SELECT 1", url.Values{"session_id": {"s-3"}, "session_timeout": {"7200"}}, nil, nil)
+	if st == 200 || h.Get("X-ClickHouse-Exception-Code") != "36" {
+		t.Fatalf("session_timeout over the maximum: %d %s", st, b)
+	}
+
+	st, h, b = call(t, "POST", "CREATE TABLE via_readonly (a UInt8) ENGINE = Memory", url.Values{"readonly": {"1"}}, nil, nil)
+	if st == 200 || h.Get("X-ClickHouse-Exception-Code") != "164" {
+		t.Fatalf("readonly=1 CREATE: %d %s", st, b)
+	}
+	if got := mustOK(t, "POST", "SELECT getSetting('readonly')", nil, nil); string(got) != "0\n" {
+		t.Fatalf("readonly reached the shared engine session: %q", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -92,6 +93,9 @@ type Server struct {
 	spool  string
 
 	displayName, version, timezone string
+	// known is every setting the engine has (system.settings).
+	known    map[string]bool
+	sessions sessions
 
 	mu       sync.Mutex
 	httpSrv  *http.Server
@@ -124,6 +128,15 @@ func New(cfg Config, engine *chdb.Engine) (*Server, error) {
 		return nil, fmt.Errorf("chserver: unexpected engine identity %q", res.Data)
 	}
 	s.displayName, s.version, s.timezone = f[0], f[1], f[2]
+	s.known = fallbackSettings
+	if res, err := engine.Query(context.Background(), "SELECT name FROM system.settings", "TabSeparatedRaw"); err != nil {
+		s.log.Warn("chserver: reading the engine's settings; accepting a short list only", "err", err)
+	} else {
+		s.known = map[string]bool{}
+		for _, name := range strings.Split(strings.TrimSpace(string(res.Data)), "\n") {
+			s.known[name] = true
+		}
+	}
 	if cfg.DisplayName != "" {
 		s.displayName = cfg.DisplayName
 	}
@@ -317,10 +330,26 @@ const maxInlineBody = 1 << 20
 // execute runs the request's statement and returns the output bytes, the
 // output format and the engine result.
 func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.Result, error) {
-	settings, params, err := settingsFrom(q)
+	settings, params, err := settingsFrom(q, s.known)
 	if err != nil {
 		return nil, "", nil, err
 	}
+	sessionID := q.Get("session_id")
+	if sessionID != "" {
+		timeout, err := sessionTimeout(q.Get("session_timeout"))
+		if err != nil {
+			return nil, "", nil, err
+		}
+		base, err := s.sessions.use(sessionID, timeout, q.Get("session_check") == "1", time.Now())
+		if err != nil {
+			return nil, "", nil, err
+		}
+		maps.Copy(base, settings) // the request's own settings win
+		settings = base
+	}
+	readOnly := r.Method == http.MethodGet || (q.Get(readonlySetting) != "" && q.Get(readonlySetting) != "0") ||
+		(settings[readonlySetting] != "" && settings[readonlySetting] != "0")
+	delete(settings, readonlySetting)
 	format := q.Get("default_format")
 	if format == "" {
 		format = "TabSeparated"
@@ -379,7 +408,7 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		req.Params = append(req.Params, chdb.Param{Name: name, Value: v})
 	}
 
-	if isInsert && r.Method == http.MethodGet {
+	if isInsert && readOnly {
 		return nil, "", nil, &serverError{code: 164, name: "READONLY",
 			msg: "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries"}
 	}
@@ -399,12 +428,25 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 	}
 
 	switch kw := firstKeyword(sql); {
+	case kw == "SET" && sessionID != "":
+		// A session keeps its settings for its later requests.
+		assign, err := parseSet(sql)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		for name := range assign {
+			if !s.known[name] && name != readonlySetting {
+				return nil, "", nil, unknownSetting(name)
+			}
+		}
+		s.sessions.set(sessionID, assign)
+		return nil, format, &chdb.Result{}, nil
 	case kw == "SET" || kw == "USE":
 		// Sessionless, as in ClickHouse without session_id: the statement
 		// would only affect itself. Running it would leak into the shared
 		// engine session, so it is accepted and has no effect.
 		return nil, format, &chdb.Result{}, nil
-	case r.Method == http.MethodGet && !readOnlyKeywords[kw]:
+	case readOnly && !readOnlyKeywords[kw]:
 		return nil, "", nil, &serverError{code: 164, name: "READONLY",
 			msg: "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries"}
 	}

@@ -13,6 +13,7 @@ var controlParams = map[string]bool{
 	"compress": true, "decompress": true, "enable_http_compression": true,
 	"client_protocol_version": true, "network_compression_method": true,
 	"network_zstd_compression_level": true, "http_zlib_compression_level": true,
+	"session_id": true, "session_check": true, "session_timeout": true,
 }
 
 // ignoredSettings are accepted and have no effect, because the behaviour
@@ -31,12 +32,12 @@ var ignoredSettings = map[string]string{
 	"add_http_cors_header":                         "CORS is not supported",
 	"log_queries":                                  "there is no query log",
 	"cancel_http_readonly_queries_on_client_close": "queries cannot be cancelled",
-	"session_timeout":                              "sessions are not supported",
 	"date_time_input_format_strict":                "",
 }
 
-// appliedSettings are SET for the duration of the request.
-var appliedSettings = map[string]bool{
+// fallbackSettings are SET for the duration of the request when the
+// engine's own list (system.settings) could not be read.
+var fallbackSettings = map[string]bool{
 	"max_execution_time": true, "timeout_overflow_mode": true,
 	"max_result_rows": true, "max_result_bytes": true, "result_overflow_mode": true,
 	"max_rows_to_read": true, "max_bytes_to_read": true, "read_overflow_mode": true,
@@ -49,54 +50,49 @@ var appliedSettings = map[string]bool{
 	"session_timezone": true, "use_client_time_zone": true,
 	"allow_suspicious_low_cardinality_types": true, "allow_nullable_key": true,
 	"optimize_on_insert": true, "final": true, "select_sequential_consistency": true,
-	"distributed_ddl_task_timeout": true, "database_atomic_wait_for_drop_and_detach_synchronously": true,
-	"enable_json_type": true, "enable_variant_type": true, "enable_dynamic_type": true,
-	"allow_experimental_object_type": true, "allow_experimental_json_type": true,
-	"allow_experimental_variant_type": true, "allow_experimental_dynamic_type": true,
-	"allow_experimental_analyzer": true, "enable_analyzer": true,
 }
 
-// appliedPrefixes: format settings, all SET for the request.
-var appliedPrefixes = []string{"input_format_", "output_format_", "format_", "date_time_"}
+// readonlySetting is enforced by the server, never SET on the shared
+// engine session: with readonly on, the engine would refuse the statement
+// that resets it.
+const readonlySetting = "readonly"
 
 // settingsFrom extracts the engine settings of a request from its URL
-// parameters. param_* go to params. An unknown parameter is an error
+// parameters: every setting the engine knows (known: its system.settings),
+// except those ignoredSettings leaves out and readonly, which the caller
+// enforces. param_* go to params. An unknown parameter is an error
 // (UNKNOWN_SETTING), so a client never silently loses a setting.
-func settingsFrom(q url.Values) (settings map[string]string, params map[string]string, err error) {
+func settingsFrom(q url.Values, known map[string]bool) (settings map[string]string, params map[string]string, err error) {
 	settings, params = map[string]string{}, map[string]string{}
 	for k, vs := range q {
 		v := vs[len(vs)-1]
+		if _, ok := ignoredSettings[k]; ok || controlParams[k] || k == readonlySetting {
+			continue
+		}
 		switch {
 		case strings.HasPrefix(k, "param_"):
 			params[strings.TrimPrefix(k, "param_")] = v
-		case controlParams[k]:
-		case isExternalTableParam(k):
+		case isExternalTableParam(k, known):
 			return nil, nil, &serverError{code: 48, name: "NOT_IMPLEMENTED", msg: "external tables (" + k + ") are not supported by this server"}
-		case appliedSettings[k] || hasAnyPrefix(k, appliedPrefixes):
+		case known[k]:
 			settings[k] = v
 		default:
-			if _, ok := ignoredSettings[k]; ok {
-				continue
-			}
-			return nil, nil, &serverError{code: 115, name: "UNKNOWN_SETTING",
-				msg: fmt.Sprintf("Setting %s is not supported by this server (see sinks/chserver/README.md)", k)}
+			return nil, nil, unknownSetting(k)
 		}
 	}
 	return settings, params, nil
 }
 
-func isExternalTableParam(k string) bool {
-	for _, suffix := range []string{"_structure", "_types", "_format"} {
-		if strings.HasSuffix(k, suffix) && k != "default_format" && !hasAnyPrefix(k, appliedPrefixes) {
-			return true
-		}
-	}
-	return false
+// unknownSetting is ClickHouse's answer to a setting it does not know.
+func unknownSetting(name string) error {
+	return &serverError{code: 115, name: "UNKNOWN_SETTING", msg: fmt.Sprintf("Unknown setting '%s'", name)}
 }
 
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
+// isExternalTableParam reports whether k names a part of an external
+// table (<name>_structure, _types, _format) rather than a setting.
+func isExternalTableParam(k string, known map[string]bool) bool {
+	for _, suffix := range []string{"_structure", "_types", "_format"} {
+		if strings.HasSuffix(k, suffix) && k != "default_format" && !known[k] {
 			return true
 		}
 	}
