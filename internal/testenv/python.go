@@ -28,12 +28,7 @@ func PythonVenv(t testing.TB, requirements string) string {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(b)
-	cache := os.Getenv("TELEMETRY_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "telemetry")
-	}
-	dir := filepath.Join(cache, "py", hex.EncodeToString(sum[:8]))
+	dir := filepath.Join(cacheDir(), "py", hex.EncodeToString(sum[:8]))
 	python := filepath.Join(dir, "bin", "python")
 	venvs.mu.Lock()
 	defer venvs.mu.Unlock()

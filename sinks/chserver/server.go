@@ -14,6 +14,7 @@ package chserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -350,10 +351,10 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 	readOnly := r.Method == http.MethodGet || (q.Get(readonlySetting) != "" && q.Get(readonlySetting) != "0") ||
 		(settings[readonlySetting] != "" && settings[readonlySetting] != "0")
 	delete(settings, readonlySetting)
-	format := q.Get("default_format")
-	if format == "" {
-		format = "TabSeparated"
-	}
+	// default_format and database come from the URL or, as ClickHouse
+	// also takes them (the JDBC driver sends them so), from headers.
+	format := cmp.Or(q.Get("default_format"), r.Header.Get("X-ClickHouse-Format"), "TabSeparated")
+	database := cmp.Or(q.Get("database"), r.Header.Get("X-ClickHouse-Database"))
 
 	body, closeBody, err := decodeBody(r.Body, r.Header.Get("Content-Encoding"))
 	if err != nil {
@@ -403,7 +404,7 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		return nil, "", nil, &serverError{code: 62, name: "SYNTAX_ERROR", msg: "Empty query"}
 	}
 
-	req := chdb.Request{Format: format, Database: q.Get("database"), Settings: settings}
+	req := chdb.Request{Format: format, Database: database, Settings: settings}
 	for name, v := range params {
 		req.Params = append(req.Params, chdb.Param{Name: name, Value: v})
 	}
