@@ -95,7 +95,7 @@ func New(cfg config.Config, log *slog.Logger) (*Pipeline, error) {
 func (p *Pipeline) ClickHouseConfig() chconn.Config {
 	c := p.cfg.ClickHouse
 	if p.cfg.Embedded.Enabled {
-		c.Protocol, c.Addr, c.Password = "http", []string{p.cfg.Embedded.Listen}, ""
+		c.Protocol, c.Addr, c.Password, c.Compression = "http", []string{p.cfg.Embedded.Listen}, "", "none"
 		if p.chsrv != nil {
 			if addr, err := p.chsrv.Addr(); err == nil {
 				c.Addr = []string{addr}

@@ -284,8 +284,11 @@ func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 func TestDeletionThroughAnotherProcessIsSwept(t *testing.T) {
 	a := startPipeline(t, allInOne(t))
 	cfg := onEngineOf(t, a)
-	cfg.Consumer.BatchInterval = 2 * time.Second
-	cfg.Admin.RefreshInterval = 6 * time.Second
+	// b inserts its batch a second after the events and learns of the
+	// deletion at its first refresh, 10 s after it started: in between it
+	// has stored the user's old events, which the refresh must sweep.
+	cfg.Consumer.BatchInterval = time.Second
+	cfg.Admin.RefreshInterval = 10 * time.Second
 	b := startPipeline(t, cfg)
 	postEvents(t, b, "user-Z", 2)
 	postEvents(t, b, "keep-Z", 1)
