@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/sora3web/telemetry/bus/wal"
 )
@@ -119,24 +118,8 @@ func AdoptLegacyLogID(dataDir, walDir string) error {
 	} else if err != nil {
 		return fmt.Errorf("reading %s: %w", legacy, err)
 	}
-	own := filepath.Join(walDir, "ID")
-	if _, err := os.Stat(own); err == nil {
-		return os.Remove(legacy)
-	}
-	entries, err := os.ReadDir(walDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("reading %s: %w", walDir, err)
-	}
-	holdsLog := false
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".seg") || e.Name() == "cursors" {
-			holdsLog = true
-		}
-	}
-	if holdsLog {
-		if err := os.WriteFile(own, []byte(strings.TrimSpace(string(b))+"\n"), 0o644); err != nil {
-			return fmt.Errorf("moving %s into %s: %w", legacy, walDir, err)
-		}
+	if _, err := wal.AdoptID(walDir, string(b)); err != nil {
+		return fmt.Errorf("moving %s into %s: %w", legacy, walDir, err)
 	}
 	return os.Remove(legacy)
 }

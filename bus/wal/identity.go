@@ -21,6 +21,33 @@ const idName = "ID"
 // and a consumer that deduplicates on positions must key them by both.
 func (l *Log) ID() string { return l.id }
 
+// AdoptID gives the log in dir the identity id, before it is opened, when
+// dir holds a log (segments or cursors) without an identity of its own:
+// a log written by a version that kept its identity elsewhere, so it keeps
+// the name its records were stored under. It reports whether it did; an
+// empty or new directory, or a log with an identity, is left alone (Open
+// makes a new identity for the former).
+func AdoptID(dir, id string) (bool, error) {
+	if _, err := os.Stat(filepath.Join(dir, idName)); err == nil {
+		return false, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("wal: adopt identity: %w", err)
+	}
+	for _, e := range entries {
+		if _, seg := parseSegmentName(e.Name()); seg || e.Name() == cursorsSubdir {
+			if err := os.WriteFile(filepath.Join(dir, idName), []byte(strings.TrimSpace(id)+"\n"), 0o644); err != nil {
+				return false, fmt.Errorf("wal: adopt identity: %w", err)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // loadID reads the ID file, or makes one when there is none: a new
 // directory, a wiped one, or one written before logs had identities.
 func (l *Log) loadID() (string, error) {
