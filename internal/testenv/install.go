@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"sync"
@@ -44,6 +46,19 @@ func cachedInstall(t testing.TB, what, dir string, stamp []byte, install func() 
 	if err != nil {
 		t.Fatalf("installing %s into %s: %v\n%s", what, dir, err, installs.out[dir])
 	}
+}
+
+// stampedDir reads file (a requirements file, a pom: what to install) and
+// returns it with the cache directory kind/<hash of it> that holds what it
+// names, so a changed file gets a directory of its own.
+func stampedDir(t testing.TB, kind, file string) ([]byte, string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return b, filepath.Join(cacheDir(), kind, hex.EncodeToString(sum[:8]))
 }
 
 // cacheDir is where downloads for tests live: $TELEMETRY_CACHE, else

@@ -1,9 +1,6 @@
 package testenv
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,16 +14,11 @@ import (
 // Maven does.
 func MavenJars(t testing.TB, pom string) string {
 	t.Helper()
-	b, err := os.ReadFile(pom)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, dir := stampedDir(t, "maven", pom)
 	abs, err := filepath.Abs(pom)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(b)
-	dir := filepath.Join(cacheDir(), "maven", hex.EncodeToString(sum[:8]))
 	cachedInstall(t, pom, dir, b, func() ([]byte, error) {
 		return Run(filepath.Dir(abs), 10*time.Minute, nil, "mvn", "-q", "-B", "-Dstyle.color=never", "-f", abs,
 			"dependency:copy-dependencies", "-DoutputDirectory="+dir)

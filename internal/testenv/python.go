@@ -1,9 +1,6 @@
 package testenv
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,12 +13,7 @@ import (
 // python3 or pip does.
 func PythonVenv(t testing.TB, requirements string) string {
 	t.Helper()
-	b, err := os.ReadFile(requirements)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	dir := filepath.Join(cacheDir(), "py", hex.EncodeToString(sum[:8]))
+	b, dir := stampedDir(t, "py", requirements)
 	python := filepath.Join(dir, "bin", "python")
 	cachedInstall(t, requirements, dir, b, func() ([]byte, error) {
 		if out, err := Run("", 2*time.Minute, nil, "python3", "-m", "venv", "--clear", dir); err != nil {
