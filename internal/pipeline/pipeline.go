@@ -375,7 +375,12 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sink := consumer.NewClickHouseSink(p.conn, p.cfg.ClickHouse.Database)
+	// With the engine in this process, batches go to it directly as
+	// Native blocks; otherwise over clickhouse-go to the server.
+	var sink consumer.Sink = consumer.NewClickHouseSink(p.conn, p.cfg.ClickHouse.Database)
+	if p.engine != nil {
+		sink = consumer.NewEngineSink(p.engine, p.cfg.ClickHouse.Database)
+	}
 	if p.consumer, err = consumer.New(p.cfg.Consumer, src, dlq, sink, p.log); err != nil {
 		return errors.Join(err, src.Close(), dlq.Close())
 	}

@@ -131,3 +131,12 @@ func fetchChdb() error {
 	}
 	return nil
 }
+
+// Engine returns the engine behind ClickHouse(t), started if need be, for
+// tests of what runs in the engine's own process (the consumer's
+// EngineSink).
+func Engine(t testing.TB) *chdb.Engine {
+	t.Helper()
+	ClickHouse(t)
+	return clickHouseUp.engine
+}

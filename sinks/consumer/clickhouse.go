@@ -3,15 +3,17 @@ package consumer
 import (
 	"context"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
 )
 
 // ClickHouseSink writes batches into the events table with clickhouse-go
-// (columnar appends, one INSERT per batch) and reads back the offsets
-// already stored.
+// (columnar appends, one INSERT per batch) and reads back the offsets and
+// event ids already stored. It is the production path: clickhouse-go's
+// native protocol to a ClickHouse server (or its HTTP interface).
 type ClickHouseSink struct {
 	conn  driver.Conn
 	table string
@@ -26,8 +28,11 @@ func NewClickHouseSink(conn driver.Conn, database string) *ClickHouseSink {
 // WriteBatch inserts b with its deduplication token and returns once the
 // server acknowledged it.
 func (s *ClickHouseSink) WriteBatch(ctx context.Context, b *Batch) error {
-	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": b.Token}))
-	ins, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s (%s)", s.table, strings.Join(b.Columns(), ", ")))
+	settings := clickhouse.Settings{}
+	for _, kv := range insertSettings(b) {
+		settings[kv[0]] = kv[1]
+	}
+	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(settings)), insertStatement(s.table, b))
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", s.table, err)
 	}
@@ -47,21 +52,49 @@ func (s *ClickHouseSink) WriteBatch(ctx context.Context, b *Batch) error {
 // offset stored in the events table (answered by its offsets projection).
 // Partitions with no row are absent.
 func (s *ClickHouseSink) HighWater(ctx context.Context, topic string, partitions []int) (map[int]int64, error) {
-	parts := make([]int32, len(partitions))
-	for i, p := range partitions {
-		parts[i] = int32(p)
-	}
-	var rows []struct {
-		Partition int32 `ch:"kafka_partition"`
-		Offset    int64 `ch:"max_offset"`
-	}
-	q := fmt.Sprintf("SELECT kafka_partition, max(kafka_offset) AS max_offset FROM %s WHERE kafka_topic = ? AND kafka_partition IN ? GROUP BY kafka_topic, kafka_partition", s.table)
-	if err := s.conn.Select(ctx, &rows, q, topic, parts); err != nil {
+	rows, err := s.conn.Query(withParams(ctx, highWaterParams(topic, partitions)), highWaterSQL(s.table))
+	if err != nil {
 		return nil, fmt.Errorf("reading stored offsets of %s: %w", topic, err)
 	}
-	out := make(map[int]int64, len(rows))
-	for _, r := range rows {
-		out[int(r.Partition)] = r.Offset
+	defer rows.Close()
+	out := make(map[int]int64, len(partitions))
+	for rows.Next() {
+		var p int32
+		var off int64
+		if err := rows.Scan(&p, &off); err != nil {
+			return nil, fmt.Errorf("reading stored offsets of %s: %w", topic, err)
+		}
+		out[int(p)] = off
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading stored offsets of %s: %w", topic, err)
 	}
 	return out, nil
+}
+
+// StoredIDs calls fn with the event_id and received_at of every row of
+// (topic, partition) stored after offset after and received since since.
+func (s *ClickHouseSink) StoredIDs(ctx context.Context, topic string, partition int, after int64, since time.Time, fn func(uuid.UUID, time.Time)) error {
+	rows, err := s.conn.Query(withParams(ctx, storedIDsParams(topic, partition, after, since)), storedIDsSQL(s.table))
+	if err != nil {
+		return fmt.Errorf("reading stored event ids of %s/%d: %w", topic, partition, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var ms int64
+		if err := rows.Scan(&id, &ms); err != nil {
+			return fmt.Errorf("reading stored event ids of %s/%d: %w", topic, partition, err)
+		}
+		fn(id, time.UnixMilli(ms))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading stored event ids of %s/%d: %w", topic, partition, err)
+	}
+	return nil
+}
+
+// withParams binds {name:Type} placeholders server-side.
+func withParams(ctx context.Context, params map[string]string) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters(params)))
 }

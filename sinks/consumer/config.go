@@ -15,7 +15,9 @@ type Config struct {
 	GroupID string `mapstructure:"group_id"`
 	// BatchRows cuts a batch at this many messages. Default 100000.
 	BatchRows int `mapstructure:"batch_rows"`
-	// BatchBytes cuts a batch at this many message bytes. Default 16777216.
+	// BatchBytes cuts a batch at this many message bytes: a bound on the
+	// memory a batch holds, not its size (Kafka's JSON is about 1 KB per
+	// event, so batch_rows cuts first). Default 268435456 (256 MiB).
 	BatchBytes int `mapstructure:"batch_bytes"`
 	// BatchInterval cuts a batch this long after its first message, so at
 	// most about one insert per interval reaches ClickHouse. Default 1s.
@@ -36,6 +38,15 @@ type Config struct {
 	// group.min.session.timeout.ms (6s) and group.max.session.timeout.ms
 	// (30m). Default 30s.
 	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	// DedupWindow is how long a stored event_id is remembered, by its
+	// received_at, so that a client's resend is stored once (window.go).
+	// Default 24h.
+	DedupWindow time.Duration `mapstructure:"dedup_window"`
+	// DedupMaxIDs bounds the ids the dedup window holds (about 45 bytes
+	// each); past it the oldest are forgotten and the window is shorter
+	// than dedup_window, which the consumer logs and reports
+	// (telemetry.consumer.dedup.window). Default 20000000.
+	DedupMaxIDs int `mapstructure:"dedup_max_ids"`
 	// UACacheSize bounds the cache of parsed user agents for the events
 	// ingest deferred (its parse budget was spent). Not a key of its own:
 	// config.Load sets it from ingest.ua_cache_size. Default 10000.
@@ -48,7 +59,7 @@ func DefaultConfig() Config {
 	return Config{
 		GroupID:        "telemetry-clickhouse",
 		BatchRows:      100_000,
-		BatchBytes:     16 << 20,
+		BatchBytes:     256 << 20,
 		BatchInterval:  time.Second,
 		FetchMaxBytes:  10 << 20,
 		FetchMaxWait:   250 * time.Millisecond,
@@ -57,6 +68,8 @@ func DefaultConfig() Config {
 		BackoffMax:     10 * time.Second,
 		SessionTimeout: 30 * time.Second,
 		UACacheSize:    10000,
+		DedupWindow:    24 * time.Hour,
+		DedupMaxIDs:    20_000_000,
 	}
 }
 
@@ -99,6 +112,12 @@ func (c Config) Validate() error {
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		add("backoff_min", "must be > 0 and <= backoff_max")
+	}
+	if c.DedupWindow < time.Minute {
+		add("dedup_window", "must be at least 1m")
+	}
+	if c.DedupMaxIDs <= 0 {
+		add("dedup_max_ids", "must be > 0")
 	}
 	if c.UACacheSize <= 0 {
 		add("ua_cache_size", "must be > 0 (ingest.ua_cache_size)")

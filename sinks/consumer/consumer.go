@@ -26,6 +26,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/google/uuid"
+
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/backoff"
 	"github.com/sora3web/telemetry/transform"
@@ -39,6 +41,10 @@ type Sink interface {
 	// HighWater returns the largest offset stored per partition of topic
 	// (absent: none stored).
 	HighWater(ctx context.Context, topic string, partitions []int) (map[int]int64, error)
+	// StoredIDs calls fn with the event_id and received_at of every row of
+	// (topic, partition) stored after offset after and received since
+	// since: what rebuilds the consumer's window of recent ids.
+	StoredIDs(ctx context.Context, topic string, partition int, after int64, since time.Time, fn func(uuid.UUID, time.Time)) error
 }
 
 // Sentinel errors of the lifecycle.
@@ -83,6 +89,10 @@ type Consumer struct {
 	// Barrier waits for it (see filter.go).
 	filtering chan struct{}
 
+	// win remembers the event ids stored recently (window.go); only the
+	// flusher uses it.
+	win *window
+
 	mu       sync.Mutex
 	started  bool
 	r        bus.Source
@@ -110,8 +120,10 @@ func New(cfg Config, src bus.Source, dlq bus.DeadLetters, sink Sink, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer metrics: %w", err)
 	}
-	return &Consumer{cfg: cfg, r: src, dlq: dlq, sink: sink, log: log.With("component", "consumer"), m: m,
-		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer"), filtering: make(chan struct{}, 1)}, nil
+	c := &Consumer{cfg: cfg, r: src, dlq: dlq, sink: sink, log: log.With("component", "consumer"), m: m,
+		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer"), filtering: make(chan struct{}, 1),
+		win: newWindow(cfg.DedupWindow, cfg.DedupMaxIDs)}
+	return c, nil
 }
 
 // Start starts consuming in the background. ctx bounds only the start.
@@ -216,35 +228,77 @@ type pending struct {
 	first   time.Time
 }
 
-// run batches messages and flushes on size, time or shutdown.
+// run batches messages and hands each batch to the flusher, which inserts
+// and commits it while the next batch is assembled. Batches are handed
+// over, inserted and committed strictly in order. A batch is ready at
+// batch_rows messages, batch_bytes or batch_interval after its first
+// message; while the flusher is busy, a ready batch keeps growing up to
+// batch_rows. On shutdown the batch in progress is flushed last.
 func (c *Consumer) run(msgs <-chan bus.Message) error {
-	var p pending
+	batches := make(chan *pending)
+	failed := make(chan error, 1)
+	flusherDone := make(chan struct{})
+	go func() {
+		defer close(flusherDone)
+		for p := range batches {
+			if err := c.flush(p); err != nil {
+				failed <- err
+				for range batches { // drain: the batcher is returning
+				}
+				return
+			}
+		}
+	}()
+	finish := func(p *pending, err error) error {
+		if err == nil && len(p.msgs) > 0 {
+			select {
+			case batches <- p:
+			case err = <-failed:
+			}
+		}
+		close(batches)
+		<-flusherDone
+		select {
+		case ferr := <-failed:
+			err = errors.Join(err, ferr)
+		default:
+		}
+		return err
+	}
+
+	p := &pending{}
+	ready := false
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
+		in, out := msgs, chan<- *pending(nil)
+		if len(p.msgs) >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes {
+			in, ready = nil, true // full: wait for the flusher
+		}
+		if ready {
+			out = batches
+		}
 		select {
-		case m, ok := <-msgs:
+		case m, ok := <-in:
 			if !ok {
-				return c.ctx.Err()
+				return finish(&pending{}, c.ctx.Err())
 			}
 			if len(p.msgs) == 0 {
 				p.first = time.Now()
 				timer.Reset(c.cfg.BatchInterval)
 			}
-			c.add(&p, m)
-			if len(p.msgs) >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes {
-				timer.Stop()
-				if err := c.flush(&p); err != nil {
-					return err
-				}
-			}
+			c.add(p, m)
 		case <-timer.C:
-			if err := c.flush(&p); err != nil {
-				return err
-			}
+			ready = len(p.msgs) > 0
+		case out <- p:
+			timer.Stop()
+			p, ready = &pending{}, false
+		case err := <-failed:
+			failed <- err
+			return finish(&pending{}, nil)
 		case <-c.stopping:
 			timer.Stop()
-			return c.flush(&p)
+			return finish(p, nil)
 		}
 	}
 }
@@ -336,9 +390,10 @@ func (c *Consumer) flush(p *pending) error {
 	}
 	inserted = true
 	<-c.filtering
-	if skipped := len(records) - b.Rows(); skipped > 0 {
-		c.m.rowsSkipped.Add(ctx, int64(skipped))
-		c.log.Info("skipped redelivered messages already stored", "count", skipped)
+	c.windowStored(b)
+	if b.skipped > 0 {
+		c.m.rowsSkipped.Add(ctx, int64(b.skipped))
+		c.log.Info("skipped redelivered messages already stored", "count", b.skipped)
 	}
 	if c.afterInsert != nil {
 		if err := c.afterInsert(); err != nil {
@@ -439,15 +494,32 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 			stored[position{topic, p}] = off
 		}
 	}
+	for pos := range ranges {
+		if err := c.syncWindow(pos, stored); err != nil {
+			return nil, err
+		}
+	}
+	resends := 0
 	for i := range records {
 		r := &records[i]
 		if hw, ok := stored[position{r.topic, r.partition}]; ok && r.offset <= hw {
 			continue
 		}
+		if c.win.has(r.id) {
+			resends++
+			continue
+		}
+		c.win.add(r.id, r.e.ReceivedAt)
 		for _, col := range b.cols {
 			col.add(r)
 		}
 	}
+	if resends > 0 {
+		c.m.resends.Add(c.ctx, int64(resends))
+		c.log.Info("dropped resent events already stored", "count", resends)
+	}
+	b.skipped = len(records) - b.Rows() - resends
+	b.ranges = ranges
 	keys := make([]position, 0, len(ranges))
 	for pos := range ranges {
 		keys = append(keys, pos)
@@ -468,6 +540,52 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 	}
 	b.Token = hex.EncodeToString(h.Sum(nil))
 	return b, nil
+}
+
+// syncWindow makes the window complete for pos before its records are
+// checked: at the first batch of a position (a start, an assignment) it
+// loads the ids stored there within the window; when the table holds
+// offsets of pos beyond what the window knows (another member of the
+// group stored them while it owned the partition, or a crash came between
+// an insert and its commit) it loads those.
+func (c *Consumer) syncWindow(pos position, stored map[position]int64) error {
+	known, ok := c.win.loaded[pos]
+	if !ok {
+		known = -1
+	}
+	hw, stores := stored[pos]
+	if ok && (!stores || hw <= known) {
+		return nil
+	}
+	start, n := time.Now(), 0
+	if err := c.sink.StoredIDs(c.ctx, pos.topic, pos.partition, known, c.win.since(), func(id uuid.UUID, at time.Time) {
+		c.win.add(id, at)
+		n++
+	}); err != nil {
+		return err
+	}
+	if stores {
+		known = max(known, hw)
+	}
+	c.win.loaded[pos] = known
+	c.log.Info("loaded stored event ids into the dedup window", "topic", pos.topic, "partition", pos.partition,
+		"ids", n, "took", time.Since(start))
+	return nil
+}
+
+// windowStored records that b's positions are stored up to its last
+// offsets, and expires the window (hourly, or when over dedup_max_ids).
+func (c *Consumer) windowStored(b *Batch) {
+	for pos, rg := range b.ranges {
+		c.win.loaded[pos] = max(c.win.loaded[pos], rg[1])
+	}
+	if c.win.len() > c.win.maxIDs || minuteOf(c.win.since()) >= c.win.floor+60 {
+		if c.win.expire() {
+			c.log.Warn("the dedup window holds less than consumer.dedup_window: consumer.dedup_max_ids reached",
+				"held", c.win.held(), "dedup_window", c.win.span, "dedup_max_ids", c.win.maxIDs)
+		}
+	}
+	c.m.setWindow(c.win.len(), c.win.held())
 }
 
 // retry runs f until it succeeds, waiting with exponential backoff between

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/sora3web/telemetry/bus"
 )
 
@@ -49,6 +51,9 @@ func (s *gatedSink) WriteBatch(ctx context.Context, _ *Batch) error {
 }
 func (s *gatedSink) HighWater(context.Context, string, []int) (map[int]int64, error) {
 	return map[int]int64{}, nil
+}
+func (s *gatedSink) StoredIDs(context.Context, string, int, int64, time.Time, func(uuid.UUID, time.Time)) error {
+	return nil
 }
 
 // TestBarrierWaitsForTheBatchInFlight: a deletion's barrier does not

@@ -79,6 +79,23 @@ func openCH(t testing.TB, addr string) driver.Conn {
 // after-insert test hook.
 func (e *env) start(t testing.TB, conn driver.Conn, hook func() error) *Consumer {
 	t.Helper()
+	return e.startSink(t, NewClickHouseSink(conn, e.db), hook)
+}
+
+// sinks are the two ways a consumer stores batches, by name: clickhouse-go
+// (to a server; here over HTTP to the test engine) and the in-process
+// engine's Native insert.
+var sinks = []struct {
+	name string
+	new  func(e *env, t testing.TB) Sink
+}{
+	{"clickhouse-go", func(e *env, t testing.TB) Sink { return NewClickHouseSink(e.conn, e.db) }},
+	{"engine", func(e *env, t testing.TB) Sink { return NewEngineSink(testenv.Engine(t), e.db) }},
+}
+
+// startSink runs a consumer writing to sink.
+func (e *env) startSink(t testing.TB, sink Sink, hook func() error) *Consumer {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	src, err := broker.NewReader(e.bc, e.cfg.ReaderConfig(), log)
 	if err != nil {
@@ -88,7 +105,7 @@ func (e *env) start(t testing.TB, conn driver.Conn, hook func() error) *Consumer
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(e.cfg, src, dlq, NewClickHouseSink(conn, e.db), log)
+	c, err := New(e.cfg, src, dlq, sink, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +202,38 @@ func (e *env) waitCount(t testing.TB, q string, want uint64, within time.Duratio
 }
 
 // committed returns the group's committed offsets per partition (-1: none).
+// waitCommitted waits until the group committed n messages in all.
+func (e *env) waitCommitted(t testing.TB, n int64, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := sumCommitted(e.committed(t))
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d messages within %s, want %d", got, within, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// assertExact checks that distinct events are counted once everywhere an
+// analyst looks: rows without FINAL, rows per event_id, and the rollup
+// the materialized view fills at insert time.
+func (e *env) assertExact(t testing.TB, distinct uint64) {
+	t.Helper()
+	for _, c := range []struct{ what, q string }{
+		{"distinct event_ids", "SELECT uniqExact(event_id) FROM {t}"},
+		{"rows without FINAL", "SELECT count() FROM {t}"},
+		{"rollup events", "SELECT countMerge(events) FROM " + e.db + ".rollups_daily"},
+	} {
+		if got := e.count(t, c.q); got != distinct {
+			t.Errorf("%s: %d, want %d", c.what, got, distinct)
+		}
+	}
+}
+
 func (e *env) committed(t testing.TB) map[int]int64 {
 	t.Helper()
 	cl := &kafka.Client{Addr: kafka.TCP(e.bc.Brokers...), Timeout: 10 * time.Second}

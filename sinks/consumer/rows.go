@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/google/uuid"
 	"github.com/segmentio/encoding/json"
 
@@ -85,6 +86,9 @@ type column interface {
 	add(r *record)
 	values() any
 	len() int
+	// native appends the column in ClickHouse's Native format: its name,
+	// the type its values are written as, the values.
+	native(buf *proto.Buffer)
 }
 
 type col[T any] struct {
@@ -98,6 +102,53 @@ func (c *col[T]) add(r *record)                        { c.v = append(c.v, c.get
 func (c *col[T]) values() any                          { return c.v }
 func (c *col[T]) len() int                             { return len(c.v) }
 func mk[T any](n string, get func(r *record) T) column { return &col[T]{n: n, get: get} }
+
+// native writes the values with ch-go's typed columns where the layout is
+// a plain conversion. LowCardinality(String) columns are sent as String:
+// the engine converts Native input to the table's types
+// (input_format_native_allow_types_conversion), which builds the
+// dictionary in C++ instead of hashing every value here.
+func (c *col[T]) native(buf *proto.Buffer) {
+	buf.PutString(c.n)
+	switch v := any(c.v).(type) {
+	case []string:
+		buf.PutString("String")
+		for _, s := range v {
+			buf.PutString(s)
+		}
+	case []uuid.UUID:
+		buf.PutString("UUID")
+		proto.ColUUID(v).EncodeColumn(buf)
+	case []time.Time:
+		buf.PutString("DateTime64(3, 'UTC')")
+		for _, t := range v {
+			buf.PutInt64(t.UnixMilli())
+		}
+	case []bool:
+		buf.PutString("Bool")
+		proto.ColBool(v).EncodeColumn(buf)
+	case []uint8:
+		buf.PutString("UInt8")
+		proto.ColUInt8(v).EncodeColumn(buf)
+	case []uint16:
+		buf.PutString("UInt16")
+		proto.ColUInt16(v).EncodeColumn(buf)
+	case []uint32:
+		buf.PutString("UInt32")
+		proto.ColUInt32(v).EncodeColumn(buf)
+	case []int32:
+		buf.PutString("Int32")
+		proto.ColInt32(v).EncodeColumn(buf)
+	case []int64:
+		buf.PutString("Int64")
+		proto.ColInt64(v).EncodeColumn(buf)
+	case []float32:
+		buf.PutString("Float32")
+		proto.ColFloat32(v).EncodeColumn(buf)
+	default:
+		panic(fmt.Sprintf("consumer: column %s: no Native encoding for %T", c.n, c.v))
+	}
+}
 
 // newColumns returns empty columns of the events table, in insert order.
 // It is the one place a schema.Enriched field meets its column.
@@ -163,6 +214,10 @@ type Batch struct {
 	// the same batch is dropped by the server.
 	Token string
 	cols  []column
+	// ranges is the offset range of each position the batch covers.
+	ranges map[position][2]int64
+	// skipped counts the records left out as already stored.
+	skipped int
 }
 
 // Rows is the number of rows.
@@ -184,3 +239,13 @@ func (b *Batch) Columns() []string {
 
 // Values returns column i's values as a typed slice ([]string, []uint16, ...).
 func (b *Batch) Values(i int) any { return b.cols[i].values() }
+
+// AppendNative appends the batch as one block in ClickHouse's Native
+// format (the body of INSERT ... FORMAT Native), columns in insert order.
+func (b *Batch) AppendNative(buf *proto.Buffer) {
+	buf.PutUVarInt(uint64(len(b.cols)))
+	buf.PutUVarInt(uint64(b.Rows()))
+	for _, c := range b.cols {
+		c.native(buf)
+	}
+}

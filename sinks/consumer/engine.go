@@ -1,0 +1,158 @@
+package consumer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/google/uuid"
+
+	"github.com/sora3web/telemetry/sinks/chdb"
+)
+
+// Engine runs statements on the in-process ClickHouse engine;
+// sinks/chdb.Engine is the one.
+type Engine interface {
+	Exec(ctx context.Context, req chdb.Request) (*chdb.Result, error)
+}
+
+// EngineSink writes batches straight into the in-process engine, one
+// INSERT ... FORMAT Native per batch, without a network protocol between
+// them: the all-in-one `telemetry serve` uses it. It asks the same
+// questions as ClickHouseSink, in the same SQL.
+type EngineSink struct {
+	engine Engine
+	table  string
+
+	mu  sync.Mutex // guards buf, reused across batches
+	buf proto.Buffer
+}
+
+// NewEngineSink writes to database.events of engine.
+func NewEngineSink(engine Engine, database string) *EngineSink {
+	return &EngineSink{engine: engine, table: database + ".events"}
+}
+
+// WriteBatch inserts b with its deduplication token; the engine has
+// stored it when this returns.
+func (s *EngineSink) WriteBatch(ctx context.Context, b *Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Reset()
+	s.buf.Buf = append(s.buf.Buf, insertStatement(s.table, b)+" SETTINGS "...)
+	for i, kv := range insertSettings(b) {
+		if i > 0 {
+			s.buf.Buf = append(s.buf.Buf, ", "...)
+		}
+		s.buf.Buf = append(s.buf.Buf, kv[0]+" = "+chdb.QuoteString(kv[1])...)
+	}
+	s.buf.Buf = append(s.buf.Buf, " FORMAT Native\n"...)
+	b.AppendNative(&s.buf)
+	if _, err := s.engine.Exec(ctx, chdb.Request{SQL: string(s.buf.Buf)}); err != nil {
+		return fmt.Errorf("inserting %d rows into %s: %w", b.Rows(), s.table, err)
+	}
+	return nil
+}
+
+// HighWater returns, per partition of topic among partitions, the largest
+// offset stored (answered by the offsets projection).
+func (s *EngineSink) HighWater(ctx context.Context, topic string, partitions []int) (map[int]int64, error) {
+	out := make(map[int]int64, len(partitions))
+	err := s.query(ctx, highWaterSQL(s.table), highWaterParams(topic, partitions), func(f [][]byte) error {
+		p, err1 := strconv.Atoi(string(f[0]))
+		off, err2 := strconv.ParseInt(string(f[1]), 10, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("unexpected stored offset row %q", bytes.Join(f, []byte("\t")))
+		}
+		out[p] = off
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading stored offsets of %s: %w", topic, err)
+	}
+	return out, nil
+}
+
+// StoredIDs calls fn with the event_id and received_at of every row of
+// (topic, partition) stored after offset after and received since since.
+func (s *EngineSink) StoredIDs(ctx context.Context, topic string, partition int, after int64, since time.Time, fn func(uuid.UUID, time.Time)) error {
+	err := s.query(ctx, storedIDsSQL(s.table), storedIDsParams(topic, partition, after, since), func(f [][]byte) error {
+		id, err1 := uuid.ParseBytes(f[0])
+		ms, err2 := strconv.ParseInt(string(f[1]), 10, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("unexpected stored id row %q", bytes.Join(f, []byte("\t")))
+		}
+		fn(id, time.UnixMilli(ms))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading stored event ids of %s/%d: %w", topic, partition, err)
+	}
+	return nil
+}
+
+// query runs sql with params and calls row with each TabSeparated row's
+// fields (plain numbers and UUIDs: no escaping to undo).
+func (s *EngineSink) query(ctx context.Context, sql string, params map[string]string, row func([][]byte) error) error {
+	req := chdb.Request{SQL: sql, Format: "TabSeparated"}
+	for k, v := range params {
+		req.Params = append(req.Params, chdb.Param{Name: k, Value: v})
+	}
+	res, err := s.engine.Exec(ctx, req)
+	if err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(res.Data))
+	for sc.Scan() {
+		if err := row(bytes.Split(sc.Bytes(), []byte("\t"))); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// insertStatement is the head of a batch's insert: table and columns.
+func insertStatement(table string, b *Batch) string {
+	return fmt.Sprintf("INSERT INTO %s (%s)", table, strings.Join(b.Columns(), ", "))
+}
+
+// insertSettings are the settings of every events insert, in order:
+//   - insert_deduplication_token: a retried batch is stored once;
+//   - optimize_on_insert = 0: no ReplacingMergeTree merge of the block at
+//     insert time (it cost 4.5x the rest of the insert). Copies of an
+//     event never reach the table: the consumer's window drops resends
+//     (window.go) and the stored offsets drop redeliveries; merges remain
+//     the last line.
+func insertSettings(b *Batch) [][2]string {
+	return [][2]string{{"insert_deduplication_token", b.Token}, {"optimize_on_insert", "0"}}
+}
+
+func highWaterSQL(table string) string {
+	return "SELECT kafka_partition, max(kafka_offset) FROM " + table +
+		" WHERE kafka_topic = {topic:String} AND kafka_partition IN {partitions:Array(Int32)} GROUP BY kafka_topic, kafka_partition"
+}
+
+func highWaterParams(topic string, partitions []int) map[string]string {
+	ps := make([]string, len(partitions))
+	for i, p := range partitions {
+		ps[i] = strconv.Itoa(p)
+	}
+	return map[string]string{"topic": topic, "partitions": "[" + strings.Join(ps, ",") + "]"}
+}
+
+func storedIDsSQL(table string) string {
+	return "SELECT event_id, toUnixTimestamp64Milli(received_at) FROM " + table +
+		" WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:Int32} AND kafka_offset > {after:Int64}" +
+		" AND received_at >= fromUnixTimestamp64Milli({since:Int64})"
+}
+
+func storedIDsParams(topic string, partition int, after int64, since time.Time) map[string]string {
+	return map[string]string{"topic": topic, "partition": strconv.Itoa(partition),
+		"after": strconv.FormatInt(after, 10), "since": strconv.FormatInt(since.UnixMilli(), 10)}
+}
