@@ -2,50 +2,153 @@ package consumer
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/bus/broker"
+	"github.com/sora3web/telemetry/bus/wal"
+	"github.com/sora3web/telemetry/internal/testenv"
 )
 
-// BenchmarkConsume measures, in the same run, the consumer draining a
-// pre-filled topic into the engine and a direct clickhouse-go batch insert
-// of the same rows, and reports both rates and their ratio.
-// Run: go test ./sinks/consumer -run '^$' -bench Consume -benchtime 1x
-// (BENCH_ROWS sets the row count, default 20000).
-func BenchmarkConsume(b *testing.B) {
-	n := 20_000
+// BenchmarkSink measures storing the same rows four ways, side by side in
+// one run, each into fresh copies of the project's tables with merges
+// running:
+//   - limit: the engine's own in-process Native insert, in batches of
+//     consumer.batch_rows with the consumer's insert settings, the rows
+//     decoded and encoded beforehand: what the engine itself takes;
+//   - kafka: the consumer draining a pre-filled Kafka topic into the
+//     in-process engine (EngineSink), as `telemetry serve` does;
+//   - log: the same from a pre-filled local log;
+//   - http: the consumer into the engine over its HTTP interface with
+//     clickhouse-go (ClickHouseSink), as `telemetry consume` against the
+//     embedded engine does.
+//
+// For each it reports rows/s, the process's CPU µs per row (the engine
+// runs in this process, so its threads count) and Go allocations per row.
+// A consumer's rate is sustained: from its first rows visible to its last,
+// so the group join does not count. It also reports the largest number of
+// active parts seen in one partition of events (max_parts).
+// Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x
+// (BENCH_ROWS sets the row count, default 2,000,000).
+func BenchmarkSink(b *testing.B) {
+	n := 2_000_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
 		n = v
 	}
 	e := newEnv(b)
+	e.cfg.BatchInterval = DefaultConfig().BatchInterval
+	values := make([][]byte, n)
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
 		msgs[i] = marshal(b, event(i))
+		values[i] = msgs[i].Value
 	}
-	e.produce(b, msgs...)
+	for lo := 0; lo < n; lo += 50_000 {
+		e.produce(b, msgs[lo:min(lo+50_000, n)]...)
+	}
+	msgs = nil
 	warmGroupCoordinator(b, e)
+	logDir := b.TempDir()
+	fillLog(b, logDir, values)
+	engine := testenv.Engine(b)
+	parts := watchParts(b, e)
 	b.ResetTimer()
-	var consumeRate, directRate float64
 	for range b.N {
-		start := time.Now()
-		c := e.start(b, e.conn, nil)
-		e.waitCount(b, "SELECT count() FROM {t}", uint64(n), 3*time.Minute)
-		consumeRate = float64(n) / time.Since(start).Seconds()
-		if err := shutdown(c); err != nil {
-			b.Fatal(err)
-		}
+		insertNative(b, e, values)
+		r := measureConsumer(b, e, n, func(e *env) *Consumer { return e.startSink(b, NewEngineSink(engine, e.db), nil) })
+		report(b, "kafka", r)
+		r = measureConsumer(b, e, n, func(e *env) *Consumer { return startFromLog(b, e, logDir, NewEngineSink(engine, e.db)) })
+		report(b, "log", r)
+		r = measureConsumer(b, e, n, func(e *env) *Consumer { return e.start(b, e.conn, nil) })
+		report(b, "http", r)
+	}
+	b.ReportMetric(float64(parts()), "max_parts")
+	b.ReportMetric(float64(e.cfg.BatchRows), "batch_rows")
+}
 
-		// The same rows, decoded and inserted directly in one batch.
-		direct := newEnv(b)
-		batch := &Batch{cols: newColumns(), Token: "direct"}
-		start = time.Now()
-		for _, m := range msgs {
-			r, err := decode(bus.Message{Key: m.Key, Value: m.Value, Topic: direct.bc.EventsTopic, Offset: m.Offset})
+// result is one way's figures.
+type result struct {
+	rows     int
+	elapsed  time.Duration
+	cpu      time.Duration
+	mallocs  uint64
+	fromWhat string
+}
+
+func report(b *testing.B, name string, r result) {
+	rate := float64(r.rows) / r.elapsed.Seconds()
+	cpu := float64(r.cpu.Microseconds()) / float64(r.rows)
+	allocs := float64(r.mallocs) / float64(r.rows)
+	b.ReportMetric(rate, name+"_rows/s")
+	b.ReportMetric(cpu, name+"_cpu_us/row")
+	b.ReportMetric(allocs, name+"_allocs/row")
+	b.Logf("%-5s %9.0f rows/s  %6.2f CPU µs/row  %6.2f allocs/row  (%d rows in %s, %s)", name, rate, cpu, allocs, r.rows, r.elapsed.Round(time.Millisecond), r.fromWhat)
+}
+
+// measure runs f and returns its wall time, the process's CPU time and
+// the Go allocations it made.
+func measure(b *testing.B, what string, rows int, f func()) result {
+	b.Helper()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	c0, t0 := cpuTime(b), time.Now()
+	f()
+	elapsed, cpu := time.Since(t0), cpuTime(b)-c0
+	runtime.ReadMemStats(&m1)
+	return result{rows: rows, elapsed: elapsed, cpu: cpu, mallocs: m1.Mallocs - m0.Mallocs, fromWhat: what}
+}
+
+// measureConsumer starts a consumer on fresh tables and measures it from
+// its first rows visible to its last (sustained, without the start).
+func measureConsumer(b *testing.B, e *env, n int, start func(*env) *Consumer) result {
+	b.Helper()
+	fresh := *e
+	fresh.db = e.db + "_" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
+	fresh.cfg.GroupID = e.cfg.GroupID + "-" + fresh.db
+	migrate(b, &fresh)
+	c := start(&fresh)
+	var first uint64
+	for first = fresh.count(b, "SELECT count() FROM {t}"); first == 0; first = fresh.count(b, "SELECT count() FROM {t}") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := measure(b, "sustained, first rows visible to last", n-int(first), func() {
+		fresh.waitCount(b, "SELECT count() FROM {t}", uint64(n), 10*time.Minute)
+	})
+	if err := shutdown(c); err != nil {
+		b.Fatal(err)
+	}
+	if got := fresh.count(b, "SELECT count() FROM {t}"); got != uint64(n) {
+		b.Fatalf("%d rows stored, want %d", got, n)
+	}
+	return r
+}
+
+// insertNative is the limit: the rows decoded and encoded as Native blocks
+// of batch_rows beforehand, then inserted one block after another.
+func insertNative(b *testing.B, e *env, values [][]byte) {
+	b.Helper()
+	fresh := *e
+	fresh.db = e.db + "_limit"
+	migrate(b, &fresh)
+	sink := NewEngineSink(testenv.Engine(b), fresh.db)
+	var batches []*Batch
+	var blocks [][]byte
+	for lo := 0; lo < len(values); lo += e.cfg.BatchRows {
+		batch := &Batch{cols: newColumns(), Token: fmt.Sprint("limit-", lo)}
+		for i, v := range values[lo:min(lo+e.cfg.BatchRows, len(values))] {
+			r, err := decode(bus.Message{Value: v, Topic: "limit", Offset: int64(lo + i)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -53,19 +156,118 @@ func BenchmarkConsume(b *testing.B) {
 				col.add(&r)
 			}
 		}
-		if err := NewClickHouseSink(direct.conn, direct.db).WriteBatch(context.Background(), batch); err != nil {
-			b.Fatal(err)
+		var buf proto.Buffer
+		batch.AppendNative(&buf)
+		batches, blocks = append(batches, batch), append(blocks, buf.Buf)
+	}
+	r := measure(b, "", len(values), func() {
+		for i := range batches {
+			if err := sink.insert(context.Background(), batches[i], blocks[i]); err != nil {
+				b.Fatal(err)
+			}
 		}
-		directRate = float64(n) / time.Since(start).Seconds()
-		e.cfg.GroupID += "-again"
-		if err := e.conn.Exec(context.Background(), "TRUNCATE TABLE "+e.db+".events"); err != nil {
+	})
+	r.fromWhat = fmt.Sprintf("%d Native inserts of %d rows, encoded beforehand", len(batches), e.cfg.BatchRows)
+	report(b, "limit", r)
+}
+
+func migrate(b *testing.B, e *env) {
+	b.Helper()
+	m, err := migrationsFor(e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Apply(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// fillLog writes values to a local log in dir, as ingest would.
+func fillLog(b *testing.B, dir string, values [][]byte) {
+	b.Helper()
+	cfg := wal.DefaultConfig()
+	cfg.Dir, cfg.MaxBytes, cfg.Fsync = dir, 8<<30, wal.FsyncInterval
+	l, err := wal.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	w := bus.NewLogWriter(l)
+	for lo := 0; lo < len(values); lo += 1000 {
+		var batch []bus.Message
+		for _, v := range values[lo:min(lo+1000, len(values))] {
+			batch = append(batch, bus.Message{Value: v})
+		}
+		if err := w.WriteMessages(context.Background(), batch...); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(consumeRate, "consume_rows/s")
-	b.ReportMetric(directRate, "direct_rows/s")
-	b.ReportMetric(consumeRate/directRate, "ratio")
-	b.Logf("consumer %.0f rows/s, direct batch insert %.0f rows/s, ratio %.2f", consumeRate, directRate, consumeRate/directRate)
+}
+
+// startFromLog runs a consumer reading the local log in dir.
+func startFromLog(b *testing.B, e *env, dir string, sink Sink) *Consumer {
+	b.Helper()
+	cfg := wal.DefaultConfig()
+	cfg.Dir, cfg.MaxBytes, cfg.Cursors = dir, 8<<30, []string{e.cfg.GroupID}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := wal.Open(cfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	src, err := bus.NewLogReader(l, e.cfg.GroupID, bus.LogTopic(l))
+	if err != nil {
+		b.Fatal(err)
+	}
+	dlq, err := broker.NewDeadLetters(e.bc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := New(e.cfg, src, dlq, sink, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// watchParts polls the largest active part count of one partition of any
+// events table of e until the benchmark ends and returns a reader of it.
+func watchParts(b *testing.B, e *env) func() uint64 {
+	var mu sync.Mutex
+	var most uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var n uint64
+			err := e.conn.QueryRow(ctx, "SELECT max(c) FROM (SELECT count() AS c FROM system.parts WHERE active AND startsWith(database, ?) AND table = 'events' GROUP BY database, partition)", e.db).Scan(&n)
+			if err == nil {
+				mu.Lock()
+				most = max(most, n)
+				mu.Unlock()
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	b.Cleanup(func() { cancel(); <-done })
+	return func() uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return most
+	}
+}
+
+// cpuTime is the CPU time this process used so far, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // warmGroupCoordinator joins a throwaway consumer group on e's topic and

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,9 @@ import (
 // sinks/chdb.Engine is the one.
 type Engine interface {
 	Exec(ctx context.Context, req chdb.Request) (*chdb.Result, error)
+	// Path is the engine's data directory; a batch's block is written
+	// under it for the insert to read.
+	Path() string
 }
 
 // EngineSink writes batches straight into the in-process engine, one
@@ -45,19 +50,45 @@ func (s *EngineSink) WriteBatch(ctx context.Context, b *Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.buf.Reset()
-	s.buf.Buf = append(s.buf.Buf, insertStatement(s.table, b)+" SETTINGS "...)
-	for i, kv := range insertSettings(b) {
-		if i > 0 {
-			s.buf.Buf = append(s.buf.Buf, ", "...)
-		}
-		s.buf.Buf = append(s.buf.Buf, kv[0]+" = "+chdb.QuoteString(kv[1])...)
-	}
-	s.buf.Buf = append(s.buf.Buf, " FORMAT Native\n"...)
 	b.AppendNative(&s.buf)
-	if _, err := s.engine.Exec(ctx, chdb.Request{SQL: string(s.buf.Buf)}); err != nil {
+	if err := s.insert(ctx, b, s.buf.Buf); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", b.Rows(), s.table, err)
 	}
 	return nil
+}
+
+// insert runs b's insert statement on block, b encoded as one Native
+// block. The engine reads inline data only up to max_query_size, so the
+// block goes through a file (in the page cache; removed after the
+// insert), as sinks/chserver does with large request bodies.
+func (s *EngineSink) insert(ctx context.Context, b *Batch, block []byte) error {
+	dir := filepath.Join(s.engine.Path(), "consumer_spool")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "batch-*.native")
+	if err != nil {
+		return fmt.Errorf("spooling the batch: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(block)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spooling the batch: %w", err)
+	}
+	var sql strings.Builder
+	sql.WriteString(insertStatement(s.table, b) + " FROM INFILE " + chdb.QuoteString(f.Name()) + " SETTINGS ")
+	for i, kv := range insertSettings(b) {
+		if i > 0 {
+			sql.WriteString(", ")
+		}
+		sql.WriteString(kv[0] + " = " + chdb.QuoteString(kv[1]))
+	}
+	sql.WriteString(" FORMAT Native")
+	_, err = s.engine.Exec(ctx, chdb.Request{SQL: sql.String()})
+	return err
 }
 
 // HighWater returns, per partition of topic among partitions, the largest

@@ -51,7 +51,7 @@ func newEnv(t testing.TB) *env {
 	cfg.FetchMaxWait = 50 * time.Millisecond
 	cfg.BackoffMin, cfg.BackoffMax = 50*time.Millisecond, 500*time.Millisecond
 	e := &env{bc: bc, cfg: cfg, db: "c_" + suffix, conn: openCH(t, testenv.ClickHouse(t))}
-	m, err := migrations.New(e.conn, migrations.Options{Database: e.db, Retention: migrations.DefaultRetention()})
+	m, err := migrationsFor(e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +59,11 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// migrationsFor migrates e's database.
+func migrationsFor(e *env) (*migrations.Migrator, error) {
+	return migrations.New(e.conn, migrations.Options{Database: e.db, Retention: migrations.DefaultRetention()})
 }
 
 func openCH(t testing.TB, addr string) driver.Conn {

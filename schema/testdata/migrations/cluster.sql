@@ -187,6 +187,9 @@ ORDER BY (subject_type, subject_id);
 CREATE TABLE IF NOT EXISTS telemetry.opt_outs ON CLUSTER analytics AS telemetry.opt_outs_local
 ENGINE = Distributed(analytics, telemetry, opt_outs_local, cityHash64(subject_id));
 
+-- migration 0005_insert_parts (sha256 090adc41d5d4fdd8a6273ca6bcba611c92bd06c7f1608cbcd8d2ff5dc5a77311)
+ALTER TABLE telemetry.events_local ON CLUSTER analytics MODIFY SETTING min_bytes_for_wide_part = 268435456;
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL

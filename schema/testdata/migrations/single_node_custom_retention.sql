@@ -172,6 +172,9 @@ CREATE TABLE IF NOT EXISTS tele.opt_outs
 ENGINE = ReplacingMergeTree
 ORDER BY (subject_type, subject_id);
 
+-- migration 0005_insert_parts (sha256 090adc41d5d4fdd8a6273ca6bcba611c92bd06c7f1608cbcd8d2ff5dc5a77311)
+ALTER TABLE tele.events MODIFY SETTING min_bytes_for_wide_part = 268435456;
+
 -- retention events
 ALTER TABLE tele.events
 MODIFY TTL
