@@ -266,6 +266,12 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 		return err
 	}
 
+	// Each batch starts with room for as many messages as the last one
+	// had: growing a slice of 100k records by doubling copied them over
+	// and over (a tenth of the consumer's CPU).
+	fresh := func(n int) *pending {
+		return &pending{msgs: make([]bus.Message, 0, n), records: make([]record, 0, n)}
+	}
 	p := &pending{}
 	ready := false
 	timer := time.NewTimer(time.Hour)
@@ -278,6 +284,7 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 		if ready {
 			out = batches
 		}
+		size := len(p.msgs) // read before the flusher owns p
 		select {
 		case m, ok := <-in:
 			if !ok {
@@ -292,7 +299,7 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 			ready = len(p.msgs) > 0
 		case out <- p:
 			timer.Stop()
-			p, ready = &pending{}, false
+			p, ready = fresh(size), false
 		case err := <-failed:
 			failed <- err
 			return finish(&pending{}, nil)
@@ -483,6 +490,9 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 	b := &Batch{cols: newColumns()}
 	if len(records) == 0 {
 		return b, nil
+	}
+	for _, col := range b.cols {
+		col.reserve(len(records))
 	}
 	stored := make(map[position]int64, len(ranges))
 	for _, topic := range topics {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -92,6 +93,8 @@ type column interface {
 	add(r *record)
 	values() any
 	len() int
+	// reserve makes room for n more values.
+	reserve(n int)
 	// native appends the column in ClickHouse's Native format: its name,
 	// the type its values are written as, the values.
 	native(buf *proto.Buffer)
@@ -107,6 +110,7 @@ func (c *col[T]) name() string                         { return c.n }
 func (c *col[T]) add(r *record)                        { c.v = append(c.v, c.get(r)) }
 func (c *col[T]) values() any                          { return c.v }
 func (c *col[T]) len() int                             { return len(c.v) }
+func (c *col[T]) reserve(n int)                        { c.v = slices.Grow(c.v, n) }
 func mk[T any](n string, get func(r *record) T) column { return &col[T]{n: n, get: get} }
 
 // native writes the values with ch-go's typed columns where the layout is
