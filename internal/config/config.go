@@ -94,6 +94,16 @@ type EmbeddedConfig struct {
 	// LibPath is libchdb.so; empty means $CHDB_LIB_PATH, else the cache
 	// path `make chdb` fills. Default "".
 	LibPath string `mapstructure:"lib_path"`
+	// MaxQueryTime bounds each read-only query (SELECT, WITH, SHOW, ...)
+	// on the engine's HTTP interface: dashboards, analysts' SQL, the
+	// consumer's own reads. The engine runs one statement at a time, so a
+	// long query delays every insert queued behind it and thus freshness;
+	// a query over the bound fails with code 159 TIMEOUT_EXCEEDED. A
+	// client's own lower max_execution_time stays. Inserts and DDL are not
+	// bounded. 0 turns the bound off. Default 2s (docs/capacity.md: the
+	// longest query that keeps freshness p99 under 3s). Applies only when
+	// enabled; a ClickHouse server has its own profiles.
+	MaxQueryTime time.Duration `mapstructure:"max_query_time"`
 }
 
 // ServeConfig chooses the parts of the pipeline `telemetry serve` runs.
@@ -140,7 +150,7 @@ func Default() Config {
 		Bus:      "log",
 		WAL:      walDefaults(),
 		Spool:    SpoolConfig{Enabled: true, SpoolConfig: bus.DefaultSpoolConfig()},
-		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123"},
+		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123", MaxQueryTime: 2 * time.Second},
 		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, MetricsListen: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
 		OTel:     obs.DefaultOTelConfig(),
 	}
@@ -174,6 +184,9 @@ func (c Config) Validate() error {
 	if c.Embedded.Enabled {
 		if _, _, err := net.SplitHostPort(c.Embedded.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("embedded.listen: must be host:port: %w", err))
+		}
+		if c.Embedded.MaxQueryTime < 0 {
+			errs = append(errs, errors.New("embedded.max_query_time: must be >= 0 (0 turns the bound off)"))
 		}
 	}
 	if c.Serve.ShutdownTimeout <= 0 {
