@@ -97,12 +97,15 @@ type EmbeddedConfig struct {
 	// MaxQueryTime bounds each read-only query (SELECT, WITH, SHOW, ...)
 	// on the engine's HTTP interface: dashboards, analysts' SQL, the
 	// consumer's own reads. The engine runs one statement at a time, so a
-	// long query delays every insert queued behind it and thus freshness;
-	// a query over the bound fails with code 159 TIMEOUT_EXCEEDED. A
-	// client's own lower max_execution_time stays. Inserts and DDL are not
-	// bounded. 0 turns the bound off. Default 2s (docs/capacity.md: the
-	// longest query that keeps freshness p99 under 3s). Applies only when
-	// enabled; a ClickHouse server has its own profiles.
+	// query holds back every insert queued behind it for as long as it
+	// runs; this bounds that stall. A query over the bound fails with code
+	// 159 TIMEOUT_EXCEEDED; a client's own lower max_execution_time stays.
+	// Inserts and DDL are not bounded. Unit: a duration (1.5s allowed);
+	// 0 turns the bound off. Default 2s: with consumer.batch_interval 1s a
+	// single query stalls freshness by at most this much. It does not bound
+	// the share of the engine's time that frequent short queries take
+	// (docs/capacity.md, "Queries beside inserts"). Applies only when
+	// embedded.enabled; a ClickHouse server has its own profiles.
 	MaxQueryTime time.Duration `mapstructure:"max_query_time"`
 }
 
