@@ -27,6 +27,43 @@ def metric(txt, unit):
     return float(m.group(1)) if m else float("nan")
 
 
+def bench_line(name, bench):
+    """The metrics of a Go benchmark's result line in file name, by unit
+    ({} when the file or the line is missing, so an absent figure reads
+    "not measured" instead of failing the report)."""
+    try:
+        txt = text(name)
+    except OSError:
+        return {}
+    m = re.search(r"^Benchmark" + bench + r"(?:-\d+)?\s+\d+\s+(.*)$", txt, re.M)
+    if not m:
+        return {}
+    f = m.group(1).split()
+    return {unit: float(v) for v, unit in zip(f[0::2], f[1::2])}
+
+
+def fig(d, unit, fmt="{:,.0f}", suffix=""):
+    """A figure of a benchmark line, or "not measured"."""
+    return fmt.format(d[unit]) + suffix if unit in d else "not measured"
+
+
+def raw_lines(name, word):
+    """The lines of file name that hold word ("" when it is missing)."""
+    try:
+        return "\n".join(l for l in text(name).splitlines() if word in l)
+    except OSError:
+        return ""
+
+
+def failed(name):
+    """Whether the Go benchmark in file name failed (or did not run)."""
+    try:
+        txt = text(name)
+    except OSError:
+        return True
+    return "--- FAIL" in txt or "\nFAIL" in txt or "\nok " not in "\n" + txt
+
+
 beacon, flood, over, logbus = (j(n) for n in (
     "beacon.json", "uaflood.json", "overload.json", "logbus.json"))
 
@@ -55,8 +92,66 @@ def handler_bench(name):
 
 
 hb, hbeacon = handler_bench("HandlerBatch50"), handler_bench("HandlerBeacon")
-cons = text("consume.txt")
-consume, direct, ratio = metric(cons, "consume_rows/s"), metric(cons, "direct_rows/s"), metric(cons, "ratio")
+sink = bench_line("sink.txt", "Sink")
+PATHS = (("limit", "engine's own in-process Native insert (the limit)"),
+         ("kafka", "consumer draining a pre-filled Kafka topic, in-process engine"),
+         ("log", "consumer draining the local log, in-process engine"),
+         ("http", "consumer into the engine over HTTP (clickhouse-go)"))
+
+
+def sink_rows():
+    """One table row per path of BenchmarkSink: rows/s, CPU and allocations
+    per row, and the ratio of its rate to the limit's."""
+    out = []
+    limit = sink.get("limit_rows/s")
+    for path, what in PATHS:
+        rate = sink.get(f"{path}_rows/s")
+        ratio = f"{rate / limit:.0%}" if rate is not None and limit else "not measured"
+        out.append(f"| {path}: {what} | {fig(sink, f'{path}_rows/s')} | {fig(sink, f'{path}_cpu_us/row', '{:.2f}', ' µs')} "
+                   f"| {fig(sink, f'{path}_allocs/row', '{:.1f}')} | {ratio} |")
+    return "\n".join(out)
+
+
+def sink_target(cond):
+    """yes/no for a target over the kafka path, or "not measured"."""
+    if "kafka_rows/s" not in sink or not sink.get("limit_rows/s"):
+        return "not measured"
+    return "yes" if cond(sink["kafka_rows/s"], sink["limit_rows/s"]) else "no"
+
+
+sustain, queries = bench_line("sustain.txt", "Sustained"), bench_line("queries.txt", "QueriesBesideInserts")
+
+
+def soak_rows(d, name):
+    """The table rows of one all-in-one load run (internal/soak)."""
+    if not d:
+        return "| (not measured) | | |"
+    verdict = "FAILED: events lost or duplicated, or the load generator failed" if failed(name) else "passed"
+    return f"""| load: `/v1/events`, batches of 50, open loop, {fig(d, 'run_s')} s | **{fig(d, 'load_ev/s')} events/s** accepted | target {fig(d, 'target_ev/s')} events/s; {fig(d, 'failed_events')} events failed |
+| freshness (2xx -> visible to a query) of {fig(d, 'probes')} probes, one every 100 ms | p50 {fig(d, 'fresh_p50_s', '{:.2f}', ' s')}, **p99 {fig(d, 'fresh_p99_s', '{:.2f}', ' s')}**, max {fig(d, 'fresh_max_s', '{:.2f}', ' s')} | limit p99 < 3 s |
+| local log backlog (consumer cursor lag on `/metrics`, sampled every second) | max **{fig(d, 'backlog_max')} records**; the log's directory at most {fig(d, 'log_max_MiB', '{:,.0f}', ' MiB')} | drained {fig(d, 'drain_s', '{:.1f}', ' s')} after the load stopped |
+| server RSS (VmHWM of the `telemetry serve` process alone; the load generator runs in the benchmark's process) | max **{fig(d, 'rss_max_MiB', '{:,.0f}', ' MiB')}** | |
+| acknowledged against stored | {fig(d, 'acked')} acknowledged; lost {fig(d, 'lost')}, duplicated {fig(d, 'duplicated')} | {verdict} |"""
+
+
+def keeps_up(d):
+    """Target verdict of the sustained run: 50,000 events/s for 5 minutes
+    with freshness p99 < 3 s and nothing lost or duplicated."""
+    if not d:
+        return "not measured"
+    if d["target_ev/s"] < 50000 or d["run_s"] < 300:
+        return f"not measured at the target (this run: {d['target_ev/s']:,.0f} events/s for {d['run_s']:.0f} s)"
+    ok = d["load_ev/s"] >= 0.98 * d["target_ev/s"] and d["fresh_p99_s"] < 3 and not failed("sustain.txt")
+    return (f"{'yes' if ok else 'no'} ({d['load_ev/s']:,.0f} events/s; freshness p99 {d['fresh_p99_s']:.2f} s; "
+            f"backlog max {d['backlog_max']:,.0f} records; RSS max {d['rss_max_MiB']:,.0f} MiB)")
+
+
+def fresh_beside_queries(d):
+    """Target verdict of freshness p99 < 3 s while dashboard queries run."""
+    if not d:
+        return "not measured"
+    return (f"{'yes' if d['fresh_p99_s'] < 3 else 'no'} ({d['fresh_p99_s']:.2f} s at {d['load_ev/s']:,.0f} events/s "
+            f"over {d.get('prefill_rows', 0):,.0f} prefilled rows; queries p50 {d.get('query_p50_s', 0):.2f} s, {d.get('query_errors', 0):.0f} stopped or failed)")
 fresh = text("fresh.txt")
 f50, f95, f99 = metric(fresh, "fresh_p50_s"), metric(fresh, "fresh_p95_s"), metric(fresh, "fresh_p99_s")
 fresh_rate, fresh_probes = metric(fresh, "load_rate_ev/s"), metric(fresh, "probes")
@@ -156,25 +251,59 @@ below it, measured in the same run.
 | whole `/v1/events` handler, batch of 50, no broker | {float(hb.group(1)) / 1000:.1f} µs | {int(hb.group(2)) / 50:,.0f} B, {int(hb.group(3)) / 50:.1f} allocs |
 | whole `/v1/beacon` handler, one event per request, no broker | {float(hbeacon.group(1)) / 1000:.1f} µs | {int(hbeacon.group(2)):,} B, {hbeacon.group(3)} allocs |
 
-## Kafka -> ClickHouse engine
+## Bus -> ClickHouse engine
 
-| measure | figure | limit below (same run) | ratio |
-|---|---|---|---|
-| consumer draining a pre-filled topic of {int(rows):,} events into the embedded engine (group join included) | **{consume:,.0f} rows/s** | direct clickhouse-go batch insert of the same rows: {direct:,.0f} rows/s | **{ratio:.0%}** |
-| freshness (2xx -> visible to a query) of {fresh_probes:,.0f} probes under {fresh_rate:,.0f} events/s, all-in-one | p50 {f50:.2f} s, **p95 {f95:.2f} s**, p99 {f99:.2f} s | consumer.batch_interval {settings['batch_interval']} | |
+`BenchmarkSink`, batch size {fig(sink, 'batch_rows')} rows on every path, the same rows and insert settings
+(`BENCH_ROWS`={int(rows):,}); CPU time and allocations per row as the benchmark reports them; the ratio is to the
+engine's own in-process insert of the same rows in the same batches.
+
+| path | rows/s | CPU per row | allocations per row | ratio to the limit |
+|---|---|---|---|---|
+{sink_rows()}
+
+Largest part count of the events table during the runs: {fig(sink, 'max_parts')}.
+
+| measure | figure | limit below (same run) |
+|---|---|---|
+| freshness (2xx -> visible to a query) of {fresh_probes:,.0f} probes under {fresh_rate:,.0f} events/s, all-in-one, in-process | p50 {f50:.2f} s, **p95 {f95:.2f} s**, p99 {f99:.2f} s | consumer.batch_interval {settings['batch_interval']} |
+
+## All-in-one, sustained (`telemetry serve`, local log bus)
+
+`BenchmarkSustained` (internal/soak) starts the built binary as its own process on a fresh data
+directory and drives it over HTTP with the project's load generator.
+
+| measure | figure | beside |
+|---|---|---|
+{soak_rows(sustain, "sustain.txt")}
+
+## Dashboard queries beside the load
+
+`BenchmarkQueriesBesideInserts`: the same, at {fig(queries, 'target_ev/s')} events/s, with a dashboard
+panel's query every second (one at a time) over an events table prefilled with
+{fig(queries, 'prefill_rows')} synthetic rows (prefill took {fig(queries, 'prefill_s', '{:.0f}', ' s')}; the peak RSS
+is reset after it, but the engine keeps the memory the prefill grew, so the RSS below is not
+comparable with the sustained run's). The engine runs one statement at a time; the server bounds read-only
+statements with `embedded.max_query_time` = {settings.get('max_query_time', '?')}.
+
+| measure | figure | beside |
+|---|---|---|
+| dashboard queries run | {fig(queries, 'queries')}, p50 {fig(queries, 'query_p50_s', '{:.2f}', ' s')}, max {fig(queries, 'query_max_s', '{:.2f}', ' s')} | {fig(queries, 'query_errors')} stopped by the bound or failed |
+{soak_rows(queries, "queries.txt")}
 
 ## Targets
 
-| target (issues 2, 3, 8) | met? |
+| target (issues 2, 3, 8, 15) | met? |
 |---|---|
 | >= 50,000 (issue 2), >= 100,000 (issue 8) events/s through `/v1/events` in batches of 50 | {'yes' if peak['events_per_sec'] >= 50000 else 'no'}; {'yes' if peak['events_per_sec'] >= 100000 else 'no'} ({peak['events_per_sec']:,.0f}) |
 | >= 70% of the broker's own producer rate | {'yes' if peak['events_per_sec'] >= 0.7 * broker else 'no'} ({peak['events_per_sec'] / broker:.0%}) |
 | >= 10,000 beacon requests/s | {'yes' if beacon['requests_per_sec'] >= 10000 else 'no'} ({beacon['requests_per_sec']:,.0f}) |
 | p99 < 20 ms at half load; < 10 ms at 70% of peak | {'yes' if half['latency']['P99'] < 20e6 else 'no'} ({ms(half['latency']['P99'])}); {'yes' if p70['latency']['P99'] < 10e6 else 'no'} ({ms(p70['latency']['P99'])}) |
 | <= 10 µs of our own CPU per event, warm UA cache | {'yes' if float(dve.group(1)) <= 10000 else 'no'} ({float(dve.group(1)) / 1000:.1f} µs) |
-| consumer >= 150,000 rows/s (issue 3) | {'yes' if consume >= 150000 else 'no'} ({consume:,.0f}; the embedded engine's own direct insert: {direct:,.0f}) |
-| consumer >= 70% of the engine's direct insert rate (issue 8) | {'yes' if ratio >= 0.7 else 'no'} ({ratio:.0%}) |
+| consumer >= 150,000 rows/s sustained (kafka path) | {sink_target(lambda k, l: k >= 150000)} ({fig(sink, 'kafka_rows/s')} rows/s; the limit: {fig(sink, 'limit_rows/s')}) |
+| >= 50% of the limit at the same batch size (kafka path) | {sink_target(lambda k, l: k >= 0.5 * l)} ({fig(sink, 'kafka_rows/s')} of {fig(sink, 'limit_rows/s')} rows/s) |
 | freshness p95 < 2 s at {fresh_rate:,.0f} events/s (p99 < 3 s) | {'yes' if f95 < 2 else 'no'} ({f95:.2f} s); {'yes' if f99 < 3 else 'no'} ({f99:.2f} s) |
+| all-in-one consumer keeps up at 50,000 events/s for 5 min: backlog max, freshness p99 < 3 s, RSS | {keeps_up(sustain)} |
+| freshness p99 < 3 s while a dashboard query runs every second | {fresh_beside_queries(queries)} |
 
 ## Raw lines
 
@@ -182,7 +311,9 @@ below it, measured in the same run.
 {gb.strip()}
 {text('perf.txt').strip().splitlines()[-1]}
 {text('perf70.txt').strip().splitlines()[-1]}
-{chr(10).join(l for l in cons.splitlines() if 'rows/s' in l)}
+{raw_lines("sink.txt", "rows/s")}
 {chr(10).join(l for l in fresh.splitlines() if 'fresh' in l)}
+{raw_lines("sustain.txt", "fresh")}
+{raw_lines("queries.txt", "fresh")}
 ```
 """)

@@ -334,7 +334,7 @@ func (n *node) tryStart() error {
 	args := append(append([]string{}, n.args...), "--set", "data_dir="+n.dataDir)
 	cmd := exec.Command(binary(n.t), args...)
 	cmd.Dir = filepath.Dir(n.dataDir) // no telemetry.yaml there
-	cmd.Env = childEnv()
+	cmd.Env = testenv.ChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -564,19 +564,6 @@ func (n *node) logTail() string {
 func tail(s string, lines int) string {
 	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(ls[max(0, len(ls)-lines):], "\n")
-}
-
-// childEnv is this process's environment without TELEMETRY_* settings
-// (they would override the flags) except the cache that holds libchdb.so.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "TELEMETRY_") && !strings.HasPrefix(kv, "TELEMETRY_CACHE=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
 // errNoAddr means a node has no address to talk to right now.

@@ -94,6 +94,19 @@ type EmbeddedConfig struct {
 	// LibPath is libchdb.so; empty means $CHDB_LIB_PATH, else the cache
 	// path `make chdb` fills. Default "".
 	LibPath string `mapstructure:"lib_path"`
+	// MaxQueryTime bounds each read-only query (SELECT, WITH, SHOW, ...)
+	// on the engine's HTTP interface: dashboards, analysts' SQL, the
+	// consumer's own reads. The engine runs one statement at a time, so a
+	// query holds back every insert queued behind it for as long as it
+	// runs; this bounds that stall. A query over the bound fails with code
+	// 159 TIMEOUT_EXCEEDED; a client's own lower max_execution_time stays.
+	// Inserts and DDL are not bounded. Unit: a duration (1.5s allowed);
+	// 0 turns the bound off. Default 2s: with consumer.batch_interval 1s a
+	// single query stalls freshness by at most this much. It does not bound
+	// the share of the engine's time that frequent short queries take
+	// (docs/capacity.md, "Queries beside inserts"). Applies only when
+	// embedded.enabled; a ClickHouse server has its own profiles.
+	MaxQueryTime time.Duration `mapstructure:"max_query_time"`
 }
 
 // ServeConfig chooses the parts of the pipeline `telemetry serve` runs.
@@ -140,7 +153,7 @@ func Default() Config {
 		Bus:      "log",
 		WAL:      walDefaults(),
 		Spool:    SpoolConfig{Enabled: true, SpoolConfig: bus.DefaultSpoolConfig()},
-		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123"},
+		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123", MaxQueryTime: 2 * time.Second},
 		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, MetricsListen: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
 		OTel:     obs.DefaultOTelConfig(),
 	}
@@ -174,6 +187,9 @@ func (c Config) Validate() error {
 	if c.Embedded.Enabled {
 		if _, _, err := net.SplitHostPort(c.Embedded.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("embedded.listen: must be host:port: %w", err))
+		}
+		if c.Embedded.MaxQueryTime < 0 {
+			errs = append(errs, errors.New("embedded.max_query_time: must be >= 0 (0 turns the bound off)"))
 		}
 	}
 	if c.Serve.ShutdownTimeout <= 0 {

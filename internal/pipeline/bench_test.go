@@ -9,9 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/internal/gen"
 	"github.com/sora3web/telemetry/internal/loadgen"
+	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 )
 
@@ -33,7 +32,7 @@ import (
 // load generator achieved, and fails if the load generator failed.
 // Run: go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x
 func BenchmarkFreshness(b *testing.B) {
-	rate, probes := envInt(b, "BENCH_RATE", 5000), envInt(b, "BENCH_PROBES", 300)
+	rate, probes := testenv.EnvInt(b, "BENCH_RATE", 5000), testenv.EnvInt(b, "BENCH_PROBES", 300)
 	cfg := config.Default()
 	cfg.DataDir = b.TempDir()
 	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
@@ -132,17 +131,4 @@ func probe(p *Pipeline, ev schema.Event) (time.Duration, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// envInt reads a positive integer from the environment (def when unset).
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		b.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
 }

@@ -65,6 +65,14 @@ type Config struct {
 	// DisplayName is sent as X-ClickHouse-Server-Display-Name; empty means
 	// the engine's displayName().
 	DisplayName string `yaml:"display_name"`
+	// MaxQueryTime bounds every read-only statement (SELECT, WITH, SHOW,
+	// DESCRIBE, EXISTS, EXPLAIN, CHECK) with ClickHouse's
+	// max_execution_time, as a server-side profile would: the engine runs
+	// one statement at a time, so a long query holds back every insert
+	// queued behind it. A request's own lower max_execution_time stays; a
+	// higher one or none is lowered to this. Inserts and DDL are not
+	// bounded. Zero means no bound. Whole seconds or fractions (1.5s).
+	MaxQueryTime time.Duration `yaml:"max_query_time"`
 	// Logger receives one line per failed request; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -79,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: data_dir is required", ErrInvalidConfig)
+	}
+	if c.MaxQueryTime < 0 {
+		return fmt.Errorf("%w: max_query_time must be >= 0", ErrInvalidConfig)
 	}
 	if strings.ContainsAny(c.User, ":\x00") {
 		return fmt.Errorf("%w: user must not contain ':' or NUL", ErrInvalidConfig)
@@ -428,7 +439,8 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		return nil, format, res, err
 	}
 
-	switch kw := firstKeyword(sql); {
+	kw := firstKeyword(sql)
+	switch {
 	case kw == "SET" && sessionID != "":
 		// A session keeps its settings for its later requests.
 		assign, err := parseSet(sql)
@@ -451,6 +463,9 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		return nil, "", nil, &serverError{code: 164, name: "READONLY",
 			msg: "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries"}
 	}
+	if readOnlyKeywords[kw] {
+		s.boundQueryTime(settings)
+	}
 	if f := outputFormat(sql); f != "" {
 		format = f
 	}
@@ -465,6 +480,22 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 	}
 	return res.Data, format, res, nil
 }
+
+// boundQueryTime lowers the max_execution_time of a read-only statement's
+// settings to cfg.MaxQueryTime, keeping a lower one the request set.
+func (s *Server) boundQueryTime(settings map[string]string) {
+	limit := s.cfg.MaxQueryTime.Seconds()
+	if limit <= 0 {
+		return
+	}
+	if v, err := strconv.ParseFloat(settings[maxExecutionTime], 64); err == nil && v > 0 && v <= limit {
+		return
+	}
+	settings[maxExecutionTime] = strconv.FormatFloat(limit, 'f', -1, 64)
+}
+
+// maxExecutionTime is ClickHouse's per-query time limit, in seconds.
+const maxExecutionTime = "max_execution_time"
 
 // readOnlyKeywords start the statements a GET request may run.
 var readOnlyKeywords = map[string]bool{
