@@ -42,6 +42,12 @@ type Config struct {
 	// over loopback, compressing only spends the CPU both ends share.
 	// Default lz4.
 	Compression string `mapstructure:"compression"`
+	// Settings are ClickHouse settings sent with every statement of this
+	// connection (e.g. max_memory_usage). The pipeline adds
+	// max_execution_time 0 to its own connection to the embedded engine,
+	// whose server bounds reads that set none (embedded.max_query_time).
+	// Default none.
+	Settings map[string]string `mapstructure:"settings"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -54,6 +60,7 @@ func DefaultConfig() Config {
 		DialTimeout:  5 * time.Second,
 		QueryTimeout: 60 * time.Second,
 		Compression:  "lz4",
+		Settings:     map[string]string{},
 	}
 }
 
@@ -104,6 +111,12 @@ func Open(c Config) (driver.Conn, error) {
 		Auth:        clickhouse.Auth{Database: "default", Username: c.User, Password: c.Password},
 		DialTimeout: c.DialTimeout,
 		ReadTimeout: c.QueryTimeout,
+	}
+	if len(c.Settings) > 0 {
+		opts.Settings = clickhouse.Settings{}
+		for k, v := range c.Settings {
+			opts.Settings[k] = v
+		}
 	}
 	if c.Compression == "lz4" {
 		opts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}

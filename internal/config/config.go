@@ -95,11 +95,12 @@ type EmbeddedConfig struct {
 	// path `make chdb` fills. Default "".
 	LibPath string `mapstructure:"lib_path"`
 	// MaxQueryTime bounds each read-only query (SELECT, WITH, SHOW, ...)
-	// on the engine's HTTP interface: dashboards, analysts' SQL, the
-	// consumer's own reads. The engine runs one statement at a time, so a
-	// query holds back every insert queued behind it for as long as it
-	// runs; this bounds that stall. A query over the bound fails with code
-	// 159 TIMEOUT_EXCEEDED; a client's own lower max_execution_time stays.
+	// on the engine's HTTP interface that sets no max_execution_time of
+	// its own: dashboards and analysts' SQL. The engine runs one statement
+	// at a time, so a query holds back every insert queued behind it for
+	// as long as it runs; this bounds that stall. A query over the bound
+	// fails with code 159 TIMEOUT_EXCEEDED. The pipeline's own reads
+	// (privacy, a consumer's stored ids) set 0 and are not bounded.
 	// Inserts and DDL are not bounded. Unit: a duration (1.5s allowed);
 	// 0 turns the bound off. Default 2s: with consumer.batch_interval 1s a
 	// single query stalls freshness by at most this much. It does not bound
@@ -267,7 +268,7 @@ func flatten(prefix string, m map[string]any) map[string]any {
 		if prefix != "" {
 			key = prefix + "." + k
 		}
-		if sub, ok := v.(map[string]any); ok {
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 { // an empty map is a key of its own
 			for sk, sv := range flatten(key, sub) {
 				out[sk] = sv
 			}

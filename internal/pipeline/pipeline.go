@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -51,7 +52,10 @@ type Pipeline struct {
 	// Shutdown runs them in reverse.
 	stack []part
 
-	engine    *chdb.Engine
+	engine *chdb.Engine
+	// dashConn is the dashboards' connection: p.conn, or on the embedded
+	// engine one without the pipeline's max_execution_time 0.
+	dashConn  driver.Conn
 	chsrv     *chserver.Server
 	conn      driver.Conn
 	bus       *wal.Log
@@ -105,6 +109,22 @@ func (p *Pipeline) ClickHouseConfig() chconn.Config {
 	return c
 }
 
+// ownClickHouseConfig is the connection of the pipeline's own work
+// (migrations, privacy, the consumer): on the embedded engine its reads
+// set max_execution_time 0, so embedded.max_query_time, meant for
+// analysts, does not cut a privacy export or a schema check short.
+func (p *Pipeline) ownClickHouseConfig() chconn.Config {
+	c := p.ClickHouseConfig()
+	if p.engine != nil {
+		c.Settings = maps.Clone(c.Settings)
+		if c.Settings == nil {
+			c.Settings = map[string]string{}
+		}
+		c.Settings["max_execution_time"] = "0"
+	}
+	return c
+}
+
 // Conn is the ClickHouse connection, after Start (nil when no part needs it).
 func (p *Pipeline) Conn() driver.Conn { return p.conn }
 
@@ -144,10 +164,19 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		}
 	}
 	if s.Consumer || s.Migrate {
-		if p.conn, err = chconn.Open(p.ClickHouseConfig()); err != nil {
+		if p.conn, err = chconn.Open(p.ownClickHouseConfig()); err != nil {
 			return err
 		}
 		p.started("clickhouse connection", closer(p.conn.Close))
+		// The dashboards read as analysts do: on the embedded engine, over
+		// a connection of their own that the server's max_query_time bounds.
+		p.dashConn = p.conn
+		if p.engine != nil {
+			if p.dashConn, err = chconn.Open(p.ClickHouseConfig()); err != nil {
+				return err
+			}
+			p.started("dashboards' clickhouse connection", closer(p.dashConn.Close))
+		}
 	}
 	if s.Migrate {
 		if err := p.migrate(ctx); err != nil {
@@ -170,7 +199,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		}
 	}
 	if p.conn != nil {
-		dash := dashboards.Handler(dashboards.Config{Database: p.cfg.ClickHouse.Database, Log: p.log}, p.conn)
+		dash := dashboards.Handler(dashboards.Config{Database: p.cfg.ClickHouse.Database, Log: p.log}, p.dashConn)
 		p.Handlers["GET /dashboard"] = dash
 		p.Handlers["GET /dashboard/"] = dash
 	}
@@ -443,6 +472,6 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 		}
 	}
 	p.side, p.privacy = nil, nil
-	p.ingest, p.spool, p.kafkaPub, p.consumer, p.bus, p.deadLog, p.conn, p.chsrv, p.engine = nil, nil, nil, nil, nil, nil, nil, nil, nil
+	p.ingest, p.spool, p.kafkaPub, p.consumer, p.bus, p.deadLog, p.conn, p.dashConn, p.chsrv, p.engine = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }

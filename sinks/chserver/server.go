@@ -65,13 +65,12 @@ type Config struct {
 	// DisplayName is sent as X-ClickHouse-Server-Display-Name; empty means
 	// the engine's displayName().
 	DisplayName string `yaml:"display_name"`
-	// MaxQueryTime bounds every read-only statement (SELECT, WITH, SHOW,
-	// DESCRIBE, EXISTS, EXPLAIN, CHECK) with ClickHouse's
-	// max_execution_time, as a server-side profile would: the engine runs
-	// one statement at a time, so a long query holds back every insert
-	// queued behind it. A request's own lower max_execution_time stays; a
-	// higher one or none is lowered to this. Inserts and DDL are not
-	// bounded. Zero means no bound. Whole seconds or fractions (1.5s).
+	// MaxQueryTime is the default max_execution_time of every read-only
+	// statement (SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN, CHECK)
+	// that does not set its own, as a server profile's default would be:
+	// the engine runs one statement at a time, so a long query holds back
+	// every insert queued behind it. Inserts and DDL are not bounded. Zero
+	// means no default. Whole seconds or fractions (1.5s).
 	MaxQueryTime time.Duration `yaml:"max_query_time"`
 	// Logger receives one line per failed request; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
@@ -481,14 +480,16 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 	return res.Data, format, res, nil
 }
 
-// boundQueryTime lowers the max_execution_time of a read-only statement's
-// settings to cfg.MaxQueryTime, keeping a lower one the request set.
+// boundQueryTime gives a read-only statement cfg.MaxQueryTime as its
+// max_execution_time unless the request set one itself: a default, as a
+// server profile's is. Analysts' tools send none; the pipeline's own reads
+// (privacy exports, the consumer's stored ids) send 0 so that they finish.
 func (s *Server) boundQueryTime(settings map[string]string) {
 	limit := s.cfg.MaxQueryTime.Seconds()
 	if limit <= 0 {
 		return
 	}
-	if v, err := strconv.ParseFloat(settings[maxExecutionTime], 64); err == nil && v > 0 && v <= limit {
+	if _, set := settings[maxExecutionTime]; set {
 		return
 	}
 	settings[maxExecutionTime] = strconv.FormatFloat(limit, 'f', -1, 64)

@@ -94,7 +94,11 @@ func (s *ClickHouseSink) StoredIDs(ctx context.Context, topic string, partition 
 	return nil
 }
 
-// withParams binds {name:Type} placeholders server-side.
+// withParams binds {name:Type} placeholders server-side. The consumer's
+// reads must finish, so they set max_execution_time 0 (unbounded):
+// the embedded engine's server bounds reads that set none
+// (embedded.max_query_time, meant for analysts).
 func withParams(ctx context.Context, params map[string]string) context.Context {
-	return clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters(params)))
+	return clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters(params)),
+		clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": 0}))
 }
