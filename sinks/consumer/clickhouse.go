@@ -29,10 +29,10 @@ func NewClickHouseSink(conn driver.Conn, database string) *ClickHouseSink {
 // server acknowledged it.
 func (s *ClickHouseSink) WriteBatch(ctx context.Context, b *Batch) error {
 	settings := clickhouse.Settings{}
-	for _, kv := range insertSettings(b) {
+	for _, kv := range insertSettings(b.Token) {
 		settings[kv[0]] = kv[1]
 	}
-	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(settings)), insertStatement(s.table, b))
+	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(settings)), insertStatement(s.table))
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", s.table, err)
 	}

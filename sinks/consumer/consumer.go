@@ -240,6 +240,12 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 	flusherDone := make(chan struct{})
 	go func() {
 		defer close(flusherDone)
+		if err := c.recoverInserts(); err != nil {
+			failed <- err
+			for range batches {
+			}
+			return
+		}
 		for p := range batches {
 			if err := c.flush(p); err != nil {
 				failed <- err
@@ -415,6 +421,11 @@ func (c *Consumer) flush(p *pending) error {
 	if err := c.retry("commit", func() error { return c.r.Commit(c.ctx, p.msgs...) }); err != nil {
 		return err
 	}
+	if s, ok := c.sink.(committedSink); ok && b.Rows() > 0 {
+		if err := s.Committed(b); err != nil { // it is inserted again, harmlessly, at the next start
+			c.log.Warn("forgetting a committed batch", "err", err)
+		}
+	}
 	span.SetAttributes(attribute.Int("telemetry.batch.messages", len(p.msgs)), attribute.Int("telemetry.batch.rows", b.Rows()),
 		attribute.Int("telemetry.batch.dead_letters", len(p.bad)))
 	c.log.DebugContext(ctx, "batch stored", "messages", len(p.msgs), "rows", b.Rows(), "dead_letters", len(p.bad), "age", time.Since(p.first))
@@ -550,6 +561,34 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 	}
 	b.Token = hex.EncodeToString(h.Sum(nil))
 	return b, nil
+}
+
+// recoveringSink is a Sink that can be left with inserts half done by a
+// killed process and completes them (EngineSink: the engine dies with the
+// consumer).
+type recoveringSink interface {
+	Recover(ctx context.Context) (int, error)
+}
+
+// committedSink is a Sink told when a batch's position is committed.
+type committedSink interface {
+	Committed(b *Batch) error
+}
+
+// recoverInserts has the sink complete what a killed process left half
+// done, before the first batch.
+func (c *Consumer) recoverInserts() error {
+	s, ok := c.sink.(recoveringSink)
+	if !ok {
+		return nil
+	}
+	return c.retry("complete unfinished inserts", func() error {
+		n, err := s.Recover(c.ctx)
+		if n > 0 {
+			c.log.Info("completed the inserts of batches a stopped process did not commit", "batches", n)
+		}
+		return err
+	})
 }
 
 // syncWindow makes the window complete for pos before its records are

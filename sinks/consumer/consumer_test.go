@@ -232,6 +232,59 @@ func TestResendIsCountedOnceEverywhere(t *testing.T) {
 	}
 }
 
+// TestInsertKilledBeforeTheViewsIsCompletedAtStart: the in-process
+// engine dies with the consumer, so a kill can land after the events part
+// is written and before the materialized views wrote theirs. Here the
+// views are detached during the first consumer's insert, which then
+// "dies" before its commit; the next consumer completes the insert from
+// the block it kept, and the rollup and errors table count each event
+// once. Without the completion the rollup would miss the whole batch
+// (its messages, redelivered, are skipped by their stored offsets).
+func TestInsertKilledBeforeTheViewsIsCompletedAtStart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var msgs []kafka.Message
+	for i := range 50 {
+		msgs = append(msgs, marshal(t, event(i)))
+	}
+	e.produce(t, msgs...)
+	exec := func(q string) {
+		t.Helper()
+		if err := e.conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec("DETACH TABLE " + e.db + ".rollups_daily_mv")
+	exec("DETACH TABLE " + e.db + ".errors_mv")
+	crashed := make(chan struct{})
+	c := e.startSink(t, NewEngineSink(testenv.Engine(t), e.db), func() error { close(crashed); return errCrash })
+	select {
+	case <-crashed:
+	case <-time.After(time.Minute):
+		t.Fatal("no insert within a minute")
+	}
+	if err := shutdown(c); !errors.Is(err, errCrash) {
+		t.Fatalf("shutdown after the crash: %v", err)
+	}
+	exec("ATTACH TABLE " + e.db + ".rollups_daily_mv")
+	exec("ATTACH TABLE " + e.db + ".errors_mv")
+	stored := e.count(t, "SELECT count() FROM {t}")
+	if stored == 0 || e.count(t, "SELECT countMerge(events) FROM "+e.db+".rollups_daily") != 0 {
+		t.Fatalf("setup: %d rows stored by the killed insert, want some, and none in the rollup", stored)
+	}
+	e.produce(t, marshal(t, event(50)))
+	c = e.startSink(t, NewEngineSink(testenv.Engine(t), e.db), nil)
+	e.waitCommitted(t, 51, time.Minute)
+	if err := shutdown(c); err != nil {
+		t.Fatal(err)
+	}
+	e.assertExact(t, 51)
+	wantErrors := e.count(t, "SELECT count() FROM {t} WHERE type IN ('client_error', 'generation_failed')")
+	if got := e.count(t, "SELECT count() FROM "+e.db+".errors"); got != wantErrors {
+		t.Errorf("errors table: %d rows, want %d", got, wantErrors)
+	}
+}
+
 func TestUndecodableMessagesGoToDeadLetterTopic(t *testing.T) {
 	e := newEnv(t)
 	bigLatency := event(2)

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,49 +47,114 @@ func NewEngineSink(engine Engine, database string) *EngineSink {
 }
 
 // WriteBatch inserts b with its deduplication token; the engine has
-// stored it when this returns.
+// stored it when this returns. The batch's block stays on disk until
+// Committed: see Recover.
 func (s *EngineSink) WriteBatch(ctx context.Context, b *Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.buf.Reset()
 	b.AppendNative(&s.buf)
-	if err := s.insert(ctx, b, s.buf.Buf); err != nil {
+	path, err := s.keep(b.Token, s.buf.Buf)
+	if err != nil {
+		return err
+	}
+	if err := s.insert(ctx, b.Token, path); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", b.Rows(), s.table, err)
 	}
 	return nil
 }
 
-// insert runs b's insert statement on block, b encoded as one Native
-// block. The engine reads inline data only up to max_query_size, so the
-// block goes through a file (in the page cache; removed after the
-// insert), as sinks/chserver does with large request bodies.
-func (s *EngineSink) insert(ctx context.Context, b *Batch, block []byte) error {
-	dir := filepath.Join(s.engine.Path(), "consumer_spool")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
+// Committed forgets b's block: the consumer committed its position, so
+// the batch will not come back.
+func (s *EngineSink) Committed(b *Batch) error {
+	if err := os.Remove(s.pendingPath(b.Token)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the block of a committed batch: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "batch-*.native")
+	return nil
+}
+
+// Recover completes the inserts a killed process may have left half done
+// and returns how many it found. The engine runs in the consumer's
+// process, so a kill can stop an insert after the events part is written
+// and before the materialized views wrote theirs (errors, rollups_daily);
+// the batch, redelivered, is then skipped by its stored offsets and the
+// views never get it. So each batch's block is kept under the engine's
+// data directory from before its insert until its commit, and Recover
+// inserts every block still there again with its own deduplication token:
+// each table takes only the blocks it has not got (events, errors and
+// rollups_daily keep a deduplication window; migrations 0001 and 0006). A
+// block whose insert never started is simply stored now; its redelivered
+// messages are skipped by the stored offsets. The consumer calls Recover
+// before its first batch.
+func (s *EngineSink) Recover(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	paths, err := filepath.Glob(filepath.Join(s.dir(), "pending-*.native"))
 	if err != nil {
-		return fmt.Errorf("spooling the batch: %w", err)
+		return 0, fmt.Errorf("listing unfinished batches: %w", err)
 	}
-	defer os.Remove(f.Name())
+	for _, path := range paths {
+		token := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "pending-"), ".native")
+		if err := s.insert(ctx, token, path); err != nil {
+			return 0, fmt.Errorf("completing the unfinished batch %s: %w", filepath.Base(path), err)
+		}
+		if err := os.Remove(path); err != nil {
+			return 0, fmt.Errorf("removing a completed batch's block: %w", err)
+		}
+	}
+	return len(paths), nil
+}
+
+// dir holds the blocks of this sink's batches not yet committed, one
+// directory per table, under the engine's data directory.
+func (s *EngineSink) dir() string {
+	return filepath.Join(s.engine.Path(), "consumer_batches", s.table)
+}
+
+func (s *EngineSink) pendingPath(token string) string {
+	return filepath.Join(s.dir(), "pending-"+token+".native")
+}
+
+// keep writes block to the batch's pending file, whole or not at all (a
+// temporary file renamed), and returns its path.
+func (s *EngineSink) keep(token string, block []byte) (string, error) {
+	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %w", s.dir(), err)
+	}
+	f, err := os.CreateTemp(s.dir(), "writing-*.native")
+	if err != nil {
+		return "", fmt.Errorf("keeping the batch's block: %w", err)
+	}
 	_, err = f.Write(block)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("spooling the batch: %w", err)
+	path := s.pendingPath(token)
+	if err == nil {
+		err = os.Rename(f.Name(), path)
 	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("keeping the batch's block: %w", err)
+	}
+	return path, nil
+}
+
+// insert runs the insert of the Native block in path with token. The
+// engine reads inline data only up to max_query_size, so the block goes
+// through a file (in the page cache), as sinks/chserver does with large
+// request bodies.
+func (s *EngineSink) insert(ctx context.Context, token, path string) error {
 	var sql strings.Builder
-	sql.WriteString(insertStatement(s.table, b) + " FROM INFILE " + chdb.QuoteString(f.Name()) + " SETTINGS ")
-	for i, kv := range insertSettings(b) {
+	sql.WriteString(insertStatement(s.table) + " FROM INFILE " + chdb.QuoteString(path) + " SETTINGS ")
+	for i, kv := range insertSettings(token) {
 		if i > 0 {
 			sql.WriteString(", ")
 		}
 		sql.WriteString(kv[0] + " = " + chdb.QuoteString(kv[1]))
 	}
 	sql.WriteString(" FORMAT Native")
-	_, err = s.engine.Exec(ctx, chdb.Request{SQL: sql.String()})
+	_, err := s.engine.Exec(ctx, chdb.Request{SQL: sql.String()})
 	return err
 }
 
@@ -149,8 +216,8 @@ func (s *EngineSink) query(ctx context.Context, sql string, params map[string]st
 }
 
 // insertStatement is the head of a batch's insert: table and columns.
-func insertStatement(table string, b *Batch) string {
-	return fmt.Sprintf("INSERT INTO %s (%s)", table, strings.Join(b.Columns(), ", "))
+func insertStatement(table string) string {
+	return fmt.Sprintf("INSERT INTO %s (%s)", table, strings.Join(columnNames(), ", "))
 }
 
 // insertSettings are the settings of every events insert, in order:
@@ -160,8 +227,8 @@ func insertStatement(table string, b *Batch) string {
 //     event never reach the table: the consumer's window drops resends
 //     (window.go) and the stored offsets drop redeliveries; merges remain
 //     the last line.
-func insertSettings(b *Batch) [][2]string {
-	return [][2]string{{"insert_deduplication_token", b.Token}, {"optimize_on_insert", "0"}}
+func insertSettings(token string) [][2]string {
+	return [][2]string{{"insert_deduplication_token", token}, {"optimize_on_insert", "0"}}
 }
 
 func highWaterSQL(table string) string {

@@ -238,6 +238,12 @@ func (b *Batch) Rows() int {
 	return b.cols[0].len()
 }
 
+// columnNames are the events table's columns the consumer writes, in
+// insert order.
+func columnNames() []string {
+	return (&Batch{cols: newColumns()}).Columns()
+}
+
 // Columns returns the column names, in insert order.
 func (b *Batch) Columns() []string {
 	out := make([]string, len(b.cols))

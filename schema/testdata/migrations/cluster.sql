@@ -190,6 +190,11 @@ ENGINE = Distributed(analytics, telemetry, opt_outs_local, cityHash64(subject_id
 -- migration 0005_insert_parts (sha256 090adc41d5d4fdd8a6273ca6bcba611c92bd06c7f1608cbcd8d2ff5dc5a77311)
 ALTER TABLE telemetry.events_local ON CLUSTER analytics MODIFY SETTING min_bytes_for_wide_part = 268435456;
 
+-- migration 0006_view_dedup (sha256 b75421019c9e95bfb23600f1536e1fe16342b8d620cce5ffe36623162844235d)
+ALTER TABLE telemetry.errors_local ON CLUSTER analytics MODIFY SETTING non_replicated_deduplication_window = 1000;
+
+ALTER TABLE telemetry.rollups_daily_local ON CLUSTER analytics MODIFY SETTING non_replicated_deduplication_window = 1000;
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL
