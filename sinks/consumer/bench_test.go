@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/ch-go/proto"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/bus"
@@ -41,7 +40,8 @@ import (
 // so the group join does not count. It also reports the largest number of
 // active parts seen in one partition of events (max_parts).
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x
-// (BENCH_ROWS sets the row count, default 2,000,000).
+// (BENCH_ROWS sets the row count, default 2,000,000; BENCH_BATCH_ROWS
+// consumer.batch_rows, default its default).
 func BenchmarkSink(b *testing.B) {
 	n := 2_000_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
@@ -49,6 +49,9 @@ func BenchmarkSink(b *testing.B) {
 	}
 	e := newEnv(b)
 	e.cfg.BatchInterval = DefaultConfig().BatchInterval
+	if v, err := strconv.Atoi(os.Getenv("BENCH_BATCH_ROWS")); err == nil && v > 0 {
+		e.cfg.BatchRows = v
+	}
 	values := make([][]byte, n)
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
@@ -155,9 +158,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 				col.add(&r)
 			}
 		}
-		var buf proto.Buffer
-		batch.AppendNative(&buf)
-		path, err := sink.keep(batch.Token, buf.Buf)
+		path, err := sink.keep(batch.Token, batch.WriteNative)
 		if err != nil {
 			b.Fatal(err)
 		}

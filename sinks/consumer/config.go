@@ -13,11 +13,13 @@ import (
 type Config struct {
 	// GroupID is the Kafka consumer group. Default "telemetry-clickhouse".
 	GroupID string `mapstructure:"group_id"`
-	// BatchRows cuts a batch at this many messages. Default 100000.
+	// BatchRows cuts a batch at this many messages. Two batches are in
+	// memory at once (one inserted, the next assembled), about 1.7 KB per
+	// message with its JSON. Default 50000.
 	BatchRows int `mapstructure:"batch_rows"`
 	// BatchBytes cuts a batch at this many message bytes: a bound on the
-	// memory a batch holds, not its size (Kafka's JSON is about 1 KB per
-	// event, so batch_rows cuts first). Default 268435456 (256 MiB).
+	// memory a batch holds rather than its size (an event's JSON is about
+	// 1 KB, so batch_rows cuts first). Default 67108864 (64 MiB).
 	BatchBytes int `mapstructure:"batch_bytes"`
 	// BatchInterval cuts a batch this long after its first message, so at
 	// most about one insert per interval reaches ClickHouse. Default 1s.
@@ -58,8 +60,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		GroupID:        "telemetry-clickhouse",
-		BatchRows:      100_000,
-		BatchBytes:     256 << 20,
+		BatchRows:      50_000,
+		BatchBytes:     64 << 20,
 		BatchInterval:  time.Second,
 		FetchMaxBytes:  10 << 20,
 		FetchMaxWait:   250 * time.Millisecond,

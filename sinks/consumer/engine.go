@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/ch-go/proto"
 	"github.com/google/uuid"
 
 	"github.com/sora3web/telemetry/sinks/chdb"
@@ -37,8 +37,7 @@ type EngineSink struct {
 	engine Engine
 	table  string
 
-	mu  sync.Mutex // guards buf, reused across batches
-	buf proto.Buffer
+	mu sync.Mutex // one insert or recovery at a time
 }
 
 // NewEngineSink writes to database.events of engine.
@@ -52,9 +51,7 @@ func NewEngineSink(engine Engine, database string) *EngineSink {
 func (s *EngineSink) WriteBatch(ctx context.Context, b *Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.buf.Reset()
-	b.AppendNative(&s.buf)
-	path, err := s.keep(b.Token, s.buf.Buf)
+	path, err := s.keep(b.Token, b.WriteNative)
 	if err != nil {
 		return err
 	}
@@ -115,9 +112,9 @@ func (s *EngineSink) pendingPath(token string) string {
 	return filepath.Join(s.dir(), "pending-"+token+".native")
 }
 
-// keep writes block to the batch's pending file, whole or not at all (a
-// temporary file renamed), and returns its path.
-func (s *EngineSink) keep(token string, block []byte) (string, error) {
+// keep writes the batch's block with write to its pending file, whole or
+// not at all (a temporary file renamed), and returns its path.
+func (s *EngineSink) keep(token string, write func(io.Writer) error) (string, error) {
 	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
 		return "", fmt.Errorf("creating %s: %w", s.dir(), err)
 	}
@@ -125,7 +122,10 @@ func (s *EngineSink) keep(token string, block []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("keeping the batch's block: %w", err)
 	}
-	_, err = f.Write(block)
+	w := bufio.NewWriterSize(f, 1<<20)
+	if err = write(w); err == nil {
+		err = w.Flush()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

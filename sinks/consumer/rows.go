@@ -3,6 +3,7 @@ package consumer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"time"
@@ -256,12 +257,19 @@ func (b *Batch) Columns() []string {
 // Values returns column i's values as a typed slice ([]string, []uint16, ...).
 func (b *Batch) Values(i int) any { return b.cols[i].values() }
 
-// AppendNative appends the batch as one block in ClickHouse's Native
-// format (the body of INSERT ... FORMAT Native), columns in insert order.
-func (b *Batch) AppendNative(buf *proto.Buffer) {
+// WriteNative writes the batch as one block in ClickHouse's Native format
+// (the body of INSERT ... FORMAT Native), columns in insert order, one
+// column at a time: the block is never whole in memory.
+func (b *Batch) WriteNative(w io.Writer) error {
+	var buf proto.Buffer
 	buf.PutUVarInt(uint64(len(b.cols)))
 	buf.PutUVarInt(uint64(b.Rows()))
 	for _, c := range b.cols {
-		c.native(buf)
+		c.native(&buf)
+		if _, err := w.Write(buf.Buf); err != nil {
+			return fmt.Errorf("writing column %s: %w", c.name(), err)
+		}
+		buf.Reset()
 	}
+	return nil
 }
