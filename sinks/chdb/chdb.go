@@ -6,23 +6,31 @@
 // download the library (scripts/chdb.sh does that) and must not interpret SQL
 // beyond what the engine itself does.
 //
-// Concurrency: libchdb allows one connection per process, and that connection
-// runs one query at a time. Measured with 26.5.3: calling chdb_query_n from
-// several threads at once does not crash or corrupt results, but the engine
-// queues the calls (4 concurrent "SELECT sleep(0.5)" take 2.0 s with or
-// without a Go-side lock). A single query still uses all cores. Engine
-// serializes calls with a mutex, which costs nothing and makes per-request
-// state (see Exec) safe; Query is safe to call from many goroutines, they
-// simply queue. Session state changed by a query (SET,
-// USE) is visible to the following queries: callers that need per-request
-// state use Exec with Settings/Database, which applies and restores it while
-// holding the lock.
+// Concurrency and sessions: libchdb 26.5.3 boots one engine per process,
+// and every chdb_connect on its data directory is a connection of its own
+// that is also a ClickHouse session of its own (temporary tables, SET,
+// USE; measured). Connections run their queries concurrently; one
+// connection runs one query at a time (4 concurrent "SELECT sleep(0.5)" on
+// one connection take 2.0 s with or without a Go-side lock). So each
+// connection has a mutex, which costs nothing and makes per-request state
+// (see Exec) safe. The Engine's own queries (Query, Exec) share one
+// connection and queue; OpenSession gives a Session, a connection of its
+// own. Session state changed by a query (SET, USE) is visible to that
+// connection's following queries: callers that need per-request state use
+// Exec with Settings/Database, which applies and restores it while holding
+// the lock.
+//
+// Cancellation: a third connection, the control connection, runs KILL QUERY
+// for a query whose context ends while it runs (non-streaming calls cannot
+// be interrupted otherwise: chdb_stream_cancel_query only acts between
+// chunks, and waits for a chunk being computed).
 package chdb
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -219,15 +228,76 @@ func loadLib(path string) (*lib, error) {
 	return l, nil
 }
 
-// Engine is one open libchdb session on a data directory.
+// conn is one libchdb connection. Each connection is a ClickHouse session
+// of its own (temporary tables, SET, USE), and connections run queries
+// concurrently; one connection runs one query at a time, so mu serializes
+// every call into it.
+type conn struct {
+	lib *lib
+	mu  sync.Mutex
+	// ptr is the chdb_connection queries run on; handle is what
+	// chdb_connect returned (chdb_connection*), needed by close. Both are
+	// nil once closed.
+	ptr, handle unsafe.Pointer
+}
+
+// connect opens a connection on the data directory dir. The first one
+// boots the engine; later ones join it.
+func connect(l *lib, dir string) (*conn, error) {
+	args := []string{"clickhouse", "--path=" + dir}
+	cargs := make([]*byte, len(args)+1)
+	keep := make([][]byte, len(args))
+	for i, a := range args {
+		keep[i] = append([]byte(a), 0)
+		cargs[i] = &keep[i][0]
+	}
+	var handle unsafe.Pointer
+	// The engine's crash handlers would replace the Go runtime's (Go turns
+	// SIGSEGV into nil-pointer panics and uses SIGURG for preemption).
+	// Opting out resets those signals to SIG_DFL, so save and restore them.
+	withGoSignals(func() {
+		l.signalsEnabled(0)
+		handle = l.connect(int32(len(args)), &cargs[0])
+	})
+	runtime.KeepAlive(keep)
+	if handle == nil {
+		return nil, fmt.Errorf("chdb: connecting to data directory %s failed", dir)
+	}
+	ptr := *(*unsafe.Pointer)(handle)
+	if ptr == nil {
+		return nil, fmt.Errorf("chdb: connecting to data directory %s: engine returned no connection", dir)
+	}
+	return &conn{lib: l, ptr: ptr, handle: handle}, nil
+}
+
+// close ends the connection once its running query (if any) is done; its
+// temporary tables go with it.
+func (c *conn) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ptr == nil {
+		return
+	}
+	withGoSignals(func() { c.lib.closeConn(c.handle) })
+	c.ptr, c.handle = nil, nil
+}
+
+// Engine is one open libchdb engine on a data directory. Its own queries
+// (Query, Exec) share one connection; OpenSession gives a connection of
+// its own.
 type Engine struct {
 	lib  *lib
 	path string
 
-	mu   sync.Mutex // serializes every call into the connection
-	conn unsafe.Pointer
-	// connPtr is what chdb_connect returned (chdb_connection*), needed by close.
-	connPtr unsafe.Pointer
+	main *conn // Query and Exec
+	// control runs KILL QUERY for queries whose context ended: on a
+	// connection of its own, it is not queued behind them.
+	control *conn
+	// tags numbers queries, so that KILL QUERY finds exactly one.
+	tags atomic.Uint64
+
+	mu       sync.Mutex // guards sessions
+	sessions map[*Session]struct{}
 }
 
 // Open loads libchdb and opens a persistent session on cfg.Path. Only one
@@ -252,50 +322,83 @@ func Open(cfg Config) (*Engine, error) {
 	if openCount > 0 {
 		return nil, ErrAlreadyOpen
 	}
-
-	args := []string{"clickhouse", "--path=" + dir}
-	cargs := make([]*byte, len(args)+1)
-	keep := make([][]byte, len(args))
-	for i, a := range args {
-		keep[i] = append([]byte(a), 0)
-		cargs[i] = &keep[i][0]
+	main, err := connect(l, dir)
+	if err != nil {
+		return nil, err
 	}
-	var connPtr unsafe.Pointer
-	// The engine's crash handlers would replace the Go runtime's (Go turns
-	// SIGSEGV into nil-pointer panics and uses SIGURG for preemption).
-	// Opting out resets those signals to SIG_DFL, so save and restore them.
-	withGoSignals(func() {
-		l.signalsEnabled(0)
-		connPtr = l.connect(int32(len(args)), &cargs[0])
-	})
-	runtime.KeepAlive(keep)
-	if connPtr == nil {
-		return nil, fmt.Errorf("chdb: connecting to data directory %s failed", dir)
-	}
-	conn := *(*unsafe.Pointer)(connPtr)
-	if conn == nil {
-		return nil, fmt.Errorf("chdb: connecting to data directory %s: engine returned no connection", dir)
+	control, err := connect(l, dir)
+	if err != nil {
+		main.close()
+		return nil, fmt.Errorf("chdb: opening the control connection: %w", err)
 	}
 	openCount++
-	return &Engine{lib: l, path: dir, conn: conn, connPtr: connPtr}, nil
+	return &Engine{lib: l, path: dir, main: main, control: control, sessions: map[*Session]struct{}{}}, nil
 }
 
 // Path returns the absolute data directory.
 func (e *Engine) Path() string { return e.path }
 
-// Close ends the session; later queries fail with ErrClosed. Data stays on
-// disk. Close waits for a running query to finish.
+// Close closes every open Session, then ends the engine's own session;
+// later queries fail with ErrClosed. Data stays on disk. Close waits for
+// running queries to finish.
 func (e *Engine) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.conn == nil {
-		return nil
+	open := e.sessions
+	e.sessions = nil
+	e.mu.Unlock()
+	if open == nil {
+		return nil // already closed
 	}
-	withGoSignals(func() { e.lib.closeConn(e.connPtr) })
-	e.conn, e.connPtr = nil, nil
+	for s := range open {
+		s.c.close()
+	}
+	e.control.close()
+	e.main.close()
 	libMu.Lock()
 	openCount--
 	libMu.Unlock()
+	return nil
+}
+
+// Session is a connection of its own to the engine: a ClickHouse session
+// whose temporary tables, SET and USE no other Session and not the
+// Engine's own queries see, and whose queries run concurrently with
+// theirs. Its temporary tables are dropped when it is closed.
+type Session struct {
+	e *Engine
+	c *conn
+}
+
+// OpenSession opens a new Session. Close it when done; Engine.Close
+// closes those still open.
+func (e *Engine) OpenSession() (*Session, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sessions == nil {
+		return nil, ErrClosed
+	}
+	c, err := connect(e.lib, e.path)
+	if err != nil {
+		return nil, fmt.Errorf("chdb: opening a session: %w", err)
+	}
+	s := &Session{e: e, c: c}
+	e.sessions[s] = struct{}{}
+	return s, nil
+}
+
+// Exec runs req in the session, as Engine.Exec does on the engine's own
+// session.
+func (s *Session) Exec(ctx context.Context, req Request) (*Result, error) {
+	return s.e.exec(ctx, s.c, req)
+}
+
+// Close ends the session and drops its temporary tables, after its running
+// query (if any) finishes. Closing twice is a no-op.
+func (s *Session) Close() error {
+	s.e.mu.Lock()
+	delete(s.e.sessions, s)
+	s.e.mu.Unlock()
+	s.c.close()
 	return nil
 }
 
@@ -331,10 +434,22 @@ func (e *Engine) Query(ctx context.Context, sql, format string) (*Result, error)
 	return e.Exec(ctx, Request{SQL: sql, Format: format})
 }
 
-// Exec runs req. The context is checked before the query starts; a query
-// that has started runs to completion (libchdb offers no cancellation for
-// non-streaming queries), so use max_execution_time to bound it.
+// Exec runs req on the engine's own session. The context is checked before
+// the query starts; if it ends while the query runs, the query is killed
+// (KILL QUERY from the control connection) and Exec returns the engine's
+// QUERY_WAS_CANCELLED error (code 394) wrapped with ctx.Err().
 func (e *Engine) Exec(ctx context.Context, req Request) (*Result, error) {
+	return e.exec(ctx, e.main, req)
+}
+
+// cancelTag is the setting that marks a query for KILL QUERY. The engine
+// has no custom settings and a query id cannot be chosen, so the tag is
+// log_comment (shown in system.processes.Settings); there is no query log
+// it could otherwise reach. A request that sets log_comment itself keeps
+// it, and is then not cancelled when its context ends.
+const cancelTag = "log_comment"
+
+func (e *Engine) exec(ctx context.Context, c *conn, req Request) (*Result, error) {
 	for name := range req.Settings {
 		if !identRe.MatchString(name) {
 			return nil, fmt.Errorf("chdb: setting name %q is not an identifier", name)
@@ -346,13 +461,22 @@ func (e *Engine) Exec(ctx context.Context, req Request) (*Result, error) {
 	if req.Format == "" {
 		req.Format = "TabSeparated"
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("chdb: query not started: %w", err)
 	}
-	if e.conn == nil {
+	if c.ptr == nil {
 		return nil, ErrClosed
+	}
+	tag := ""
+	if _, own := req.Settings[cancelTag]; !own && ctx.Done() != nil {
+		tag = fmt.Sprintf("chdb-query-%d", e.tags.Add(1))
+		req.Settings = maps.Clone(req.Settings)
+		if req.Settings == nil {
+			req.Settings = map[string]string{}
+		}
+		req.Settings[cancelTag] = tag
 	}
 
 	// Per-request state is applied, and restored however the query ends,
@@ -360,8 +484,8 @@ func (e *Engine) Exec(ctx context.Context, req Request) (*Result, error) {
 	var restore []string
 	if req.Database != "" {
 		restore = append(restore, "USE default")
-		if _, err := e.run("USE "+QuoteIdent(req.Database), "TabSeparated", nil); err != nil {
-			return nil, e.restore(err, restore)
+		if _, err := c.run("USE "+QuoteIdent(req.Database), "TabSeparated", nil); err != nil {
+			return nil, c.restore(err, restore)
 		}
 	}
 	if len(req.Settings) > 0 {
@@ -371,30 +495,69 @@ func (e *Engine) Exec(ctx context.Context, req Request) (*Result, error) {
 			reset = append(reset, k+" = DEFAULT")
 		}
 		restore = append(restore, "SET "+strings.Join(reset, ", "))
-		if _, err := e.run("SET "+strings.Join(set, ", "), "TabSeparated", nil); err != nil {
-			return nil, e.restore(err, restore)
+		if _, err := c.run("SET "+strings.Join(set, ", "), "TabSeparated", nil); err != nil {
+			return nil, c.restore(err, restore)
 		}
 	}
-	res, err := e.run(req.SQL, req.Format, req.Params)
-	if err := e.restore(nil, restore); err != nil {
+	var killErr error
+	stopKill := func() bool { return true }
+	finished, killed := make(chan struct{}), make(chan struct{})
+	if tag != "" {
+		stopKill = context.AfterFunc(ctx, func() {
+			defer close(killed)
+			killErr = e.killUntil(tag, finished)
+		})
+	}
+	res, err := c.run(req.SQL, req.Format, req.Params)
+	close(finished)
+	if !stopKill() {
+		<-killed // the KILL has finished before the tag is reset
+		if err != nil {
+			err = fmt.Errorf("chdb: query killed as its context ended (%w): %w", ctx.Err(), errors.Join(err, killErr))
+		}
+	}
+	if err := c.restore(nil, restore); err != nil {
 		return nil, err
 	}
 	return res, err
 }
 
+// killInterval is how often killUntil repeats KILL QUERY: a context that
+// ends just as its query starts may be seen before the engine lists the
+// query.
+const killInterval = 100 * time.Millisecond
+
+// killUntil cancels the running query tagged tag, from the control
+// connection, repeating until finished is closed (the query's call has
+// returned QUERY_WAS_CANCELLED, or completed). KILL QUERY ... ASYNC asks
+// the query to stop and returns at once.
+func (e *Engine) killUntil(tag string, finished <-chan struct{}) error {
+	kill := Request{SQL: "KILL QUERY WHERE Settings[" + QuoteString(cancelTag) + "] = " + QuoteString(tag) + " ASYNC"}
+	for {
+		if _, err := e.exec(context.Background(), e.control, kill); err != nil {
+			return fmt.Errorf("chdb: killing the query tagged %s: %w", tag, err)
+		}
+		select {
+		case <-finished:
+			return nil
+		case <-time.After(killInterval):
+		}
+	}
+}
+
 // restore runs the statements that undo per-request state. A failure means
 // the session is no longer clean; it is reported (joined to cause).
-func (e *Engine) restore(cause error, stmts []string) error {
+func (c *conn) restore(cause error, stmts []string) error {
 	for _, stmt := range stmts {
-		if _, err := e.run(stmt, "TabSeparated", nil); err != nil {
+		if _, err := c.run(stmt, "TabSeparated", nil); err != nil {
 			return errors.Join(cause, fmt.Errorf("chdb: restoring session state (%s): %w", stmt, err))
 		}
 	}
 	return cause
 }
 
-// run executes one statement; e.mu must be held.
-func (e *Engine) run(sql, format string, params []Param) (*Result, error) {
+// run executes one statement; c.mu must be held.
+func (c *conn) run(sql, format string, params []Param) (*Result, error) {
 	q := []byte(sql)
 	if len(q) == 0 {
 		return nil, &Error{Code: 62, Name: "SYNTAX_ERROR", Message: "Empty query", Raw: "Empty query"}
@@ -402,7 +565,7 @@ func (e *Engine) run(sql, format string, params []Param) (*Result, error) {
 	f := []byte(format)
 	var res unsafe.Pointer
 	if len(params) == 0 {
-		res = e.lib.queryN(e.conn, &q[0], uintptr(len(q)), &f[0], uintptr(len(f)))
+		res = c.lib.queryN(c.ptr, &q[0], uintptr(len(q)), &f[0], uintptr(len(f)))
 	} else {
 		names := make([]*byte, len(params))
 		nameLens := make([]uintptr, len(params))
@@ -416,7 +579,7 @@ func (e *Engine) run(sql, format string, params []Param) (*Result, error) {
 			names[i], nameLens[i] = &n[0], uintptr(len(p.Name))
 			values[i], valueLens[i] = &v[0], uintptr(len(p.Value))
 		}
-		res = e.lib.queryParamsN(e.conn, &q[0], uintptr(len(q)), &f[0], uintptr(len(f)),
+		res = c.lib.queryParamsN(c.ptr, &q[0], uintptr(len(q)), &f[0], uintptr(len(f)),
 			&names[0], &nameLens[0], &values[0], &valueLens[0], uintptr(len(params)))
 		runtime.KeepAlive(keep)
 	}
@@ -425,21 +588,21 @@ func (e *Engine) run(sql, format string, params []Param) (*Result, error) {
 	if res == nil {
 		return nil, &Error{Message: "engine returned no result", Raw: "engine returned no result"}
 	}
-	defer e.lib.destroy(res)
-	if p := e.lib.resultError(res); p != nil {
+	defer c.lib.destroy(res)
+	if p := c.lib.resultError(res); p != nil {
 		if msg := cString(p); msg != "" {
 			return nil, ParseError(msg)
 		}
 	}
 	r := &Result{
-		RowsRead:     e.lib.rowsRead(res),
-		BytesRead:    e.lib.bytesRead(res),
-		RowsWritten:  e.lib.rowsWritten(res),
-		BytesWritten: e.lib.bytesWritten(res),
-		Elapsed:      time.Duration(e.lib.elapsed(res) * float64(time.Second)),
+		RowsRead:     c.lib.rowsRead(res),
+		BytesRead:    c.lib.bytesRead(res),
+		RowsWritten:  c.lib.rowsWritten(res),
+		BytesWritten: c.lib.bytesWritten(res),
+		Elapsed:      time.Duration(c.lib.elapsed(res) * float64(time.Second)),
 	}
-	if n := e.lib.length(res); n > 0 {
-		if buf := e.lib.buffer(res); buf != nil {
+	if n := c.lib.length(res); n > 0 {
+		if buf := c.lib.buffer(res); buf != nil {
 			r.Data = append([]byte(nil), unsafe.Slice((*byte)(buf), n)...)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -296,5 +297,85 @@ func TestContextCanceledBeforeStart(t *testing.T) {
 	cancel()
 	if _, err := e.Query(ctx, "SELECT 1", ""); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSessionsKeepTemporaryTablesApart(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	a, err := e.OpenSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := e.OpenSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, sql := range []string{"CREATE TEMPORARY TABLE tmp (x UInt8)", "INSERT INTO tmp VALUES (7)"} {
+		if _, err := a.Exec(ctx, Request{SQL: sql}); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if r, err := a.Exec(ctx, Request{SQL: "SELECT x FROM tmp"}); err != nil || string(r.Data) != "7\n" {
+		t.Fatalf("own session reads %v, %v; want 7", r, err)
+	}
+	if _, err := b.Exec(ctx, Request{SQL: "SELECT x FROM tmp"}); ErrorCode(err) != 60 {
+		t.Fatalf("another session reads the temporary table: %v, want code 60", err)
+	}
+	if _, err := e.Query(ctx, "SELECT x FROM tmp", ""); ErrorCode(err) != 60 {
+		t.Fatalf("the engine's own session reads the temporary table: %v, want code 60", err)
+	}
+	a.Close()
+	if _, err := a.Exec(ctx, Request{SQL: "SELECT 1"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed session: %v, want ErrClosed", err)
+	}
+}
+
+// TestContextEndKillsRunningQuery: a query that would run for 1000 s is
+// killed when its context is cancelled, and the engine's connection is
+// free for the next query at once.
+func TestContextEndKillsRunningQuery(t *testing.T) {
+	e := engine(t)
+	watcher, err := e.OpenSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const marker = "kill-me-4711"
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Query(ctx, "SELECT sleepEachRow(1), '"+marker+"' FROM numbers(1000) SETTINGS max_block_size = 1", "")
+		done <- err
+	}()
+	// The watcher runs beside the long query: it is a connection of its own.
+	waitFor(t, func() bool {
+		r, err := watcher.Exec(context.Background(), Request{SQL: "SELECT count() FROM system.processes WHERE query LIKE '%" + marker + "%' AND query NOT LIKE '%system.processes%'"})
+		return err == nil && string(r.Data) == "1\n"
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if ErrorCode(err) != 394 || !errors.Is(err, context.Canceled) {
+			t.Fatalf("killed query returned %v; want code 394 wrapping context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the query still runs 30 s after its context was cancelled")
+	}
+	if r, err := e.Query(context.Background(), "SELECT getSetting('log_comment')", ""); err != nil || string(r.Data) != "\n" {
+		t.Fatalf("after the kill: %v, %v; want an empty log_comment (the tag reset)", r, err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 30 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 30 s")
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,13 +59,35 @@ func connect(t *testing.T, password string, method clickhouse.CompressionMethod)
 
 func connectWire(t *testing.T, password string, method clickhouse.CompressionMethod, w *wire) driver.Conn {
 	t.Helper()
+	return open(t, func(opts *clickhouse.Options) {
+		opts.Auth.Password = password
+		setCompression(opts, method, w)
+	})
+}
+
+// open connects clickhouse-go over HTTP to the test server as the default
+// user, with options changed by with, and closes it at the test's end.
+func open(t *testing.T, with func(*clickhouse.Options)) driver.Conn {
+	t.Helper()
 	opts := &clickhouse.Options{
 		Addr:        []string{testenv.ClickHouse(t)},
 		Protocol:    clickhouse.HTTP,
-		Auth:        clickhouse.Auth{Database: "default", Username: "default", Password: password},
+		Auth:        clickhouse.Auth{Database: "default", Username: "default"},
 		DialTimeout: 10 * time.Second,
 		ReadTimeout: 2 * time.Minute,
 	}
+	with(opts)
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		t.Fatalf("clickhouse.Open: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// setCompression sets the client's compression method and, when w is not
+// nil, records the wire through it.
+func setCompression(opts *clickhouse.Options, method clickhouse.CompressionMethod, w *wire) {
 	if method != clickhouse.CompressionNone {
 		opts.Compression = &clickhouse.Compression{Method: method}
 		// Responses are HTTP-compressed only when asked for, as in ClickHouse.
@@ -73,12 +96,6 @@ func connectWire(t *testing.T, password string, method clickhouse.CompressionMet
 	if w != nil {
 		opts.TransportFunc = func(t *http.Transport) (http.RoundTripper, error) { return w.RoundTrip(t), nil }
 	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		t.Fatalf("clickhouse.Open: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 type row struct {
@@ -361,4 +378,53 @@ func clickhouseCode(err error) int32 {
 		return ex.Code
 	}
 	return 0
+}
+
+// TestClickHouseGoSessionTemporaryTable: with session_id in its settings,
+// clickhouse-go creates a temporary table, batch-inserts into it and reads
+// the rows back; a connection with another session_id gets
+// clickhouse.Exception code 60 for it.
+func TestClickHouseGoSessionTemporaryTable(t *testing.T) {
+	ctx := context.Background()
+	inSession := func(id string) driver.Conn {
+		return open(t, func(opts *clickhouse.Options) { opts.Settings = clickhouse.Settings{"session_id": id} })
+	}
+	conn := inSession("go-tmp-a")
+	if err := conn.Exec(ctx, "CREATE TEMPORARY TABLE go_tmp (id UInt32, name String)"); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO go_tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"x", "y", "z"} {
+		if err := batch.Append(uint32(i+1), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, "SELECT id, name FROM go_tmp ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var id uint32
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d=%s", id, name))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, " ") != "1=x 2=y 3=z" {
+		t.Fatalf("read back %v, want 1=x 2=y 3=z", got)
+	}
+	if code := clickhouseCode(inSession("go-tmp-b").Exec(ctx, "SELECT * FROM go_tmp")); code != 60 {
+		t.Fatalf("another session reads the temporary table: code %d, want 60", code)
+	}
 }

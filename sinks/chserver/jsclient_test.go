@@ -13,7 +13,9 @@ import (
 
 // TestJSClient runs the official @clickhouse/client (npm) against the test
 // server: testdata/jsclient/test.mjs creates a table, inserts JSONEachRow
-// rows, reads them back with query_params and checks an error code.
+// rows, reads them back with query_params, checks that an error is a
+// ClickHouseError with code 60, and that a session's temporary table is
+// read back by its own client and unknown to another session's.
 func TestJSClient(t *testing.T) {
 	addr := testenv.ClickHouse(t)
 	dir, err := filepath.Abs(filepath.Join("testdata", "jsclient"))

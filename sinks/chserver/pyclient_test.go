@@ -11,8 +11,9 @@ import (
 
 // TestPythonClient runs Python's clickhouse-connect (PyPI; the driver
 // under Superset), unchanged, against the test server: connect,
-// parameterised query, insert and read back, a session's setting, a typed
-// error (testdata/pyclient/test_client.py). Its first query used to fail
+// parameterised query, insert and read back, a session's setting, the
+// session's temporary table (another client's session gets code 60), a
+// typed error: DatabaseError.code (testdata/pyclient/test_client.py). Its first query used to fail
 // with code 115: it sends settings no fixed allowlist had.
 func TestPythonClient(t *testing.T) {
 	host, port, err := net.SplitHostPort(testenv.ClickHouse(t))

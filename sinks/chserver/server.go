@@ -6,10 +6,21 @@
 // It owns request decoding (query text, insert bodies, compression,
 // parameters, settings, authentication) and ClickHouse-style responses
 // (headers, error bodies, status codes). It must not open or close the
-// engine (the caller does), must not interpret SQL beyond splitting an
-// INSERT from its data, and must not keep state between requests: every
-// request runs with its own settings and database, like a sessionless
-// ClickHouse HTTP request.
+// engine (the caller does) and must not interpret SQL beyond splitting an
+// INSERT from its data and recognising SET and CREATE TEMPORARY TABLE.
+//
+// Sessions: a request without session_id runs on the engine's shared
+// connection with its own settings and database, like a sessionless
+// ClickHouse HTTP request. A session_id gets an engine connection of its own
+// (chdb.Session), which libchdb makes a ClickHouse session of its own: its
+// temporary tables are ClickHouse's, seen by that session only, with no
+// query rewriting, and dropped when the session expires or the server
+// shuts down. (The alternative, a database or name prefix per session with
+// the session's table names rewritten in every statement, was not needed:
+// it would have had to find every table reference in ClickHouse's grammar.)
+//
+// Cancellation: when the client goes away, the request's context ends and
+// sinks/chdb kills the running query.
 package chserver
 
 import (
@@ -111,9 +122,14 @@ type Server struct {
 	mu       sync.Mutex
 	httpSrv  *http.Server
 	ln       net.Listener
-	done     chan struct{} // closed when the serve goroutine returns
+	done     chan struct{} // closed when the serve and expiry goroutines return
+	stop     chan struct{} // closed by Shutdown to end the expiry goroutine
 	serveErr error
 }
+
+// expireEvery is how often idle sessions past their session_timeout are
+// ended (their connections closed, their temporary tables dropped).
+const expireEvery = time.Second
 
 // New checks cfg and asks the engine for its identity (version, timezone).
 func New(cfg Config, engine *chdb.Engine) (*Server, error) {
@@ -172,16 +188,40 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.httpSrv = &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}
-	s.done = make(chan struct{})
+	s.done, s.stop = make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(s.done)
+		defer wg.Done()
 		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.mu.Lock()
 			s.serveErr = err
 			s.mu.Unlock()
 		}
 	}()
+	go func() {
+		defer wg.Done()
+		s.expireSessions(s.stop)
+	}()
+	go func() {
+		wg.Wait()
+		close(s.done)
+	}()
 	return nil
+}
+
+// expireSessions ends idle sessions past their timeout until stop closes.
+func (s *Server) expireSessions(stop <-chan struct{}) {
+	tick := time.NewTicker(expireEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			closeSessions(s.sessions.expire(now))
+		}
+	}
 }
 
 // Addr returns the listening address (useful with port 0).
@@ -195,10 +235,13 @@ func (s *Server) Addr() (string, error) {
 }
 
 // Shutdown stops accepting requests, waits for running ones (bounded by
-// ctx) and for the serve goroutine. It does not close the engine.
+// ctx; past it their connections are closed, which kills their queries) and
+// for its goroutines, then ends every session, dropping their temporary
+// tables. It does not close the engine.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.httpSrv, s.done
+	srv, done, stop := s.httpSrv, s.done, s.stop
+	s.stop = nil // a second Shutdown only waits
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
@@ -207,7 +250,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		srv.Close()
 	}
+	if stop != nil {
+		close(stop)
+	}
 	<-done
+	s.sessions.closeAll()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil {
@@ -345,16 +392,20 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 	if err != nil {
 		return nil, "", nil, err
 	}
-	sessionID := q.Get("session_id")
-	if sessionID != "" {
+	var sess *session // nil without session_id
+	if sessionID := q.Get("session_id"); sessionID != "" {
 		timeout, err := sessionTimeout(q.Get("session_timeout"))
 		if err != nil {
 			return nil, "", nil, err
 		}
-		base, err := s.sessions.use(sessionID, timeout, q.Get("session_check") == "1", time.Now())
+		var base map[string]string
+		var expired []*chdb.Session
+		sess, base, expired, err = s.sessions.use(sessionID, timeout, q.Get("session_check") == "1", time.Now())
+		closeSessions(expired)
 		if err != nil {
 			return nil, "", nil, err
 		}
+		defer func() { s.sessions.release(sess, time.Now()) }()
 		maps.Copy(base, settings) // the request's own settings win
 		settings = base
 	}
@@ -434,13 +485,13 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 			req.SQL += " " + sp.Settings
 		}
 		req.SQL += " FORMAT " + sp.Format
-		res, err := s.engine.Exec(r.Context(), req)
+		res, err := s.run(r.Context(), sess, req)
 		return nil, format, res, err
 	}
 
 	kw := firstKeyword(sql)
 	switch {
-	case kw == "SET" && sessionID != "":
+	case kw == "SET" && sess != nil:
 		// A session keeps its settings for its later requests.
 		assign, err := parseSet(sql)
 		if err != nil {
@@ -451,7 +502,7 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 				return nil, "", nil, unknownSetting(name)
 			}
 		}
-		s.sessions.set(sessionID, assign)
+		s.sessions.set(sess, assign)
 		return nil, format, &chdb.Result{}, nil
 	case kw == "SET" || kw == "USE":
 		// Sessionless, as in ClickHouse without session_id: the statement
@@ -473,7 +524,7 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		return out, format, &chdb.Result{RowsRead: 1}, err
 	}
 	req.SQL = sql
-	res, err := s.engine.Exec(r.Context(), req)
+	res, err := s.run(r.Context(), sess, req)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -497,6 +548,31 @@ func (s *Server) boundQueryTime(settings map[string]string) {
 
 // maxExecutionTime is ClickHouse's per-query time limit, in seconds.
 const maxExecutionTime = "max_execution_time"
+
+// run executes req where ClickHouse would: in the session's own engine
+// connection (sess, from session_id), where its temporary tables live; a
+// sessionless CREATE TEMPORARY TABLE in a connection opened for it alone,
+// so the table lives for that request only, as in ClickHouse without
+// session_id; anything else in the engine's shared connection. The query is
+// killed if ctx ends (the client went away) while it runs.
+func (s *Server) run(ctx context.Context, sess *session, req chdb.Request) (*chdb.Result, error) {
+	if sess != nil {
+		c, err := s.sessions.connection(sess, s.engine.OpenSession)
+		if err != nil {
+			return nil, err
+		}
+		return c.Exec(ctx, req)
+	}
+	if createsTemporaryTable(req.SQL) {
+		c, err := s.engine.OpenSession()
+		if err != nil {
+			return nil, fmt.Errorf("opening an engine connection for a sessionless temporary table: %w", err)
+		}
+		defer c.Close()
+		return c.Exec(ctx, req)
+	}
+	return s.engine.Exec(ctx, req)
+}
 
 // readOnlyKeywords start the statements a GET request may run.
 var readOnlyKeywords = map[string]bool{

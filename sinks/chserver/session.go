@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sora3web/telemetry/sinks/chdb"
 )
 
 // Session timeouts, as ClickHouse's defaults: session_timeout (seconds)
@@ -18,8 +20,11 @@ const (
 
 // sessions holds the state of ClickHouse HTTP sessions (session_id): the
 // settings their SET statements chose, which every later request of the
-// session starts from. A session ends session_timeout after its last
-// request. Temporary tables are not kept per session (see README.md).
+// session starts from, and the session's own engine connection
+// (chdb.Session), where its statements run, so its temporary tables are
+// its own. A session ends session_timeout after its last request ends
+// (never while a request runs in it); ending closes its connection, which
+// drops its temporary tables.
 type sessions struct {
 	mu   sync.Mutex
 	byID map[string]*session
@@ -29,23 +34,24 @@ type session struct {
 	settings map[string]string
 	timeout  time.Duration
 	lastUsed time.Time
+	// busy counts the requests running in the session.
+	busy int
+	// engine is the session's own connection, opened by its first
+	// statement that reaches the engine; nil until then.
+	engine *chdb.Session
 }
 
-// use returns a copy of the settings of session id, opening it unless
-// check asks for an existing one, and expires sessions idle past their
-// timeout.
-func (ss *sessions) use(id string, timeout time.Duration, check bool, now time.Time) (map[string]string, error) {
+// use returns session id and a copy of its settings, opening it unless
+// check asks for an existing one, and marks it busy until release. It also
+// returns the connections of sessions that expired, for the caller to close.
+func (ss *sessions) use(id string, timeout time.Duration, check bool, now time.Time) (*session, map[string]string, []*chdb.Session, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	for k, s := range ss.byID {
-		if now.Sub(s.lastUsed) > s.timeout {
-			delete(ss.byID, k)
-		}
-	}
+	expired := ss.expireLocked(now)
 	s, ok := ss.byID[id]
 	if !ok {
 		if check {
-			return nil, &serverError{code: 372, name: "SESSION_NOT_FOUND", msg: fmt.Sprintf("Session %s not found", id)}
+			return nil, nil, expired, &serverError{code: 372, name: "SESSION_NOT_FOUND", msg: fmt.Sprintf("Session %s not found", id)}
 		}
 		if ss.byID == nil {
 			ss.byID = map[string]*session{}
@@ -54,24 +60,87 @@ func (ss *sessions) use(id string, timeout time.Duration, check bool, now time.T
 		ss.byID[id] = s
 	}
 	s.timeout, s.lastUsed = timeout, now
-	return maps.Clone(s.settings), nil
+	s.busy++
+	return s, maps.Clone(s.settings), expired, nil
 }
 
-// set records assignments in session id (a DEFAULT value removes the
-// setting); the session must exist (use opened it).
-func (ss *sessions) set(id string, assign map[string]string) {
+// release ends a request that use began; the session's timeout counts from
+// now.
+func (ss *sessions) release(s *session, now time.Time) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	s, ok := ss.byID[id]
-	if !ok {
-		return
+	s.busy--
+	s.lastUsed = now
+}
+
+// connection returns the session's engine connection, opening it with open
+// on first use.
+func (ss *sessions) connection(s *session, open func() (*chdb.Session, error)) (*chdb.Session, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s.engine == nil {
+		c, err := open()
+		if err != nil {
+			return nil, fmt.Errorf("opening the engine connection of a session: %w", err)
+		}
+		s.engine = c
 	}
+	return s.engine, nil
+}
+
+// expire removes the sessions idle past their timeout and returns their
+// connections, for the caller to close.
+func (ss *sessions) expire(now time.Time) []*chdb.Session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.expireLocked(now)
+}
+
+func (ss *sessions) expireLocked(now time.Time) []*chdb.Session {
+	var closing []*chdb.Session
+	for id, s := range ss.byID {
+		if s.busy == 0 && now.Sub(s.lastUsed) > s.timeout {
+			delete(ss.byID, id)
+			if s.engine != nil {
+				closing = append(closing, s.engine)
+			}
+		}
+	}
+	return closing
+}
+
+// closeAll ends every session and closes their connections; for Shutdown,
+// once no request runs.
+func (ss *sessions) closeAll() {
+	ss.mu.Lock()
+	all := ss.byID
+	ss.byID = nil
+	ss.mu.Unlock()
+	for _, s := range all {
+		if s.engine != nil {
+			s.engine.Close()
+		}
+	}
+}
+
+// set records assignments in session s (a DEFAULT value removes the
+// setting).
+func (ss *sessions) set(s *session, assign map[string]string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	for k, v := range assign {
 		if strings.EqualFold(v, "DEFAULT") {
 			delete(s.settings, k)
 		} else {
 			s.settings[k] = v
 		}
+	}
+}
+
+// closeSessions closes the connections of ended sessions.
+func closeSessions(conns []*chdb.Session) {
+	for _, c := range conns {
+		c.Close()
 	}
 }
 

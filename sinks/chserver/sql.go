@@ -196,3 +196,20 @@ func firstKeyword(sql string) string {
 func isHelloQuery(sql string) bool {
 	return strings.Join(strings.Fields(sql), " ") == "SELECT displayName(), version(), revision(), timezone()"
 }
+
+// createsTemporaryTable reports whether sql is CREATE [OR REPLACE]
+// TEMPORARY TABLE.
+func createsTemporaryTable(sql string) bool {
+	l := &lexer{s: sql}
+	want := []string{"CREATE", "TEMPORARY"}
+	for t, ok := l.next(); ok && len(want) > 0; t, ok = l.next() {
+		switch w := strings.ToUpper(t.text); {
+		case w == want[0]:
+			want = want[1:]
+		case len(want) == 1 && (w == "OR" || w == "REPLACE"):
+		default:
+			return false
+		}
+	}
+	return len(want) == 0
+}

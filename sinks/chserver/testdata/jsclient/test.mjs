@@ -1,7 +1,7 @@
 // Compatibility check of the official ClickHouse JS client against
 // sinks/chserver. Usage: CLICKHOUSE_URL=http://127.0.0.1:8123 node test.mjs
 // Exits non-zero on any mismatch.
-import { createClient } from '@clickhouse/client'
+import { ClickHouseError, createClient } from '@clickhouse/client'
 import assert from 'node:assert/strict'
 
 const url = process.env.CLICKHOUSE_URL
@@ -54,11 +54,23 @@ try {
   const count = await (await client.query({ query: `SELECT count() AS c FROM ${table}`, format: 'JSONEachRow' })).json()
   assert.equal(Number(count[0].c), 1000)
 
-  // Errors carry ClickHouse's code.
-  await assert.rejects(
-    client.query({ query: 'SELECT * FROM js_missing_table', format: 'JSONEachRow' }),
-    (err) => err.code === '60' && /UNKNOWN_TABLE|Unknown table/.test(err.message),
-  )
+  // Errors are the client's ClickHouseError carrying ClickHouse's code.
+  const unknownTable = (err) => err instanceof ClickHouseError && err.code === '60' && /UNKNOWN_TABLE|Unknown table/.test(err.message)
+  await assert.rejects(client.query({ query: 'SELECT * FROM js_missing_table', format: 'JSONEachRow' }), unknownTable)
+
+  // A session's temporary table: its own client reads it, another session does not.
+  const session = createClient({ url, username: 'default', password: '', session_id: 'js-tmp-' + process.pid })
+  const other = createClient({ url, username: 'default', password: '', session_id: 'js-tmp-other-' + process.pid })
+  try {
+    await session.command({ query: 'CREATE TEMPORARY TABLE js_tmp (id UInt32, name String)' })
+    await session.insert({ table: 'js_tmp', values: [{ id: 2, name: 'y' }, { id: 1, name: 'x' }], format: 'JSONEachRow' })
+    const tmp = await (await session.query({ query: 'SELECT id, name FROM js_tmp ORDER BY id', format: 'JSONEachRow' })).json()
+    assert.deepEqual(tmp, [{ id: 1, name: 'x' }, { id: 2, name: 'y' }])
+    await assert.rejects(other.query({ query: 'SELECT * FROM js_tmp', format: 'JSONEachRow' }), unknownTable)
+  } finally {
+    await session.close()
+    await other.close()
+  }
   console.log('ok: js client compatible')
 } catch (err) {
   console.error('FAIL:', err)
