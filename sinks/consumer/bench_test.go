@@ -70,9 +70,9 @@ func BenchmarkSink(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		insertNative(b, e, values)
-		r := measureConsumer(b, e, n, func(e *env) *Consumer { return e.startSink(b, NewEngineSink(engine, e.db), nil) })
+		r := measureConsumer(b, e, n, func(e *env) *Consumer { return e.startSink(b, NewEngineSink(engine, engine.Path(), e.db), nil) })
 		report(b, "kafka", r)
-		r = measureConsumer(b, e, n, func(e *env) *Consumer { return startFromLog(b, e, logDir, NewEngineSink(engine, e.db)) })
+		r = measureConsumer(b, e, n, func(e *env) *Consumer { return startFromLog(b, e, logDir, NewEngineSink(engine, engine.Path(), e.db)) })
 		report(b, "log", r)
 		r = measureConsumer(b, e, n, func(e *env) *Consumer { return e.start(b, e.conn, nil) })
 		report(b, "http", r)
@@ -145,7 +145,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 	fresh := *e
 	fresh.db = e.db + "_limit"
 	migrate(b, &fresh)
-	sink := NewEngineSink(testenv.Engine(b), fresh.db)
+	sink := NewEngineSink(testenv.Engine(b), testenv.Engine(b).Path(), fresh.db)
 	var tokens, paths []string
 	for lo := 0; lo < len(values); lo += e.cfg.BatchRows {
 		batch := &Batch{cols: newColumns(), Token: fmt.Sprint("limit-", lo)}

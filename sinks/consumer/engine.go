@@ -20,13 +20,12 @@ import (
 	"github.com/sora3web/telemetry/sinks/chdb"
 )
 
-// Engine runs statements on the in-process ClickHouse engine;
-// sinks/chdb.Engine is the one.
+// Engine runs statements on the in-process ClickHouse engine: a
+// sinks/chdb.Session (a connection of its own, so that the consumer's
+// inserts do not queue behind analysts' queries on the engine's shared
+// connection) or the chdb.Engine itself.
 type Engine interface {
 	Exec(ctx context.Context, req chdb.Request) (*chdb.Result, error)
-	// Path is the engine's data directory; a batch's block is written
-	// under it for the insert to read.
-	Path() string
 }
 
 // EngineSink writes batches straight into the in-process engine, one
@@ -36,13 +35,17 @@ type Engine interface {
 type EngineSink struct {
 	engine Engine
 	table  string
+	// dataDir is the engine's data directory; batches' blocks are kept
+	// under it.
+	dataDir string
 
 	mu sync.Mutex // one insert or recovery at a time
 }
 
-// NewEngineSink writes to database.events of engine.
-func NewEngineSink(engine Engine, database string) *EngineSink {
-	return &EngineSink{engine: engine, table: database + ".events"}
+// NewEngineSink writes to database.events through engine, whose data
+// directory is dataDir.
+func NewEngineSink(engine Engine, dataDir, database string) *EngineSink {
+	return &EngineSink{engine: engine, dataDir: dataDir, table: database + ".events"}
 }
 
 // WriteBatch inserts b with its deduplication token; the engine has
@@ -105,7 +108,7 @@ func (s *EngineSink) Recover(ctx context.Context) (int, error) {
 // dir holds the blocks of this sink's batches not yet committed, one
 // directory per table, under the engine's data directory.
 func (s *EngineSink) dir() string {
-	return filepath.Join(s.engine.Path(), "consumer_batches", s.table)
+	return filepath.Join(s.dataDir, "consumer_batches", s.table)
 }
 
 func (s *EngineSink) pendingPath(token string) string {
