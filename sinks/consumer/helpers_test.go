@@ -95,7 +95,9 @@ var sinks = []struct {
 	new  func(e *env, t testing.TB) Sink
 }{
 	{"clickhouse-go", func(e *env, t testing.TB) Sink { return NewClickHouseSink(e.conn, e.db) }},
-	{"engine", func(e *env, t testing.TB) Sink { return NewEngineSink(testenv.Engine(t), testenv.Engine(t).Path(), e.db) }},
+	{"engine", func(e *env, t testing.TB) Sink {
+		return NewEngineSink(testenv.Engine(t), testenv.Engine(t).Path(), e.db)
+	}},
 }
 
 // startSink runs a consumer writing to sink.
