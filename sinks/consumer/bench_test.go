@@ -16,7 +16,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/bus"
-	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/testenv"
 )
@@ -226,18 +225,7 @@ func startFromLog(b *testing.B, e *env, dir string, sink Sink) *Consumer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dlq, err := broker.NewDeadLetters(e.bc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := New(e.cfg, src, dlq, sink, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	return c
+	return e.startSource(b, src, sink, nil)
 }
 
 // watchParts polls the largest active part count of one partition of any

@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/encoding/json"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
@@ -100,19 +101,25 @@ var sinks = []struct {
 	}},
 }
 
-// startSink runs a consumer writing to sink.
+// startSink runs a consumer of e's topic writing to sink.
 func (e *env) startSink(t testing.TB, sink Sink, hook func() error) *Consumer {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := broker.NewReader(e.bc, e.cfg.ReaderConfig(), log)
+	src, err := broker.NewReader(e.bc, e.cfg.ReaderConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e.startSource(t, src, sink, hook)
+}
+
+// startSource runs a consumer reading src and writing to sink, with e's
+// dead-letter topic.
+func (e *env) startSource(t testing.TB, src bus.Source, sink Sink, hook func() error) *Consumer {
+	t.Helper()
 	dlq, err := broker.NewDeadLetters(e.bc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(e.cfg, src, dlq, sink, log)
+	c, err := New(e.cfg, src, dlq, sink, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
