@@ -116,6 +116,14 @@ func (r *Registry) Drop(e *schema.Enriched) bool {
 	return false
 }
 
+// DeletedAt returns the bound of the latest deletion of e's subjects
+// (its user_id or anonymous_id), if one was deleted: the consumer lets a
+// copy of an event through its dedup window when the copy it stored was
+// deleted since.
+func (r *Registry) DeletedAt(e *schema.Enriched) (time.Time, bool) {
+	return r.tomb.Load().at(e.UserID, e.AnonymousID)
+}
+
 // Dropped is the number of events Drop refused so far.
 func (r *Registry) Dropped() int64 { return r.dropped.Load() }
 

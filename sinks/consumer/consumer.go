@@ -526,7 +526,7 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 		if hw, ok := stored[position{r.topic, r.partition}]; ok && r.offset <= hw {
 			continue
 		}
-		if c.win.has(r.id) {
+		if storedAt, ok := c.win.get(r.id); ok && !c.storedCopyDeleted(r, storedAt) {
 			resends++
 			continue
 		}

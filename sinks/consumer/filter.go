@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -20,6 +21,11 @@ import (
 type Filter interface {
 	// Drop reports whether e must not be stored.
 	Drop(e *schema.Enriched) bool
+	// DeletedAt returns the bound of the latest deletion of e's data
+	// subject, if there was one: events received at or before it were
+	// deleted. A resend of an event whose stored copy was deleted is not
+	// a duplicate (window.go).
+	DeletedAt(e *schema.Enriched) (time.Time, bool)
 }
 
 // SetFilter makes the consumer drop the events f refuses. Call it before
@@ -51,6 +57,18 @@ func (c *Consumer) applyFilter(records []record) []record {
 		c.log.Info("dropped events of deleted data subjects", "count", n)
 	}
 	return kept
+}
+
+// storedCopyDeleted reports whether the copy of r's event stored at
+// storedAt (by its received_at) was deleted since, by a deletion of its
+// subject: a resend after that is stored again, as any event received
+// after a deletion is.
+func (c *Consumer) storedCopyDeleted(r *record, storedAt time.Time) bool {
+	if c.filter == nil {
+		return false
+	}
+	bound, ok := c.filter.DeletedAt(&r.e)
+	return ok && !storedAt.After(bound)
 }
 
 // Barrier returns once every batch whose events went through the filter

@@ -20,7 +20,7 @@ import (
 // stored there by this process earlier, by another member of the group, or
 // before a crash); see Consumer.syncWindow.
 //
-// Memory: one map entry per id, 16 bytes of id and 4 of minute; with the
+// Memory: one map entry per id, 16 bytes of id and 4 of second; with the
 // map's own overhead BenchmarkWindowMemory measures about 45 bytes per id
 // (20 million ids, the default bound, about 0.9 GB). MaxIDs bounds it: past it the oldest minutes are
 // forgotten first, the window shrinks below Span, and the consumer says so
@@ -31,7 +31,7 @@ type window struct {
 	span   time.Duration
 	maxIDs int
 
-	ids map[uuid.UUID]uint32 // event_id -> minute of received_at (Unix minutes)
+	ids map[uuid.UUID]uint32 // event_id -> received_at of the stored copy, Unix seconds (floored)
 	// perMinute counts the ids of each minute, to find what to forget.
 	perMinute map[uint32]int
 	newest    uint32 // the newest minute added
@@ -48,26 +48,28 @@ func newWindow(span time.Duration, maxIDs int) *window {
 // minuteOf is t in Unix minutes.
 func minuteOf(t time.Time) uint32 { return uint32(t.Unix() / 60) }
 
-// has reports whether id was stored within the window.
-func (w *window) has(id uuid.UUID) bool {
-	_, ok := w.ids[id]
-	return ok
+// get returns the received_at of id's stored copy, floored to the second
+// (so never after the true time), if id was stored within the window.
+func (w *window) get(id uuid.UUID) (time.Time, bool) {
+	sec, ok := w.ids[id]
+	return time.Unix(int64(sec), 0), ok
 }
 
 // add remembers id as stored, received at receivedAt. Ids older than the
 // window are not added.
 func (w *window) add(id uuid.UUID, receivedAt time.Time) {
-	m := minuteOf(receivedAt)
+	sec := uint32(receivedAt.Unix())
+	m := sec / 60
 	if m < w.floor {
 		return
 	}
 	if old, ok := w.ids[id]; ok {
-		if old >= m {
+		if old >= sec {
 			return
 		}
-		w.perMinute[old]--
+		w.perMinute[old/60]--
 	}
-	w.ids[id] = m
+	w.ids[id] = sec
 	w.perMinute[m]++
 	w.newest = max(w.newest, m)
 }
@@ -114,8 +116,8 @@ func (w *window) expire() (shortened bool) {
 			delete(w.perMinute, m)
 		}
 	}
-	for id, m := range w.ids {
-		if m < floor {
+	for id, sec := range w.ids {
+		if sec/60 < floor {
 			delete(w.ids, id)
 		}
 	}

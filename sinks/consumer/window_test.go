@@ -81,3 +81,9 @@ func BenchmarkWindowMemory(b *testing.B) {
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/id")
 	runtime.KeepAlive(ids)
 }
+
+// has reports whether id was stored within the window.
+func (w *window) has(id uuid.UUID) bool {
+	_, ok := w.get(id)
+	return ok
+}
