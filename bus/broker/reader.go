@@ -109,12 +109,17 @@ func (r *Reader) newGroupReader() *kafka.Reader {
 		start = kafka.LastOffset
 	}
 	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           r.cfg.Brokers,
-		GroupID:           r.rc.GroupID,
-		Topic:             r.cfg.EventsTopic,
-		MinBytes:          1,
-		MaxBytes:          r.rc.FetchMaxBytes,
-		MaxWait:           r.rc.FetchMaxWait,
+		Brokers:  r.cfg.Brokers,
+		GroupID:  r.rc.GroupID,
+		Topic:    r.cfg.EventsTopic,
+		MinBytes: 1,
+		MaxBytes: r.rc.FetchMaxBytes,
+		MaxWait:  r.rc.FetchMaxWait,
+		// Room for a fetch's worth of messages between the partition
+		// readers and FetchMessage (default 100): the consumer drains
+		// tens of thousands per batch, and a small queue made each
+		// partition reader block and wake per hundred messages.
+		QueueCapacity:     4096,
 		StartOffset:       start,
 		CommitInterval:    0, // synchronous: CommitMessages returns once committed
 		SessionTimeout:    r.rc.SessionTimeout,

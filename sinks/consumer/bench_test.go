@@ -34,7 +34,9 @@ import (
 //     embedded engine does.
 //
 // For each it reports rows/s, the process's CPU µs per row (the engine
-// runs in this process, so its threads count) and Go allocations per row.
+// runs in this process, so its threads count, its merges included) and Go
+// allocations per row. Each path's tables are dropped once it is measured,
+// so that their merges do not run into the next path's measurement.
 // A consumer's rate is sustained: from its first rows visible to its last,
 // so the group join does not count. It also reports the largest number of
 // active parts seen in one partition of events (max_parts).
@@ -134,7 +136,21 @@ func measureConsumer(b *testing.B, e *env, n int, start func(*env) *Consumer) re
 	if got := fresh.count(b, "SELECT count() FROM {t}"); got != uint64(n) {
 		b.Fatalf("%d rows stored, want %d", got, n)
 	}
+	dropDatabase(b, &fresh)
 	return r
+}
+
+// dropDatabase drops e's database once a path is measured, so that its
+// merges, still running, do not take the cores of the next path's
+// measurement: each path pays for its own merges only.
+func dropDatabase(b *testing.B, e *env) {
+	b.Helper()
+	for _, q := range []string{"SYSTEM STOP MERGES " + e.db + ".events", "SYSTEM STOP MERGES " + e.db + ".errors",
+		"SYSTEM STOP MERGES " + e.db + ".rollups_daily", "DROP DATABASE " + e.db} {
+		if err := e.conn.Exec(context.Background(), q); err != nil {
+			b.Fatalf("%s: %v", q, err)
+		}
+	}
 }
 
 // insertNative is the limit: the rows decoded and encoded as Native blocks
@@ -173,6 +189,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 	for _, p := range paths {
 		os.Remove(p)
 	}
+	dropDatabase(b, &fresh)
 	r.fromWhat = fmt.Sprintf("%d Native inserts of %d rows, encoded and written beforehand", len(paths), e.cfg.BatchRows)
 	report(b, "limit", r)
 }
