@@ -67,6 +67,10 @@ const (
 // fetchQueue bounds the messages fetched ahead of the batcher.
 const fetchQueue = 8192
 
+// drainIdle is how long a large batch may see no new message before the
+// batcher takes the source as drained and cuts it (see run).
+const drainIdle = 50 * time.Millisecond
+
 // Consumer reads a bus.Source in batches and writes them to a Sink.
 type Consumer struct {
 	cfg  Config
@@ -282,6 +286,14 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 	ready := false
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	// The end of a drain: a batch of at least a tenth of batch_rows to
+	// which nothing was added for a tick of drainIdle is ready at once,
+	// instead of waiting out batch_interval with nothing to wait for. A
+	// steady flow keeps adding, and a trickle never reaches the tenth, so
+	// neither makes smaller inserts than before.
+	idle := time.NewTicker(drainIdle)
+	defer idle.Stop()
+	seen := 0 // len(p.msgs) at the last tick
 	for {
 		in, out := msgs, chan<- *pending(nil)
 		if len(p.msgs) >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes {
@@ -303,6 +315,11 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 			c.add(p, m)
 		case <-timer.C:
 			ready = len(p.msgs) > 0
+		case <-idle.C:
+			if n := len(p.msgs); n == seen && n >= max(1, c.cfg.BatchRows/10) {
+				ready = true
+			}
+			seen = len(p.msgs)
 		case out <- p:
 			timer.Stop()
 			p, ready = fresh(size), false

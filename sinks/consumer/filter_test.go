@@ -107,3 +107,47 @@ func TestShutdownBeforeStartIsANoOp(t *testing.T) {
 		t.Fatalf("shutdown before start: %v", err)
 	}
 }
+
+// TestDrainedBatchIsNotHeldForTheInterval: a batch of at least a tenth of
+// batch_rows to which nothing more arrives is inserted without waiting out
+// batch_interval (here an hour), while a smaller one waits.
+func TestDrainedBatchIsNotHeldForTheInterval(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		n      int
+		inTime bool
+	}{
+		{"a tenth of batch_rows, then nothing", 10, true},
+		{"fewer, then nothing", 9, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := chanSource{msgs: make(chan bus.Message, c.n)}
+			sink := &gatedSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+			close(sink.release)
+			cfg := DefaultConfig()
+			cfg.BatchRows, cfg.BatchInterval = 100, time.Hour
+			cons, err := New(cfg, src, nopDLQ{}, sink, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cons.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer shutdown(cons)
+			for i := range c.n {
+				m := marshal(t, event(i))
+				src.msgs <- bus.Message{Key: m.Key, Value: m.Value, Offset: int64(i)}
+			}
+			select {
+			case <-sink.entered:
+				if !c.inTime {
+					t.Fatal("a batch under a tenth of batch_rows was inserted before batch_interval")
+				}
+			case <-time.After(2 * time.Second):
+				if c.inTime {
+					t.Fatal("the drained batch is still waiting for batch_interval")
+				}
+			}
+		})
+	}
+}
