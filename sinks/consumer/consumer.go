@@ -599,6 +599,11 @@ func (c *Consumer) recoverInserts() error {
 	if !ok {
 		return nil
 	}
+	// A deletion's Barrier waits for the recovery as for a batch in
+	// flight: the blocks hold events received before any deletion that
+	// comes now, which must find them stored.
+	c.filtering <- struct{}{}
+	defer func() { <-c.filtering }()
 	return c.retry("complete unfinished inserts", func() error {
 		n, err := s.Recover(c.ctx)
 		if n > 0 {
