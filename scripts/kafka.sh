@@ -547,9 +547,17 @@ cmd_node_down() {
 	esac
 }
 
+# cmd_cluster_down stops the nodes together: stopped one after another, the
+# last one waits in its controlled shutdown for a quorum that has gone (30s,
+# then SIGKILL).
 cmd_cluster_down() {
-	local n
-	for n in "${CLUSTER_NODES[@]}"; do on_node "$n" down "$@"; done
+	local n pids=() rc=0
+	for n in "${CLUSTER_NODES[@]}"; do
+		on_node "$n" down "$@" &
+		pids+=($!)
+	done
+	for n in "${pids[@]}"; do wait "$n" || rc=1; done
+	((rc == 0)) || die "a node did not stop"
 	if [[ ${1:-} == --wipe ]]; then rm -rf "$CLUSTER_DIR"; fi
 }
 
