@@ -519,10 +519,17 @@ on_node() {
 	eval "env $(node_env "$n") bash \"\$0\" \"\$@\""
 }
 
+# cmd_cluster_up starts the nodes that do not run (all of them before
+# waiting: a node finishes starting only with a quorum of controllers) and
+# waits for those it started; nodes already running are left alone.
 cmd_cluster_up() {
-	local n
-	for n in "${CLUSTER_NODES[@]}"; do KAFKA_UP_WAIT=0 on_node "$n" up; done
-	for n in "${CLUSTER_NODES[@]}"; do on_node "$n" wait; done
+	local n started=()
+	for n in "${CLUSTER_NODES[@]}"; do
+		on_node "$n" status >/dev/null && continue
+		KAFKA_UP_WAIT=0 on_node "$n" up
+		started+=("$n")
+	done
+	for n in "${started[@]}"; do on_node "$n" wait; done
 	echo "kafka-cluster: up at $(cluster_brokers)"
 }
 
