@@ -57,19 +57,10 @@ func TestEnsureTopicsReturnsUsableTopics(t *testing.T) {
 // min_insync_replicas as min.insync.replicas and never elect an unclean
 // leader (a replica that may lack acknowledged events).
 func TestEnsureTopicsDurabilityConfig(t *testing.T) {
-	brokers := testenv.Kafka(t)
-	cfg := broker.DefaultConfig()
-	cfg.Brokers = brokers
-	cfg.MinInsyncReplicas = 1 // the development broker is one node
-	name := fmt.Sprintf("ensure-config-%d", time.Now().UnixNano())
-	cfg.EventsTopic, cfg.DeadLetterTopic = name, name+"-dlq"
-	testenv.DeleteTopicsAtCleanup(t, cfg.Brokers, cfg.EventsTopic, cfg.DeadLetterTopic)
+	cfg := newTopic(t, func(c *broker.Config) { c.MinInsyncReplicas = 1 }) // the development broker is one node
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := broker.EnsureTopics(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}}
+	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	res, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
 		ResourceType: kafka.ResourceTypeTopic, ResourceName: cfg.EventsTopic,
 		ConfigNames: []string{"min.insync.replicas", "unclean.leader.election.enable"},

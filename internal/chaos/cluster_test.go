@@ -419,14 +419,12 @@ func TestClusterOneNodeDown(t *testing.T) {
 	settle(t, name+"-new-topics", cons3.ClickHouseAddr(), s3)
 }
 
-// TestClusterLeaderLoss: all-in-one on the cluster under load; the node
-// that leads most partitions is SIGKILLed. Until the controller fences it
-// (broker.session.timeout.ms, 9s) its partitions have no reachable leader;
-// ingest must keep answering (2xx from the spool, or 503) and every
-// acknowledged event must land once.
-func TestClusterLeaderLoss(t *testing.T) {
-	requireCluster(t)
-	const name = "cluster-leader-loss"
+// loadedServe starts the cluster and an all-in-one `telemetry serve` of
+// scenario name on it, and a sender that keeps it under load (4 workers,
+// 50 events a batch, 10ms apart); it returns once 5000 events are
+// acknowledged, with the scenario's events topic.
+func loadedServe(t *testing.T, name string) (*kafkaCluster, *node, *sender, string) {
+	t.Helper()
 	c := clusterUp(t)
 	settings := c.settings(t, name)
 	n := newNode(t, "serve", filepath.Join(t.TempDir(), "data"), chaosArgs("serve", settings...)...)
@@ -437,8 +435,34 @@ func TestClusterLeaderLoss(t *testing.T) {
 	s.start()
 	waitAcked(t, s, 5000, time.Minute)
 	loadFor(time.Second)
+	return c, n, s, eventsTopic(settings)
+}
 
-	leader, led := c.mostLeader(t, eventsTopic(settings))
+// settleAfterFault waits, once the cluster is whole again, until n's spool
+// has drained (returning how long that took) and every replica of topic is
+// in sync, keeps the load on 2s more, then stops the sender and settles
+// the books.
+func settleAfterFault(t *testing.T, name string, c *kafkaCluster, n *node, s *sender, topic string) time.Duration {
+	t.Helper()
+	drained := waitSpoolDrained(t, n, 2*time.Minute)
+	c.waitInSync(t, topic, 2*time.Minute)
+	loadFor(2 * time.Second)
+	s.finish(30 * time.Second)
+	settle(t, name, n.ClickHouseAddr(), s)
+	return drained
+}
+
+// TestClusterLeaderLoss: all-in-one on the cluster under load; the node
+// that leads most partitions is SIGKILLed. Until the controller fences it
+// (broker.session.timeout.ms, 9s) its partitions have no reachable leader;
+// ingest must keep answering (2xx from the spool, or 503) and every
+// acknowledged event must land once.
+func TestClusterLeaderLoss(t *testing.T) {
+	requireCluster(t)
+	const name = "cluster-leader-loss"
+	c, n, s, topic := loadedServe(t, name)
+
+	leader, led := c.mostLeader(t, topic)
 	before := s.statusCounts()
 	stop := make(chan struct{})
 	maxLag := watchSpool(n, stop)
@@ -449,11 +473,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 	ok, unanswered := answersSince(s, before)
 	c.start(t, leader)
 	close(stop)
-	drained := waitSpoolDrained(t, n, 2*time.Minute)
-	c.waitInSync(t, eventsTopic(settings), 2*time.Minute)
-	loadFor(2 * time.Second)
-	s.finish(30 * time.Second)
-	settle(t, name, n.ClickHouseAddr(), s)
+	drained := settleAfterFault(t, name, c, n, s, topic)
 	t.Logf("%s: node %d (leader of %d/%d partitions) killed; %v until it was back: %d answers 2xx, %d unanswered, spool lag up to %d, drained %v after",
 		name, leader, led, clusterPartitions, time.Since(killed).Round(100*time.Millisecond), ok, unanswered, maxLag(), drained.Round(100*time.Millisecond))
 	if unanswered > 0 {
@@ -471,28 +491,17 @@ func TestClusterLeaderLoss(t *testing.T) {
 func TestClusterRollingRestart(t *testing.T) {
 	requireCluster(t)
 	const name = "cluster-rolling-restart"
-	c := clusterUp(t)
-	settings := c.settings(t, name)
-	n := newNode(t, "serve", filepath.Join(t.TempDir(), "data"), chaosArgs("serve", settings...)...)
-	n.start()
-	n.waitReady(200, time.Minute)
-	s := newSender(t, n.IngestAddr, 4, 50)
-	s.pause = 10 * time.Millisecond
-	s.start()
-	waitAcked(t, s, 5000, time.Minute)
+	c, n, s, topic := loadedServe(t, name)
 	before := s.statusCounts()
 	for id := 1; id <= 3; id++ {
 		c.stop(t, id)
 		loadFor(time.Second)
 		c.start(t, id)
-		c.waitInSync(t, eventsTopic(settings), 2*time.Minute)
+		c.waitInSync(t, topic, 2*time.Minute)
 		waitAcked(t, s, s.acknowledged(), 30*time.Second)
 	}
 	_, unanswered := answersSince(s, before)
-	loadFor(2 * time.Second)
-	s.finish(30 * time.Second)
-	waitSpoolDrained(t, n, 2*time.Minute)
-	settle(t, name, n.ClickHouseAddr(), s)
+	settleAfterFault(t, name, c, n, s, topic)
 	if unanswered > 0 {
 		t.Errorf("%s: %d requests got no answer during the rolling restart", name, unanswered)
 	}
@@ -507,16 +516,7 @@ func TestClusterRollingRestart(t *testing.T) {
 func TestClusterBelowMinISR(t *testing.T) {
 	requireCluster(t)
 	const name = "cluster-below-min-isr"
-	c := clusterUp(t)
-	settings := c.settings(t, name)
-	n := newNode(t, "serve", filepath.Join(t.TempDir(), "data"), chaosArgs("serve", settings...)...)
-	n.start()
-	n.waitReady(200, time.Minute)
-	s := newSender(t, n.IngestAddr, 4, 50)
-	s.pause = 10 * time.Millisecond
-	s.start()
-	waitAcked(t, s, 5000, time.Minute)
-	loadFor(time.Second)
+	c, n, s, topic := loadedServe(t, name)
 
 	before := s.statusCounts()
 	stop := make(chan struct{})
@@ -528,11 +528,7 @@ func TestClusterBelowMinISR(t *testing.T) {
 	c.start(t, 2)
 	c.start(t, 3)
 	close(stop)
-	drained := waitSpoolDrained(t, n, 2*time.Minute)
-	c.waitInSync(t, eventsTopic(settings), 2*time.Minute)
-	loadFor(2 * time.Second)
-	s.finish(30 * time.Second)
-	settle(t, name, n.ClickHouseAddr(), s)
+	drained := settleAfterFault(t, name, c, n, s, topic)
 	lag := maxLag()
 	t.Logf("%s: with two nodes down: %d answers 2xx, %d unanswered, spool lag up to %d; drained %v after they were back",
 		name, ok, unanswered, lag, drained.Round(100*time.Millisecond))
