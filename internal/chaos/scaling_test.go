@@ -84,6 +84,9 @@ func TestClusterScaling(t *testing.T) {
 			k, rate, (cpu-cpu0)/time.Since(start).Seconds()))
 	}
 	for _, in := range ins {
+		// Flat out, ingest spooled part of the load: the backlog below
+		// must be all in Kafka before the consumers are timed.
+		waitSpoolDrained(t, in, 5*time.Minute)
 		in.stop()
 	}
 
@@ -91,6 +94,9 @@ func TestClusterScaling(t *testing.T) {
 	// made, each count into a fresh engine with a fresh group.
 	for k := 1; k <= 3; k++ {
 		sub := filepath.Join(dir, fmt.Sprintf("consumers-%d", k))
+		if err := os.MkdirAll(sub, 0o755); err != nil { // the processes' working directory
+			t.Fatal(err)
+		}
 		engine := newNode(t, fmt.Sprintf("engine-%d", k), filepath.Join(sub, "engine"),
 			chaosArgs("serve", "serve.ingest=false", "serve.consumer=false", "admin.enabled=false")...)
 		engine.start()
