@@ -391,14 +391,19 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 
 // appendPartitionKey appends e's partition key to buf and returns it as a
 // slice of buf (capped, so appending to it cannot overwrite what follows):
-// user_id, else anonymous_id, else nil (round-robin).
+// user_id, else anonymous_id, else (an opted-out subject's event, its
+// identifiers stripped) event_id. Never nil: a resent copy must
+// land in its original's partition, whose consumer drops it by event_id
+// (its dedup window is per partition); with no key kafka-go spreads
+// messages round-robin, and with several consumer processes a copy was
+// stored twice (make chaos-cluster, consumer churn).
 func appendPartitionKey(buf []byte, e *schema.Enriched) ([]byte, []byte) {
 	id := e.UserID
 	if id == "" {
 		id = e.AnonymousID
 	}
 	if id == "" {
-		return buf, nil
+		id = e.EventID
 	}
 	start := len(buf)
 	buf = append(buf, id...)

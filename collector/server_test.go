@@ -189,8 +189,8 @@ func TestOptOutStripsIdentifiersAndPrompt(t *testing.T) {
 			if !ev.OptedOut || ev.UserID != "" || ev.AnonymousID != "" || ev.SessionID != "" || ev.Properties.Prompt != "" || ev.IP != "" {
 				t.Fatalf("identifiers not stripped: %+v", ev)
 			}
-			if pub.msgs[0].Key != nil {
-				t.Errorf("opted-out event keyed by %q", pub.msgs[0].Key)
+			if string(pub.msgs[0].Key) != ev.EventID {
+				t.Errorf("opted-out event keyed by %q, want its event_id (no identifier)", pub.msgs[0].Key)
 			}
 			if ev.Properties.Quality != "uhd" {
 				t.Errorf("non-identifying fields must stay: %+v", ev.Properties)

@@ -20,3 +20,20 @@ kafka-down:
 # kafka-status: say whether the broker runs.
 kafka-status:
 	@scripts/kafka.sh status
+
+.PHONY: kafka-cluster-up kafka-cluster-down kafka-cluster-status
+
+# kafka-cluster-up: start a three-node KRaft cluster (each node broker and
+# controller) on 127.0.0.1:$${KAFKA_CLUSTER_PORT:-29092} and the two ports
+# after it (controllers 100 above), replication factor 3, min.insync.replicas=2;
+# data under $(CACHE)/kafka-cluster/<port>/node<i>.
+kafka-cluster-up:
+	@scripts/kafka.sh cluster-up
+
+# kafka-cluster-down: stop the three nodes, keeping their data (WIPE=1 deletes it).
+kafka-cluster-down:
+	@scripts/kafka.sh cluster-down $(if $(WIPE),--wipe)
+
+# kafka-cluster-status: say which of the three nodes run.
+kafka-cluster-status:
+	@scripts/kafka.sh cluster-status

@@ -31,6 +31,13 @@ type Config struct {
 	// ReplicationFactor of topics created at start. Default 1 (single node);
 	// use 3 in production.
 	ReplicationFactor int `mapstructure:"replication_factor"`
+	// MinInsyncReplicas is the min.insync.replicas of topics created at
+	// start: with acks=all, a write is acknowledged only once this many
+	// replicas have it, and refused (then spooled) below it. 0 leaves the
+	// broker's default. Use 2 with replication_factor 3: one broker may
+	// be lost without losing an acknowledged event or refusing writes.
+	// Created topics also get unclean.leader.election.enable=false.
+	MinInsyncReplicas int `mapstructure:"min_insync_replicas"`
 	// CreateTopics makes the topics at start when missing. Default true.
 	CreateTopics bool `mapstructure:"create_topics"`
 	// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
@@ -109,6 +116,9 @@ func (c Config) Validate() error {
 	if c.ReplicationFactor <= 0 {
 		add("replication_factor", "must be > 0")
 	}
+	if c.MinInsyncReplicas < 0 || c.MinInsyncReplicas > c.ReplicationFactor {
+		add("min_insync_replicas", "must be between 0 and replication_factor")
+	}
 	if _, err := c.Codec(); err != nil {
 		add("compression", err.Error())
 	}
@@ -184,13 +194,23 @@ func Ping(ctx context.Context, c Config, topic string) error {
 }
 
 // EnsureTopics creates the events and dead-letter topics when missing.
-// Existing topics are left as they are.
+// Existing topics are left as they are. Any broker of c.Brokers that
+// answers will do, so one node of a cluster may be down.
 func EnsureTopics(ctx context.Context, c Config) error {
 	conn, err := dialAny(ctx, c)
 	if err != nil {
 		return fmt.Errorf("creating topics: %w", err)
 	}
 	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	// Topics that exist need no CreateTopics: Kafka checks a request's
+	// replication factor against the live brokers, so with one node of
+	// three down it refuses even topics it would then find existing.
+	if parts, err := conn.ReadPartitions(c.EventsTopic, c.DeadLetterTopic); err == nil && leaderless(parts, []string{c.EventsTopic, c.DeadLetterTopic}) == nil {
+		return nil
+	}
 	ctrl, err := conn.Controller()
 	if err != nil {
 		return fmt.Errorf("creating topics: finding the controller: %w", err)
@@ -203,9 +223,13 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = cc.SetDeadline(dl)
 	}
+	entries := []kafka.ConfigEntry{{ConfigName: "unclean.leader.election.enable", ConfigValue: "false"}}
+	if c.MinInsyncReplicas > 0 {
+		entries = append(entries, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(c.MinInsyncReplicas)})
+	}
 	var cfgs []kafka.TopicConfig
 	for _, t := range []string{c.EventsTopic, c.DeadLetterTopic} {
-		cfgs = append(cfgs, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
+		cfgs = append(cfgs, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, ConfigEntries: entries})
 	}
 	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		return fmt.Errorf("creating topics %s, %s: %w", c.EventsTopic, c.DeadLetterTopic, err)

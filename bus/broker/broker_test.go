@@ -52,3 +52,29 @@ func TestEnsureTopicsReturnsUsableTopics(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureTopicsDurabilityConfig: created topics carry
+// min_insync_replicas as min.insync.replicas and never elect an unclean
+// leader (a replica that may lack acknowledged events).
+func TestEnsureTopicsDurabilityConfig(t *testing.T) {
+	cfg := newTopic(t, func(c *broker.Config) { c.MinInsyncReplicas = 1 }) // the development broker is one node
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
+	res, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: cfg.EventsTopic,
+		ConfigNames: []string{"min.insync.replicas", "unclean.leader.election.enable"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range res.Resources {
+		for _, e := range r.ConfigEntries {
+			got[e.ConfigName] = e.ConfigValue
+		}
+	}
+	if got["min.insync.replicas"] != "1" || got["unclean.leader.election.enable"] != "false" {
+		t.Fatalf("topic configs %v, want min.insync.replicas=1 and unclean.leader.election.enable=false", got)
+	}
+}

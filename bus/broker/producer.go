@@ -60,6 +60,10 @@ type Producer struct {
 	senders []*sender
 	closed  bool
 
+	// refreshed is when refreshMetadata last dropped the transport's pools.
+	refreshMu sync.Mutex
+	refreshed time.Time
+
 	// life ends when Close gives up waiting: retries stop waiting then.
 	life   context.Context
 	giveUp context.CancelFunc
@@ -342,6 +346,9 @@ func (p *Producer) send(heads []sendPart) {
 	for attempt, gaveUp := 1, false; ; attempt++ {
 		errs := p.roundTrip(heads)
 		var retry []sendPart
+		if slices.ContainsFunc(errs, staleLeader) {
+			p.refreshMetadata()
+		}
 		for i, h := range heads {
 			err := errs[i]
 			if err != nil && attempt < p.cfg.MaxAttempts && retriable(err) && !gaveUp {
@@ -539,6 +546,47 @@ func retriable(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// staleLeader reports whether err may come from a partition leader that the
+// transport's metadata names but that leads no more: its broker cannot be
+// reached, or it answered that it is not (or no longer) the leader.
+func staleLeader(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		switch ke {
+		case kafka.LeaderNotAvailable, kafka.NotLeaderForPartition, kafka.BrokerNotAvailable,
+			kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch, kafka.UnknownTopicOrPartition:
+			return true
+		}
+		return false
+	}
+	return retriable(err)
+}
+
+// metadataRefreshEvery bounds how often refreshMetadata drops the
+// transport's connections: a lost broker fails every request to it until
+// the controller has elected new leaders (broker.session.timeout.ms, 9s by
+// default).
+const metadataRefreshEvery = time.Second
+
+// refreshMetadata makes the next request read the cluster's metadata
+// afresh. kafka-go's Transport refreshes its metadata cache only every
+// MetadataTTL, never on a produce error, so after a leader is lost it would
+// keep sending to the dead broker for up to MetadataTTL past the election;
+// dropping its connection pools (requests in flight finish first) drops
+// the cache with them. At most once per metadataRefreshEvery.
+func (p *Producer) refreshMetadata() {
+	p.refreshMu.Lock()
+	defer p.refreshMu.Unlock()
+	if time.Since(p.refreshed) < metadataRefreshEvery {
+		return
+	}
+	p.refreshed = time.Now()
+	p.transport.CloseIdleConnections()
 }
 
 // Close sends what is queued, waits for the senders to finish (or ctx) and

@@ -1,9 +1,14 @@
 package broker
 
 import (
+	"fmt"
+	"net"
 	"reflect"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/sora3web/telemetry/bus"
 )
@@ -69,5 +74,27 @@ func TestTakeLinger(t *testing.T) {
 				t.Fatalf("take = %d heads, wait %v; want %d heads, wait %v", len(heads), wait, tc.wantHeads, tc.wantWait)
 			}
 		})
+	}
+}
+
+// TestStaleLeader: errors that may mean the cached leader leads no more
+// (unreachable, not the leader) refresh the metadata; errors about the
+// write itself (too few in-sync replicas, a record too large) do not.
+func TestStaleLeader(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{fmt.Errorf("producing: %w", kafka.NotLeaderForPartition), true},
+		{kafka.LeaderNotAvailable, true},
+		{kafka.FencedLeaderEpoch, true},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
+		{kafka.NotEnoughReplicas, false},
+		{kafka.MessageSizeTooLarge, false},
+	} {
+		if got := staleLeader(tc.err); got != tc.want {
+			t.Errorf("staleLeader(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -20,13 +20,17 @@ import (
 	"github.com/sora3web/telemetry/internal/testenv"
 )
 
-// newTopic makes a fresh events topic with 4 partitions on the test broker.
-func newTopic(t *testing.T) broker.Config {
+// newTopic makes a fresh events topic with 4 partitions on the test
+// broker; opts change the config before the topics are created.
+func newTopic(t *testing.T, opts ...func(*broker.Config)) broker.Config {
 	t.Helper()
 	cfg := broker.DefaultConfig()
 	cfg.Brokers = testenv.Kafka(t)
 	name := fmt.Sprintf("producer-test-%d", time.Now().UnixNano())
 	cfg.EventsTopic, cfg.DeadLetterTopic = name, name+"-dlq"
+	for _, o := range opts {
+		o(&cfg)
+	}
 	testenv.DeleteTopicsAtCleanup(t, cfg.Brokers, cfg.EventsTopic, cfg.DeadLetterTopic)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

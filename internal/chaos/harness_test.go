@@ -21,6 +21,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/internal/testenv"
 )
 
@@ -55,6 +56,11 @@ func TestMain(m *testing.M) {
 	os.Setenv("KAFKA_PORT", port)
 	os.Unsetenv("KAFKA_CONTROLLER_PORT")
 	os.Unsetenv("KAFKA_DATA")
+	clusterPort := os.Getenv(clusterPortEnv)
+	if clusterPort == "" {
+		clusterPort = defaultClusterPort
+	}
+	os.Setenv("KAFKA_CLUSTER_PORT", clusterPort)
 	// The tests stop and start the broker themselves: never use external ones.
 	os.Unsetenv(testenv.KafkaBrokersEnv)
 	code := m.Run()
@@ -67,6 +73,7 @@ func TestMain(m *testing.M) {
 			fmt.Println("  " + l)
 		}
 	}
+	stopCluster()
 	if startedBroker {
 		if root, err := testenv.RepoRoot(); err == nil {
 			out, err := exec.Command("bash", filepath.Join(root, "scripts", "kafka.sh"), "down").CombinedOutput()
@@ -188,10 +195,22 @@ func brokerUp(t *testing.T) {
 // per run), deleted again when the test ends.
 func kafkaSettings(t *testing.T, name string) []string {
 	t.Helper()
-	brokers := kafkaBrokers(t)
+	return busSettings(t, name, kafkaBrokers(t))
+}
+
+// busSettings are kafkaSettings on brokers (comma-separated), the single
+// private broker or the private cluster's nodes.
+func busSettings(t *testing.T, name, brokers string) []string {
+	t.Helper()
 	id := fmt.Sprintf("chaos-%s-%d", name, time.Now().UnixNano())
 	events, dead := id+".events", id+".dead-letters"
-	t.Cleanup(func() { deleteTopics(t, brokers, events, dead) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := broker.DeleteTopics(ctx, strings.Split(brokers, ","), events, dead); err != nil {
+			t.Logf("deleting topics: %v", err)
+		}
+	})
 	return []string{"bus=kafka", "kafka.brokers=" + brokers, "kafka.events_topic=" + events,
 		"kafka.dead_letter_topic=" + dead, "consumer.group_id=" + id}
 }

@@ -141,9 +141,9 @@ func TestBrokerDownAtStart(t *testing.T) {
 	if err := in.tryStart(); err != nil {
 		t.Errorf("%s: telemetry serve --set bus=kafka does not start while the broker is down, "+
 			"though its ingest could accept into the spool: %v", name, err)
-		in = ingestNode(t, dir, settings)
+		in = ingestNode(t, "ingest", dir, settings)
 		in.start()
-		consumerNode = consumerNodeOf(t, dir, settings)
+		consumerNode = consumerNodeOf(t, "consumer", dir, settings)
 	}
 	in.waitReady(200, 30*time.Second)
 	s := newSender(t, in.IngestAddr, 4, 50)
@@ -163,15 +163,15 @@ func TestBrokerDownAtStart(t *testing.T) {
 }
 
 // ingestNode is `telemetry ingest` on the Kafka bus (with its spool in
-// dir/ingest), without the embedded engine.
-func ingestNode(t *testing.T, dir string, kafka []string) *node {
-	return newNode(t, "ingest", filepath.Join(dir, "ingest"), chaosArgs("ingest", append(kafka, "embedded.enabled=false")...)...)
+// dir/name), without the embedded engine.
+func ingestNode(t *testing.T, name, dir string, kafka []string) *node {
+	return newNode(t, name, filepath.Join(dir, name), chaosArgs("ingest", append(kafka, "embedded.enabled=false")...)...)
 }
 
 // consumerNodeOf is `telemetry serve` without ingest: the consumer of the
-// Kafka bus and the embedded engine it writes to, data in dir/consumer.
-func consumerNodeOf(t *testing.T, dir string, kafka []string) *node {
-	return newNode(t, "consumer", filepath.Join(dir, "consumer"), chaosArgs("serve", append(kafka, "serve.ingest=false")...)...)
+// Kafka bus and the embedded engine it writes to, data in dir/name.
+func consumerNodeOf(t *testing.T, name, dir string, kafka []string) *node {
+	return newNode(t, name, filepath.Join(dir, name), chaosArgs("serve", append(kafka, "serve.ingest=false")...)...)
 }
 
 // TestEngineRestarted: ingest and the consumer run in two processes on the
@@ -185,10 +185,10 @@ func TestEngineRestarted(t *testing.T) {
 	const name = "engine-restarted"
 	settings := kafkaSettings(t, name)
 	dir := t.TempDir()
-	in := ingestNode(t, dir, settings)
+	in := ingestNode(t, "ingest", dir, settings)
 	in.start()
 	in.waitReady(200, 30*time.Second)
-	c := consumerNodeOf(t, dir, settings)
+	c := consumerNodeOf(t, "consumer", dir, settings)
 	c.start()
 	s := newSender(t, in.IngestAddr, 4, 50)
 	s.pause = 10 * time.Millisecond
