@@ -55,6 +55,7 @@ func (e *enricher) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, b
 		(e.optOuts != nil && e.optOuts.OptedOut(ev.UserID, ev.AnonymousID)) {
 		out.OptedOut = true
 		out.UserID, out.AnonymousID, out.SessionID = "", "", ""
+		out.PreviousID, out.GroupID = "", ""
 		out.Properties.Prompt = ""
 		out.IP = ""
 	}
