@@ -196,13 +196,12 @@ func segmentToEvent(raw rawEvent, kind string, receivedAt time.Time, env *segmen
 	case "group":
 		ev.GroupID = m.GroupID
 	}
-	switch {
-	case m.MessageID == "":
+	if m.MessageID == "" {
 		// Segment makes one when a caller of the HTTP API sends none; ours
 		// is derived from the message, so a resend of it keeps its id.
 		ev.EventID = uuid.NewSHA1(segmentNamespace, raw.data).String()
-	case !schema.IsUUID(m.MessageID):
-		ev.EventID = uuid.NewSHA1(segmentNamespace, []byte(m.MessageID)).String()
+	} else {
+		ev.EventID = SegmentEventID(m.MessageID)
 	}
 	switch {
 	case m.OriginalTimestamp != nil:
@@ -254,6 +253,16 @@ func segmentToEvent(raw rawEvent, kind string, receivedAt time.Time, env *segmen
 		UserAgent:  m.Context.UserAgent,
 	}
 	return ev, nil
+}
+
+// SegmentEventID is the event_id of a Segment messageId: the id itself
+// when it is a UUID, else a UUIDv5 of it, so a resent message keeps its id
+// and is stored once.
+func SegmentEventID(messageID string) string {
+	if schema.IsUUID(messageID) {
+		return messageID
+	}
+	return uuid.NewSHA1(segmentNamespace, []byte(messageID)).String()
 }
 
 func firstNonEmpty(s ...string) string {
