@@ -188,7 +188,7 @@ func TestSegmentLimitsAndBadMessagesNameTheFieldAndRule(t *testing.T) {
 		field, rule             string
 	}{
 		{"message over 32 KiB", "/v1/t", "text/plain", big, 400, "event", "32768"},
-		{"request over 500 KiB", "/v1/b", "text/plain", `{"batch":[` + strings.Join(many, ",") + `]}`, 413, "", "512000 bytes"},
+		{"request over 500 KiB, a 400 as Segment answers it", "/v1/b", "text/plain", `{"batch":[` + strings.Join(many, ",") + `]}`, 400, "", "512000 bytes"},
 		{"alias without previousId", "/v1/a", "text/plain", withFields(`{"userId":"u"}`, 1, ""), 400, "previousId", "required for alias"},
 		{"alias without userId", "/v1/alias", "application/json", withFields(`{"previousId":"p"}`, 1, ""), 400, "userId", "required for alias"},
 		{"group without groupId", "/v1/g", "text/plain", withFields(`{"userId":"u"}`, 1, ""), 400, "groupId", "required for group"},

@@ -446,11 +446,15 @@ func statusOf(err error) int {
 }
 
 // answer writes resp with status; on Segment's routes it adds Segment's
-// "success" field.
+// "success" field, and a request over the limits is a 400, as Segment's
+// API answers it.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, status int, resp *Response) {
 	if isSegmentRoute(r) {
 		ok := status < 300
 		resp.Success = &ok
+		if status == http.StatusRequestEntityTooLarge {
+			status = http.StatusBadRequest
+		}
 	}
 	writeJSON(w, status, resp)
 }
