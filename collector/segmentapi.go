@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 )
 
 // segmentNamespace derives event ids from Segment messageIds that are not
-// UUIDs, so a resent message keeps its id and is deduplicated downstream.
+// UUIDs (and from messages sent without one), so a resent message keeps
+// its id and is deduplicated downstream.
 var segmentNamespace = uuid.MustParse("6f1c1f5e-2f55-4c55-9a54-3d0f6b1f0a11")
 
 // SegmentCalls are the call types of Segment's HTTP Tracking API. Each is
@@ -166,14 +168,17 @@ func segmentToEvent(raw rawEvent, kind string, receivedAt time.Time, env *segmen
 	if kind != "" {
 		m.Type = kind
 	}
-	switch m.Type {
-	case "track", "page", "screen", "identify", "alias", "group":
-	case "":
-		return schema.Event{}, &schema.FieldError{Field: "type", Rule: "required, " + segmentRule}
-	default:
-		return schema.Event{}, &schema.FieldError{Field: "type", Rule: "must be " + segmentRule}
-	}
 	switch {
+	case m.Type == "":
+		return schema.Event{}, &schema.FieldError{Field: "type", Rule: "required, " + segmentRule}
+	case !slices.Contains(SegmentCalls, m.Type):
+		return schema.Event{}, &schema.FieldError{Field: "type", Rule: "must be " + segmentRule}
+	case m.Type == "track" && strings.TrimSpace(m.Event) == "":
+		return schema.Event{}, &schema.FieldError{Field: "event", Rule: "required for track"}
+	case m.Type == "track" && !slices.Contains(schema.Types, segmentType(&m)):
+		return schema.Event{}, &schema.FieldError{Field: "event", Rule: fmt.Sprintf("must name an event type of the contract, one of %v (spaces for _, any case); %q is not", schema.Types, m.Event)}
+	case m.Type == "identify" && m.UserID == "":
+		return schema.Event{}, &schema.FieldError{Field: "userId", Rule: "required for identify (an identify links an anonymous id to a user id)"}
 	case m.Type == "alias" && m.PreviousID == "":
 		return schema.Event{}, &schema.FieldError{Field: "previousId", Rule: "required for alias"}
 	case m.Type == "alias" && m.UserID == "":
@@ -237,6 +242,9 @@ func segmentToEvent(raw rawEvent, kind string, receivedAt time.Time, env *segmen
 	if m.Type == "screen" && m.Context.Page.URL == "" && m.Name != "" {
 		// An app's screen has no URL: it is named, as a path of app://screen/.
 		m.Context.Page.URL = "app://screen/" + url.PathEscape(m.Name)
+	}
+	if (m.Type == "page" || m.Type == "screen") && m.Context.Page.URL == "" {
+		return schema.Event{}, &schema.FieldError{Field: "context.page.url", Rule: "required for " + m.Type + " (or properties.url; a screen may give its name instead)"}
 	}
 	ev.Plan = firstNonEmpty(ev.Plan, m.Traits.Plan, m.Context.Traits.Plan, "free")
 	analytics := true
@@ -315,7 +323,7 @@ func (s *Server) segment(kind string) http.HandlerFunc {
 func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("writeKey")
 	if _, ok := s.keys[key]; !ok {
-		s.fail(w, r, http.StatusNotFound, fmt.Errorf("%w: no settings for write key %q", ErrUnauthorized, key))
+		s.fail(w, r, http.StatusNotFound, fmt.Errorf("%w: no settings for this write key", ErrUnauthorized))
 		return
 	}
 	scheme := "http"

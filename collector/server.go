@@ -280,10 +280,13 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 		return
 	}
 	var body []byte
+	var bodyKey string // the write key onBody found
+	read := false
 	readOnce := func() bool {
-		if body != nil {
+		if read {
 			return true
 		}
+		read = true
 		limit := s.cfg.MaxRequestBytes
 		if isSegmentRoute(r) {
 			limit = min(limit, SegmentMaxBatchBytes)
@@ -294,7 +297,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 			return false
 		}
 		if onBody != nil {
-			if _, err := onBody(body); err != nil {
+			if bodyKey, err = onBody(body); err != nil {
 				s.fail(w, r, statusOf(err), err)
 				return false
 			}
@@ -306,7 +309,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 		if !readOnce() {
 			return
 		}
-		key, _ = onBody(body)
+		key = bodyKey
 	}
 	source, ok := s.keys[key]
 	if !ok {

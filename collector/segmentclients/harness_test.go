@@ -102,6 +102,14 @@ func (p *proxy) messages() []wireMsg {
 	return out
 }
 
+// failedAndSettings returns the messageIds of the requests answered 503
+// and the number of settings documents served.
+func (p *proxy) failedAndSettings() ([]string, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.failed), p.settings
+}
+
 // statusRecorder keeps the status the collector answered.
 type statusRecorder struct {
 	http.ResponseWriter

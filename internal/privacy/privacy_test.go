@@ -76,6 +76,14 @@ func TestAliasLinksAndGroupMembersAreExportedAndDeleted(t *testing.T) {
 	if got := rows(e.status(t, "user_id=user-b")); got["group_members"] != 1 || got["events"] != 1 {
 		t.Fatalf("another member of the group was touched: %v", got)
 	}
+	// A replayed alias that links the deleted user as its earlier id is
+	// held data too: the consumer drops it; one linking someone else not.
+	held := func(previous string) *schema.Enriched {
+		return &schema.Enriched{Event: schema.Event{Type: schema.TypeAlias, UserID: "user-z", PreviousID: previous}, ReceivedAt: del.DeletedAt}
+	}
+	if !e.svc.Registry().Drop(held("user-a")) || e.svc.Registry().Drop(held("user-b")) {
+		t.Fatal("the consumer filter does not hold an alias's previous_id to the deletion")
+	}
 }
 
 // TestExportDeleteStatusThroughHTTP seeds rows for three subjects, then
