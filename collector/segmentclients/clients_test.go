@@ -23,6 +23,18 @@ func clientEnv(h *harness, id string) []string {
 	return []string{"SEGMENT_URL=" + h.url, "PAGE_URL=" + h.pages, "WRITE_KEY=" + writeKey, "RUN=" + id}
 }
 
+// runClient runs a client's script in dir, told where to send by
+// clientEnv, and returns the messages the collector accepted from it.
+func runClient(t *testing.T, h *harness, id, dir, name string, args ...string) []wireMsg {
+	t.Helper()
+	out, err := testenv.Run(dir, 3*time.Minute, clientEnv(h, id), name, args...)
+	t.Logf("%s %v:\n%s", name, args, out)
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return h.proxy.messages()
+}
+
 // wantCalls checks the call types the client sent, and that each
 // went where its library sends it (paths and content types seen).
 func wantCalls(t *testing.T, msgs []wireMsg, types string, paths ...string) {
@@ -53,12 +65,7 @@ func TestAnalyticsNextInChromium(t *testing.T) {
 	h := start(t)
 	h.proxy.failNext("/v1/b", 1)
 	id := run()
-	out, err := testenv.Run(jsDir(t), 3*time.Minute, clientEnv(h, id), "node", "browser.mjs")
-	t.Logf("node browser.mjs:\n%s", out)
-	if err != nil {
-		t.Fatalf("node browser.mjs: %v", err)
-	}
-	msgs := h.proxy.messages()
+	msgs := runClient(t, h, id, jsDir(t), "node", "browser.mjs")
 	wantCalls(t, msgs, "alias group identify page page track track track",
 		"/v1/t text/plain", "/v1/p text/plain", "/v1/i text/plain", "/v1/g text/plain", "/v1/a text/plain", "/v1/b text/plain")
 	failed, settings := h.proxy.failedAndSettings()
@@ -112,12 +119,7 @@ func TestAnalyticsPython(t *testing.T) {
 	python := testenv.PythonVenv(t, filepath.Join("testdata", "py", "requirements.txt"))
 	h := start(t)
 	id := run()
-	out, err := testenv.Run("", 2*time.Minute, clientEnv(h, id), python, filepath.Join("testdata", "py", "client.py"))
-	t.Logf("client.py:\n%s", out)
-	if err != nil {
-		t.Fatalf("client.py: %v", err)
-	}
-	msgs := h.proxy.messages()
+	msgs := runClient(t, h, id, "", python, filepath.Join("testdata", "py", "client.py"))
 	wantCalls(t, msgs, "alias group identify page screen track", "/v1/batch application/json")
 	rows := checkStored(t, h, msgs)
 	if c := rowOf(t, rows, "generation_completed"); c.UserID != "py-user-"+id || c.LatencyMS != 48211 || c.Quality != "pro" || c.Resolution != "1080p" {
@@ -133,12 +135,7 @@ func TestAnalyticsNode(t *testing.T) {
 	testenv.NodeModules(t, jsDir(t))
 	h := start(t)
 	id := run()
-	out, err := testenv.Run(jsDir(t), 2*time.Minute, clientEnv(h, id), "node", "node.mjs")
-	t.Logf("node node.mjs:\n%s", out)
-	if err != nil {
-		t.Fatalf("node node.mjs: %v", err)
-	}
-	msgs := h.proxy.messages()
+	msgs := runClient(t, h, id, jsDir(t), "node", "node.mjs")
 	wantCalls(t, msgs, "alias group identify page screen track", "/v1/batch application/json")
 	rows := checkStored(t, h, msgs)
 	if c := rowOf(t, rows, "settings_changed"); c.UserID != "node-user-"+id || c.Setting != "theme" || c.Value != "dark" || c.Locale != "fr-FR" {

@@ -142,22 +142,34 @@ func checkStored(t *testing.T, h *harness, msgs []wireMsg) map[string]row {
 		}
 		switch m.str("type") {
 		case "alias":
-			links := query[struct {
-				N int `json:"n"`
-			}](t, h, fmt.Sprintf("SELECT count() AS n FROM telemetry.identity_links WHERE previous_id = '%s' AND user_id = '%s'", m.str("previousId"), m.str("userId")))
-			if links[0].N != 1 {
-				t.Errorf("alias %s -> %s: %d rows in identity_links, want 1", m.str("previousId"), m.str("userId"), links[0].N)
-			}
+			waitCount(t, h, fmt.Sprintf("identity_links WHERE previous_id = %s AND user_id = %s", quoted([]string{m.str("previousId")}), quoted([]string{m.str("userId")})))
 		case "group":
-			members := query[struct {
-				N int `json:"n"`
-			}](t, h, fmt.Sprintf("SELECT count() AS n FROM telemetry.group_members WHERE group_id = '%s' AND user_id = '%s' AND anonymous_id = '%s'", m.str("groupId"), m.str("userId"), m.str("anonymousId")))
-			if members[0].N != 1 {
-				t.Errorf("group %s: %d rows in group_members for its user, want 1", m.str("groupId"), members[0].N)
-			}
+			waitCount(t, h, fmt.Sprintf("group_members WHERE group_id = %s AND user_id = %s AND anonymous_id = %s",
+				quoted([]string{m.str("groupId")}), quoted([]string{m.str("userId")}), quoted([]string{m.str("anonymousId")})))
 		}
 	}
 	return byID
+}
+
+// waitCount waits up to 10s until "telemetry.<from>" has exactly one row:
+// a materialized view writes it after the events part of the insert is
+// visible.
+func waitCount(t *testing.T, h *harness, from string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := query[struct {
+			N int `json:"n"`
+		}](t, h, "SELECT count() AS n FROM telemetry."+from)[0].N
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d rows in telemetry.%s after 10s, want 1", n, from)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // expected is the row the README's mapping makes of m, given when the
