@@ -404,6 +404,9 @@ func decodeInto(ev rawEvent, v any) *schema.FieldError {
 			if field == "" {
 				field = "event"
 			}
+			if ute.Type == reflect.TypeFor[time.Time]() { // a string that is not a time
+				return &schema.FieldError{Field: field, Rule: "must be an RFC 3339 date-time string"}
+			}
 			return &schema.FieldError{Field: field, Rule: fmt.Sprintf("must be of type %s, got %s", jsonKind(ute.Type.String()), valueKind(ute.Value))}
 		}
 		if isSyntax(err) {
@@ -417,12 +420,16 @@ func decodeInto(ev rawEvent, v any) *schema.FieldError {
 	return nil
 }
 
-// badTimeField names the envelope time field that fails to parse; only
-// called on the error path, since time.Time's errors do not name the field.
+// badTimeField names the envelope time field (ours, or a Segment
+// message's) that fails to parse; only called on the error path, since
+// time.Time's errors do not name the field.
 func badTimeField(b []byte) string {
 	var times struct {
-		OccurredAt json.RawMessage `json:"occurred_at"`
-		SentAt     json.RawMessage `json:"sent_at"`
+		OccurredAt        json.RawMessage `json:"occurred_at"`
+		SentAt            json.RawMessage `json:"sent_at"`
+		Timestamp         json.RawMessage `json:"timestamp"`
+		OriginalTimestamp json.RawMessage `json:"originalTimestamp"`
+		SegmentSentAt     json.RawMessage `json:"sentAt"`
 	}
 	if json.Unmarshal(b, &times) != nil {
 		return ""
@@ -430,7 +437,8 @@ func badTimeField(b []byte) string {
 	for _, f := range []struct {
 		name string
 		raw  json.RawMessage
-	}{{"occurred_at", times.OccurredAt}, {"sent_at", times.SentAt}} {
+	}{{"occurred_at", times.OccurredAt}, {"sent_at", times.SentAt}, {"timestamp", times.Timestamp},
+		{"originalTimestamp", times.OriginalTimestamp}, {"sentAt", times.SegmentSentAt}} {
 		var t time.Time
 		if f.raw != nil && json.Unmarshal(f.raw, &t) != nil {
 			return f.name

@@ -54,6 +54,8 @@ func appendEvent(b []byte, obj int, e *schema.Event) []byte {
 	b = appendOptString(b, obj, "anonymous_id", e.AnonymousID)
 	b = appendOptString(b, obj, "user_id", e.UserID)
 	b = appendOptString(b, obj, "session_id", e.SessionID)
+	b = appendOptString(b, obj, "group_id", e.GroupID)
+	b = appendOptString(b, obj, "previous_id", e.PreviousID)
 	b = appendStringField(b, obj, "plan", e.Plan)
 	b = appendOptBool(b, obj, "under_13", e.Under13)
 

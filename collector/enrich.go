@@ -52,9 +52,12 @@ func (e *enricher) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, b
 		p.ErrorMessage, p.ErrorStack = e.scrub.Text(p.ErrorMessage), e.scrub.Text(p.ErrorStack)
 	}
 	if ri.optOut || (ev.Consent.Analytics != nil && !*ev.Consent.Analytics) ||
-		(e.optOuts != nil && e.optOuts.OptedOut(ev.UserID, ev.AnonymousID)) {
+		(e.optOuts != nil && (e.optOuts.OptedOut(ev.UserID, ev.AnonymousID) ||
+			// an alias's earlier id may be either kind
+			(ev.PreviousID != "" && e.optOuts.OptedOut(ev.PreviousID, ev.PreviousID)))) {
 		out.OptedOut = true
 		out.UserID, out.AnonymousID, out.SessionID = "", "", ""
+		out.PreviousID, out.GroupID = "", ""
 		out.Properties.Prompt = ""
 		out.IP = ""
 	}

@@ -36,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 			if decodeInto(raw, &ev) != nil {
 				continue
 			}
-			_, _ = segmentToEvent(raw, "", ev.SentAt) // must not panic either
+			_, _ = segmentToEvent(raw, "", ev.SentAt, &segmentEnvelope{}) // must not panic either
 			if schema.Validate(&ev, cfg.Limits) != nil {
 				continue
 			}

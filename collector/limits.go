@@ -81,7 +81,7 @@ func retryAfter(d time.Duration) string {
 }
 
 // tooMany answers 429 with Retry-After.
-func (s *Server) tooMany(w http.ResponseWriter, wait time.Duration, what string) {
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, what string) {
 	w.Header().Set("Retry-After", retryAfter(wait))
-	writeJSON(w, http.StatusTooManyRequests, &Response{Error: fmt.Sprintf("%s: %s", ErrRateLimited, what)})
+	s.answer(w, r, http.StatusTooManyRequests, &Response{Error: fmt.Sprintf("%s: %s", ErrRateLimited, what)})
 }

@@ -10,7 +10,7 @@ import (
 
 // segmentKinds are the endpoint call types FuzzSegmentAPI picks from ("" is
 // /v1/batch, where each message names its type).
-var segmentKinds = []string{"", "track", "page", "screen", "identify"}
+var segmentKinds = append([]string{""}, SegmentCalls...)
 
 // FuzzSegmentAPI feeds arbitrary Segment HTTP Tracking API bodies through the
 // mapping onto events (split, byte checks, segmentToEvent, validate,
@@ -22,6 +22,7 @@ func FuzzSegmentAPI(f *testing.F) {
 	f.Add([]byte(`{"batch":[{"type":"track","messageId":"m-1","anonymousId":"a","event":"Generation Requested","properties":{"quality":"uhd","resolution":"2160p","aspect_ratio":"16:9","duration_s":8}}]}`), uint8(0))
 	f.Add([]byte(`{"type":"page","messageId":"3f1c1f5e-2f55-4c55-9a54-3d0f6b1f0a11","userId":"u","context":{"page":{"url":"https://app.example.com/"},"consent":{"categoryPreferences":{"analytics":false}}}}`), uint8(2))
 	f.Add([]byte(`{"messageId":"x","userId":"u","traits":{"plan":"pro","under_13":true}}`), uint8(4))
+	f.Add([]byte(`{"writeKey":"k","sentAt":"2026-11-28T12:00:01Z","context":{"groupId":"org-1","userAgent":"Mozilla/5.0"},"batch":[{"type":"alias","messageId":"m-2","previousId":"anon-1","userId":"u"},{"type":"group","groupId":"org-2","userId":"u"}]}`), uint8(0))
 	cfg := DefaultConfig()
 	ua, err := transform.NewUAParser(100)
 	if err != nil {
@@ -37,18 +38,22 @@ func FuzzSegmentAPI(f *testing.F) {
 		if err != nil {
 			return
 		}
+		env, err := readSegmentEnvelope(body)
+		if err != nil {
+			return
+		}
 		for _, raw := range raws {
 			if checkRaw(raw, cfg.MaxEventBytes, cfg.MaxDepth) != nil {
 				continue
 			}
-			ev, fe := segmentToEvent(raw, kind, at)
+			ev, fe := segmentToEvent(raw, kind, at, &env)
 			if fe != nil {
 				continue
 			}
 			if !schema.IsUUID(ev.EventID) || ev.Plan == "" || ev.Consent.Analytics == nil {
 				t.Fatalf("mapped event misses required fields: %+v", ev)
 			}
-			again, _ := segmentToEvent(raw, kind, at)
+			again, _ := segmentToEvent(raw, kind, at, &env)
 			if again.EventID != ev.EventID {
 				t.Fatalf("a resend maps to another event id: %s vs %s", ev.EventID, again.EventID)
 			}
@@ -62,7 +67,7 @@ func FuzzSegmentAPI(f *testing.F) {
 				}
 				continue
 			}
-			if !out.OptedOut || out.UserID != "" || out.AnonymousID != "" || out.SessionID != "" || out.Properties.Prompt != "" || out.IP != "" {
+			if !out.OptedOut || out.UserID != "" || out.AnonymousID != "" || out.SessionID != "" || out.PreviousID != "" || out.GroupID != "" || out.Properties.Prompt != "" || out.IP != "" {
 				t.Fatalf("opted-out subject kept identifiers: %+v", out)
 			}
 		}

@@ -51,6 +51,9 @@ type Response struct {
 	Errors []Rejection `json:"errors,omitempty"`
 	// Error explains a failure of the whole request.
 	Error string `json:"error,omitempty"`
+	// Success is set on Segment's routes only, as Segment's API answers:
+	// true when the request was accepted (2xx), false otherwise.
+	Success *bool `json:"success,omitempty"`
 }
 
 // Rejection explains why one event was refused.
@@ -128,10 +131,15 @@ func New(cfg Config, pub bus.Publisher, log *slog.Logger, opts ...Option) (*Serv
 	}
 	s.route("POST /v1/events", s.native(false))
 	s.route("POST /v1/beacon", s.native(true))
-	for _, kind := range []string{"track", "page", "screen", "identify"} {
+	for _, kind := range SegmentCalls {
 		s.route("POST /v1/"+kind, s.segment(kind))
+		s.route("POST /v1/"+kind[:1], s.segment(kind))
 	}
-	s.route("POST /v1/batch", s.segment(""))
+	for _, p := range SegmentBatchPaths {
+		s.route("POST /v1/"+p, s.segment(""))
+	}
+	const settings = "/v1/projects/{writeKey}/settings"
+	s.mux.Handle("GET "+settings, s.m.instrument(settings, s.cors(s.segmentSettings)))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return s, nil
@@ -162,7 +170,7 @@ func (s *Server) cors(next http.HandlerFunc) http.HandlerFunc {
 			h.Set("Access-Control-Expose-Headers", "Retry-After")
 			if r.Method == http.MethodOptions {
 				h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Write-Key")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Write-Key, X-Retry-Count")
 				h.Set("Access-Control-Max-Age", "600")
 			}
 		} else if r.Method == http.MethodOptions {
@@ -204,8 +212,9 @@ func writeKey(r *http.Request) string {
 }
 
 // mediaOK checks the Content-Type against the endpoint's accepted types
-// and reports whether the body is NDJSON.
-func mediaOK(r *http.Request, beacon bool) (ndjson bool, err error) {
+// (text/plain too when textPlain: beacons, Segment's analytics.js) and
+// reports whether the body is NDJSON.
+func mediaOK(r *http.Request, textPlain bool) (ndjson bool, err error) {
 	ct := r.Header.Get("Content-Type")
 	mt, _, perr := mime.ParseMediaType(ct)
 	if ct == "" || perr != nil {
@@ -217,12 +226,12 @@ func mediaOK(r *http.Request, beacon bool) (ndjson bool, err error) {
 	case "application/x-ndjson", "application/jsonl", "application/json-seq":
 		return true, nil
 	case "text/plain":
-		if beacon {
+		if textPlain {
 			return false, nil
 		}
 	}
 	accepted := "application/json, application/x-ndjson"
-	if beacon {
+	if textPlain {
 		accepted += ", text/plain"
 	}
 	return false, fmt.Errorf("%w: Content-Type %q (accepted: %s)", ErrUnsupportedMedia, ct, accepted)
@@ -233,26 +242,11 @@ func (s *Server) native(beacon bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ndjson, err := mediaOK(r, beacon)
 		if err != nil {
-			s.fail(w, http.StatusUnsupportedMediaType, err)
+			s.fail(w, r, http.StatusUnsupportedMediaType, err)
 			return
 		}
-		s.ingest(w, r, ndjson, func(raw rawEvent, _ time.Time, ev *schema.Event) *schema.FieldError {
+		s.ingest(w, r, ndjson, nil, func(raw rawEvent, _ time.Time, ev *schema.Event) *schema.FieldError {
 			return decodeInto(raw, ev)
-		})
-	}
-}
-
-// segment serves the Segment HTTP Tracking API endpoints.
-func (s *Server) segment(kind string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if _, err := mediaOK(r, false); err != nil {
-			s.fail(w, http.StatusUnsupportedMediaType, err)
-			return
-		}
-		s.ingest(w, r, false, func(raw rawEvent, at time.Time, ev *schema.Event) *schema.FieldError {
-			var fe *schema.FieldError
-			*ev, fe = segmentToEvent(raw, kind, at)
-			return fe
 		})
 	}
 }
@@ -261,53 +255,89 @@ func (s *Server) segment(kind string) http.HandlerFunc {
 // entry.
 type decodeFunc func(raw rawEvent, receivedAt time.Time, ev *schema.Event) *schema.FieldError
 
+// bodyFunc reads what the whole body says before its events are decoded
+// (Segment's envelope) and returns the write key it carries, if any. An
+// error fails the request with 400.
+type bodyFunc func(body []byte) (writeKey string, err error)
+
 // valueRoom is the bytes a published value is expected to need beyond
 // the event as sent (received_at, timestamp, source, ip, device), to size
 // a request's buffer of values once.
 const valueRoom = 320
 
 // ingest runs the shared pipeline: auth, body, split, per-event check,
-// decode, validate, enrich, publish, answer.
-func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, decode decodeFunc) {
+// decode, validate, enrich, publish, answer. onBody, when set, reads the
+// body first; the write key it finds counts when the headers and the
+// query carry none.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onBody bodyFunc, decode decodeFunc) {
 	ri := requestInfo{receivedAt: s.now().UTC(), userAgent: r.UserAgent()}
 	select {
 	case s.inflight <- struct{}{}:
 		defer func() { <-s.inflight }()
 	default:
 		s.m.shed(r.Context(), "inflight")
-		s.unavailableAfter(w, time.Second, ErrOverloaded)
+		s.unavailableAfter(w, r, time.Second, ErrOverloaded)
 		return
 	}
+	var body []byte
+	var bodyKey string // the write key onBody found
+	read := false
+	readOnce := func() bool {
+		if read {
+			return true
+		}
+		read = true
+		limit := s.cfg.MaxRequestBytes
+		if isSegmentRoute(r) {
+			limit = min(limit, SegmentMaxBatchBytes)
+		}
+		var err error
+		if body, err = readBody(r, limit); err != nil {
+			s.fail(w, r, statusOf(err), err)
+			return false
+		}
+		if onBody != nil {
+			if bodyKey, err = onBody(body); err != nil {
+				s.fail(w, r, statusOf(err), err)
+				return false
+			}
+		}
+		return true
+	}
 	key := writeKey(r)
+	if key == "" && onBody != nil {
+		if !readOnce() {
+			return
+		}
+		key = bodyKey
+	}
 	source, ok := s.keys[key]
 	if !ok {
-		s.fail(w, http.StatusUnauthorized, ErrUnauthorized)
+		s.fail(w, r, http.StatusUnauthorized, ErrUnauthorized)
 		return
 	}
 	ri.source = source
 	if s.draining.Load() {
-		s.unavailable(w, errors.New("shutting down"))
+		s.unavailable(w, r, errors.New("shutting down"))
 		return
 	}
 	ip := transform.ClientIP(r, s.trusted)
 	if ok, wait := s.keyLimits.allow(key, ri.receivedAt); !ok {
 		s.m.shed(r.Context(), "rate_limit_key")
-		s.tooMany(w, wait, "write key "+source)
+		s.tooMany(w, r, wait, "write key "+source)
 		return
 	}
 	if ok, wait := s.ipLimits.allow(ip.String(), ri.receivedAt); !ok && !transform.InPrefixes(ip, s.exempt) {
 		s.m.shed(r.Context(), "rate_limit_ip")
-		s.tooMany(w, wait, "client address")
+		s.tooMany(w, r, wait, "client address")
 		return
 	}
-	body, err := readBody(r, s.cfg.MaxRequestBytes)
-	if err != nil {
-		s.fail(w, statusOf(err), err)
+	if !readOnce() {
 		return
 	}
 	raws, err := splitBatch(body, ndjson, s.cfg.MaxBatchEvents)
 	if err != nil {
-		s.fail(w, statusOf(err), err)
+		s.fail(w, r, statusOf(err), err)
 		return
 	}
 	ri.ip = transform.AnonymizeIP(ip)
@@ -369,7 +399,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 		s.m.published(r.Context(), time.Since(start), err)
 		if err != nil {
 			s.log.WarnContext(r.Context(), "publish failed; answering 503", "events", len(msgs), "err", err)
-			s.unavailable(w, errors.New("events could not be stored in time; retry the whole request"))
+			s.unavailable(w, r, errors.New("events could not be stored in time; retry the whole request"))
 			return
 		}
 	}
@@ -386,7 +416,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, dec
 	case resp.Rejected > 0:
 		status = http.StatusBadRequest
 	}
-	writeJSON(w, status, &resp)
+	s.answer(w, r, status, &resp)
 }
 
 // appendPartitionKey appends e's partition key to buf and returns it as a
@@ -423,17 +453,31 @@ func statusOf(err error) int {
 	}
 }
 
-func (s *Server) fail(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, &Response{Error: err.Error()})
+// answer writes resp with status; on Segment's routes it adds Segment's
+// "success" field, and a request over the limits is a 400, as Segment's
+// API answers it.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, status int, resp *Response) {
+	if isSegmentRoute(r) {
+		ok := status < 300
+		resp.Success = &ok
+		if status == http.StatusRequestEntityTooLarge {
+			status = http.StatusBadRequest
+		}
+	}
+	writeJSON(w, status, resp)
 }
 
-func (s *Server) unavailable(w http.ResponseWriter, err error) {
-	s.unavailableAfter(w, s.cfg.RetryAfter, err)
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	s.answer(w, r, status, &Response{Error: err.Error()})
 }
 
-func (s *Server) unavailableAfter(w http.ResponseWriter, after time.Duration, err error) {
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	s.unavailableAfter(w, r, s.cfg.RetryAfter, err)
+}
+
+func (s *Server) unavailableAfter(w http.ResponseWriter, r *http.Request, after time.Duration, err error) {
 	w.Header().Set("Retry-After", retryAfter(after))
-	writeJSON(w, http.StatusServiceUnavailable, &Response{Error: err.Error()})
+	s.answer(w, r, http.StatusServiceUnavailable, &Response{Error: err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -156,13 +156,16 @@ func TestOptOutStripsIdentifiersAndPrompt(t *testing.T) {
 		registry optOutSet
 		// kept: the identifiers must stay (the registry holds someone else).
 		kept bool
+		// alias makes the event an alias of previous_id anon-old, in group org-1.
+		alias bool
 	}{
-		{"consent false", false, nil, nil, false},
-		{"DNT header", true, map[string]string{"DNT": "1"}, nil, false},
-		{"GPC header", true, map[string]string{"Sec-GPC": "1"}, nil, false},
-		{"registry has the user_id", true, nil, optOutSet{"user:user-42": true}, false},
-		{"registry has the anonymous_id", true, nil, optOutSet{"anon:anon-7f3a": true}, false},
-		{"registry has another subject", true, nil, optOutSet{"user:user-43": true, "anon:user-42": true}, true},
+		{"consent false", false, nil, nil, false, false},
+		{"DNT header", true, map[string]string{"DNT": "1"}, nil, false, false},
+		{"GPC header", true, map[string]string{"Sec-GPC": "1"}, nil, false, false},
+		{"registry has the user_id", true, nil, optOutSet{"user:user-42": true}, false, false},
+		{"registry has the anonymous_id", true, nil, optOutSet{"anon:anon-7f3a": true}, false, false},
+		{"registry has another subject", true, nil, optOutSet{"user:user-43": true, "anon:user-42": true}, true, false},
+		{"registry has the alias's previous_id", true, nil, optOutSet{"anon:anon-old": true}, false, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -175,18 +178,24 @@ func TestOptOutStripsIdentifiersAndPrompt(t *testing.T) {
 			for k, v := range c.headers {
 				h[k] = v
 			}
-			body := mustJSON(t, event(func(e map[string]any) { e["consent"] = map[string]any{"analytics": c.consent} }))
+			body := mustJSON(t, event(func(e map[string]any) {
+				e["consent"] = map[string]any{"analytics": c.consent}
+				e["group_id"] = "org-1"
+				if c.alias {
+					e["type"], e["previous_id"] = "alias", "anon-old"
+				}
+			}))
 			if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", body: body, headers: h, remote: "198.51.100.9:1"}); w.Code != 200 {
 				t.Fatalf("%d %s", w.Code, w.Body)
 			}
 			ev := pub.events(t)[0]
 			if c.kept {
-				if ev.OptedOut || ev.UserID != "user-42" || ev.Properties.Prompt == "" || ev.IP == "" {
+				if ev.OptedOut || ev.UserID != "user-42" || ev.GroupID != "org-1" || ev.Properties.Prompt == "" || ev.IP == "" {
 					t.Fatalf("an event of a subject not in the registry was stripped: %+v", ev)
 				}
 				return
 			}
-			if !ev.OptedOut || ev.UserID != "" || ev.AnonymousID != "" || ev.SessionID != "" || ev.Properties.Prompt != "" || ev.IP != "" {
+			if !ev.OptedOut || ev.UserID != "" || ev.AnonymousID != "" || ev.SessionID != "" || ev.GroupID != "" || ev.PreviousID != "" || ev.Properties.Prompt != "" || ev.IP != "" {
 				t.Fatalf("identifiers not stripped: %+v", ev)
 			}
 			if string(pub.msgs[0].Key) != ev.EventID {
@@ -288,7 +297,7 @@ func TestSegmentBatchMapsOntoEvents(t *testing.T) {
 	]}`
 	w, resp := do(t, s.Handler(), req{path: "/v1/batch", ctype: "application/json", body: []byte(body),
 		headers: map[string]string{"Authorization": "Basic dGVzdC13cml0ZS1rZXktMDEyMzQ1Njc4OTo="}}) // base64("test-write-key-0123456789:")
-	if w.Code != http.StatusMultiStatus || resp.Accepted != 3 || resp.Rejected != 1 || resp.Errors[0].Field != "type" {
+	if w.Code != http.StatusMultiStatus || resp.Accepted != 3 || resp.Rejected != 1 || resp.Errors[0].Field != "event" {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 	got := pub.events(t)

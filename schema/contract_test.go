@@ -637,6 +637,8 @@ func stringLimits() map[string]int {
 		"anonymous_id":             l.MaxIDLen,
 		"user_id":                  l.MaxIDLen,
 		"session_id":               l.MaxIDLen,
+		"group_id":                 l.MaxIDLen,
+		"previous_id":              l.MaxIDLen,
 		"context.page_url":         l.MaxURLLen,
 		"context.referrer":         l.MaxURLLen,
 		"context.locale":           l.MaxStringLen,

@@ -20,13 +20,15 @@ const (
 	TypeSettingsChanged     = "settings_changed"
 	TypeClientError         = "client_error"
 	TypeIdentify            = "identify"
+	TypeAlias               = "alias"
+	TypeGroup               = "group"
 )
 
 // Types lists every accepted event type, in documentation order.
 var Types = []string{
 	TypeGenerationRequested, TypeGenerationCompleted, TypeGenerationFailed,
 	TypeVideoDownloaded, TypePageView, TypeSessionStart, TypeSettingsChanged,
-	TypeClientError, TypeIdentify,
+	TypeClientError, TypeIdentify, TypeAlias, TypeGroup,
 }
 
 // Enumerations of the contract. They are the allowed values quoted in
@@ -60,6 +62,14 @@ type Event struct {
 	UserID string `json:"user_id,omitempty"`
 	// SessionID identifies the browsing session.
 	SessionID string `json:"session_id,omitempty"`
+	// GroupID is the account or organisation the user acted for (Segment's
+	// group call, or context.groupId of any call); dashboards filter by it.
+	// Required for type group.
+	GroupID string `json:"group_id,omitempty"`
+	// PreviousID is the identifier an alias event links to UserID (an
+	// earlier anonymous_id or user_id). Required for type alias, and only
+	// set there.
+	PreviousID string `json:"previous_id,omitempty"`
 	// Plan is the user's plan, one of Plans.
 	Plan string `json:"plan"`
 	// Under13 marks an event from a user known to be under 13; such events

@@ -10,8 +10,8 @@ import (
 // Limits bounds the sizes of an event's fields. The zero value is not
 // useful; start from DefaultLimits.
 type Limits struct {
-	// MaxIDLen bounds event_id, anonymous_id, user_id, session_id and
-	// generation_id, in bytes. Default 128.
+	// MaxIDLen bounds event_id, anonymous_id, user_id, session_id,
+	// group_id, previous_id and generation_id, in bytes. Default 128.
 	MaxIDLen int `mapstructure:"max_id_len"`
 	// MaxStringLen bounds every other short string (model, locale, codes,
 	// settings), in bytes. Default 256.
@@ -129,12 +129,20 @@ func (v *validator) validate(e *Event) {
 	if e.AnonymousID == "" && e.UserID == "" {
 		v.fail("anonymous_id", "required when user_id is empty")
 	}
-	if e.Type == TypeIdentify && e.UserID == "" {
-		v.fail("user_id", "required for type identify")
+	if (e.Type == TypeIdentify || e.Type == TypeAlias) && e.UserID == "" {
+		v.fail("user_id", "required for type %s", e.Type)
+	}
+	if e.Type == TypeAlias && e.PreviousID == "" {
+		v.fail("previous_id", "required for type alias")
+	}
+	if e.Type == TypeGroup && e.GroupID == "" {
+		v.fail("group_id", "required for type group")
 	}
 	v.maxLen("anonymous_id", e.AnonymousID, v.l.MaxIDLen)
 	v.maxLen("user_id", e.UserID, v.l.MaxIDLen)
 	v.maxLen("session_id", e.SessionID, v.l.MaxIDLen)
+	v.maxLen("group_id", e.GroupID, v.l.MaxIDLen)
+	v.maxLen("previous_id", e.PreviousID, v.l.MaxIDLen)
 	v.enum("plan", e.Plan, Plans, true)
 	if e.Consent.Analytics == nil {
 		v.fail("consent.analytics", "required (true or false)")

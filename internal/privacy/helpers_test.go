@@ -112,6 +112,16 @@ func (e *env) seed(t *testing.T, userID, anonymousID string, n int) {
 	}
 }
 
+// seedEvent inserts one event of type typ (alias, group) with its links.
+func (e *env) seedEvent(t *testing.T, typ, userID, anonymousID, previousID, groupID string) {
+	t.Helper()
+	q := fmt.Sprintf(`INSERT INTO %s.events (event_id, type, timestamp, occurred_at, sent_at, received_at, user_id, anonymous_id, previous_id, group_id, plan)
+		VALUES (generateUUIDv4(), ?, now64(3), now64(3), now64(3), now64(3), ?, ?, ?, ?, 'pro')`, e.db)
+	if err := e.conn.Exec(context.Background(), q, typ, userID, anonymousID, previousID, groupID); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // call makes one admin request through the handler.
 func (e *env) call(t *testing.T, method, target, token, body string, hdr ...string) *httptest.ResponseRecorder {
 	t.Helper()

@@ -12,7 +12,8 @@
 //
 // The rollups_daily table holds no identifier (users is a uniq sketch of
 // 64-bit hashes, see schema/migrations/0003_rollups.sql), so a deletion
-// touches events and errors only.
+// touches SubjectTables only: events, errors, and the alias and group links
+// (identity_links, group_members).
 package privacy
 
 import (

@@ -42,6 +42,50 @@ func rows(st StatusResponse) map[string]uint64 {
 	return out
 }
 
+// TestAliasLinksAndGroupMembersAreExportedAndDeleted: the rows an alias
+// and a group call leave in identity_links and group_members (through the
+// materialized views of migration 0007) belong to their subjects: the
+// user, and the earlier identifier the alias linked. Export and status
+// show them, a deletion removes them and leaves other subjects' rows.
+func TestAliasLinksAndGroupMembersAreExportedAndDeleted(t *testing.T) {
+	e := newEnv(t)
+	e.seedEvent(t, "alias", "user-a", "anon-old", "anon-old", "")
+	e.seedEvent(t, "group", "user-a", "anon-new", "", "org-1")
+	e.seedEvent(t, "group", "user-b", "anon-b", "", "org-1")
+
+	if got := rows(e.status(t, "user_id=user-a")); !reflect.DeepEqual(got, map[string]uint64{"events": 2, "errors": 0, "identity_links": 1, "group_members": 1}) {
+		t.Fatalf("status of the user: %v", got)
+	}
+	var doc exportDoc
+	if err := json.Unmarshal(e.mustOK(t, e.call(t, "GET", "/v1/privacy/export?anonymous_id=anon-old", testToken, "")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if l := doc.Tables["identity_links"]; len(l) != 1 || l[0]["previous_id"] != "anon-old" || l[0]["user_id"] != "user-a" {
+		t.Fatalf("export of the earlier anonymous id: links %v", l)
+	}
+	var del DeleteResponse
+	if err := json.Unmarshal(e.mustOK(t, e.call(t, "POST", "/v1/privacy/delete", testToken, `{"user_id":"user-a"}`)), &del); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 2}, {"errors", 0}, {"identity_links", 1}, {"group_members", 1}}) {
+		t.Fatalf("delete answered %+v", del)
+	}
+	if got := rows(e.status(t, "anonymous_id=anon-old")); got["identity_links"] != 0 {
+		t.Fatalf("the link survives the deletion of its user: %v", got)
+	}
+	if got := rows(e.status(t, "user_id=user-b")); got["group_members"] != 1 || got["events"] != 1 {
+		t.Fatalf("another member of the group was touched: %v", got)
+	}
+	// A replayed alias that links the deleted user as its earlier id is
+	// held data too: the consumer drops it; one linking someone else not.
+	held := func(previous string) *schema.Enriched {
+		return &schema.Enriched{Event: schema.Event{Type: schema.TypeAlias, UserID: "user-z", PreviousID: previous}, ReceivedAt: del.DeletedAt}
+	}
+	if !e.svc.Registry().Drop(held("user-a")) || e.svc.Registry().Drop(held("user-b")) {
+		t.Fatal("the consumer filter does not hold an alias's previous_id to the deletion")
+	}
+}
+
 // TestExportDeleteStatusThroughHTTP seeds rows for three subjects, then
 // exports, deletes and checks one of them over the admin API against the
 // embedded engine.
@@ -52,7 +96,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	e.seed(t, "", "anon-only", 3)
 
 	st := e.status(t, "user_id=user-del")
-	if got := rows(st); !reflect.DeepEqual(got, map[string]uint64{"events": 5, "errors": 2}) || st.Tombstoned || st.OptedOut {
+	if got := rows(st); !reflect.DeepEqual(got, map[string]uint64{"events": 5, "errors": 2, "identity_links": 0, "group_members": 0}) || st.Tombstoned || st.OptedOut {
 		t.Fatalf("status before delete: %+v", st)
 	}
 
@@ -93,7 +137,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "POST", "/v1/privacy/delete", testToken, `{"user_id":"user-del"}`)), &del); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 5}, {"errors", 2}}) || !del.Tombstoned {
+	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 5}, {"errors", 2}, {"identity_links", 0}, {"group_members", 0}}) || !del.Tombstoned {
 		t.Fatalf("delete answered %+v, want 5 events and 2 errors removed", del)
 	}
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "GET", "/v1/privacy/export?user_id=user-del", testToken, "")), &doc); err != nil {
@@ -105,7 +149,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	if st := e.status(t, "user_id=user-del"); rows(st)["events"] != 0 || rows(st)["errors"] != 0 || !st.Tombstoned {
 		t.Fatalf("status after delete: %+v", st)
 	}
-	if st := e.status(t, "user_id=user-keep"); !reflect.DeepEqual(rows(st), map[string]uint64{"events": 4, "errors": 2}) || st.Tombstoned {
+	if st := e.status(t, "user_id=user-keep"); !reflect.DeepEqual(rows(st), map[string]uint64{"events": 4, "errors": 2, "identity_links": 0, "group_members": 0}) || st.Tombstoned {
 		t.Fatalf("another subject was touched: %+v", st)
 	}
 	if st := e.status(t, "anonymous_id=anon-only"); rows(st)["events"] != 3 {
@@ -122,7 +166,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "POST", "/v1/privacy/delete", testToken, `{"user_id":"user-del"}`)), &del); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 0}, {"errors", 0}}) {
+	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 0}, {"errors", 0}, {"identity_links", 0}, {"group_members", 0}}) {
 		t.Fatalf("second delete answered %+v", del)
 	}
 }

@@ -107,8 +107,19 @@ func (r *Registry) Tombstoned(userID, anonymousID string) bool {
 // later) (consumer.Filter). An event received after the deletion is the
 // person using the product again and is stored: a deletion erases what
 // was held, it does not opt the person out.
+//
+// An alias event holds a third identifier, its previous_id (an earlier
+// user_id or anonymous_id): it is dropped as well when that one was
+// deleted after ingest received it, so a replay never links a deleted id
+// again.
 func (r *Registry) Drop(e *schema.Enriched) bool {
-	deletedAt, ok := r.tomb.Load().at(e.UserID, e.AnonymousID)
+	tomb := r.tomb.Load()
+	deletedAt, ok := tomb.at(e.UserID, e.AnonymousID)
+	if e.PreviousID != "" {
+		if at, found := tomb.at(e.PreviousID, e.PreviousID); found && (!ok || at.After(deletedAt)) {
+			deletedAt, ok = at, true
+		}
+	}
 	if ok && !e.ReceivedAt.After(deletedAt) {
 		r.dropped.Add(1)
 		return true

@@ -23,8 +23,10 @@ type DB interface {
 }
 
 // SubjectTables are the tables holding identifiers, in the order exports
-// and deletions visit them. rollups_daily holds none.
-var SubjectTables = []string{"events", "errors"}
+// and deletions visit them: the events, their errors copies, and what
+// Segment's alias and group calls link (migration 0007_identity).
+// rollups_daily holds none.
+var SubjectTables = []string{"events", "errors", "identity_links", "group_members"}
 
 // TableCount is a number of rows of one table.
 type TableCount struct {
@@ -34,23 +36,33 @@ type TableCount struct {
 	Rows uint64 `json:"rows"`
 }
 
+// subjectWhere is the condition, with its arguments, of the rows of table
+// that hold sub: its identifier column, and in identity_links also
+// previous_id, the earlier identifier an alias linked to a user_id.
+func subjectWhere(table string, sub Subject) (string, []any) {
+	if table == "identity_links" {
+		return "(" + sub.Type + " = ? OR previous_id = ?)", []any{sub.ID, sub.ID}
+	}
+	return sub.Type + " = ?", []any{sub.ID}
+}
+
 // held is the condition, with its arguments, of the rows of table that
 // hold sub and that ClickHouse received at or before bound (the zero time:
 // whenever). A deletion removes what was held when it was asked for, and
-// no event the subject sends after it. events rows carry received_at; an
-// errors row is its event's copy (errors_mv), so it is held unless its
-// event was received after bound.
+// no event the subject sends after it. events, identity_links and
+// group_members rows carry received_at; an errors row is its event's copy
+// (errors_mv), so it is held unless its event was received after bound.
 func held(t Tables, table string, sub Subject, bound time.Time) (string, []any) {
-	where, args := sub.Type+" = ?", []any{sub.ID}
+	where, args := subjectWhere(table, sub)
 	if bound.IsZero() {
 		return where, args
 	}
 	switch table {
-	case "events":
-		return where + " AND received_at <= fromUnixTimestamp64Milli(?, 'UTC')", append(args, bound.UnixMilli())
-	default:
+	case "errors":
 		return where + fmt.Sprintf(" AND event_id NOT IN (SELECT event_id FROM %s WHERE %s = ? AND received_at > fromUnixTimestamp64Milli(?, 'UTC'))",
 			t.table("events"), sub.Type), append(args, sub.ID, bound.UnixMilli())
+	default:
+		return where + " AND received_at <= fromUnixTimestamp64Milli(?, 'UTC')", append(args, bound.UnixMilli())
 	}
 }
 
@@ -121,8 +133,9 @@ func deleteRows(ctx context.Context, db DB, t Tables, sub Subject, bound time.Ti
 // exportRows streams every row of table holding sub to emit, one JSON
 // object per row with the table's columns in order.
 func exportRows(ctx context.Context, db DB, t Tables, table string, sub Subject, emit func(row json.RawMessage) error) (int, error) {
-	q := fmt.Sprintf("SELECT * FROM %s WHERE %s = ? ORDER BY timestamp, event_id", t.table(table), sub.Type)
-	rows, err := db.Query(ctx, q, sub.ID)
+	where, args := subjectWhere(table, sub)
+	q := fmt.Sprintf("SELECT * FROM %s WHERE %s ORDER BY timestamp, event_id", t.table(table), where)
+	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("exporting %s: %w", table, err)
 	}

@@ -143,6 +143,14 @@ func funcs(o Options) template.FuncMap {
 	return template.FuncMap{
 		// table names a data table: db.name, or db.name_local on a cluster.
 		"table": func(name string) string { return o.localTable(name) },
+		// tables names every table a column change of name must reach: the
+		// data table, and on a cluster its Distributed table too.
+		"tables": func(name string) []string {
+			if o.Cluster == "" {
+				return []string{o.localTable(name)}
+			}
+			return []string{o.localTable(name), o.Database + "." + name}
+		},
 		// on is the ON CLUSTER clause, or nothing.
 		"on": func() string { return o.onCluster() },
 		// engine is the MergeTree family engine, replicated on a cluster.

@@ -26,6 +26,8 @@ type stored struct {
 	AnonymousID   string    `ch:"anonymous_id"`
 	UserID        string    `ch:"user_id"`
 	SessionID     string    `ch:"session_id"`
+	GroupID       string    `ch:"group_id"`
+	PreviousID    string    `ch:"previous_id"`
 	Plan          string    `ch:"plan"`
 	Consent       bool      `ch:"consent_analytics"`
 	OptedOut      bool      `ch:"opted_out"`
@@ -75,7 +77,7 @@ func expected(e schema.Enriched, topic string) stored {
 	return stored{
 		EventID: e.EventID, Type: e.Type, SchemaVersion: uint8(e.SchemaVersion),
 		Timestamp: e.Timestamp, OccurredAt: e.OccurredAt, SentAt: e.SentAt, ReceivedAt: e.ReceivedAt,
-		AnonymousID: e.AnonymousID, UserID: e.UserID, SessionID: e.SessionID, Plan: e.Plan, Consent: *e.Consent.Analytics,
+		AnonymousID: e.AnonymousID, UserID: e.UserID, SessionID: e.SessionID, GroupID: e.GroupID, PreviousID: e.PreviousID, Plan: e.Plan, Consent: *e.Consent.Analytics,
 		OptedOut: e.OptedOut, Source: e.Source, IP: e.IP, PageURL: e.Context.PageURL, Referrer: e.Context.Referrer,
 		Locale: e.Context.Locale, ScreenW: uint16(e.Context.Screen.Width), ScreenH: uint16(e.Context.Screen.Height),
 		AppVersion: e.Context.AppVersion, UserAgent: e.Context.UserAgent, DevClass: e.Device.Class, DevOS: e.Device.OS,

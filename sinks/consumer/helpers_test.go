@@ -146,6 +146,7 @@ func event(i int) schema.Enriched {
 			SchemaVersion: 1, EventID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprint("ev", i, time.Now().UnixNano()))).String(),
 			Type: schema.Types[i%len(schema.Types)], OccurredAt: ts.Add(-time.Second), SentAt: ts,
 			AnonymousID: fmt.Sprint("anon-", i%7), UserID: fmt.Sprint("user-", i%3), SessionID: fmt.Sprint("s-", i%4),
+			GroupID: fmt.Sprint("org-", i%2), PreviousID: fmt.Sprint("prev-", i%5),
 			Plan: schema.Plans[i%2], Consent: schema.Consent{Analytics: &yes},
 			Context: schema.Context{PageURL: fmt.Sprint("https://app.example/p/", i), Referrer: "https://ref.example/", Locale: "en-US",
 				Screen: schema.Screen{Width: 1920, Height: 1080 + i%1000}, AppVersion: "1.2.3", UserAgent: "Mozilla/5.0"},

@@ -176,6 +176,8 @@ func newColumns() []column {
 		mk("anonymous_id", func(r *record) string { return r.e.AnonymousID }),
 		mk("user_id", func(r *record) string { return r.e.UserID }),
 		mk("session_id", func(r *record) string { return r.e.SessionID }),
+		mk("group_id", func(r *record) string { return r.e.GroupID }),
+		mk("previous_id", func(r *record) string { return r.e.PreviousID }),
 		mk("plan", func(r *record) string { return r.e.Plan }),
 		mk("consent_analytics", func(r *record) bool { return r.e.Consent.Analytics != nil && *r.e.Consent.Analytics }),
 		mk("opted_out", func(r *record) bool { return r.e.OptedOut }),

@@ -195,6 +195,59 @@ ALTER TABLE telemetry.errors_local ON CLUSTER analytics MODIFY SETTING non_repli
 
 ALTER TABLE telemetry.rollups_daily_local ON CLUSTER analytics MODIFY SETTING non_replicated_deduplication_window = 1000;
 
+-- migration 0007_identity (sha256 ed312b87df0a2ac466b6c5e1ba98babf9cbc59570a17cd5ce02d956301a62038)
+ALTER TABLE telemetry.events_local ON CLUSTER analytics
+    ADD COLUMN IF NOT EXISTS group_id String AFTER session_id,
+    ADD COLUMN IF NOT EXISTS previous_id String AFTER group_id;
+
+ALTER TABLE telemetry.events ON CLUSTER analytics
+    ADD COLUMN IF NOT EXISTS group_id String AFTER session_id,
+    ADD COLUMN IF NOT EXISTS previous_id String AFTER group_id;
+
+CREATE TABLE IF NOT EXISTS telemetry.identity_links_local ON CLUSTER analytics
+(
+    previous_id  String,
+    user_id      String,
+    anonymous_id String,
+    timestamp    DateTime64(3, 'UTC'),
+    received_at  DateTime64(3, 'UTC'),
+    event_id     UUID,
+    source       LowCardinality(String)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/telemetry/identity_links_local', '{replica}')
+ORDER BY (previous_id, user_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS telemetry.identity_links ON CLUSTER analytics AS telemetry.identity_links_local
+ENGINE = Distributed(analytics, telemetry, identity_links_local, cityHash64(previous_id));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry.identity_links_mv_local ON CLUSTER analytics TO telemetry.identity_links_local AS
+SELECT previous_id, user_id, anonymous_id, timestamp, received_at, event_id, source
+FROM telemetry.events_local
+WHERE type = 'alias' AND previous_id != '' AND user_id != '';
+
+CREATE TABLE IF NOT EXISTS telemetry.group_members_local ON CLUSTER analytics
+(
+    group_id     String,
+    user_id      String,
+    anonymous_id String,
+    timestamp    DateTime64(3, 'UTC'),
+    received_at  DateTime64(3, 'UTC'),
+    event_id     UUID,
+    source       LowCardinality(String)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/telemetry/group_members_local', '{replica}')
+ORDER BY (group_id, user_id, anonymous_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS telemetry.group_members ON CLUSTER analytics AS telemetry.group_members_local
+ENGINE = Distributed(analytics, telemetry, group_members_local, cityHash64(group_id));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry.group_members_mv_local ON CLUSTER analytics TO telemetry.group_members_local AS
+SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
+FROM telemetry.events_local
+WHERE type = 'group' AND group_id != '';
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL

@@ -180,6 +180,49 @@ ALTER TABLE tele.errors MODIFY SETTING non_replicated_deduplication_window = 100
 
 ALTER TABLE tele.rollups_daily MODIFY SETTING non_replicated_deduplication_window = 1000;
 
+-- migration 0007_identity (sha256 ed312b87df0a2ac466b6c5e1ba98babf9cbc59570a17cd5ce02d956301a62038)
+ALTER TABLE tele.events
+    ADD COLUMN IF NOT EXISTS group_id String AFTER session_id,
+    ADD COLUMN IF NOT EXISTS previous_id String AFTER group_id;
+
+CREATE TABLE IF NOT EXISTS tele.identity_links
+(
+    previous_id  String,
+    user_id      String,
+    anonymous_id String,
+    timestamp    DateTime64(3, 'UTC'),
+    received_at  DateTime64(3, 'UTC'),
+    event_id     UUID,
+    source       LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (previous_id, user_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tele.identity_links_mv TO tele.identity_links AS
+SELECT previous_id, user_id, anonymous_id, timestamp, received_at, event_id, source
+FROM tele.events
+WHERE type = 'alias' AND previous_id != '' AND user_id != '';
+
+CREATE TABLE IF NOT EXISTS tele.group_members
+(
+    group_id     String,
+    user_id      String,
+    anonymous_id String,
+    timestamp    DateTime64(3, 'UTC'),
+    received_at  DateTime64(3, 'UTC'),
+    event_id     UUID,
+    source       LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (group_id, user_id, anonymous_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tele.group_members_mv TO tele.group_members AS
+SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
+FROM tele.events
+WHERE type = 'group' AND group_id != '';
+
 -- retention events
 ALTER TABLE tele.events
 MODIFY TTL
