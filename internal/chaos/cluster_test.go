@@ -405,9 +405,16 @@ func TestClusterOneNodeDown(t *testing.T) {
 	s3.pause = 10 * time.Millisecond
 	s3.start()
 	waitAcked(t, s3, 1000, time.Minute)
-	if lag, err := in3.spoolLag(); err != nil || lag == 0 {
-		t.Errorf("%s: new topics with one node of three down: spool lag %d (%v), want the events spooled", name, lag, err)
+	// Whether Kafka refuses them depends on how far it has gone with the
+	// killed node: fenced but still registered, it was seen to accept the
+	// topics (CI run, 2026-12-01), unregistered it refuses them and ingest
+	// spools. Either way nothing acknowledged may be lost: settle asserts
+	// that below.
+	lag, err := in3.spoolLag()
+	if err != nil {
+		t.Errorf("%s: reading the spool lag: %v", name, err)
 	}
+	t.Logf("%s: new topics with one node of three down: spool lag %d (0: Kafka created the topics)", name, lag)
 	c.start(t, 1)
 	cons3 := consumerNodeOf(t, "consumer-new-topics", dir, fresh)
 	cons3.start()
