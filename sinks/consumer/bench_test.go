@@ -17,7 +17,6 @@ import (
 
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/bus/wal"
-	"github.com/sora3web/telemetry/internal/testenv"
 )
 
 // BenchmarkSink measures storing the same rows four ways, side by side in
@@ -66,14 +65,13 @@ func BenchmarkSink(b *testing.B) {
 	warmGroupCoordinator(b, e)
 	logDir := b.TempDir()
 	fillLog(b, logDir, values)
-	engine := testenv.Engine(b)
 	parts := watchParts(b, e)
 	b.ResetTimer()
 	for range b.N {
 		insertNative(b, e, values)
-		r := measureConsumer(b, e, n, func(e *env) *Consumer { return e.startSink(b, NewEngineSink(engine, engine.Path(), e.db), nil) })
+		r := measureConsumer(b, e, n, func(e *env) *Consumer { return e.startSink(b, engineSink(b, e.db), nil) })
 		report(b, "kafka", r)
-		r = measureConsumer(b, e, n, func(e *env) *Consumer { return startFromLog(b, e, logDir, NewEngineSink(engine, engine.Path(), e.db)) })
+		r = measureConsumer(b, e, n, func(e *env) *Consumer { return startFromLog(b, e, logDir, engineSink(b, e.db)) })
 		report(b, "log", r)
 		r = measureConsumer(b, e, n, func(e *env) *Consumer { return e.start(b, e.conn, nil) })
 		report(b, "http", r)
@@ -160,7 +158,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 	fresh := *e
 	fresh.db = e.db + "_limit"
 	migrate(b, &fresh)
-	sink := NewEngineSink(testenv.Engine(b), testenv.Engine(b).Path(), fresh.db)
+	sink := engineSink(b, fresh.db)
 	var tokens, paths []string
 	for lo := 0; lo < len(values); lo += e.cfg.BatchRows {
 		batch := &Batch{cols: newColumns(), Token: fmt.Sprint("limit-", lo)}

@@ -259,7 +259,7 @@ func TestInsertKilledBeforeTheViewsIsCompletedAtStart(t *testing.T) {
 	exec("DETACH TABLE " + e.db + ".rollups_daily_mv")
 	exec("DETACH TABLE " + e.db + ".errors_mv")
 	crashed := make(chan struct{})
-	c := e.startSink(t, NewEngineSink(testenv.Engine(t), testenv.Engine(t).Path(), e.db), func() error { close(crashed); return errCrash })
+	c := e.startSink(t, engineSink(t, e.db), func() error { close(crashed); return errCrash })
 	select {
 	case <-crashed:
 	case <-time.After(time.Minute):
@@ -275,7 +275,7 @@ func TestInsertKilledBeforeTheViewsIsCompletedAtStart(t *testing.T) {
 		t.Fatalf("setup: %d rows stored by the killed insert, want some, and none in the rollup", stored)
 	}
 	e.produce(t, marshal(t, event(50)))
-	c = e.startSink(t, NewEngineSink(testenv.Engine(t), testenv.Engine(t).Path(), e.db), nil)
+	c = e.startSink(t, engineSink(t, e.db), nil)
 	e.waitCommitted(t, 51, time.Minute)
 	if err := shutdown(c); err != nil {
 		t.Fatal(err)

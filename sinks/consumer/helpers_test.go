@@ -97,8 +97,15 @@ var sinks = []struct {
 }{
 	{"clickhouse-go", func(e *env, t testing.TB) Sink { return NewClickHouseSink(e.conn, e.db) }},
 	{"engine", func(e *env, t testing.TB) Sink {
-		return NewEngineSink(testenv.Engine(t), testenv.Engine(t).Path(), e.db)
+		return engineSink(t, e.db)
 	}},
+}
+
+// engineSink writes to database db of the test engine, in process.
+func engineSink(t testing.TB, db string) *EngineSink {
+	t.Helper()
+	engine := testenv.Engine(t)
+	return NewEngineSink(engine, engine.Path(), db)
 }
 
 // startSink runs a consumer of e's topic writing to sink.
