@@ -19,8 +19,10 @@
 // the session's table names rewritten in every statement, was not needed:
 // it would have had to find every table reference in ClickHouse's grammar.)
 //
-// Cancellation: when the client goes away, the request's context ends and
-// sinks/chdb kills the running query.
+// Cancellation: when the client of a read-only query goes away, the
+// request's context ends and sinks/chdb kills the running query. A write
+// (an insert whose body has arrived, an ALTER, a DDL statement) runs to
+// its end, so that a table and its materialized views never part ways.
 package chserver
 
 import (
@@ -485,7 +487,13 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 			req.SQL += " " + sp.Settings
 		}
 		req.SQL += " FORMAT " + sp.Format
-		res, err := s.run(r.Context(), sess, req)
+		// The whole body has arrived: the insert runs to its end, its
+		// materialized views included, even if the client goes away now.
+		// Killed between the table and its views, it would leave rows the
+		// views never counted, which no retry can complete (the client that
+		// knew the block is gone). ClickHouse too cancels only read-only
+		// queries when their client closes.
+		res, err := s.run(context.WithoutCancel(r.Context()), sess, req)
 		return nil, format, res, err
 	}
 
@@ -524,7 +532,11 @@ func (s *Server) execute(r *http.Request, q url.Values) ([]byte, string, *chdb.R
 		return out, format, &chdb.Result{RowsRead: 1}, err
 	}
 	req.SQL = sql
-	res, err := s.run(r.Context(), sess, req)
+	ctx := r.Context()
+	if !readOnlyKeywords[kw] {
+		ctx = context.WithoutCancel(ctx) // a write runs to its end, as an insert does
+	}
+	res, err := s.run(ctx, sess, req)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -554,7 +566,8 @@ const maxExecutionTime = "max_execution_time"
 // sessionless CREATE TEMPORARY TABLE in a connection opened for it alone,
 // so the table lives for that request only, as in ClickHouse without
 // session_id; anything else in the engine's shared connection. The query is
-// killed if ctx ends (the client went away) while it runs.
+// killed if ctx ends while it runs (callers pass a context that does not
+// end with the client for writes).
 func (s *Server) run(ctx context.Context, sess *session, req chdb.Request) (*chdb.Result, error) {
 	if sess != nil {
 		c, err := s.sessions.connection(sess, s.engine.OpenSession)

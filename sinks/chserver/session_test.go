@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,49 @@ func TestClientDisconnectKillsQuery(t *testing.T) {
 				t.Fatalf("the next query on the same connection: %q", got)
 			}
 		})
+	}
+}
+
+// TestClientDisconnectDoesNotSplitAnInsertFromItsViews: an insert whose
+// body has arrived runs to its end when its client goes away, its
+// materialized view included. Killed between the table and the view, it
+// would leave rows the view never counted (a consumer SIGKILLed mid-insert
+// left rollups_daily short of events), and no client is left to retry.
+func TestClientDisconnectDoesNotSplitAnInsertFromItsViews(t *testing.T) {
+	watcher := url.Values{"session_id": {"insert-disconnect-watcher"}}
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS insert_disconnect",
+		"CREATE OR REPLACE TABLE insert_disconnect.src (x UInt64) ENGINE = MergeTree ORDER BY x",
+		"CREATE OR REPLACE TABLE insert_disconnect.dst (x UInt64) ENGINE = MergeTree ORDER BY x",
+		// The view takes 2 s: 4 rows at 0.5 s each.
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS insert_disconnect.slow TO insert_disconnect.dst AS SELECT x FROM insert_disconnect.src WHERE sleepEachRow(0.5) = 0",
+	} {
+		mustOK(t, "POST", q, nil, nil)
+	}
+	running := "SELECT count() FROM system.processes WHERE query LIKE '%insert_disconnect.src%' AND query NOT LIKE '%system.processes%'"
+	q := url.Values{"query": {"INSERT INTO insert_disconnect.src SETTINGS max_block_size = 1 FORMAT TSV"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+testenv.ClickHouse(t)+"/?"+q.Encode(), strings.NewReader("1\n2\n3\n4\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	waitFor(t, 30*time.Second, func() bool { return string(mustOK(t, "POST", running, watcher, nil)) == "1\n" })
+	cancel() // the client goes away mid-insert
+	<-done
+	waitFor(t, 30*time.Second, func() bool { return string(mustOK(t, "POST", running, watcher, nil)) == "0\n" })
+	src := string(mustOK(t, "POST", "SELECT count() FROM insert_disconnect.src", nil, nil))
+	dst := string(mustOK(t, "POST", "SELECT count() FROM insert_disconnect.dst", nil, nil))
+	if src != "4\n" || dst != "4\n" {
+		t.Fatalf("after the client went away mid-insert: table %q rows, view %q rows; want 4 and 4", src, dst)
 	}
 }
 
