@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,7 +42,8 @@ import (
 // active parts seen in one partition of events (max_parts).
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x
 // (BENCH_ROWS sets the row count, default 2,000,000; BENCH_BATCH_ROWS
-// consumer.batch_rows, default its default).
+// consumer.batch_rows, default its default; BENCH_PATHS a comma-separated
+// subset of limit,kafka,log,http, default all, e.g. to profile one).
 func BenchmarkSink(b *testing.B) {
 	n := 2_000_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
@@ -51,6 +53,7 @@ func BenchmarkSink(b *testing.B) {
 	e.cfg.BatchInterval = DefaultConfig().BatchInterval
 	if v, err := strconv.Atoi(os.Getenv("BENCH_BATCH_ROWS")); err == nil && v > 0 {
 		e.cfg.BatchRows = v
+		e.cfg.BatchBytes = max(e.cfg.BatchBytes, v<<11) // rows of up to 2 KiB: the rows cut the batch
 	}
 	values := make([][]byte, n)
 	msgs := make([]kafka.Message, n)
@@ -67,14 +70,26 @@ func BenchmarkSink(b *testing.B) {
 	fillLog(b, logDir, values)
 	parts := watchParts(b, e)
 	b.ResetTimer()
+	paths := map[string]bool{"limit": true, "kafka": true, "log": true, "http": true}
+	if v := os.Getenv("BENCH_PATHS"); v != "" {
+		clear(paths)
+		for _, p := range strings.Split(v, ",") {
+			paths[strings.TrimSpace(p)] = true
+		}
+	}
 	for range b.N {
-		insertNative(b, e, values)
-		r := measureConsumer(b, e, n, func(e *env) *Consumer { return e.startSink(b, engineSink(b, e.db), nil) })
-		report(b, "kafka", r)
-		r = measureConsumer(b, e, n, func(e *env) *Consumer { return startFromLog(b, e, logDir, engineSink(b, e.db)) })
-		report(b, "log", r)
-		r = measureConsumer(b, e, n, func(e *env) *Consumer { return e.start(b, e.conn, nil) })
-		report(b, "http", r)
+		if paths["limit"] {
+			insertNative(b, e, values)
+		}
+		if paths["kafka"] {
+			report(b, "kafka", measureConsumer(b, e, n, func(e *env) *Consumer { return e.startSink(b, engineSink(b, e.db), nil) }))
+		}
+		if paths["log"] {
+			report(b, "log", measureConsumer(b, e, n, func(e *env) *Consumer { return startFromLog(b, e, logDir, engineSink(b, e.db)) }))
+		}
+		if paths["http"] {
+			report(b, "http", measureConsumer(b, e, n, func(e *env) *Consumer { return e.start(b, e.conn, nil) }))
+		}
 	}
 	b.ReportMetric(float64(parts()), "max_parts")
 	b.ReportMetric(float64(e.cfg.BatchRows), "batch_rows")
