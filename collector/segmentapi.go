@@ -177,8 +177,8 @@ func segmentToEvent(raw rawEvent, kind string, receivedAt time.Time, env *segmen
 		return schema.Event{}, &schema.FieldError{Field: "event", Rule: "required for track"}
 	case m.Type == "track" && !slices.Contains(schema.Types, segmentType(&m)):
 		return schema.Event{}, &schema.FieldError{Field: "event", Rule: fmt.Sprintf("must name an event type of the contract, one of %v (spaces for _, any case); %q is not", schema.Types, m.Event)}
-	case m.Type == "identify" && m.UserID == "":
-		return schema.Event{}, &schema.FieldError{Field: "userId", Rule: "required for identify (an identify links an anonymous id to a user id)"}
+	case m.UserID == "" && m.AnonymousID == "":
+		return schema.Event{}, &schema.FieldError{Field: "anonymousId", Rule: "required when userId is empty (every call needs one of the two)"}
 	case m.Type == "alias" && m.PreviousID == "":
 		return schema.Event{}, &schema.FieldError{Field: "previousId", Rule: "required for alias"}
 	case m.Type == "alias" && m.UserID == "":

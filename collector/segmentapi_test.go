@@ -80,6 +80,29 @@ func TestSegmentEveryCallTypeOnItsLongAndShortPath(t *testing.T) {
 	}
 }
 
+// TestSegmentAnonymousIdentifyIsStored: analytics.identify({traits}) before
+// sign-in sends an identify with an anonymousId and no userId, which
+// Segment accepts; so do we, and nothing is linked to a user.
+func TestSegmentAnonymousIdentifyIsStored(t *testing.T) {
+	pub := &fakePublisher{}
+	s := newTestServer(t, testConfig(), pub)
+	body := withFields(`{"type":"identify","traits":{"plan":"pro"}}`, 1, `,"writeKey":"`+testKey+`"`)
+	w, resp := do(t, s.Handler(), req{path: "/v1/i", ctype: "text/plain", body: []byte(body), headers: map[string]string{"User-Agent": uaChromeWin}})
+	if w.Code != http.StatusOK || resp.Accepted != 1 {
+		t.Fatalf("anonymous identify: %d %s", w.Code, w.Body)
+	}
+	evs := published(t, pub)
+	if len(evs) != 1 {
+		t.Fatalf("published %d events", len(evs))
+	}
+	expect(t, evs[0], "type", "identify", "anonymous_id", "anon-1", "user_id", "<nil>", "plan", "pro")
+	// Neither id: the identity rule names the field.
+	body = `{"type":"identify","messageId":"m-2","traits":{"plan":"pro"},"timestamp":"2026-11-28T12:00:00Z","writeKey":"` + testKey + `"}`
+	if w, _ := do(t, s.Handler(), req{path: "/v1/i", ctype: "text/plain", body: []byte(body)}); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "anonymousId") {
+		t.Fatalf("identify with neither id: %d %s, want 400 naming anonymousId", w.Code, w.Body)
+	}
+}
+
 // published returns the published events as generic JSON, so a test can
 // name fields by their contract paths.
 func published(t *testing.T, pub *fakePublisher) []map[string]any {
@@ -194,7 +217,6 @@ func TestSegmentLimitsAndBadMessagesNameTheFieldAndRule(t *testing.T) {
 		{"group without groupId", "/v1/g", "text/plain", withFields(`{"userId":"u"}`, 1, ""), 400, "groupId", "required for group"},
 		{"track without event", "/v1/t", "text/plain", withFields(`{"properties":{}}`, 1, ""), 400, "event", "required for track"},
 		{"track of an event outside the contract", "/v1/track", "application/json", withFields(`{"event":"Button Clicked"}`, 1, ""), 400, "event", `"Button Clicked" is not`},
-		{"identify without userId", "/v1/i", "text/plain", withFields(`{"traits":{"plan":"pro"}}`, 1, ""), 400, "userId", "required for identify"},
 		{"page without a URL", "/v1/p", "text/plain", withFields(`{"name":"Home"}`, 1, ""), 400, "context.page.url", "required for page"},
 		{"unknown type in a batch", "/v1/batch", "application/json", `{"batch":[` + withFields(`{"type":"ping"}`, 1, "") + `]}`, 400, "type", "must be one of [track page screen identify alias group]"},
 		{"bad timestamp", "/v1/track", "application/json", `{"event":"Session Start","anonymousId":"a","timestamp":"yesterday"}`, 400, "timestamp", "RFC 3339"},

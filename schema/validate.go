@@ -129,8 +129,8 @@ func (v *validator) validate(e *Event) {
 	if e.AnonymousID == "" && e.UserID == "" {
 		v.fail("anonymous_id", "required when user_id is empty")
 	}
-	if (e.Type == TypeIdentify || e.Type == TypeAlias) && e.UserID == "" {
-		v.fail("user_id", "required for type %s", e.Type)
+	if e.Type == TypeAlias && e.UserID == "" {
+		v.fail("user_id", "required for type alias")
 	}
 	if e.Type == TypeAlias && e.PreviousID == "" {
 		v.fail("previous_id", "required for type alias")

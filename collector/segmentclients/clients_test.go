@@ -182,6 +182,8 @@ func TestAnalyticsGo(t *testing.T) {
 		analytics.Page{UserId: user, AnonymousId: anon, Name: "Pricing", Properties: analytics.NewProperties().SetURL("https://app.example.com/pricing")},
 		analytics.Screen{UserId: user, AnonymousId: anon, Name: "Render Queue", Context: &analytics.Context{App: analytics.AppInfo{Version: "android-7.1"}}},
 		analytics.Identify{UserId: user, AnonymousId: anon, Traits: analytics.NewTraits().Set("plan", "pro")},
+		// Segment's anonymous identify: traits before sign-in, no userId.
+		analytics.Identify{AnonymousId: anon + "-visitor", Traits: analytics.NewTraits().Set("plan", "free")},
 		analytics.Group{UserId: user, AnonymousId: anon, GroupId: "go-org-" + id, Traits: analytics.NewTraits().SetName("Acme")},
 		analytics.Alias{PreviousId: anon, UserId: user},
 	} {
@@ -192,11 +194,11 @@ func TestAnalyticsGo(t *testing.T) {
 	if err := client.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if cb.ok != 6 || len(cb.failures) > 0 {
-		t.Fatalf("analytics-go delivered %d of 6; failures %v", cb.ok, cb.failures)
+	if cb.ok != 7 || len(cb.failures) > 0 {
+		t.Fatalf("analytics-go delivered %d of 7; failures %v", cb.ok, cb.failures)
 	}
 	msgs := h.proxy.messages()
-	wantCalls(t, msgs, "alias group identify page screen track", "/v1/batch application/json")
+	wantCalls(t, msgs, "alias group identify identify page screen track", "/v1/batch application/json")
 	for _, m := range msgs {
 		if m.envSentAt == "" || m.str("sentAt") != "" {
 			t.Fatalf("analytics-go no longer sends sentAt beside the batch (%q, message %q): the envelope is not exercised", m.envSentAt, m.str("sentAt"))
