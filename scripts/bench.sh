@@ -17,6 +17,11 @@
 #      freshness, RSS, acknowledged against stored)
 #   7. the same beside a dashboard query every second (BENCH_QUERY_RATE,
 #      BENCH_QUERY_SECONDS, BENCH_QUERY_PREFILL, BENCH_QUERY_PANEL)
+#   8. scale out on a private three-broker cluster (TestClusterScaling, as
+#      make bench-cluster): ingest with 1 and 2 processes beside the
+#      broker's own producer against the cluster, consumers with 1 to 3
+#      processes, produce latency beside perf-test at the same rate, lag
+#      recovery after a 60s consumer stop
 # Rate limits are off in these runs: they measure capacity, not policy.
 # Environment: BENCH_SECONDS (default 20), BENCH_CONCURRENCY (16), BENCH_ROWS (2000000);
 # BENCH_SUSTAIN_* and BENCH_QUERY_* are read by internal/soak (defaults there).
@@ -130,6 +135,12 @@ echo "== 6. all-in-one, sustained" >&2
 soak BenchmarkSustained sustain.txt
 echo "== 7. all-in-one, dashboard queries beside the load" >&2
 soak BenchmarkQueriesBesideInserts queries.txt
+
+echo "== 8. scale out: a three-broker cluster (make bench-cluster)" >&2
+# Figures only; a failure here leaves the section "not measured" and fails
+# the script after the report is written.
+TELEMETRY_CHAOS=1 TELEMETRY_CHAOS_CLUSTER=1 CHAOS_CLUSTER_SCALING=1 go test -count=1 -v -timeout 30m \
+  -run '^TestClusterScaling$' ./internal/chaos/ | tee "$work/cluster.txt" >&2 || failed=1
 
 head -1 /proc/stat >"$work/stat.end" 2>/dev/null || true
 # The settings the report names, read from this run's config, not written as text.

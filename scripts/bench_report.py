@@ -215,6 +215,60 @@ def steal_share():
     return f"{d[7] / max(sum(d[:8]), 1):.0%}" if len(d) > 7 else "unknown"
 
 
+def scaling_lines():
+    """The figures TestClusterScaling printed (make bench-cluster), keyed by
+    each line's first key=value ("ingest_processes=1", "broker_limit", ...):
+    ({key: value}, the note in parentheses)."""
+    out = {}
+    try:
+        t = text("cluster.txt")
+    except OSError:
+        return out
+    for line in t.splitlines():
+        line = line.strip()
+        if not line.startswith("scaling "):
+            continue
+        body, _, note = line[len("scaling "):].partition(" (")
+        words = body.split()
+        kv = dict(w.split("=", 1) for w in words if "=" in w)
+        out[words[0]] = (kv, note.rstrip(")"))
+    return out
+
+
+def cluster_rows():
+    """The scale-out table: each figure beside its limit from this run."""
+    sc = scaling_lines()
+    if not sc:
+        return "| cluster figures | not measured (see the run's output) | | |"
+    num = lambda v: f"{float(v):,.0f}"
+    rows = []
+    broker_kv, broker_note = sc.get("broker_limit", ({}, ""))
+    blim = float(broker_kv.get("records_per_s", "nan"))
+    for k in (1, 2):
+        kv, note = sc.get(f"ingest_processes={k}", ({}, ""))
+        if kv:
+            rows.append(f"| ingest, {k} process{'es' if k > 1 else ''} | **{num(kv['events_per_s'])} events/s**, "
+                        f"{kv['ingest_cpu_cores']} cores of ingest | broker's own producer against the cluster: {num(blim)} records/s ({broker_note}) "
+                        f"| {float(kv['events_per_s']) / blim:.0%} |")
+    lim = sink.get("limit_rows/s")
+    for k in (1, 2, 3):
+        kv, note = sc.get(f"consume_processes={k}", ({}, ""))
+        if kv:
+            ratio = f"{float(kv['rows_per_s']) / lim:.0%}" if lim else "not measured"
+            rows.append(f"| consumer, {k} `telemetry consume` process{'es' if k > 1 else ''} | **{num(kv['rows_per_s'])} rows/s** "
+                        f"({num(kv['rows'])} rows), engine {kv['engine_cpu_cores']} cores | the engine's own in-process insert "
+                        f"(section above): {fig(sink, 'limit_rows/s')} rows/s; {note} | {ratio} |")
+    kv, note = sc.get("producer_latency", ({}, ""))
+    if kv:
+        rows.append(f"| produce latency at {num(kv['rate'])} events/s (half of one process's peak) | ours p50 {kv['ours_p50_ms']} ms, "
+                    f"**p99 {kv['ours_p99_ms']} ms** (round trip p99 {kv.get('ours_round_trip_p99_ms', '?')} ms; {num(kv['ours_events_per_s'])} events/s) | perf-test at the same rate: "
+                    f"p50 {kv['perf_p50_ms']} ms, p99 {kv['perf_p99_ms']} ms ({num(kv['perf_records_per_s'])} records/s); {note} | |")
+    kv, note = sc.get("lag_recovery_s", ({}, ""))
+    if kv:
+        rows.append(f"| lag recovery after a 60 s consumer stop | **{kv['lag_recovery_s']} s** | {note} | |")
+    return "\n".join(rows)
+
+
 over_total = sum(over["statuses"].values()) or 1
 shed = sum(v for k, v in over["statuses"].items() if k in ("503", "429"))
 
@@ -291,6 +345,17 @@ bounds read-only statements that set no limit with `embedded.max_query_time` = {
 | dashboard queries run | {fig(queries, 'queries')}, p50 {fig(queries, 'query_p50_s', '{:.2f}', ' s')}, max {fig(queries, 'query_max_s', '{:.2f}', ' s')} | {fig(queries, 'query_errors')} stopped by the bound or failed |
 {soak_rows(queries, "queries.txt")}
 
+## Scale out: three-broker KRaft cluster
+
+`TestClusterScaling` (internal/chaos, `make bench-cluster`) against a private three-node cluster on
+this machine (every node broker and controller, 512 MiB heaps), topics of 12 partitions, replication
+factor 3, min ISR 2. The three JVMs, the load generator, the ingest and consume processes and the one
+engine process share the same {os.cpu_count()} cores: the cores, not Kafka, bound these figures.
+
+| measure | figure | limit below (same run) | ratio |
+|---|---|---|---|
+{cluster_rows()}
+
 ## Targets
 
 | target (issues 2, 3, 8, 15) | met? |
@@ -316,5 +381,6 @@ bounds read-only statements that set no limit with `embedded.max_query_time` = {
 {chr(10).join(l for l in fresh.splitlines() if 'fresh' in l)}
 {raw_lines("sustain.txt", "fresh")}
 {raw_lines("queries.txt", "fresh")}
+{raw_lines("cluster.txt", "scaling ")}
 ```
 """)

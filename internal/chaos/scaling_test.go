@@ -1,13 +1,20 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/gen"
+	"github.com/sora3web/telemetry/internal/loadgen"
+	"github.com/sora3web/telemetry/internal/testenv"
 )
 
 // scalingEnv enables TestClusterScaling (make bench-cluster): minutes of
@@ -63,6 +70,7 @@ func TestClusterScaling(t *testing.T) {
 		in.waitReady(200, time.Minute)
 	}
 	total := 0
+	rates := map[int]float64{}
 	for k := 1; k <= 2; k++ {
 		s := newSender(t, spread(ins[:k]...), 16, 100)
 		s.start()
@@ -80,12 +88,17 @@ func TestClusterScaling(t *testing.T) {
 		}
 		s.finish(30 * time.Second)
 		total += s.acknowledged()
+		rates[k] = rate
 		report(t, fmt.Sprintf("scaling ingest_processes=%d events_per_s=%.0f ingest_cpu_cores=%.2f (16 senders x 100 events, load generator on the same 2 cores)",
 			k, rate, (cpu-cpu0)/time.Since(start).Seconds()))
 	}
 	for _, in := range ins {
 		// Flat out, ingest spooled part of the load: the backlog below
 		// must be all in Kafka before the consumers are timed.
+		waitSpoolDrained(t, in, 5*time.Minute)
+	}
+	total += producerLatency(t, c, ins[0], rates[1]/2)
+	for _, in := range ins {
 		waitSpoolDrained(t, in, 5*time.Minute)
 		in.stop()
 	}
@@ -163,4 +176,85 @@ func TestClusterScaling(t *testing.T) {
 	report(t, fmt.Sprintf("scaling lag_recovery_s=%.1f after a 60s consumer stop (backlog ~%d events at %.0f events/s of steady load)",
 		time.Since(start).Seconds(), backlog, rate))
 	s.finish(30 * time.Second)
+}
+
+// producerLatency prints the broker's own producer (kafka-producer-perf-test)
+// against the cluster flat out, then ours and its latency at the same rate:
+// one ingest process (in) under an open-loop load of rate events/s in
+// batches of 50, and perf-test at rate records/s with records of the size
+// the collector publishes, acks=all and lz4 on a topic of the same
+// partitions, replication factor and min ISR. It returns the events in
+// acknowledged.
+func producerLatency(t *testing.T, c *kafkaCluster, in *node, rate float64) int {
+	t.Helper()
+	const secs = 20
+	size := gen.EnrichedSize(2000)
+	topic := fmt.Sprintf("scaling-perf-%d", time.Now().UnixNano())
+	testenv.KafkaScript(t, "topics", "--bootstrap-server", c.brokers(), "--create", "--topic", topic,
+		"--partitions", strconv.Itoa(clusterPartitions), "--replication-factor", "3", "--config", "min.insync.replicas=2")
+	defer deleteTopics(t, c.addrs[0], topic)
+	perf := func(records int, throughput float64, linger string) perfResult {
+		out := testenv.KafkaScript(t, "perf-test", "--topic", topic, "--num-records", strconv.Itoa(records),
+			"--record-size", strconv.Itoa(size), "--throughput", strconv.FormatFloat(throughput, 'f', 0, 64),
+			"--producer-props", "bootstrap.servers="+c.brokers(), "acks=all", "compression.type=lz4", "linger.ms="+linger, "batch.size=262144")
+		r, err := parsePerf(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	limit := perf(300_000, -1, "2")
+	report(t, fmt.Sprintf("scaling broker_limit records_per_s=%.0f p99_ms=%.0f (kafka-producer-perf-test flat out: %d B records, RF 3, min ISR 2, acks=all, lz4, linger.ms=2)",
+		limit.rate, limit.p99, size))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*secs*time.Second)
+	defer cancel()
+	ours, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + in.IngestAddr(), WriteKey: config.DevWriteKey, Mode: "batch",
+		BatchSize: 50, Rate: rate, Concurrency: 64, Duration: secs * time.Second, Seed: 16})
+	if err != nil {
+		t.Fatalf("loadgen at %.0f events/s: %v", rate, err)
+	}
+	theirs := perf(int(rate*secs), rate, "0")
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	report(t, fmt.Sprintf("scaling producer_latency rate=%.0f ours_events_per_s=%.0f ours_p50_ms=%.1f ours_p99_ms=%.1f ours_round_trip_p99_ms=%.1f perf_records_per_s=%.0f perf_p50_ms=%.0f perf_p99_ms=%.0f "+
+		"(ours: one ingest process, /v1/events in batches of 50, open loop from when each request was due, 64 senders, a 2xx after acks=all; perf-test: linger.ms=0, the same records)",
+		rate, ours.EventsPerSec, ms(ours.Latency.P50), ms(ours.Latency.P99), ms(ours.RoundTrip.P99), theirs.rate, theirs.p50, theirs.p99))
+	if ours.Failed > 0 {
+		t.Errorf("producer latency run: %d events failed", ours.Failed)
+	}
+	return int(ours.Accepted)
+}
+
+// perfResult is kafka-producer-perf-test's summary line.
+type perfResult struct{ rate, p50, p99 float64 }
+
+// perfSummary matches the last line kafka-producer-perf-test prints, e.g.
+// "600000 records sent, 267142.0 records/sec (213.5 MB/sec), 61.2 ms avg
+// latency, 402.0 ms max latency, 47 ms 50th, 150 ms 95th, 231 ms 99th, 379
+// ms 99.9th."
+var perfSummary = regexp.MustCompile(`records sent, ([0-9.]+) records/sec .* ([0-9.]+) ms 50th, [0-9.]+ ms 95th, ([0-9.]+) ms 99th`)
+
+func parsePerf(out string) (perfResult, error) {
+	m := perfSummary.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return perfResult{}, fmt.Errorf("no summary line in kafka-producer-perf-test's output:\n%s", tail(out, 10))
+	}
+	last := m[len(m)-1]
+	var r perfResult
+	r.rate, _ = strconv.ParseFloat(last[1], 64)
+	r.p50, _ = strconv.ParseFloat(last[2], 64)
+	r.p99, _ = strconv.ParseFloat(last[3], 64)
+	return r, nil
+}
+
+func TestParsePerf(t *testing.T) {
+	out := "120000 records sent, 23990.4 records/sec (19.18 MB/sec), 3.1 ms avg latency, 180.0 ms max latency.\n" +
+		"600000 records sent, 267142.0 records/sec (213.5 MB/sec), 61.2 ms avg latency, 402.0 ms max latency, 47 ms 50th, 150 ms 95th, 231 ms 99th, 379 ms 99.9th.\n"
+	got, err := parsePerf(out)
+	if err != nil || got != (perfResult{rate: 267142, p50: 47, p99: 231}) {
+		t.Fatalf("parsePerf: %+v, %v", got, err)
+	}
+	if _, err := parsePerf("Exception in thread main\n"); err == nil {
+		t.Fatal("parsePerf accepted output without a summary line")
+	}
 }

@@ -6,6 +6,7 @@
 package gen
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -220,4 +221,24 @@ func (g *Generator) EventOf(typ string, u User) schema.Event {
 		p.ErrorCode, p.ErrorMessage, p.ErrorStack = e.code, e.message, e.stack
 	}
 	return ev
+}
+
+// EnrichedSize returns the average size in bytes of n generated events as
+// the collector publishes them (enriched, user agent parsed and dropped),
+// for sizing broker benchmarks beside the collector's: the same bytes.
+func EnrichedSize(n int) int {
+	g := New(1, 10000)
+	total := 0
+	for range n {
+		ev := g.Event()
+		out := schema.Enriched{Event: ev, ReceivedAt: time.Now(), Timestamp: time.Now(), Source: "web", IP: "203.0.113.0",
+			Device: schema.Device{Class: "desktop", OS: "Windows", OSVersion: "10", Browser: "Chrome", BrowserVersion: "131.0"}}
+		out.Context.UserAgent = ""
+		b, err := json.Marshal(out)
+		if err != nil {
+			panic(fmt.Sprintf("gen: marshalling a generated event: %v", err)) // generated events always marshal
+		}
+		total += len(b)
+	}
+	return total / max(n, 1)
 }
