@@ -46,10 +46,18 @@ func postEventIDs(t *testing.T, p *Pipeline, userID string, ids ...string) {
 		evs = append(evs, map[string]any{"event_id": id, "type": typ, "occurred_at": now, "sent_at": now,
 			"anonymous_id": "anon-" + userID, "user_id": userID, "plan": "pro", "consent": map[string]any{"analytics": true}, "properties": props})
 	}
+	postJSON(t, p, evs)
+}
+
+// postJSON posts events to ingest's /v1/events from a desktop browser and
+// fails unless every one was accepted.
+func postJSON(t *testing.T, p *Pipeline, evs []map[string]any) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"events": evs})
 	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
