@@ -186,3 +186,19 @@ func FormatProgress(p Progress) string {
 	}
 	return fmt.Sprintf("%s %d/%d rows (%.0f%%), %.1f MiB, %s", state, p.Rows, p.Total, pct, float64(p.Bytes)/(1<<20), p.Elapsed.Round(100*time.Millisecond))
 }
+
+// ParseSince reads --since: whole days as "30d", or a Go duration ("72h").
+func ParseSince(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("since: %q: days must be a positive whole number, e.g. 30d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("since: %q: must be days (30d) or a positive duration (72h)", s)
+	}
+	return v, nil
+}
