@@ -91,7 +91,7 @@ func TestFillCatchesUpEveryDayMissedWhileStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	today := time.Now().UTC().Truncate(24 * time.Hour)
-	last := time.Now().UTC().Add(-DefaultConfig().Lag).Truncate(24 * time.Hour).AddDate(0, 0, -1)
+	last := time.Now().UTC().Add(-DefaultConfig().Lag).Truncate(24*time.Hour).AddDate(0, 0, -1)
 	want := int(last.Sub(today.AddDate(0, 0, -9)).Hours()/24) + 1 // 9, or 8 in the first two hours of a UTC day
 	if len(res) != want {
 		t.Fatalf("filled %d days, want %d: %+v", len(res), want, res)
