@@ -201,7 +201,7 @@ func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
 
 	var del privacy.DeleteResponse
 	adminCall(t, p, "POST", "/v1/privacy/delete", `{"user_id":"replay-user"}`, &del)
-	if fmt.Sprint(del.Deleted) != "[{events 6} {errors 3} {identity_links 0} {group_members 0}]" {
+	if fmt.Sprint(del.Deleted) != "[{events 6} {errors 3} {identity_links 0} {group_members 0} {corrections 0}]" {
 		t.Fatalf("delete answered %+v", del)
 	}
 
@@ -228,7 +228,7 @@ func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
 	}
 	var st privacy.StatusResponse
 	adminCall(t, p, "GET", "/v1/privacy/status?user_id=replay-user", "", &st)
-	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 0} {errors 0} {identity_links 0} {group_members 0}]" {
+	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 0} {errors 0} {identity_links 0} {group_members 0} {corrections 0}]" {
 		t.Fatalf("status after replay: %+v", st)
 	}
 	// The person keeps using the product: the new events are stored, and
@@ -261,7 +261,7 @@ func TestDeletionErasesWhatWasHeldNotWhatComesAfter(t *testing.T) {
 	waitUserRows(t, p, "user-X", 1)
 	var del privacy.DeleteResponse
 	adminCall(t, p, "POST", "/v1/privacy/delete", `{"user_id":"user-X"}`, &del)
-	if fmt.Sprint(del.Deleted) != "[{events 1} {errors 0} {identity_links 0} {group_members 0}]" || del.DeletedAt.IsZero() {
+	if fmt.Sprint(del.Deleted) != "[{events 1} {errors 0} {identity_links 0} {group_members 0} {corrections 0}]" || del.DeletedAt.IsZero() {
 		t.Fatalf("delete answered %+v", del)
 	}
 	// One generation_requested, one client_error; the first is a client's
@@ -272,7 +272,7 @@ func TestDeletionErasesWhatWasHeldNotWhatComesAfter(t *testing.T) {
 	waitQuery(t, p, "SELECT count() FROM telemetry.errors WHERE user_id = 'user-X'", "1") // the new client_error's copy
 	var st privacy.StatusResponse
 	adminCall(t, p, "GET", "/v1/privacy/status?user_id=user-X", "", &st)
-	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 2} {errors 1} {identity_links 0} {group_members 0}]" {
+	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 2} {errors 1} {identity_links 0} {group_members 0} {corrections 0}]" {
 		t.Fatalf("status after new events: %+v", st)
 	}
 	stop(t, p)

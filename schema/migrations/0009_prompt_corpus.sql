@@ -55,8 +55,7 @@ CREATE TABLE IF NOT EXISTS {{table "corrections"}}{{on}}
     plan         LowCardinality(String),
     from_time    DateTime64(3, 'UTC'),
     to_time      DateTime64(3, 'UTC'),
-    corrected_at DateTime64(3, 'UTC'),
-    rows         UInt64
+    corrected_at DateTime64(3, 'UTC')
 )
 ENGINE = {{engine "MergeTree" "corrections"}}
 ORDER BY (user_id, anonymous_id, corrected_at);

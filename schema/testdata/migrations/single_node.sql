@@ -223,7 +223,7 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM telemetry.events
 WHERE type = 'group' AND group_id != '';
 
--- migration 0009_prompt_corpus (sha256 e9415c3b0fc7ba35b59f25cb4fbf455dfb936da4d38a66717c992a7568261660)
+-- migration 0009_prompt_corpus (sha256 eb8609482431506809201b05f77cb9caca07623601d28596aa1a192dbdabc60c)
 CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus
 (
     day          Date,
@@ -262,8 +262,7 @@ CREATE TABLE IF NOT EXISTS telemetry.corrections
     plan         LowCardinality(String),
     from_time    DateTime64(3, 'UTC'),
     to_time      DateTime64(3, 'UTC'),
-    corrected_at DateTime64(3, 'UTC'),
-    rows         UInt64
+    corrected_at DateTime64(3, 'UTC')
 )
 ENGINE = MergeTree
 ORDER BY (user_id, anonymous_id, corrected_at);
