@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/sora3web/telemetry/internal/privacy"
 )
@@ -119,4 +120,27 @@ func TestCorrectionsReachEventsStillOnTheBus(t *testing.T) {
 		b, _ := json.Marshal(st)
 		t.Fatalf("status of anon-Q: %s", b)
 	}
+}
+
+// TestCorrectionThroughAnotherProcessIsSwept: two processes write to one
+// ClickHouse; a plan correction is made through the first while the
+// second's consumer holds the user's events, received before it, in a
+// batch it has not inserted. The second stores them uncorrected, learns of
+// the correction at its next registry refresh, and must then correct what
+// it stored.
+func TestCorrectionThroughAnotherProcessIsSwept(t *testing.T) {
+	a := startPipeline(t, allInOne(t))
+	cfg := onEngineOf(t, a)
+	cfg.Consumer.BatchInterval = time.Second
+	cfg.Admin.RefreshInterval = 10 * time.Second
+	b := startPipeline(t, cfg)
+	postGenerations(t, b, "late-sub", "anon-late-sub", "free", 2)
+	var resp privacy.CorrectResponse
+	adminCall(t, a, "POST", "/v1/privacy/correct", `{"user_id":"late-sub","plan":"pro"}`, &resp)
+	waitUserRows(t, a, "late-sub", 2) // b inserted its batch, uncorrected
+	plans := "SELECT plan, count() FROM telemetry.events WHERE user_id = 'late-sub' GROUP BY plan FORMAT TSV"
+	if got := query(t, a, plans); got != "free\t2" {
+		t.Fatalf("late-sub rows right after b's insert: %q; the test needs b to store them before it learns of the correction", got)
+	}
+	waitQueryFor(t, a, plans, "pro\t2", 30*time.Second) // b's refresh, 10 s after its start, corrected them
 }

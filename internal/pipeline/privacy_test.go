@@ -74,14 +74,20 @@ func postJSON(t *testing.T, p *Pipeline, evs []map[string]any) {
 // waited for events rows waits for those too.
 func waitQuery(t *testing.T, p *Pipeline, sql, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitQueryFor(t, p, sql, want, 10*time.Second)
+}
+
+// waitQueryFor waits up to d until sql answers want.
+func waitQueryFor(t *testing.T, p *Pipeline, sql, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		got := query(t, p, sql)
 		if got == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s after 10s, want %s", sql, got, want)
+			t.Fatalf("%s: %s after %s, want %s", sql, got, d, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -249,6 +249,7 @@ func TestAdminRefusesBadTokensAndAuditsEveryCall(t *testing.T) {
 		for _, call := range []struct{ method, target, body string }{
 			{"GET", "/v1/privacy/status?user_id=secret-user-1", ""},
 			{"POST", "/v1/privacy/opt-in", `{"user_id":"secret-user-1"}`},
+			{"POST", "/v1/privacy/correct", `{"user_id":"secret-user-1","plan":"pro"}`},
 		} {
 			t.Run(c.name+" "+call.target, func(t *testing.T) {
 				before := strings.Count(e.logs.String(), "\n")
@@ -284,7 +285,8 @@ func TestAdminRefusesBadTokensAndAuditsEveryCall(t *testing.T) {
 				if c.want == http.StatusUnauthorized {
 					wantResult = "unauthorized"
 				}
-				if a["result"] != wantResult || a["status"] != float64(c.want) || a["action"] == "" || a["rows"] == nil {
+				if a["result"] != wantResult || a["status"] != float64(c.want) || a["action"] == "" || a["rows"] == nil ||
+					strings.HasSuffix(call.target, "/correct") && a["action"] != "correct" {
 					t.Fatalf("audit line %v", a)
 				}
 				if c.want == http.StatusOK && (a["subject_type"] != "user_id" || a["subject_hash"] != (Subject{ID: "secret-user-1"}).Hash()) {
