@@ -129,11 +129,7 @@ func TestCorrectionsReachEventsStillOnTheBus(t *testing.T) {
 // the correction at its next registry refresh, and must then correct what
 // it stored.
 func TestCorrectionThroughAnotherProcessIsSwept(t *testing.T) {
-	a := startPipeline(t, allInOne(t))
-	cfg := onEngineOf(t, a)
-	cfg.Consumer.BatchInterval = time.Second
-	cfg.Admin.RefreshInterval = 10 * time.Second
-	b := startPipeline(t, cfg)
+	a, b := lateLearner(t)
 	postGenerations(t, b, "late-sub", "anon-late-sub", "free", 2)
 	var resp privacy.CorrectResponse
 	adminCall(t, a, "POST", "/v1/privacy/correct", `{"user_id":"late-sub","plan":"pro"}`, &resp)

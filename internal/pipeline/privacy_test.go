@@ -319,6 +319,19 @@ func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 	}
 }
 
+// lateLearner starts two processes on one ClickHouse: a, and b, which
+// inserts its batch a second after its events and learns of a request made
+// through a at its first refresh, 10 s after it started: in between it has
+// stored the subject's old events, which the refresh must sweep.
+func lateLearner(t *testing.T) (a, b *Pipeline) {
+	t.Helper()
+	a = startPipeline(t, allInOne(t))
+	cfg := onEngineOf(t, a)
+	cfg.Consumer.BatchInterval = time.Second
+	cfg.Admin.RefreshInterval = 10 * time.Second
+	return a, startPipeline(t, cfg)
+}
+
 // TestDeletionThroughAnotherProcessIsSwept: two processes write to one
 // ClickHouse; a user is deleted through the first while the second's
 // consumer holds the user's events, received before the deletion, in a
@@ -327,14 +340,7 @@ func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 // then sweep them, leaving the user with no row received before the
 // deletion.
 func TestDeletionThroughAnotherProcessIsSwept(t *testing.T) {
-	a := startPipeline(t, allInOne(t))
-	cfg := onEngineOf(t, a)
-	// b inserts its batch a second after the events and learns of the
-	// deletion at its first refresh, 10 s after it started: in between it
-	// has stored the user's old events, which the refresh must sweep.
-	cfg.Consumer.BatchInterval = time.Second
-	cfg.Admin.RefreshInterval = 10 * time.Second
-	b := startPipeline(t, cfg)
+	a, b := lateLearner(t)
 	postEvents(t, b, "user-Z", 2)
 	postEvents(t, b, "keep-Z", 1)
 	var del privacy.DeleteResponse
