@@ -21,6 +21,7 @@ package corpus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -37,6 +38,9 @@ import (
 
 	"github.com/sora3web/telemetry/transform"
 )
+
+// ErrStarted means Start was called twice.
+var ErrStarted = errors.New("corpus job already started")
 
 // DB is what the job needs of a ClickHouse connection; clickhouse-go's
 // driver.Conn satisfies it.
@@ -145,7 +149,7 @@ func (j *Job) Start(context.Context) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.started {
-		return fmt.Errorf("corpus job already started")
+		return ErrStarted
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j.cancel, j.started = cancel, true
@@ -185,8 +189,8 @@ func (j *Job) Shutdown(context.Context) error {
 func (j *Job) table(name string) string { return j.src.Database + "." + name }
 
 // Due returns the days a pass would fill: from the day after the last
-// one recorded (or, on a fresh corpus, the first day holding a prompt) to
-// the last day that ended at least Lag ago.
+// one recorded, or the first day still holding a prompt when that is
+// later, to the last day that ended at least Lag ago.
 func (j *Job) Due(ctx context.Context) ([]time.Time, error) {
 	last := j.now().UTC().Add(-j.cfg.Lag).Truncate(24*time.Hour).AddDate(0, 0, -1)
 	var mark []struct {
@@ -196,21 +200,24 @@ func (j *Job) Due(ctx context.Context) ([]time.Time, error) {
 	if err := j.db.Select(ctx, &mark, fmt.Sprintf("SELECT max(day) AS day, count() AS runs FROM %s", j.table("prompt_corpus_runs"))); err != nil {
 		return nil, fmt.Errorf("reading the corpus watermark: %w", err)
 	}
-	var first time.Time
+	// The first day still holding a prompt: days before it have nothing
+	// left to read (a fresh corpus starts there; a job that was off for
+	// longer than the prompt TTLs skips the empty days).
+	var oldest []struct {
+		Day time.Time `ch:"day"`
+		N   uint64    `ch:"n"`
+	}
+	if err := j.db.Select(ctx, &oldest, fmt.Sprintf("SELECT toDate(min(timestamp)) AS day, count() AS n FROM %s WHERE type = 'generation_requested' AND prompt != ''", j.table("events"))); err != nil {
+		return nil, fmt.Errorf("finding the first day holding prompts: %w", err)
+	}
+	if len(oldest) == 0 || oldest[0].N == 0 {
+		return nil, nil
+	}
+	first := oldest[0].Day.UTC()
 	if len(mark) == 1 && mark[0].Runs > 0 {
-		first = mark[0].Day.UTC().AddDate(0, 0, 1)
-	} else {
-		var oldest []struct {
-			Day time.Time `ch:"day"`
-			N   uint64    `ch:"n"`
+		if next := mark[0].Day.UTC().AddDate(0, 0, 1); next.After(first) {
+			first = next
 		}
-		if err := j.db.Select(ctx, &oldest, fmt.Sprintf("SELECT toDate(min(timestamp)) AS day, count() AS n FROM %s WHERE type = 'generation_requested' AND prompt != ''", j.table("events"))); err != nil {
-			return nil, fmt.Errorf("finding the first day holding prompts: %w", err)
-		}
-		if len(oldest) == 0 || oldest[0].N == 0 {
-			return nil, nil
-		}
-		first = oldest[0].Day.UTC()
 	}
 	var out []time.Time
 	for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
