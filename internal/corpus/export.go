@@ -80,7 +80,7 @@ func (e Export) Validate() error {
 
 // where selects the exported days.
 func (e Export) where() string {
-	return fmt.Sprintf("day >= today() - %d", e.days()-1)
+	return fmt.Sprintf("day >= toDate(now('UTC')) - %d", e.days()-1)
 }
 
 // Run streams the export to w and calls progress about twice a second

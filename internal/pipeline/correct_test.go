@@ -41,7 +41,8 @@ func TestCorrectionMovesFreeToProAndTheFreeTTLNoLongerDeletes(t *testing.T) {
 
 	var resp privacy.CorrectResponse
 	adminCall(t, p, "POST", "/v1/privacy/correct", `{"user_id":"late-pro","plan":"pro"}`, &resp)
-	if resp.Rows != 3 || resp.Correction.Kind != privacy.CorrectPlan || resp.Correction.Plan != "pro" || resp.Correction.CorrectedAt.IsZero() {
+	if resp.Rows != 3 || resp.Correction.Kind != privacy.CorrectPlan || resp.Correction.Plan != "pro" || resp.Correction.CorrectedAt.IsZero() ||
+		resp.Correction.From.Unix() != 0 || !resp.Correction.To.After(resp.Correction.CorrectedAt) {
 		t.Fatalf("correct answered %+v, want 3 rows moved to pro", resp)
 	}
 	if got := query(t, p, "SELECT plan, count() FROM telemetry.events GROUP BY user_id, plan ORDER BY user_id FORMAT TSV"); got != "pro\t3\nfree\t2" {
@@ -63,7 +64,8 @@ func TestCorrectionMovesFreeToProAndTheFreeTTLNoLongerDeletes(t *testing.T) {
 
 	var st privacy.StatusResponse
 	adminCall(t, p, "GET", "/v1/privacy/status?user_id=late-pro", "", &st)
-	if len(st.Corrections) != 1 || st.Corrections[0].Plan != "pro" || !st.Corrections[0].CorrectedAt.Equal(resp.Correction.CorrectedAt) {
+	if len(st.Corrections) != 1 || st.Corrections[0].Plan != "pro" || !st.Corrections[0].CorrectedAt.Equal(resp.Correction.CorrectedAt) ||
+		!st.Corrections[0].From.Equal(resp.Correction.From) || !st.Corrections[0].To.Equal(resp.Correction.To) {
 		t.Fatalf("status corrections %+v, want the one made at %s", st.Corrections, resp.Correction.CorrectedAt)
 	}
 	var doc struct {

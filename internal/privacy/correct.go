@@ -53,8 +53,8 @@ type Correction struct {
 	// Plan is the right plan (CorrectPlan), one of schema.Plans.
 	Plan string `json:"plan,omitempty" ch:"plan"`
 	// From and To bound a plan correction by the events' timestamp:
-	// From <= timestamp < To. A zero From means from the first event; a
-	// zero To means until CorrectedAt.
+	// From <= timestamp < To. Asked for without them, From is recorded as
+	// 1970-01-01 (from the first event) and To as CorrectedAt (until now).
 	From time.Time `json:"from" ch:"from_time"`
 	To   time.Time `json:"to" ch:"to_time"`
 	// CorrectedAt is when it was made (set by the Registry): it applies
@@ -287,8 +287,13 @@ func (r *Registry) RecordCorrection(ctx context.Context, c Correction) (Correcti
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.CorrectedAt = boundNow()
-	if c.Kind == CorrectPlan && c.To.IsZero() {
-		c.To = c.CorrectedAt.Add(time.Millisecond) // until now, this millisecond included
+	if c.Kind == CorrectPlan {
+		if c.From.IsZero() {
+			c.From = time.Unix(0, 0).UTC() // from the first event; DateTime64 cannot hold year 1
+		}
+		if c.To.IsZero() {
+			c.To = c.CorrectedAt.Add(time.Millisecond) // until now, this millisecond included
+		}
 	}
 	q := fmt.Sprintf("INSERT INTO %s (kind, user_id, anonymous_id, plan, from_time, to_time, corrected_at) VALUES (?, ?, ?, ?, fromUnixTimestamp64Milli(?, 'UTC'), fromUnixTimestamp64Milli(?, 'UTC'), fromUnixTimestamp64Milli(?, 'UTC'))", r.tables.table("corrections"))
 	if err := r.db.Exec(ctx, q, c.Kind, c.UserID, c.AnonymousID, c.Plan, c.From.UnixMilli(), c.To.UnixMilli(), c.CorrectedAt.UnixMilli()); err != nil {
