@@ -153,6 +153,7 @@ func (j *Job) Start(context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j.cancel, j.started = cancel, true
+	j.log.Info("prompt corpus job started", "k", j.cfg.K, "interval", j.cfg.Interval, "lag", j.cfg.Lag)
 	j.wg.Add(1)
 	go func() {
 		defer j.wg.Done()
