@@ -103,6 +103,7 @@ var (
 	urlRE    = regexp.MustCompile(`(?i)\b(?:[a-z][a-z0-9+.\-]*://|www\.)[^\s<>"']+`)
 	phoneRE  = regexp.MustCompile(`(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,6}(?:[ .\-]\d{2,6}){1,4}`)
 	digitsRE = regexp.MustCompile(`\d{6,}`)
+	dateRE   = regexp.MustCompile(`\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})\b`)
 	idRE     = regexp.MustCompile(`(?i)\b(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}|[a-z0-9_\-]*(?:[a-z][a-z_\-]*[0-9]|[0-9][0-9_\-]*[a-z])[a-z0-9_\-]*)\b`)
 	handleRE = regexp.MustCompile(`(?:^|[^\w@])(@[A-Za-z0-9_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?)`)
 )
@@ -160,8 +161,9 @@ func (s *Scrubber) Text(t string) string {
 
 // Prompt scrubs a prompt for the anonymised prompt corpus: what Text
 // removes (secrets, e-mail addresses, Luhn-valid card numbers, IPs, the
-// configured patterns), then every URL ("[url]"), phone number
-// ("[phone]"), run of 6 or more digits ("[number]"), id-like token
+// configured patterns), then every URL ("[url]"), date ("[date]": a
+// birthday identifies), phone number ("[phone]"), run of 6 or more digits
+// or of 13 or more in groups ("[number]"), id-like token
 // ("[id]": a UUID, 16 or more hex digits, or a word of 8 or more
 // characters that mixes letters and digits) and @handle ("[handle]").
 // Whitespace runs become one space. What describes a video stays: 4K,
@@ -182,9 +184,13 @@ func (s *Scrubber) Prompt(t string) string {
 		}
 		return "[id]"
 	})
+	t = replaceStandalone(t, dateRE, constant("[date]"))
 	t = replaceStandalone(t, phoneRE, func(m string) string {
-		if digitCount(m) < 7 {
+		switch n := digitCount(m); {
+		case n < 7:
 			return m
+		case n >= 13: // a card or account number written in groups
+			return "[number]"
 		}
 		return "[phone]"
 	})
