@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sora3web/telemetry/schema"
 )
@@ -123,20 +121,9 @@ func DecodeCorrection(contentType string, body io.Reader) (Correction, error) {
 	bad := func(field, rule string) (Correction, error) {
 		return Correction{}, fmt.Errorf("%w: %s: %s", ErrBadCorrection, field, rule)
 	}
-	if contentType != "" {
-		if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/json" {
-			return bad("Content-Type", "must be application/json")
-		}
-	}
-	raw, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	raw, err := readBody(contentType, body)
 	if err != nil {
-		return bad("body", "unreadable")
-	}
-	if len(raw) > maxBodyBytes {
-		return bad("body", fmt.Sprintf("larger than %d bytes", maxBodyBytes))
-	}
-	if !utf8.Valid(raw) {
-		return bad("body", "must be UTF-8")
+		return Correction{}, fmt.Errorf("%w: %w", ErrBadCorrection, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()

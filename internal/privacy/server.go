@@ -348,6 +348,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// readBody reads a POST call's body: JSON (when a Content-Type is given),
+// at most maxBodyBytes, UTF-8. The error says which rule it broke.
+func readBody(contentType string, body io.Reader) ([]byte, error) {
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil || mt != "application/json" {
+			return nil, errors.New("Content-Type must be application/json")
+		}
+	}
+	raw, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading body: %w", err)
+	}
+	if len(raw) > maxBodyBytes {
+		return nil, fmt.Errorf("body larger than %d bytes", maxBodyBytes)
+	}
+	if !utf8.Valid(raw) {
+		return nil, errors.New("body must be UTF-8")
+	}
+	return raw, nil
+}
+
 // DecodeQuery reads the subject of a GET call: exactly one of user_id or
 // anonymous_id, given once, and no other parameter.
 func DecodeQuery(rawQuery string) (Subject, error) {
@@ -375,21 +397,9 @@ type subjectBody struct {
 // DecodeBody reads the subject of a POST call: a JSON object with exactly
 // one of user_id or anonymous_id and no other field.
 func DecodeBody(contentType string, body io.Reader) (Subject, error) {
-	if contentType != "" {
-		mt, _, err := mime.ParseMediaType(contentType)
-		if err != nil || mt != "application/json" {
-			return Subject{}, fmt.Errorf("%w: Content-Type must be application/json", ErrBadSubject)
-		}
-	}
-	raw, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	raw, err := readBody(contentType, body)
 	if err != nil {
-		return Subject{}, fmt.Errorf("%w: reading body: %w", ErrBadSubject, err)
-	}
-	if len(raw) > maxBodyBytes {
-		return Subject{}, fmt.Errorf("%w: body larger than %d bytes", ErrBadSubject, maxBodyBytes)
-	}
-	if !utf8.Valid(raw) {
-		return Subject{}, fmt.Errorf("%w: body must be UTF-8", ErrBadSubject)
+		return Subject{}, fmt.Errorf("%w: %w", ErrBadSubject, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
