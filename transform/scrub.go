@@ -93,6 +93,19 @@ var (
 	// Slack tokens, JWTs, and long key=value secrets in text.
 	apiKeyRE = regexp.MustCompile(`\b(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,}|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})\b`)
 	cardRE   = regexp.MustCompile(`\b(?:\d[ \-]?){12,18}\d\b`)
+
+	// What Prompt removes beyond Text, for text kept apart from its author
+	// (the anonymised prompt corpus): any URL or bare domain path, any
+	// phone-shaped number, any run of 6 or more digits (card-like whether
+	// or not it passes Luhn, account and order numbers), id-like tokens
+	// (UUIDs, long hex, letters and digits mixed in 8 or more characters)
+	// and @handles.
+	urlRE    = regexp.MustCompile(`(?i)\b(?:[a-z][a-z0-9+.\-]*://|www\.)[^\s<>"']+`)
+	phoneRE  = regexp.MustCompile(`(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,6}(?:[ .\-]\d{2,6}){1,4}`)
+	digitsRE = regexp.MustCompile(`\d{6,}`)
+	dateRE   = regexp.MustCompile(`\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})\b`)
+	idRE     = regexp.MustCompile(`(?i)\b(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}|[a-z0-9_\-]*(?:[a-z][a-z_\-]*[0-9]|[0-9][0-9_\-]*[a-z])[a-z0-9_\-]*)\b`)
+	handleRE = regexp.MustCompile(`(?:^|[^\w@])(@[A-Za-z0-9_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?)`)
 )
 
 // NewScrubber compiles c.
@@ -144,6 +157,95 @@ func (s *Scrubber) Text(t string) string {
 		}
 	}
 	return scrubIPs(t)
+}
+
+// Prompt scrubs a prompt for the anonymised prompt corpus: what Text
+// removes (secrets, e-mail addresses, Luhn-valid card numbers, IPs, the
+// configured patterns), then every URL ("[url]"), date ("[date]": a
+// birthday identifies), phone number ("[phone]"), run of 6 or more digits
+// or of 13 or more in groups ("[number]"), id-like token
+// ("[id]": a UUID, 16 or more hex digits, or a word of 8 or more
+// characters that mixes letters and digits) and @handle ("[handle]").
+// Whitespace runs become one space. What describes a video stays: 4K,
+// 1080p, 3840x2160, 16:9, 8s, a year, "mp4".
+func (s *Scrubber) Prompt(t string) string {
+	t = s.Text(t)
+	if t == "" {
+		return t
+	}
+	t = urlRE.ReplaceAllString(t, "[url]")
+	t = handleRE.ReplaceAllStringFunc(t, func(m string) string {
+		i := strings.IndexByte(m, '@')
+		return m[:i] + "[handle]"
+	})
+	t = idRE.ReplaceAllStringFunc(t, func(m string) string {
+		if len(m) < 8 || videoTerm(m) || digitCount(m) == len(m) {
+			return m // numbers are the next rules'
+		}
+		return "[id]"
+	})
+	t = replaceStandalone(t, dateRE, constant("[date]"))
+	t = replaceStandalone(t, phoneRE, func(m string) string {
+		switch n := digitCount(m); {
+		case n < 7:
+			return m
+		case n >= 13: // a card or account number written in groups
+			return "[number]"
+		}
+		return "[phone]"
+	})
+	t = replaceStandalone(t, digitsRE, constant("[number]"))
+	return strings.Join(strings.Fields(t), " ")
+}
+
+// replaceStandalone replaces the matches of re in t that no letter or
+// digit touches on either side (the 2160 of 3840x2160 is part of a word).
+func replaceStandalone(t string, re *regexp.Regexp, repl func(string) string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range re.FindAllStringIndex(t, -1) {
+		if m[0] > 0 && isWordByte(t[m[0]-1]) || m[1] < len(t) && isWordByte(t[m[1]]) {
+			continue
+		}
+		b.WriteString(t[last:m[0]])
+		b.WriteString(repl(t[m[0]:m[1]]))
+		last = m[1]
+	}
+	if last == 0 {
+		return t
+	}
+	b.WriteString(t[last:])
+	return b.String()
+}
+
+func isWordByte(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_'
+}
+
+// videoTerm reports whether a letters-and-digits word describes a video
+// rather than naming something: a size such as 3840x2160 or a rate such
+// as 60fps.
+func videoTerm(w string) bool {
+	lw := strings.ToLower(w)
+	if a, b, ok := strings.Cut(lw, "x"); ok && digitCount(a) == len(a) && digitCount(b) == len(b) && a != "" && b != "" {
+		return true
+	}
+	for _, unit := range []string{"fps", "kbps", "mbps"} {
+		if n, ok := strings.CutSuffix(lw, unit); ok && digitCount(n) == len(n) {
+			return true
+		}
+	}
+	return false
+}
+
+func digitCount(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if '0' <= s[i] && s[i] <= '9' {
+			n++
+		}
+	}
+	return n
 }
 
 // URL scrubs a URL: secret query parameters, e-mail addresses and the

@@ -67,3 +67,42 @@ func TestScrubberTakesConfiguredPatterns(t *testing.T) {
 		t.Fatal("a bad pattern must be refused")
 	}
 }
+
+func TestPromptScrubberRemovesWhatPointsToAPerson(t *testing.T) {
+	s, err := NewScrubber(DefaultScrubConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, in, want string }{
+		{"email", "a birthday video for jane.doe@example.com", "a birthday video for [email]"},
+		{"international phone", "call +1 415 555 0100 at the end", "call [phone] at the end"},
+		{"local phone with parens", "text (415) 555-0100 please", "text [phone] please"},
+		{"uk phone", "ring 07700 900123 now", "ring [phone] now"},
+		{"url", "style of https://example.com/u/jane?x=1 in neon", "style of [url] in neon"},
+		{"www url", "like www.janes-portfolio.net/reel", "like [url]"},
+		{"luhn card", "card 4111 1111 1111 1111 on screen", "card [card] on screen"},
+		{"card-like without luhn", "numbers 4111111111111112 floating", "numbers [number] floating"},
+		{"order number", "order 20261130 arriving", "order [number] arriving"},
+		{"card-like in groups", "digits 1234 5678 9012 3456 on a wall", "digits [number] on a wall"},
+		{"iso date", "my birthday party on 1990-04-17 with cake", "my birthday party on [date] with cake"},
+		{"day first date", "wedding 17/04/2021 in a garden", "wedding [date] in a garden"},
+		{"uuid", "user 0190f3a1-6c2b-7e4d-9a8f-1b3c5d7e9f02 waving", "user [id] waving"},
+		{"long hex", "hash deadbeefcafebabe1234 glowing", "hash [id] glowing"},
+		{"mixed id", "employee AB12CD34EF with a badge", "employee [id] with a badge"},
+		{"handle", "in the style of @jane_doe.art and @bob", "in the style of [handle] and [handle]"},
+		{"whitespace folded", "  a   fox\n\tin snow ", "a fox in snow"},
+		// must not change
+		{"video words", "a 4K 3840x2160 16:9 clip, 8s at 60fps, 1080p, year 2026, mp4", "a 4K 3840x2160 16:9 clip, 8s at 60fps, 1080p, year 2026, mp4"},
+		{"plain prompt", "a red fox running through fresh snow, golden hour", "a red fox running through fresh snow, golden hour"},
+		{"short numbers", "3 cats and 12 dogs in 1999", "3 cats and 12 dogs in 1999"},
+		{"time", "sunset at 18:30", "sunset at 18:30"},
+		{"empty", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := s.Prompt(c.in); got != c.want {
+				t.Fatalf("Prompt(%q)\n got %q\nwant %q", c.in, got, c.want)
+			}
+		})
+	}
+}

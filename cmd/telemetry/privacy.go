@@ -21,6 +21,8 @@ type privacyFlags struct {
 	url, token          string
 	ndjson              bool
 	timeout             time.Duration
+	// correct's flags
+	plan, from, to, attachTo, detachFrom string
 }
 
 // newPrivacyCmd is the client of the privacy admin API (internal/privacy).
@@ -32,7 +34,7 @@ func newPrivacyCmd(g *globalFlags) *cobra.Command {
 	var f privacyFlags
 	root := &cobra.Command{
 		Use:   "privacy",
-		Short: "Data-subject requests over the admin API: export, delete, status, opt-out, opt-in",
+		Short: "Data-subject requests over the admin API: export, delete, status, opt-out, opt-in, correct",
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&f.userID, "user-id", "", "the subject's user_id")
@@ -48,6 +50,7 @@ func newPrivacyCmd(g *globalFlags) *cobra.Command {
 		{"status", "Rows stored per table, tombstoned, opted out", http.MethodGet, "/v1/privacy/status"},
 		{"opt-out", "Add the subject to the opt-out registry (ingest strips its identifiers)", http.MethodPost, "/v1/privacy/opt-out"},
 		{"opt-in", "Remove the subject from the opt-out registry", http.MethodPost, "/v1/privacy/opt-in"},
+		{"correct", "Correct the subject's plan over a time range (--plan, --from, --to), or attach an anonymous_id's events to a user (--attach-to) or detach them (--detach-from)", http.MethodPost, "/v1/privacy/correct"},
 	}
 	for _, c := range calls {
 		cmd := &cobra.Command{
@@ -58,8 +61,16 @@ func newPrivacyCmd(g *globalFlags) *cobra.Command {
 				return f.call(cmd, g, c.method, c.path)
 			},
 		}
-		if c.name == "export" {
+		switch c.name {
+		case "export":
 			cmd.Flags().BoolVar(&f.ndjson, "ndjson", false, "stream NDJSON lines {table, row}")
+		case "correct":
+			fl := cmd.Flags()
+			fl.StringVar(&f.plan, "plan", "", "the right plan (free or pro) of the subject's events")
+			fl.StringVar(&f.from, "from", "", "with --plan: first event time corrected, RFC 3339 (default: the first event)")
+			fl.StringVar(&f.to, "to", "", "with --plan: end of the range, exclusive, RFC 3339 (default: now)")
+			fl.StringVar(&f.attachTo, "attach-to", "", "with --anonymous-id: the user_id its events without one get")
+			fl.StringVar(&f.detachFrom, "detach-from", "", "with --anonymous-id: the user_id removed from its events")
 		}
 		root.AddCommand(cmd)
 	}
@@ -97,7 +108,13 @@ func (f *privacyFlags) call(cmd *cobra.Command, g *globalFlags, method, path str
 	if method == http.MethodGet {
 		target += "?" + url.Values{key: {id}}.Encode()
 	} else {
-		b, _ := json.Marshal(map[string]string{key: id})
+		fields := map[string]string{key: id}
+		for k, v := range map[string]string{"plan": f.plan, "from": f.from, "to": f.to, "attach_to": f.attachTo, "detach_from": f.detachFrom} {
+			if v != "" {
+				fields[k] = v
+			}
+		}
+		b, _ := json.Marshal(fields)
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, body)

@@ -67,6 +67,9 @@ func TestLoadRefusesInvalidConfigNamingTheField(t *testing.T) {
 		{"short admin token outside dev", map[string]string{"TELEMETRY_DEV": "false", "TELEMETRY_ADMIN_TOKEN": "short-admin-token-0123456789"}, "", "admin.token: must be at least 32 characters"},
 		{"missing admin token outside dev", nil, "dev: false\nadmin:\n  token: \"\"\n", "admin.token: required"},
 		{"admin listen", nil, "admin:\n  listen: nowhere\n", "admin.listen: must be host:port"},
+		{"corpus k", map[string]string{"TELEMETRY_CORPUS_K": "1"}, "", "corpus.k: must be at least 2"},
+		{"corpus lag past the prompt TTL", nil, "retention:\n  free:\n    prompt_days: 2\n", "corpus.lag: 1 day + lag + interval must leave a day before the shortest prompt retention (2 days"},
+		{"anonymized prompts days", map[string]string{"TELEMETRY_RETENTION_ANONYMIZED_PROMPTS_DAYS": "0"}, "", "retention.anonymized_prompts_days: must be > 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -26,11 +26,13 @@ import (
 	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/corpus"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/chdb"
 	"github.com/sora3web/telemetry/sinks/chserver"
 	"github.com/sora3web/telemetry/sinks/consumer"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // Cursor names of the local log's readers.
@@ -66,6 +68,7 @@ type Pipeline struct {
 	consumer  *consumer.Consumer
 	ingest    *collector.Server
 	privacy   *privacy.Service // admin API + tombstone/opt-out registries
+	corpus    *corpus.Job      // fills the anonymised prompt corpus
 	side      *http.Server
 }
 
@@ -195,6 +198,9 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 	if s.Consumer {
 		if err := p.startConsumer(ctx); err != nil {
+			return err
+		}
+		if err := p.startCorpus(ctx); err != nil {
 			return err
 		}
 	}
@@ -435,6 +441,31 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	return nil
 }
 
+// startCorpus starts the job that fills the anonymised prompt corpus
+// beside the consumer, when corpus.enabled.
+func (p *Pipeline) startCorpus(ctx context.Context) error {
+	if !p.cfg.Corpus.Enabled {
+		return nil
+	}
+	scrub, err := transform.NewScrubber(p.cfg.Ingest.Scrub)
+	if err != nil {
+		return err
+	}
+	job, err := corpus.New(p.cfg.Corpus, p.conn, corpus.Source{Database: p.cfg.ClickHouse.Database, MinPromptDays: p.cfg.Retention.MinPromptDays()}, scrub, p.log)
+	if err != nil {
+		return err
+	}
+	if err := job.Start(ctx); err != nil {
+		return err
+	}
+	p.corpus = job
+	p.started("prompt corpus job", job.Shutdown)
+	return nil
+}
+
+// Corpus is the prompt corpus job, after Start (nil when it does not run).
+func (p *Pipeline) Corpus() *corpus.Job { return p.corpus }
+
 // consumerBus is where the consumer reads and writes dead letters: the
 // local log and a dead-letter log beside it (bus=log), or the events
 // topic's consumer group and the dead-letter topic (bus=kafka).
@@ -479,7 +510,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stopping the %s: %w", pt.name, err))
 		}
 	}
-	p.side, p.privacy = nil, nil
+	p.side, p.privacy, p.corpus = nil, nil, nil
 	p.ingest, p.spool, p.kafkaPub, p.consumer, p.bus, p.deadLog, p.conn, p.dashConn, p.chsrv, p.engine = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }

@@ -194,7 +194,7 @@ func TestPartsStopInReverseOrder(t *testing.T) {
 		names = append(names, pt.name)
 	}
 	want := []string{"clickhouse engine", "clickhouse http interface", "clickhouse connection", "dashboards' clickhouse connection", "privacy registries and admin API",
-		"local log", "dead-letter log", "consumer's engine connection", "consumer", "ingest"}
+		"local log", "dead-letter log", "consumer's engine connection", "consumer", "prompt corpus job", "ingest"}
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Fatalf("started %q, want %q", names, want)
 	}

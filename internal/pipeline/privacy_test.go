@@ -46,10 +46,18 @@ func postEventIDs(t *testing.T, p *Pipeline, userID string, ids ...string) {
 		evs = append(evs, map[string]any{"event_id": id, "type": typ, "occurred_at": now, "sent_at": now,
 			"anonymous_id": "anon-" + userID, "user_id": userID, "plan": "pro", "consent": map[string]any{"analytics": true}, "properties": props})
 	}
+	postJSON(t, p, evs)
+}
+
+// postJSON posts events to ingest's /v1/events from a desktop browser and
+// fails unless every one was accepted.
+func postJSON(t *testing.T, p *Pipeline, evs []map[string]any) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"events": evs})
 	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -66,14 +74,20 @@ func postEventIDs(t *testing.T, p *Pipeline, userID string, ids ...string) {
 // waited for events rows waits for those too.
 func waitQuery(t *testing.T, p *Pipeline, sql, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitQueryFor(t, p, sql, want, 10*time.Second)
+}
+
+// waitQueryFor waits up to d until sql answers want.
+func waitQueryFor(t *testing.T, p *Pipeline, sql, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		got := query(t, p, sql)
 		if got == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s after 10s, want %s", sql, got, want)
+			t.Fatalf("%s: %s after %s, want %s", sql, got, d, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -193,7 +207,7 @@ func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
 
 	var del privacy.DeleteResponse
 	adminCall(t, p, "POST", "/v1/privacy/delete", `{"user_id":"replay-user"}`, &del)
-	if fmt.Sprint(del.Deleted) != "[{events 6} {errors 3} {identity_links 0} {group_members 0}]" {
+	if fmt.Sprint(del.Deleted) != "[{events 6} {errors 3} {identity_links 0} {group_members 0} {corrections 0}]" {
 		t.Fatalf("delete answered %+v", del)
 	}
 
@@ -220,7 +234,7 @@ func TestDeletionHoldsWhenKafkaReplaysTheSubjectsEvents(t *testing.T) {
 	}
 	var st privacy.StatusResponse
 	adminCall(t, p, "GET", "/v1/privacy/status?user_id=replay-user", "", &st)
-	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 0} {errors 0} {identity_links 0} {group_members 0}]" {
+	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 0} {errors 0} {identity_links 0} {group_members 0} {corrections 0}]" {
 		t.Fatalf("status after replay: %+v", st)
 	}
 	// The person keeps using the product: the new events are stored, and
@@ -253,7 +267,7 @@ func TestDeletionErasesWhatWasHeldNotWhatComesAfter(t *testing.T) {
 	waitUserRows(t, p, "user-X", 1)
 	var del privacy.DeleteResponse
 	adminCall(t, p, "POST", "/v1/privacy/delete", `{"user_id":"user-X"}`, &del)
-	if fmt.Sprint(del.Deleted) != "[{events 1} {errors 0} {identity_links 0} {group_members 0}]" || del.DeletedAt.IsZero() {
+	if fmt.Sprint(del.Deleted) != "[{events 1} {errors 0} {identity_links 0} {group_members 0} {corrections 0}]" || del.DeletedAt.IsZero() {
 		t.Fatalf("delete answered %+v", del)
 	}
 	// One generation_requested, one client_error; the first is a client's
@@ -264,7 +278,7 @@ func TestDeletionErasesWhatWasHeldNotWhatComesAfter(t *testing.T) {
 	waitQuery(t, p, "SELECT count() FROM telemetry.errors WHERE user_id = 'user-X'", "1") // the new client_error's copy
 	var st privacy.StatusResponse
 	adminCall(t, p, "GET", "/v1/privacy/status?user_id=user-X", "", &st)
-	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 2} {errors 1} {identity_links 0} {group_members 0}]" {
+	if !st.Tombstoned || fmt.Sprint(st.Tables) != "[{events 2} {errors 1} {identity_links 0} {group_members 0} {corrections 0}]" {
 		t.Fatalf("status after new events: %+v", st)
 	}
 	stop(t, p)
@@ -305,6 +319,19 @@ func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 	}
 }
 
+// lateLearner starts two processes on one ClickHouse: a, and b, which
+// inserts its batch a second after its events and learns of a request made
+// through a at its first refresh, 10 s after it started: in between it has
+// stored the subject's old events, which the refresh must sweep.
+func lateLearner(t *testing.T) (a, b *Pipeline) {
+	t.Helper()
+	a = startPipeline(t, allInOne(t))
+	cfg := onEngineOf(t, a)
+	cfg.Consumer.BatchInterval = time.Second
+	cfg.Admin.RefreshInterval = 10 * time.Second
+	return a, startPipeline(t, cfg)
+}
+
 // TestDeletionThroughAnotherProcessIsSwept: two processes write to one
 // ClickHouse; a user is deleted through the first while the second's
 // consumer holds the user's events, received before the deletion, in a
@@ -313,14 +340,7 @@ func TestOptOutRegistryAppliesAtIngestOfTheRunningPipeline(t *testing.T) {
 // then sweep them, leaving the user with no row received before the
 // deletion.
 func TestDeletionThroughAnotherProcessIsSwept(t *testing.T) {
-	a := startPipeline(t, allInOne(t))
-	cfg := onEngineOf(t, a)
-	// b inserts its batch a second after the events and learns of the
-	// deletion at its first refresh, 10 s after it started: in between it
-	// has stored the user's old events, which the refresh must sweep.
-	cfg.Consumer.BatchInterval = time.Second
-	cfg.Admin.RefreshInterval = 10 * time.Second
-	b := startPipeline(t, cfg)
+	a, b := lateLearner(t)
 	postEvents(t, b, "user-Z", 2)
 	postEvents(t, b, "keep-Z", 1)
 	var del privacy.DeleteResponse

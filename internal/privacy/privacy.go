@@ -1,7 +1,9 @@
 // Package privacy owns the data-subject rights of the pipeline: the admin
-// API (access, deletion, opt-out/opt-in, status) on its own listener, the
-// tombstones that keep a deleted subject deleted, and the consent registry
-// that ingest honours in addition to per-event consent.
+// API (access, deletion, correction, opt-out/opt-in, status) on its own
+// listener, the tombstones that keep a deleted subject deleted, the
+// corrections the consumer applies to events still on the bus (correct.go),
+// and the consent registry that ingest honours in addition to per-event
+// consent.
 //
 // It lives in internal/ rather than sinks/ because it is not a sink: it
 // spans ingest (the opt-out set, through collector.OptOuts), the consumer
@@ -11,9 +13,10 @@
 // HTTP ingest nor Kafka: the pipeline hands the Registry to both.
 //
 // The rollups_daily table holds no identifier (users is a uniq sketch of
-// 64-bit hashes, see schema/migrations/0003_rollups.sql), so a deletion
-// touches SubjectTables only: events, errors, and the alias and group links
-// (identity_links, group_members).
+// 64-bit hashes, see schema/migrations/0003_rollups.sql), nor does the
+// anonymised prompt corpus (internal/corpus), so a deletion touches
+// SubjectTables only: events, errors, the alias and group links
+// (identity_links, group_members) and the subject's corrections.
 package privacy
 
 import (

@@ -53,7 +53,7 @@ func TestAliasLinksAndGroupMembersAreExportedAndDeleted(t *testing.T) {
 	e.seedEvent(t, "group", "user-a", "anon-new", "", "org-1")
 	e.seedEvent(t, "group", "user-b", "anon-b", "", "org-1")
 
-	if got := rows(e.status(t, "user_id=user-a")); !reflect.DeepEqual(got, map[string]uint64{"events": 2, "errors": 0, "identity_links": 1, "group_members": 1}) {
+	if got := rows(e.status(t, "user_id=user-a")); !reflect.DeepEqual(got, map[string]uint64{"events": 2, "errors": 0, "identity_links": 1, "group_members": 1, "corrections": 0}) {
 		t.Fatalf("status of the user: %v", got)
 	}
 	var doc exportDoc
@@ -67,7 +67,7 @@ func TestAliasLinksAndGroupMembersAreExportedAndDeleted(t *testing.T) {
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "POST", "/v1/privacy/delete", testToken, `{"user_id":"user-a"}`)), &del); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 2}, {"errors", 0}, {"identity_links", 1}, {"group_members", 1}}) {
+	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 2}, {"errors", 0}, {"identity_links", 1}, {"group_members", 1}, {"corrections", 0}}) {
 		t.Fatalf("delete answered %+v", del)
 	}
 	if got := rows(e.status(t, "anonymous_id=anon-old")); got["identity_links"] != 0 {
@@ -96,7 +96,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	e.seed(t, "", "anon-only", 3)
 
 	st := e.status(t, "user_id=user-del")
-	if got := rows(st); !reflect.DeepEqual(got, map[string]uint64{"events": 5, "errors": 2, "identity_links": 0, "group_members": 0}) || st.Tombstoned || st.OptedOut {
+	if got := rows(st); !reflect.DeepEqual(got, map[string]uint64{"events": 5, "errors": 2, "identity_links": 0, "group_members": 0, "corrections": 0}) || st.Tombstoned || st.OptedOut {
 		t.Fatalf("status before delete: %+v", st)
 	}
 
@@ -137,7 +137,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "POST", "/v1/privacy/delete", testToken, `{"user_id":"user-del"}`)), &del); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 5}, {"errors", 2}, {"identity_links", 0}, {"group_members", 0}}) || !del.Tombstoned {
+	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 5}, {"errors", 2}, {"identity_links", 0}, {"group_members", 0}, {"corrections", 0}}) || !del.Tombstoned {
 		t.Fatalf("delete answered %+v, want 5 events and 2 errors removed", del)
 	}
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "GET", "/v1/privacy/export?user_id=user-del", testToken, "")), &doc); err != nil {
@@ -149,7 +149,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	if st := e.status(t, "user_id=user-del"); rows(st)["events"] != 0 || rows(st)["errors"] != 0 || !st.Tombstoned {
 		t.Fatalf("status after delete: %+v", st)
 	}
-	if st := e.status(t, "user_id=user-keep"); !reflect.DeepEqual(rows(st), map[string]uint64{"events": 4, "errors": 2, "identity_links": 0, "group_members": 0}) || st.Tombstoned {
+	if st := e.status(t, "user_id=user-keep"); !reflect.DeepEqual(rows(st), map[string]uint64{"events": 4, "errors": 2, "identity_links": 0, "group_members": 0, "corrections": 0}) || st.Tombstoned {
 		t.Fatalf("another subject was touched: %+v", st)
 	}
 	if st := e.status(t, "anonymous_id=anon-only"); rows(st)["events"] != 3 {
@@ -166,7 +166,7 @@ func TestExportDeleteStatusThroughHTTP(t *testing.T) {
 	if err := json.Unmarshal(e.mustOK(t, e.call(t, "POST", "/v1/privacy/delete", testToken, `{"user_id":"user-del"}`)), &del); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 0}, {"errors", 0}, {"identity_links", 0}, {"group_members", 0}}) {
+	if !reflect.DeepEqual(del.Deleted, []TableCount{{"events", 0}, {"errors", 0}, {"identity_links", 0}, {"group_members", 0}, {"corrections", 0}}) {
 		t.Fatalf("second delete answered %+v", del)
 	}
 }
@@ -249,6 +249,7 @@ func TestAdminRefusesBadTokensAndAuditsEveryCall(t *testing.T) {
 		for _, call := range []struct{ method, target, body string }{
 			{"GET", "/v1/privacy/status?user_id=secret-user-1", ""},
 			{"POST", "/v1/privacy/opt-in", `{"user_id":"secret-user-1"}`},
+			{"POST", "/v1/privacy/correct", `{"user_id":"secret-user-1","plan":"pro"}`},
 		} {
 			t.Run(c.name+" "+call.target, func(t *testing.T) {
 				before := strings.Count(e.logs.String(), "\n")
@@ -284,7 +285,8 @@ func TestAdminRefusesBadTokensAndAuditsEveryCall(t *testing.T) {
 				if c.want == http.StatusUnauthorized {
 					wantResult = "unauthorized"
 				}
-				if a["result"] != wantResult || a["status"] != float64(c.want) || a["action"] == "" || a["rows"] == nil {
+				if a["result"] != wantResult || a["status"] != float64(c.want) || a["action"] == "" || a["rows"] == nil ||
+					strings.HasSuffix(call.target, "/correct") && a["action"] != "correct" {
 					t.Fatalf("audit line %v", a)
 				}
 				if c.want == http.StatusOK && (a["subject_type"] != "user_id" || a["subject_hash"] != (Subject{ID: "secret-user-1"}).Hash()) {

@@ -65,18 +65,21 @@ func (s *set) with(sub Subject, at time.Time, in bool) *set {
 // Registry holds the tombstone and opt-out sets in memory. Reads are
 // lock-free (an atomic pointer to an immutable set), so the ingest hot path
 // and the consumer pay one or two map lookups per event. It implements
-// collector.OptOuts (OptedOut) and consumer.Filter (Drop).
+// collector.OptOuts (OptedOut) and consumer.Filter (Drop, DeletedAt and
+// Correct), and holds the corrections (correct.go) beside the tombstones.
 type Registry struct {
 	db     DB
 	tables Tables
 
 	tomb, opt atomic.Pointer[set]
+	corr      atomic.Pointer[correctionSet]
 	// mu serialises reloads with local changes, so a reload that read the
 	// tables before a change cannot overwrite it.
 	mu sync.Mutex
 
-	// dropped counts events the consumer was told to drop.
-	dropped atomic.Int64
+	// dropped counts events the consumer was told to drop; corrected,
+	// those it was told to correct.
+	dropped, corrected atomic.Int64
 }
 
 // NewRegistry returns an empty registry reading tables over db.
@@ -87,6 +90,7 @@ func NewRegistry(db DB, tables Tables) (*Registry, error) {
 	r := &Registry{db: db, tables: tables}
 	r.tomb.Store(newSet())
 	r.opt.Store(newSet())
+	r.corr.Store(newCorrectionSet(nil))
 	return r, nil
 }
 
@@ -156,23 +160,38 @@ type Tombstone struct {
 	DeletedAt time.Time
 }
 
-// Reload replaces both sets with the tables' contents.
+// Reload replaces the sets with the tables' contents.
 func (r *Registry) Reload(ctx context.Context) error {
-	_, err := r.reload(ctx)
+	_, _, err := r.reload(ctx)
 	return err
 }
 
-// reload is Reload, returning the tombstones it learned: new subjects, or
-// a later bound for a known one (another process's deletion).
-func (r *Registry) reload(ctx context.Context) ([]Tombstone, error) {
+// reload is Reload, returning the tombstones it learned (new subjects, or
+// a later bound for a known one) and the corrections it learned: those
+// made through another process.
+func (r *Registry) reload(ctx context.Context) ([]Tombstone, []Correction, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var tombs, opts []subjectRow
 	if err := r.db.Select(ctx, &tombs, fmt.Sprintf("SELECT subject_type, subject_id, max(deleted_at) AS at FROM %s GROUP BY subject_type, subject_id", r.tables.table("tombstones"))); err != nil {
-		return nil, fmt.Errorf("loading tombstones: %w", err)
+		return nil, nil, fmt.Errorf("loading tombstones: %w", err)
 	}
 	if err := r.db.Select(ctx, &opts, fmt.Sprintf("SELECT subject_type, subject_id, max(updated_at) AS at FROM %s GROUP BY subject_type, subject_id HAVING argMax(opted_out, updated_at)", r.tables.table("opt_outs"))); err != nil {
-		return nil, fmt.Errorf("loading opt-outs: %w", err)
+		return nil, nil, fmt.Errorf("loading opt-outs: %w", err)
+	}
+	corrs, err := loadCorrections(ctx, r.db, r.tables)
+	if err != nil {
+		return nil, nil, err
+	}
+	knownCorr := map[string]bool{}
+	for _, c := range r.corr.Load().all() {
+		knownCorr[c.key()] = true
+	}
+	var freshCorr []Correction
+	for _, c := range corrs {
+		if !knownCorr[c.key()] {
+			freshCorr = append(freshCorr, c)
+		}
 	}
 	known := r.tomb.Load()
 	var fresh []Tombstone
@@ -187,7 +206,8 @@ func (r *Registry) reload(ctx context.Context) ([]Tombstone, error) {
 	}
 	r.tomb.Store(build(tombs))
 	r.opt.Store(build(opts))
-	return fresh, nil
+	r.corr.Store(newCorrectionSet(corrs))
+	return fresh, freshCorr, nil
 }
 
 func build(rows []subjectRow) *set {
@@ -210,20 +230,26 @@ func build(rows []subjectRow) *set {
 func (r *Registry) Tombstone(ctx context.Context, sub Subject) (time.Time, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// deleted_at is DateTime64(3): round up, never down, so every event
-	// received before this call is at or before the bound (an event in the
-	// same millisecond after it counts as before: ties go to the deletion).
-	now := time.Now().UTC()
-	at := now.Truncate(time.Millisecond)
-	if at.Before(now) {
-		at = at.Add(time.Millisecond)
-	}
+	at := boundNow()
 	q := fmt.Sprintf("INSERT INTO %s (subject_type, subject_id, deleted_at, updated_at) VALUES (?, ?, fromUnixTimestamp64Milli(?, 'UTC'), now64(6))", r.tables.table("tombstones"))
 	if err := r.db.Exec(ctx, q, sub.Type, sub.ID, at.UnixMilli()); err != nil {
 		return time.Time{}, fmt.Errorf("recording tombstone: %w", err)
 	}
 	r.tomb.Store(r.tomb.Load().with(sub, at, true))
 	return at, nil
+}
+
+// boundNow is the bound of a tombstone or correction made now, in
+// DateTime64(3): rounded up, never down, so every event received before
+// the call is at or before it (an event in the same millisecond after it
+// counts as before: ties go to the request).
+func boundNow() time.Time {
+	now := time.Now().UTC()
+	at := now.Truncate(time.Millisecond)
+	if at.Before(now) {
+		at = at.Add(time.Millisecond)
+	}
+	return at
 }
 
 // SetOptOut records sub as opted out (or back in), in the table and then

@@ -28,6 +28,7 @@ var routes = map[string]struct{ method, action string }{
 	"/v1/privacy/delete":  {http.MethodPost, "delete"},
 	"/v1/privacy/opt-out": {http.MethodPost, "opt_out"},
 	"/v1/privacy/opt-in":  {http.MethodPost, "opt_in"},
+	"/v1/privacy/correct": {http.MethodPost, "correct"},
 }
 
 // Service is the privacy admin: the Registry, its periodic reload, and the
@@ -142,36 +143,50 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) refresh(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RefreshInterval)
 	defer t.Stop()
-	var pending []Tombstone // sweeps that failed, tried again
+	var pending []Tombstone      // sweeps that failed, tried again
+	var pendingCorr []Correction // likewise
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			rctx, cancel := context.WithTimeout(ctx, s.cfg.RefreshInterval)
-			fresh, err := s.reg.reload(rctx)
+			fresh, freshCorr, err := s.reg.reload(rctx)
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("reloading the privacy registry; keeping the previous sets", "err", err)
 			}
-			if pending = append(pending, fresh...); len(pending) > 0 && s.barrier.Load() != nil {
-				pending = s.sweep(ctx, pending)
+			pending, pendingCorr = append(pending, fresh...), append(pendingCorr, freshCorr...)
+			if (len(pending) > 0 || len(pendingCorr) > 0) && s.barrier.Load() != nil {
+				pending, pendingCorr = s.sweep(ctx, pending, pendingCorr)
 			}
 		}
 	}
 }
 
 // sweep deletes the rows this process's consumer stored of tombstones it
-// learned late (made through another process): it may have stored the
-// subjects' old events between the deletion and this reload. It waits for
-// the batch in flight first, and returns the tombstones it could not
-// sweep, for the next refresh.
-func (s *Service) sweep(ctx context.Context, todo []Tombstone) (failed []Tombstone) {
+// learned late (made through another process), and corrects those of
+// corrections it learned late: it may have stored the subjects' old
+// events, uncorrected, between the request and this reload. It waits for
+// the batch in flight first, and returns what it could not sweep, for the
+// next refresh.
+func (s *Service) sweep(ctx context.Context, todo []Tombstone, corr []Correction) (failed []Tombstone, failedCorr []Correction) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	if err := s.waitConsumer(ctx); err != nil {
-		s.log.Error("sweeping rows of deletions made elsewhere; trying again at the next refresh", "err", err)
-		return todo
+		s.log.Error("sweeping rows of deletions and corrections made elsewhere; trying again at the next refresh", "err", err)
+		return todo, corr
+	}
+	for _, c := range corr {
+		n, err := correctRows(ctx, s.db, s.tables, c)
+		if err != nil {
+			s.log.Error("sweeping rows of a correction made elsewhere; trying again at the next refresh", "kind", c.Kind, "subject", c.Subject().Hash(), "err", err)
+			failedCorr = append(failedCorr, c)
+			continue
+		}
+		if n > 0 {
+			s.log.Info("corrected rows stored before this process learned of a correction", "kind", c.Kind, "subject", c.Subject().Hash(), "rows", n)
+		}
 	}
 	for _, ts := range todo {
 		tc, err := deleteRows(ctx, s.db, s.tables, ts.Subject, ts.DeletedAt)
@@ -188,7 +203,7 @@ func (s *Service) sweep(ctx context.Context, todo []Tombstone) (failed []Tombsto
 			s.log.Info("swept rows stored before this process learned of a deletion", "subject_type", ts.Type, "subject", ts.Hash(), "rows", rows)
 		}
 	}
-	return failed
+	return failed, failedCorr
 }
 
 // Addr is the admin API's bound address after Start ("" when disabled).
@@ -279,10 +294,15 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var sub Subject
+	var corr Correction
 	var err error
-	if rt.method == http.MethodGet {
+	switch {
+	case rt.method == http.MethodGet:
 		sub, err = DecodeQuery(r.URL.RawQuery)
-	} else {
+	case rt.action == "correct":
+		corr, err = DecodeCorrection(r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		sub = corr.Subject()
+	default:
 		sub, err = DecodeBody(r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	}
 	if err != nil {
@@ -303,6 +323,8 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.delete(ctx, w, a)
 	case "opt_out", "opt_in":
 		s.optOut(ctx, w, a, rt.action == "opt_out")
+	case "correct":
+		s.correct(ctx, w, a, corr)
 	}
 }
 
@@ -324,6 +346,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readBody reads a POST call's body: JSON (when a Content-Type is given),
+// at most maxBodyBytes, UTF-8. The error says which rule it broke.
+func readBody(contentType string, body io.Reader) ([]byte, error) {
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil || mt != "application/json" {
+			return nil, errors.New("Content-Type must be application/json")
+		}
+	}
+	raw, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading body: %w", err)
+	}
+	if len(raw) > maxBodyBytes {
+		return nil, fmt.Errorf("body larger than %d bytes", maxBodyBytes)
+	}
+	if !utf8.Valid(raw) {
+		return nil, errors.New("body must be UTF-8")
+	}
+	return raw, nil
 }
 
 // DecodeQuery reads the subject of a GET call: exactly one of user_id or
@@ -353,21 +397,9 @@ type subjectBody struct {
 // DecodeBody reads the subject of a POST call: a JSON object with exactly
 // one of user_id or anonymous_id and no other field.
 func DecodeBody(contentType string, body io.Reader) (Subject, error) {
-	if contentType != "" {
-		mt, _, err := mime.ParseMediaType(contentType)
-		if err != nil || mt != "application/json" {
-			return Subject{}, fmt.Errorf("%w: Content-Type must be application/json", ErrBadSubject)
-		}
-	}
-	raw, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	raw, err := readBody(contentType, body)
 	if err != nil {
-		return Subject{}, fmt.Errorf("%w: reading body: %w", ErrBadSubject, err)
-	}
-	if len(raw) > maxBodyBytes {
-		return Subject{}, fmt.Errorf("%w: body larger than %d bytes", ErrBadSubject, maxBodyBytes)
-	}
-	if !utf8.Valid(raw) {
-		return Subject{}, fmt.Errorf("%w: body must be UTF-8", ErrBadSubject)
+		return Subject{}, fmt.Errorf("%w: %w", ErrBadSubject, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -442,6 +474,9 @@ type StatusResponse struct {
 	Tombstoned bool `json:"tombstoned"`
 	// OptedOut says the subject is in the opt-out registry.
 	OptedOut bool `json:"opted_out"`
+	// Corrections are the corrections made for the subject and when,
+	// oldest first.
+	Corrections []Correction `json:"corrections"`
 }
 
 func (s *Service) status(ctx context.Context, w http.ResponseWriter, a *auditRecord) {
@@ -463,6 +498,10 @@ func (s *Service) status(ctx context.Context, w http.ResponseWriter, a *auditRec
 		return
 	}
 	resp := StatusResponse{SubjectType: a.sub.Type, Tables: tc}
+	if resp.Corrections, err = subjectCorrections(ctx, s.db, s.tables, a.sub); err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
 	if len(reg) == 1 {
 		resp.Tombstoned, resp.OptedOut = reg[0].Tomb > 0, reg[0].Opt
 	}
@@ -525,4 +564,39 @@ func (s *Service) optOut(ctx context.Context, w http.ResponseWriter, a *auditRec
 	}
 	a.status, a.result, a.rows = http.StatusOK, "ok", 1
 	writeJSON(w, http.StatusOK, &OptOutResponse{SubjectType: a.sub.Type, OptedOut: out})
+}
+
+// CorrectResponse is the answer of POST /v1/privacy/correct.
+type CorrectResponse struct {
+	// Correction is what was recorded, with its bound corrected_at.
+	Correction Correction `json:"correction"`
+	// Rows counts the stored events changed; the events still on the bus
+	// are corrected by the consumer as they arrive.
+	Rows uint64 `json:"rows"`
+}
+
+// correct records the correction first (so the consumer corrects the
+// matching events it reads from now on), waits for the consumer's batch
+// in flight, then corrects the stored rows received until the bound.
+func (s *Service) correct(ctx context.Context, w http.ResponseWriter, a *auditRecord, c Correction) {
+	if c.Kind == CorrectPlan && s.tables.Cluster != "" {
+		s.fail(w, a, http.StatusNotImplemented, "unsupported", fmt.Errorf("%w: plan corrections on a cluster", ErrUnsupported))
+		return
+	}
+	c, err := s.reg.RecordCorrection(ctx, c)
+	if err == nil {
+		err = s.waitConsumer(ctx)
+	}
+	if err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
+	n, err := correctRows(ctx, s.db, s.tables, c)
+	a.rows = n
+	if err != nil {
+		s.fail(w, a, http.StatusInternalServerError, "error", err)
+		return
+	}
+	a.status, a.result = http.StatusOK, "ok"
+	writeJSON(w, http.StatusOK, &CorrectResponse{Correction: c, Rows: n})
 }

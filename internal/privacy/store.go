@@ -23,10 +23,28 @@ type DB interface {
 }
 
 // SubjectTables are the tables holding identifiers, in the order exports
-// and deletions visit them: the events, their errors copies, and what
-// Segment's alias and group calls link (migration 0007_identity).
-// rollups_daily holds none.
-var SubjectTables = []string{"events", "errors", "identity_links", "group_members"}
+// and deletions visit them: the events, their errors copies, what
+// Segment's alias and group calls link (migration 0007_identity), and the
+// corrections made for the subject (migration 0009_prompt_corpus).
+// rollups_daily and prompt_corpus hold none.
+var SubjectTables = []string{"events", "errors", "identity_links", "group_members", "corrections"}
+
+// timeColumn is the column a table's rows are bounded by: when ingest
+// received the event, or when the correction was made.
+func timeColumn(table string) string {
+	if table == "corrections" {
+		return "corrected_at"
+	}
+	return "received_at"
+}
+
+// exportOrder is the order of a table's rows in an export.
+func exportOrder(table string) string {
+	if table == "corrections" {
+		return "corrected_at"
+	}
+	return "timestamp, event_id"
+}
 
 // TableCount is a number of rows of one table.
 type TableCount struct {
@@ -62,7 +80,7 @@ func held(t Tables, table string, sub Subject, bound time.Time) (string, []any) 
 		return where + fmt.Sprintf(" AND event_id NOT IN (SELECT event_id FROM %s WHERE %s = ? AND received_at > fromUnixTimestamp64Milli(?, 'UTC'))",
 			t.table("events"), sub.Type), append(args, sub.ID, bound.UnixMilli())
 	default:
-		return where + " AND received_at <= fromUnixTimestamp64Milli(?, 'UTC')", append(args, bound.UnixMilli())
+		return where + " AND " + timeColumn(table) + " <= fromUnixTimestamp64Milli(?, 'UTC')", append(args, bound.UnixMilli())
 	}
 }
 
@@ -134,7 +152,7 @@ func deleteRows(ctx context.Context, db DB, t Tables, sub Subject, bound time.Ti
 // object per row with the table's columns in order.
 func exportRows(ctx context.Context, db DB, t Tables, table string, sub Subject, emit func(row json.RawMessage) error) (int, error) {
 	where, args := subjectWhere(table, sub)
-	q := fmt.Sprintf("SELECT * FROM %s WHERE %s ORDER BY timestamp, event_id", t.table(table), where)
+	q := fmt.Sprintf("SELECT * FROM %s WHERE %s ORDER BY %s", t.table(table), where, exportOrder(table))
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("exporting %s: %w", table, err)

@@ -43,8 +43,8 @@ func TestApplyIsIdempotentAndReappliesChangedRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Migrations) != 7 || len(p.Retention) != 4 {
-		t.Fatalf("fresh database plan: %d migrations, %d retention statements; want 7, 4", len(p.Migrations), len(p.Retention))
+	if len(p.Migrations) != 8 || len(p.Retention) != 5 {
+		t.Fatalf("fresh database plan: %d migrations, %d retention statements; want 8, 5", len(p.Migrations), len(p.Retention))
 	}
 	if _, err := m.Apply(ctx); err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestApplyIsIdempotentAndReappliesChangedRetention(t *testing.T) {
 	if err := conn.Select(ctx, &recorded, "SELECT version, name, checksum FROM "+db+".schema_migrations FINAL ORDER BY version"); err != nil {
 		t.Fatal(err)
 	}
-	if len(recorded) != 7 || recorded[0].Name != "events" || recorded[2].Version != 3 || recorded[3].Name != "privacy" || recorded[4].Name != "insert_parts" || recorded[6].Name != "identity" || recorded[0].Checksum != p.Migrations[0].Checksum {
+	if len(recorded) != 8 || recorded[0].Name != "events" || recorded[2].Version != 3 || recorded[3].Name != "privacy" || recorded[4].Name != "insert_parts" || recorded[6].Name != "identity" || recorded[7].Name != "prompt_corpus" || recorded[0].Checksum != p.Migrations[0].Checksum {
 		t.Fatalf("schema_migrations: %+v", recorded)
 	}
 
@@ -150,7 +150,11 @@ func TestRetentionDeletesAndClearsPerTier(t *testing.T) {
 	if err := conn.Exec(ctx, "INSERT INTO "+db+".events (event_id, type, plan, timestamp) VALUES (generateUUIDv4(), 'page_view', 'pro', now64(3) - INTERVAL 1100 DAY)"); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"events", "errors", "rollups_daily"} {
+	// Anonymised prompts: one older than 3 years, one recent.
+	if err := conn.Exec(ctx, "INSERT INTO "+db+".prompt_corpus (day, prompt) VALUES (today() - 1100, 'old prompt'), (today() - 1000, 'kept prompt')"); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"events", "errors", "rollups_daily", "prompt_corpus"} {
 		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+db+"."+table+" FINAL"); err != nil {
 			t.Fatal(err)
 		}
@@ -190,6 +194,15 @@ func TestRetentionDeletesAndClearsPerTier(t *testing.T) {
 	if old[0].N != 0 {
 		t.Errorf("rollup older than 3 years kept")
 	}
+	var prompts []struct {
+		Prompt string `ch:"prompt"`
+	}
+	if err := conn.Select(ctx, &prompts, "SELECT prompt FROM "+db+".prompt_corpus"); err != nil {
+		t.Fatal(err)
+	}
+	if len(prompts) != 1 || prompts[0].Prompt != "kept prompt" {
+		t.Errorf("anonymised prompts after the 3-year TTL: %+v, want only the one 1000 days old", prompts)
+	}
 }
 
 func TestRollupsAndErrorsHoldNoForbiddenColumns(t *testing.T) {
@@ -204,6 +217,10 @@ func TestRollupsAndErrorsHoldNoForbiddenColumns(t *testing.T) {
 		// The privacy registries hold a subject id and the request, nothing else.
 		{"tombstones", []string{"ip", "prompt", "session_id", "event_id", "context_page_url", "context_user_agent", "plan"}},
 		{"opt_outs", []string{"ip", "prompt", "session_id", "event_id", "context_page_url", "context_user_agent", "plan"}},
+		// The anonymised prompt corpus: nothing that links a row to a person.
+		{"prompt_corpus", []string{"user_id", "anonymous_id", "session_id", "group_id", "previous_id", "event_id", "generation_id", "ip",
+			"context_page_url", "context_referrer", "context_user_agent", "timestamp", "received_at", "source", "kafka_offset"}},
+		{"prompt_corpus_runs", []string{"user_id", "anonymous_id", "prompt"}},
 	}
 	for _, c := range cases {
 		var cols []struct {

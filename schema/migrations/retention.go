@@ -26,6 +26,9 @@ type Retention struct {
 	ErrorsDays int `mapstructure:"errors_days"`
 	// RollupsDays is how long daily rollups are kept. Default 1095 (3 years).
 	RollupsDays int `mapstructure:"rollups_days"`
+	// AnonymizedPromptsDays is how long rows of the anonymised prompt
+	// corpus (prompt_corpus) are kept, by their day. Default 1095 (3 years).
+	AnonymizedPromptsDays int `mapstructure:"anonymized_prompts_days"`
 }
 
 // DefaultRetention returns the documented defaults.
@@ -35,6 +38,8 @@ func DefaultRetention() Retention {
 		Pro:         Tier{EventsDays: 395, PromptDays: 90},
 		ErrorsDays:  30,
 		RollupsDays: 3 * 365,
+
+		AnonymizedPromptsDays: 3 * 365,
 	}
 }
 
@@ -66,7 +71,23 @@ func (r Retention) Validate() error {
 	if r.RollupsDays <= 0 {
 		errs = append(errs, errors.New("retention.rollups_days: must be > 0"))
 	}
+	if r.AnonymizedPromptsDays <= 0 {
+		errs = append(errs, errors.New("retention.anonymized_prompts_days: must be > 0"))
+	}
 	return errors.Join(errs...)
+}
+
+// MinPromptDays is the shortest prompt retention of any plan: the time
+// the prompt corpus job has to read a day's prompts before a TTL may clear
+// the first of them.
+func (r Retention) MinPromptDays() int {
+	m := 0
+	for _, p := range r.plans() {
+		if m == 0 || p.tier.PromptDays < m {
+			m = p.tier.PromptDays
+		}
+	}
+	return m
 }
 
 // Statement is one retention ALTER and what it sets.
@@ -80,25 +101,22 @@ type Statement struct {
 
 // RetentionStatements renders the TTLs of o.Retention as ALTER statements:
 // raw events deleted per plan, the prompt column cleared per plan (an
-// unknown plan gets the shortest prompt retention), errors and rollups
-// deleted after their days.
+// unknown plan gets the shortest prompt retention), errors, rollups and
+// the anonymised prompt corpus deleted after their days.
 func RetentionStatements(o Options) []Statement {
 	r := o.Retention
 	alter := func(table string) string { return "ALTER TABLE " + o.localTable(table) + o.onCluster() }
 	var del, prompt []string
-	shortest := 0
 	for _, p := range r.plans() {
 		del = append(del, fmt.Sprintf("toDateTime(timestamp) + INTERVAL %d DAY DELETE WHERE plan = '%s'", p.tier.EventsDays, p.plan))
 		prompt = append(prompt, fmt.Sprintf("plan = '%s', toDateTime(timestamp) + INTERVAL %d DAY", p.plan, p.tier.PromptDays))
-		if shortest == 0 || p.tier.PromptDays < shortest {
-			shortest = p.tier.PromptDays
-		}
 	}
 	return []Statement{
 		{"events", alter("events") + "\nMODIFY TTL\n    " + strings.Join(del, ",\n    ")},
 		{"events.prompt", alter("events") + "\nMODIFY COLUMN prompt TTL multiIf(\n    " + strings.Join(prompt, ",\n    ") +
-			fmt.Sprintf(",\n    toDateTime(timestamp) + INTERVAL %d DAY)", shortest)},
+			fmt.Sprintf(",\n    toDateTime(timestamp) + INTERVAL %d DAY)", r.MinPromptDays())},
 		{"errors", alter("errors") + fmt.Sprintf("\nMODIFY TTL toDateTime(timestamp) + INTERVAL %d DAY", r.ErrorsDays)},
 		{"rollups_daily", alter("rollups_daily") + fmt.Sprintf("\nMODIFY TTL day + INTERVAL %d DAY", r.RollupsDays)},
+		{"prompt_corpus", alter("prompt_corpus") + fmt.Sprintf("\nMODIFY TTL day + INTERVAL %d DAY", r.AnonymizedPromptsDays)},
 	}
 }

@@ -87,8 +87,8 @@ type Consumer struct {
 	afterInsert func() error
 
 	// filter, when set (SetFilter), drops events before insert; see filter.go.
-	filter   Filter
-	filtered metric.Int64Counter
+	filter              Filter
+	filtered, corrected metric.Int64Counter
 	// filtering is held from a batch's filter to the end of its insert;
 	// Barrier waits for it (see filter.go).
 	filtering chan struct{}

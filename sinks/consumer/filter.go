@@ -11,16 +11,22 @@ import (
 	"github.com/sora3web/telemetry/schema"
 )
 
-// Filter decides which decoded events must never be stored: the events of
-// a data subject deleted after they were published (still in Kafka or the
-// local log, or replayed). It is consulted for every batch before the
-// insert; dropped events are counted in telemetry.consumer.filtered and
-// committed with the batch, not dead-lettered. internal/privacy.Registry
-// is the production Filter. Implementations must be cheap and safe for
-// concurrent use.
+// Filter decides which decoded events must never be stored, and which
+// must be stored corrected: the events of a data subject deleted after
+// they were published (still in Kafka or the local log, or replayed), and
+// those a correction made after they were published applies to (a plan,
+// or an anonymous_id attached to or detached from a user_id). It is
+// consulted for every batch before the insert; dropped events are counted
+// in telemetry.consumer.filtered and committed with the batch, not
+// dead-lettered; corrected ones in telemetry.consumer.corrected.
+// internal/privacy.Registry is the production Filter. Implementations
+// must be cheap and safe for concurrent use.
 type Filter interface {
 	// Drop reports whether e must not be stored.
 	Drop(e *schema.Enriched) bool
+	// Correct applies to e the corrections made after it was received and
+	// reports whether it changed it.
+	Correct(e *schema.Enriched) bool
 	// DeletedAt returns the bound of the latest deletion of e's data
 	// subject, if there was one: events received at or before it were
 	// deleted. A resend of an event whose stored copy was deleted is not
@@ -31,30 +37,45 @@ type Filter interface {
 // SetFilter makes the consumer drop the events f refuses. Call it before
 // Start.
 func (c *Consumer) SetFilter(f Filter) error {
-	filtered, err := otel.Meter("github.com/sora3web/telemetry/sinks/consumer").Int64Counter("telemetry.consumer.filtered",
+	meter := otel.Meter("github.com/sora3web/telemetry/sinks/consumer")
+	filtered, err := meter.Int64Counter("telemetry.consumer.filtered",
 		metric.WithDescription("Events not stored because their data subject was deleted."))
 	if err != nil {
 		return err
 	}
-	c.filter, c.filtered = f, filtered
+	corrected, err := meter.Int64Counter("telemetry.consumer.corrected",
+		metric.WithDescription("Events stored corrected (plan, user_id) by a correction made after they were received."))
+	if err != nil {
+		return err
+	}
+	c.filter, c.filtered, c.corrected = f, filtered, corrected
 	return nil
 }
 
-// applyFilter returns the records the filter keeps (records itself when
-// there is no filter).
+// applyFilter returns the records the filter keeps, corrected (records
+// itself when there is no filter).
 func (c *Consumer) applyFilter(records []record) []record {
 	if c.filter == nil || len(records) == 0 {
 		return records
 	}
 	kept := make([]record, 0, len(records))
+	corrected := 0
 	for i := range records {
-		if !c.filter.Drop(&records[i].e) {
-			kept = append(kept, records[i])
+		if c.filter.Drop(&records[i].e) {
+			continue
 		}
+		if c.filter.Correct(&records[i].e) {
+			corrected++
+		}
+		kept = append(kept, records[i])
 	}
 	if n := len(records) - len(kept); n > 0 {
 		c.filtered.Add(context.Background(), int64(n))
 		c.log.Info("dropped events of deleted data subjects", "count", n)
+	}
+	if corrected > 0 {
+		c.corrected.Add(context.Background(), int64(corrected))
+		c.log.Info("corrected events of data subjects", "count", corrected)
 	}
 	return kept
 }

@@ -248,6 +248,59 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM telemetry.events_local
 WHERE type = 'group' AND group_id != '';
 
+-- migration 0009_prompt_corpus (sha256 eb8609482431506809201b05f77cb9caca07623601d28596aa1a192dbdabc60c)
+CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus_local ON CLUSTER analytics
+(
+    day          Date,
+    prompt       String CODEC(ZSTD(3)),
+    quality      LowCardinality(String),
+    resolution   LowCardinality(String),
+    aspect_ratio LowCardinality(String),
+    duration_s   Float32,
+    model        LowCardinality(String),
+    device_class LowCardinality(String),
+    outcome      LowCardinality(String),
+    failure_code LowCardinality(String),
+    downloaded   Bool
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/telemetry/prompt_corpus_local', '{replica}')
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, prompt)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus ON CLUSTER analytics AS telemetry.prompt_corpus_local
+ENGINE = Distributed(analytics, telemetry, prompt_corpus_local, cityHash64(prompt));
+
+CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus_runs_local ON CLUSTER analytics
+(
+    day        Date,
+    candidates UInt64,
+    kept       UInt64,
+    held_back  UInt64,
+    done_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/telemetry/prompt_corpus_runs_local', '{replica}')
+ORDER BY day;
+
+CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus_runs ON CLUSTER analytics AS telemetry.prompt_corpus_runs_local
+ENGINE = Distributed(analytics, telemetry, prompt_corpus_runs_local, toYYYYMM(day));
+
+CREATE TABLE IF NOT EXISTS telemetry.corrections_local ON CLUSTER analytics
+(
+    kind         LowCardinality(String),
+    user_id      String,
+    anonymous_id String,
+    plan         LowCardinality(String),
+    from_time    DateTime64(3, 'UTC'),
+    to_time      DateTime64(3, 'UTC'),
+    corrected_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/telemetry/corrections_local', '{replica}')
+ORDER BY (user_id, anonymous_id, corrected_at);
+
+CREATE TABLE IF NOT EXISTS telemetry.corrections ON CLUSTER analytics AS telemetry.corrections_local
+ENGINE = Distributed(analytics, telemetry, corrections_local, cityHash64(user_id, anonymous_id));
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL
@@ -267,5 +320,9 @@ MODIFY TTL toDateTime(timestamp) + INTERVAL 30 DAY;
 
 -- retention rollups_daily
 ALTER TABLE telemetry.rollups_daily_local ON CLUSTER analytics
+MODIFY TTL day + INTERVAL 1095 DAY;
+
+-- retention prompt_corpus
+ALTER TABLE telemetry.prompt_corpus_local ON CLUSTER analytics
 MODIFY TTL day + INTERVAL 1095 DAY;
 

@@ -223,6 +223,50 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM telemetry.events
 WHERE type = 'group' AND group_id != '';
 
+-- migration 0009_prompt_corpus (sha256 eb8609482431506809201b05f77cb9caca07623601d28596aa1a192dbdabc60c)
+CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus
+(
+    day          Date,
+    prompt       String CODEC(ZSTD(3)),
+    quality      LowCardinality(String),
+    resolution   LowCardinality(String),
+    aspect_ratio LowCardinality(String),
+    duration_s   Float32,
+    model        LowCardinality(String),
+    device_class LowCardinality(String),
+    outcome      LowCardinality(String),
+    failure_code LowCardinality(String),
+    downloaded   Bool
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, prompt)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus_runs
+(
+    day        Date,
+    candidates UInt64,
+    kept       UInt64,
+    held_back  UInt64,
+    done_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY day;
+
+CREATE TABLE IF NOT EXISTS telemetry.corrections
+(
+    kind         LowCardinality(String),
+    user_id      String,
+    anonymous_id String,
+    plan         LowCardinality(String),
+    from_time    DateTime64(3, 'UTC'),
+    to_time      DateTime64(3, 'UTC'),
+    corrected_at DateTime64(3, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (user_id, anonymous_id, corrected_at);
+
 -- retention events
 ALTER TABLE telemetry.events
 MODIFY TTL
@@ -242,5 +286,9 @@ MODIFY TTL toDateTime(timestamp) + INTERVAL 30 DAY;
 
 -- retention rollups_daily
 ALTER TABLE telemetry.rollups_daily
+MODIFY TTL day + INTERVAL 1095 DAY;
+
+-- retention prompt_corpus
+ALTER TABLE telemetry.prompt_corpus
 MODIFY TTL day + INTERVAL 1095 DAY;
 
