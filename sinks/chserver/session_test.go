@@ -3,6 +3,7 @@ package chserver_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -89,21 +90,8 @@ func TestClientDisconnectKillsQuery(t *testing.T) {
 			for k, v := range params {
 				q[k] = v
 			}
-			ctx, cancel := context.WithCancel(context.Background())
+			cancel, done := postAway(t, q, nil)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, "POST", "http://"+testenv.ClickHouse(t)+"/?"+q.Encode(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() {
-				resp, err := http.DefaultClient.Do(req)
-				if err == nil {
-					resp.Body.Close()
-					err = errors.New("the query answered " + resp.Status)
-				}
-				done <- err
-			}()
 			waitFor(t, 30*time.Second, func() bool { return string(mustOK(t, "POST", running, watcher, nil)) == "1\n" })
 			cancel() // the client goes away
 			if err := <-done; !errors.Is(err, context.Canceled) {
@@ -135,20 +123,8 @@ func TestClientDisconnectDoesNotSplitAnInsertFromItsViews(t *testing.T) {
 	}
 	running := "SELECT count() FROM system.processes WHERE query LIKE '%insert_disconnect.src%' AND query NOT LIKE '%system.processes%'"
 	q := url.Values{"query": {"INSERT INTO insert_disconnect.src SETTINGS max_block_size = 1 FORMAT TSV"}}
-	ctx, cancel := context.WithCancel(context.Background())
+	cancel, done := postAway(t, q, strings.NewReader("1\n2\n3\n4\n"))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+testenv.ClickHouse(t)+"/?"+q.Encode(), strings.NewReader("1\n2\n3\n4\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		done <- err
-	}()
 	waitFor(t, 30*time.Second, func() bool { return string(mustOK(t, "POST", running, watcher, nil)) == "1\n" })
 	cancel() // the client goes away mid-insert
 	<-done
@@ -158,6 +134,29 @@ func TestClientDisconnectDoesNotSplitAnInsertFromItsViews(t *testing.T) {
 	if src != "4\n" || dst != "4\n" {
 		t.Fatalf("after the client went away mid-insert: table %q rows, view %q rows; want 4 and 4", src, dst)
 	}
+}
+
+// postAway posts the query q (with body) in the background; cancel makes
+// its client go away mid-request. done gets the client's error, or one
+// saying the query answered.
+func postAway(t *testing.T, q url.Values, body io.Reader) (cancel func(), done <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+testenv.ClickHouse(t)+"/?"+q.Encode(), body)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			err = errors.New("the query answered " + resp.Status)
+		}
+		ch <- err
+	}()
+	return cancel, ch
 }
 
 // waitFor polls cond until it holds, failing the test after limit.
