@@ -309,3 +309,34 @@ func warmGroupCoordinator(b *testing.B, e *env) {
 		b.Fatalf("warming the group coordinator: %v", err)
 	}
 }
+
+// BenchmarkRowPath measures the consumer's own CPU per row, without the
+// broker or the engine: decode a message, add it to a batch's columns,
+// encode the batch as Native (to io.Discard). Batches of 50,000 rows.
+// Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkRowPath$' -benchmem
+func BenchmarkRowPath(b *testing.B) {
+	const batch = 50_000
+	values := make([][]byte, batch)
+	for i := range values {
+		values[i] = marshal(b, event(i)).Value
+	}
+	b.ResetTimer()
+	for n := 0; n < b.N; n += batch {
+		bt := &Batch{cols: newColumns(), Token: "bench"}
+		for _, col := range bt.cols {
+			col.reserve(batch) // as newBatch does
+		}
+		for i, v := range values {
+			r, err := decode(bus.Message{Value: v, Topic: "bench", Offset: int64(i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, col := range bt.cols {
+				col.add(&r)
+			}
+		}
+		if err := bt.WriteNative(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
