@@ -15,11 +15,14 @@ type Config struct {
 	GroupID string `mapstructure:"group_id"`
 	// BatchRows cuts a batch at this many messages. Two batches are in
 	// memory at once (one inserted, the next assembled), about 1.7 KB per
-	// message with its JSON. Default 50000.
+	// message with its JSON. Default 100000: a backlog drains in parts of
+	// 100k rows, and fewer, larger parts leave the engine fewer merges
+	// (BenchmarkSink: about 10 CPU µs per row against 12.6 at 50k on
+	// 2026-12-01). A steady flow is cut by batch_interval long before.
 	BatchRows int `mapstructure:"batch_rows"`
 	// BatchBytes cuts a batch at this many message bytes: a bound on the
 	// memory a batch holds rather than its size (an event's JSON is about
-	// 1 KB, so batch_rows cuts first). Default 67108864 (64 MiB).
+	// 1 KB, so batch_rows cuts first). Default 134217728 (128 MiB).
 	BatchBytes int `mapstructure:"batch_bytes"`
 	// BatchInterval cuts a batch this long after its first message, so at
 	// most about one insert per interval reaches ClickHouse. Default 1s.
@@ -60,8 +63,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		GroupID:        "telemetry-clickhouse",
-		BatchRows:      50_000,
-		BatchBytes:     64 << 20,
+		BatchRows:      100_000,
+		BatchBytes:     128 << 20,
 		BatchInterval:  time.Second,
 		FetchMaxBytes:  10 << 20,
 		FetchMaxWait:   250 * time.Millisecond,
