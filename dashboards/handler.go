@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
@@ -40,40 +39,6 @@ func BundleJS() []byte { return bundleJS }
 
 // BundleCSS returns the embedded stylesheet bundle.
 func BundleCSS() []byte { return bundleCSS }
-
-// Config configures the built-in dashboard.
-type Config struct {
-	// Database holds the pipeline's tables (config key clickhouse.database).
-	// Default "telemetry".
-	Database string
-	// QueryTimeout bounds one panel's query. Default 30s.
-	QueryTimeout time.Duration
-	// MaxRows bounds one panel's answer. Default 10000.
-	MaxRows int
-	// MaxRange bounds the time range a request may ask for. Default 400 days.
-	MaxRange time.Duration
-	// Log receives query failures. Default: discarded.
-	Log *slog.Logger
-}
-
-func (c Config) withDefaults() Config {
-	if c.Database == "" {
-		c.Database = "telemetry"
-	}
-	if c.QueryTimeout <= 0 {
-		c.QueryTimeout = 30 * time.Second
-	}
-	if c.MaxRows <= 0 {
-		c.MaxRows = 10000
-	}
-	if c.MaxRange <= 0 {
-		c.MaxRange = 400 * 24 * time.Hour
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
-	return c
-}
 
 // BuiltinDashboards are the Grafana dashboards (by file) whose panels the
 // built-in dashboard shows.

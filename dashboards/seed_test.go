@@ -172,7 +172,7 @@ func seedDB(addr string, events []schema.Enriched) (driver.Conn, error) {
 	defer cancel()
 	long := migrations.Tier{EventsDays: 3650, PromptDays: 3650}
 	m, err := migrations.New(conn, migrations.Options{Database: testDB, Retention: migrations.Retention{
-		Free: long, Pro: long, ErrorsDays: 3650, RollupsDays: 3650}})
+		Free: long, Pro: long, ErrorsDays: 3650, RollupsDays: 3650, RollupsHourlyDays: 3650, PipelineHistoryDays: 3650}})
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/collector"
+	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/internal/privacy"
@@ -53,6 +54,9 @@ type Config struct {
 	// Admin configures the privacy admin API (data-subject rights) and the
 	// tombstone and opt-out registries.
 	Admin privacy.Config `mapstructure:"admin"`
+	// Dashboard configures the staff-only listener of the built-in
+	// dashboard, the error explorer and the pipeline page.
+	Dashboard dashboards.Config `mapstructure:"dashboard"`
 
 	// DataDir holds all local state of `telemetry serve`: the local log,
 	// the spool and the embedded ClickHouse. Default "./data".
@@ -118,9 +122,9 @@ type ServeConfig struct {
 	Consumer bool `mapstructure:"consumer"`
 	// Migrate applies the migrations at start. Default true.
 	Migrate bool `mapstructure:"migrate"`
-	// MetricsListen serves /metrics, /healthz and /dashboard when ingest
-	// does not run in this process (telemetry consume). Default
-	// 127.0.0.1:9464.
+	// MetricsListen serves /metrics and /healthz when ingest does not run
+	// in this process (telemetry consume). The dashboards have a listener
+	// of their own (dashboard.listen). Default 127.0.0.1:9464.
 	MetricsListen string `mapstructure:"metrics_listen"`
 	// ShutdownTimeout bounds the whole graceful shutdown: drain requests,
 	// flush batches, commit offsets, close the log. Default 30s.
@@ -149,6 +153,7 @@ func Default() Config {
 		Retention:  migrations.DefaultRetention(),
 		Consumer:   consumer.DefaultConfig(),
 		Admin:      privacy.DefaultConfig(),
+		Dashboard:  dashboards.DefaultConfig(),
 
 		DataDir:  "./data",
 		Bus:      "log",
@@ -172,7 +177,7 @@ func walDefaults() wal.Config {
 func (c Config) Validate() error {
 	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
 		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate(),
-		c.Admin.Validate(), c.Admin.CheckToken(c.Dev)}
+		c.Admin.Validate(), c.Admin.CheckToken(c.Dev), c.Dashboard.Validate(), c.Dashboard.CheckToken(c.Dev)}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: required"))
 	}

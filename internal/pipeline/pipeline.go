@@ -45,7 +45,8 @@ type Pipeline struct {
 	log *slog.Logger
 
 	// Handlers are mounted on the ingest server before it starts (metrics,
-	// the SDK, the dashboard). Set them before Start.
+	// the SDK). Set them before Start. The dashboards have their own
+	// listener (dashboard.listen).
 	Handlers map[string]http.Handler
 
 	// stack holds the stop of every part started, in start order;
@@ -67,6 +68,7 @@ type Pipeline struct {
 	ingest    *collector.Server
 	privacy   *privacy.Service // admin API + tombstone/opt-out registries
 	side      *http.Server
+	dash      *dashboards.Server
 }
 
 // part is how to stop one started part of the pipeline.
@@ -198,10 +200,8 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if p.conn != nil {
-		dash := dashboards.Handler(dashboards.Config{Database: p.cfg.ClickHouse.Database, Log: p.log}, p.dashConn)
-		p.Handlers["GET /dashboard"] = dash
-		p.Handlers["GET /dashboard/"] = dash
+	if err := p.startDashboards(ctx); err != nil {
+		return err
 	}
 	if !s.Ingest {
 		if err := p.startSideServer(ctx); err != nil {
@@ -219,12 +219,42 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		}
 		p.started("ingest", p.ingest.Shutdown)
 	}
-	p.log.Info("pipeline started", "bus", p.cfg.Bus, "ingest", p.IngestAddr(), "embedded_clickhouse", p.cfg.Embedded.Enabled,
+	p.log.Info("pipeline started", "bus", p.cfg.Bus, "ingest", p.IngestAddr(), "dashboard", p.DashboardAddr(), "embedded_clickhouse", p.cfg.Embedded.Enabled,
 		"consumer", s.Consumer, "data_dir", p.cfg.DataDir)
 	return nil
 }
 
-// startSideServer serves the handlers (/metrics, /dashboard) and health on
+// startDashboards serves the dashboards on their own staff-only listener
+// (dashboard.listen), never on ingest's: it needs ClickHouse.
+func (p *Pipeline) startDashboards(ctx context.Context) error {
+	if p.conn == nil || !p.cfg.Dashboard.Enabled {
+		return nil
+	}
+	dc := p.cfg.Dashboard
+	dc.Database, dc.Log = p.cfg.ClickHouse.Database, p.log
+	srv, err := dashboards.NewServer(dc, p.dashConn)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	p.dash = srv
+	p.started("dashboards", srv.Shutdown)
+	p.log.Info("dashboards serving (staff token required: sign in at /dashboard/login)", "url", "http://"+srv.Addr()+"/dashboard/")
+	return nil
+}
+
+// DashboardAddr is the dashboards' address, after Start ("" when they do
+// not run).
+func (p *Pipeline) DashboardAddr() string {
+	if p.dash == nil {
+		return ""
+	}
+	return p.dash.Addr()
+}
+
+// startSideServer serves the handlers (/metrics) and health on
 // serve.metrics_listen when no ingest server carries them.
 func (p *Pipeline) startSideServer(ctx context.Context) error {
 	mux := http.NewServeMux()

@@ -74,7 +74,7 @@ func raw(t *testing.T, addr, request string) rawResponse {
 
 // TestListenersResistInjectionTraversalAndLeaks runs the all-in-one
 // pipeline with every handler that serves files (the SDK, the dashboard)
-// and checks, on the ingest and admin listeners: no secret or raw IP in any
+// and checks, on the ingest, admin and dashboard listeners: no secret or raw IP in any
 // log line, CR/LF never splits a response nor forges a log line, oversized
 // headers get 431, and no path reads a file outside the embedded assets.
 func TestListenersResistInjectionTraversalAndLeaks(t *testing.T) {
@@ -96,7 +96,7 @@ func TestListenersResistInjectionTraversalAndLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Handlers["GET /v1/sdk.js"] = sdk.Handler() // as serve.go mounts it; the dashboard is mounted by Start
+	p.Handlers["GET /v1/sdk.js"] = sdk.Handler() // as serve.go mounts it; the dashboards get their own listener from Start
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +203,12 @@ func TestListenersResistInjectionTraversalAndLeaks(t *testing.T) {
 			"//etc/passwd", "/v1/sdk.js%00.txt", "/dashboard/assets/dashboard.js%00", "/dashboard/internal/pipeline/pipeline_test.go",
 		}
 		assets := map[string]bool{string(sdk.Bundle): true}
+		tokens := map[string]string{ingest: adminToken, admin: adminToken, p.DashboardAddr(): cfg.Dashboard.Token}
 		for _, path := range paths {
-			for _, addr := range []string{ingest, admin} {
+			for _, addr := range []string{ingest, admin, p.DashboardAddr()} {
 				target := path
 				for hop := 0; hop < 3; hop++ {
-					r := raw(t, addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+adminToken+"\r\nConnection: close\r\n\r\n")
+					r := raw(t, addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokens[addr]+"\r\nConnection: close\r\n\r\n")
 					for _, f := range forbidden {
 						if strings.Contains(r.body, f) {
 							t.Fatalf("%s%s served a file outside the assets (%q)", addr, path, f)

@@ -26,6 +26,13 @@ type Retention struct {
 	ErrorsDays int `mapstructure:"errors_days"`
 	// RollupsDays is how long daily rollups are kept. Default 1095 (3 years).
 	RollupsDays int `mapstructure:"rollups_days"`
+	// RollupsHourlyDays is how long hourly rollups (the dashboards' hour
+	// buckets) are kept. Default 92.
+	RollupsHourlyDays int `mapstructure:"rollups_hourly_days"`
+	// PipelineHistoryDays is how long the pipeline's recorded metric
+	// snapshots (pipeline_metrics, the dashboards' pipeline page) are kept.
+	// Default 30.
+	PipelineHistoryDays int `mapstructure:"pipeline_history_days"`
 }
 
 // DefaultRetention returns the documented defaults.
@@ -35,6 +42,9 @@ func DefaultRetention() Retention {
 		Pro:         Tier{EventsDays: 395, PromptDays: 90},
 		ErrorsDays:  30,
 		RollupsDays: 3 * 365,
+
+		RollupsHourlyDays:   92,
+		PipelineHistoryDays: 30,
 	}
 }
 
@@ -66,6 +76,12 @@ func (r Retention) Validate() error {
 	if r.RollupsDays <= 0 {
 		errs = append(errs, errors.New("retention.rollups_days: must be > 0"))
 	}
+	if r.RollupsHourlyDays <= 0 {
+		errs = append(errs, errors.New("retention.rollups_hourly_days: must be > 0"))
+	}
+	if r.PipelineHistoryDays <= 0 {
+		errs = append(errs, errors.New("retention.pipeline_history_days: must be > 0"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -80,8 +96,8 @@ type Statement struct {
 
 // RetentionStatements renders the TTLs of o.Retention as ALTER statements:
 // raw events deleted per plan, the prompt column cleared per plan (an
-// unknown plan gets the shortest prompt retention), errors and rollups
-// deleted after their days.
+// unknown plan gets the shortest prompt retention), errors, rollups and
+// the pipeline's history deleted after their days.
 func RetentionStatements(o Options) []Statement {
 	r := o.Retention
 	alter := func(table string) string { return "ALTER TABLE " + o.localTable(table) + o.onCluster() }
@@ -100,5 +116,7 @@ func RetentionStatements(o Options) []Statement {
 			fmt.Sprintf(",\n    toDateTime(timestamp) + INTERVAL %d DAY)", shortest)},
 		{"errors", alter("errors") + fmt.Sprintf("\nMODIFY TTL toDateTime(timestamp) + INTERVAL %d DAY", r.ErrorsDays)},
 		{"rollups_daily", alter("rollups_daily") + fmt.Sprintf("\nMODIFY TTL day + INTERVAL %d DAY", r.RollupsDays)},
+		{"rollups_hourly", alter("rollups_hourly") + fmt.Sprintf("\nMODIFY TTL hour + INTERVAL %d DAY", r.RollupsHourlyDays)},
+		{"pipeline_metrics", alter("pipeline_metrics") + fmt.Sprintf("\nMODIFY TTL toDateTime(time) + INTERVAL %d DAY", r.PipelineHistoryDays)},
 	}
 }

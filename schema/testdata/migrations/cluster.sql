@@ -248,6 +248,57 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM telemetry.events_local
 WHERE type = 'group' AND group_id != '';
 
+-- migration 0010_hourly_and_pipeline_history (sha256 f98c77f5aecb8d1a6c66ca5e75b03a00def8c90cafd49c92a5f2fe9c8f5025c9)
+CREATE TABLE IF NOT EXISTS telemetry.rollups_hourly_local ON CLUSTER analytics
+(
+    hour           DateTime('UTC'),
+    type           LowCardinality(String),
+    plan           LowCardinality(String),
+    quality        LowCardinality(String),
+    resolution     LowCardinality(String),
+    aspect_ratio   LowCardinality(String),
+    model          LowCardinality(String),
+    device_class   LowCardinality(String),
+    device_os      LowCardinality(String),
+    device_browser LowCardinality(String),
+    events         AggregateFunction(count),
+    users          AggregateFunction(uniq, Nullable(String)),
+    latency_ms     AggregateFunction(quantilesIf(0.5, 0.9, 0.99), UInt32, UInt8)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/telemetry/rollups_hourly_local', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, type, plan, quality, resolution, aspect_ratio, model, device_class, device_os, device_browser)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS telemetry.rollups_hourly ON CLUSTER analytics AS telemetry.rollups_hourly_local
+ENGINE = Distributed(analytics, telemetry, rollups_hourly_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry.rollups_hourly_mv_local ON CLUSTER analytics TO telemetry.rollups_hourly_local AS
+SELECT
+    toStartOfHour(timestamp) AS hour, type, plan, quality, resolution, aspect_ratio, model,
+    device_class, device_os, device_browser,
+    countState() AS events,
+    uniqState(coalesce(nullIf(user_id, ''), nullIf(anonymous_id, ''))) AS users,
+    quantilesIfState(0.5, 0.9, 0.99)(latency_ms, latency_ms > 0) AS latency_ms
+FROM telemetry.events_local
+GROUP BY hour, type, plan, quality, resolution, aspect_ratio, model, device_class, device_os, device_browser;
+
+CREATE TABLE IF NOT EXISTS telemetry.pipeline_metrics_local ON CLUSTER analytics
+(
+    time    DateTime64(3, 'UTC'),
+    process LowCardinality(String),
+    metric  LowCardinality(String),
+    kind    LowCardinality(String),
+    attrs   String,
+    value   Float64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/telemetry/pipeline_metrics_local', '{replica}')
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (metric, time, process, attrs);
+
+CREATE TABLE IF NOT EXISTS telemetry.pipeline_metrics ON CLUSTER analytics AS telemetry.pipeline_metrics_local
+ENGINE = Distributed(analytics, telemetry, pipeline_metrics_local, rand());
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL
@@ -268,4 +319,12 @@ MODIFY TTL toDateTime(timestamp) + INTERVAL 30 DAY;
 -- retention rollups_daily
 ALTER TABLE telemetry.rollups_daily_local ON CLUSTER analytics
 MODIFY TTL day + INTERVAL 1095 DAY;
+
+-- retention rollups_hourly
+ALTER TABLE telemetry.rollups_hourly_local ON CLUSTER analytics
+MODIFY TTL hour + INTERVAL 92 DAY;
+
+-- retention pipeline_metrics
+ALTER TABLE telemetry.pipeline_metrics_local ON CLUSTER analytics
+MODIFY TTL toDateTime(time) + INTERVAL 30 DAY;
 
