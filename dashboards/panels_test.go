@@ -33,6 +33,42 @@ func (s scenario) dayIn(e *schema.Enriched) bool {
 	d := e.Timestamp.UTC().Truncate(24 * time.Hour)
 	return !d.Before(s.from.UTC().Truncate(24*time.Hour)) && !d.After(s.to.UTC().Truncate(24*time.Hour))
 }
+
+// step is the bucket the panels take for the scenario's range: a minute up
+// to 6 h, an hour up to 7 days, a day beyond.
+func (s scenario) step() time.Duration {
+	switch span := s.to.Sub(s.from); {
+	case span <= 6*time.Hour:
+		return time.Minute
+	case span <= 7*24*time.Hour:
+		return time.Hour
+	}
+	return 24 * time.Hour
+}
+
+// bucketIn mirrors the rollup source's range: the raw events of the range
+// (minutes), the hours starting from the hour of from up to to, or the
+// days from the day of from to the day of to.
+func (s scenario) bucketIn(e *schema.Enriched) bool {
+	switch s.step() {
+	case time.Minute:
+		return s.tsIn(e)
+	case time.Hour:
+		h := e.Timestamp.UTC().Truncate(time.Hour)
+		return !h.Before(s.from.UTC().Truncate(time.Hour)) && !h.After(s.to)
+	}
+	return s.dayIn(e)
+}
+
+// bucket is e's time bucket, the first one drawn at from.
+func (s scenario) bucket(e *schema.Enriched) time.Time {
+	t := e.Timestamp.UTC().Truncate(s.step())
+	if t.Before(s.from) {
+		return s.from.UTC()
+	}
+	return t
+}
+
 func (s scenario) tsIn(e *schema.Enriched) bool {
 	return !e.Timestamp.Before(s.from) && !e.Timestamp.After(s.to)
 }
@@ -209,8 +245,8 @@ type expectation struct {
 // from the seeded events in Go.
 var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 	"product-1": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
-		g := groupBy(es, func(e *schema.Enriched) string { return tkey(day(e)) + "|" + e.Plan + " / " + e.Properties.Quality })
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Plan + " / " + e.Properties.Quality })
 		var rows [][]any
 		for _, k := range g.keys {
 			t, series, _ := strings.Cut(k, "|")
@@ -219,7 +255,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 		return expectation{columns: []string{"time", "series", "generations"}, rows: sortRows(rows, byCols(0, 1))}
 	},
 	"product-2": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
 		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.Resolution })
 		var rows [][]any
 		for _, k := range g.keys {
@@ -228,7 +264,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 		return expectation{columns: []string{"resolution", "generations"}, rows: sortRows(rows, enumOrder(0, schema.Resolutions))}
 	},
 	"product-3": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
 		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.AspectRatio })
 		var rows [][]any
 		for _, k := range g.keys {
@@ -237,12 +273,12 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 		return expectation{columns: []string{"aspect_ratio", "generations"}, rows: sortRows(rows, byCountDesc(1, 0))}
 	},
 	"product-4": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
 		share := ratio(count(es, func(e *schema.Enriched) bool { return e.Properties.Resolution == "2160p" }), float64(len(es)))
 		return expectation{columns: []string{"share_2160p"}, rows: [][]any{{share}}, tol: map[int]float64{0: 1e-12}}
 	},
 	"product-5": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, notBot, s.pqb)
+		es := where(ev, s.bucketIn, notBot, s.pqb)
 		r := ratio(count(es, isType(schema.TypeVideoDownloaded)), count(es, isType(schema.TypeGenerationCompleted)))
 		return expectation{columns: []string{"downloads_per_completed"}, rows: [][]any{{r}}, tol: map[int]float64{0: 1e-12}}
 	},
@@ -258,8 +294,8 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 		})}
 	},
 	"product-7": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested, schema.TypeGenerationCompleted, schema.TypeGenerationFailed), notBot, s.pqb)
-		g := groupBy(es, func(e *schema.Enriched) string { return tkey(day(e)) })
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested, schema.TypeGenerationCompleted, schema.TypeGenerationFailed), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) })
 		var rows [][]any
 		for _, k := range g.keys {
 			r := g.rows[k]
@@ -269,7 +305,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 		return expectation{columns: []string{"time", "completion_rate", "failure_rate"}, rows: sortRows(rows, byCols(0)), tol: map[int]float64{1: 1e-12, 2: 1e-12}}
 	},
 	"product-8": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, isType(schema.TypeGenerationCompleted), notBot, s.pqb)
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationCompleted), notBot, s.pqb)
 		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.Quality })
 		var rows [][]any
 		for _, k := range g.keys {
@@ -335,11 +371,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 
 	"errors-1": func(s scenario, ev []schema.Enriched) expectation {
 		es := where(ev, s.tsIn, isError, s.pb)
-		secs := int64(s.interval.Seconds())
-		g := groupBy(es, func(e *schema.Enriched) string {
-			u := e.Timestamp.Unix()
-			return tkey(time.Unix(u-u%secs, 0).UTC()) + "|" + e.Properties.ErrorCode
-		})
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Properties.ErrorCode })
 		var rows [][]any
 		for _, k := range g.keys {
 			t, code, _ := strings.Cut(k, "|")
@@ -348,8 +380,8 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 		return expectation{columns: []string{"time", "error_code", "errors"}, rows: sortRows(rows, byCols(0, 1))}
 	},
 	"errors-2": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, s.pb)
-		g := groupBy(es, func(e *schema.Enriched) string { return tkey(day(e)) })
+		es := where(ev, s.bucketIn, s.pb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) })
 		var rows [][]any
 		for _, k := range g.keys {
 			r := g.rows[k]
@@ -382,7 +414,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 	"errors-5": errorsBy("os", func(e *schema.Enriched) string { return e.Device.OS }),
 	"errors-6": errorsBy("app_version", func(e *schema.Enriched) string { return e.Context.AppVersion }),
 	"errors-7": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, isType(schema.TypeGenerationRequested, schema.TypeGenerationFailed), notBot, s.pqb)
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested, schema.TypeGenerationFailed), notBot, s.pqb)
 		g := groupBy(es, func(e *schema.Enriched) string { return e.Properties.Quality + "|" + e.Properties.Resolution })
 		var rows [][]any
 		for _, k := range g.keys {
@@ -435,7 +467,7 @@ func activeUsers(col string, bucket func(*schema.Enriched) time.Time) func(s sce
 
 func clients(col string, key func(*schema.Enriched) string) func(s scenario, ev []schema.Enriched) expectation {
 	return func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.dayIn, s.pb)
+		es := where(ev, s.bucketIn, s.pb)
 		g := groupBy(es, key)
 		var rows [][]any
 		for _, k := range g.keys {
@@ -464,6 +496,10 @@ func scenarios(ev []schema.Enriched) []scenario {
 		{name: "all", from: seedFrom, to: seedTo, interval: 6 * time.Hour},
 		{name: "filtered", from: seedFrom.Add(7*24*time.Hour + 5*time.Hour), to: seedFrom.Add(20*24*time.Hour + 3*time.Hour + 30*time.Minute),
 			interval: time.Hour, plans: []string{"pro"}, qualities: []string{"pro", "uhd"}, browser: []string{"Chrome", "Mobile Safari", "Firefox"}},
+		// Hour buckets from rollups_hourly; the range starts inside an hour.
+		{name: "days", from: seedFrom.Add(9*24*time.Hour + 20*time.Minute), to: seedFrom.Add(12*24*time.Hour + 5*time.Hour)},
+		// Minute buckets from raw events.
+		{name: "hours", from: seedFrom.Add(15*24*time.Hour + 2*time.Hour + 30*time.Second), to: seedFrom.Add(15*24*time.Hour + 8*time.Hour)},
 	}
 	for i := range scs {
 		scs[i].session = busiestErrorSession(ev, &scs[i])
