@@ -246,7 +246,9 @@ type expectation struct {
 var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 	"product-1": func(s scenario, ev []schema.Enriched) expectation {
 		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
-		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Plan + " / " + e.Properties.Quality })
+		g := groupBy(es, func(e *schema.Enriched) string {
+			return tkey(s.bucket(e)) + "|" + e.Plan + " / " + e.Properties.Quality
+		})
 		var rows [][]any
 		for _, k := range g.keys {
 			t, series, _ := strings.Cut(k, "|")
