@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -54,10 +55,16 @@ func (s scenario) bucketIn(e *schema.Enriched) bool {
 	case time.Minute:
 		return s.tsIn(e)
 	case time.Hour:
-		h := e.Timestamp.UTC().Truncate(time.Hour)
-		return !h.Before(s.from.UTC().Truncate(time.Hour)) && !h.After(s.to)
+		return s.hourIn(e)
 	}
 	return s.dayIn(e)
+}
+
+// hourIn mirrors a read of rollups_hourly: the hours starting from the
+// hour of from up to to.
+func (s scenario) hourIn(e *schema.Enriched) bool {
+	h := e.Timestamp.UTC().Truncate(time.Hour)
+	return !h.Before(s.from.UTC().Truncate(time.Hour)) && !h.After(s.to)
 }
 
 // bucket is e's time bucket, the first one drawn at from.
@@ -366,6 +373,108 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 			rows = append(rows, []any{ptime(t), plan, float64(len(g.rows[k])) / users(g.rows[k])})
 		}
 		return expectation{columns: []string{"time", "plan", "generations_per_user"}, rows: sortRows(rows, byCols(0, 1)), tol: map[int]float64{2: 1e-12}}
+	},
+	"product-18": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested, schema.TypeGenerationCompleted, schema.TypeVideoDownloaded), notBot, s.pqb)
+		var rows [][]any
+		for _, by := range []struct {
+			name string
+			key  func(*schema.Enriched) string
+			less func(a, b []any) bool
+		}{
+			{"plan", func(e *schema.Enriched) string { return e.Plan }, byCols(1)},
+			{"quality", func(e *schema.Enriched) string { return e.Properties.Quality }, enumOrder(1, schema.Qualities)},
+		} {
+			g := groupBy(es, by.key)
+			var part [][]any
+			for _, k := range g.keys {
+				r := g.rows[k]
+				req, done, dl := count(r, isType(schema.TypeGenerationRequested)), count(r, isType(schema.TypeGenerationCompleted)), count(r, isType(schema.TypeVideoDownloaded))
+				part = append(part, []any{by.name, k, req, done, dl, ratio(done, req), ratio(dl, done)})
+			}
+			rows = append(rows, sortRows(part, by.less)...)
+		}
+		return expectation{columns: []string{"by", "value", "requested", "completed", "downloaded", "completed_rate", "downloaded_rate"}, rows: rows,
+			tol: map[int]float64{5: 1e-12, 6: 1e-12}}
+	},
+	"product-19": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isType(schema.TypeGenerationRequested), func(e *schema.Enriched) bool { return !e.OptedOut && uid(e) != "" }, notBot, s.pqb)
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Timestamp.Before(es[j].Timestamp) })
+		first := map[string]*schema.Enriched{}
+		active := map[string]map[time.Time]bool{}
+		for _, e := range es {
+			u := uid(e)
+			if first[u] == nil {
+				first[u] = e
+				active[u] = map[time.Time]bool{}
+			}
+			active[u][week(e)] = true
+		}
+		n := map[string]float64{}
+		var keys []string
+		for u, f := range first {
+			for w := range active[u] {
+				k := fmt.Sprintf("%s|%s|%03d", f.Plan, tkey(week(f)), int(w.Sub(week(f)).Hours()/24/7))
+				if n[k] == 0 {
+					keys = append(keys, k)
+				}
+				n[k]++
+			}
+		}
+		sort.Strings(keys)
+		var rows [][]any
+		for _, k := range keys {
+			parts := strings.Split(k, "|")
+			var after int
+			fmt.Sscan(parts[2], &after)
+			size := n[parts[0]+"|"+parts[1]+"|000"]
+			rows = append(rows, []any{parts[0], ptime(parts[1]), float64(after), n[k], math.Round(n[k]/size*1e4) / 1e4})
+		}
+		return expectation{columns: []string{"plan", "cohort", "weeks_after", "users", "retention"}, rows: rows, tol: map[int]float64{4: 1e-9}}
+	},
+	"product-20": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.bucketIn, isType(schema.TypeGenerationRequested), notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Plan })
+		var rows [][]any
+		for _, k := range g.keys {
+			t, plan, _ := strings.Cut(k, "|")
+			r := g.rows[k]
+			n := float64(len(r))
+			rows = append(rows, []any{ptime(t), plan,
+				ratio(count(r, func(e *schema.Enriched) bool { return e.Properties.Resolution == "2160p" }), n),
+				ratio(count(r, func(e *schema.Enriched) bool { return e.Properties.Quality == "uhd" }), n)})
+		}
+		return expectation{columns: []string{"time", "plan", "share_2160p", "share_uhd"}, rows: sortRows(rows, byCols(0, 1)), tol: map[int]float64{2: 1e-12, 3: 1e-12}}
+	},
+	"product-21": func(s scenario, ev []schema.Enriched) expectation {
+		in := s.tsIn
+		if s.step() != time.Minute {
+			in = s.hourIn
+		}
+		g := groupBy(where(ev, in, isType(schema.TypeGenerationRequested), notBot, s.pqb), func(e *schema.Enriched) string { return e.Properties.Model })
+		var rows [][]any
+		for _, k := range g.keys {
+			rows = append(rows, []any{k, float64(len(g.rows[k]))})
+		}
+		rows = sortRows(rows, byCountDesc(1, 0))
+		return expectation{columns: []string{"model", "generations"}, rows: rows[:min(10, len(rows))]}
+	},
+	"product-22": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, isType(schema.TypeGenerationCompleted), func(e *schema.Enriched) bool { return e.Properties.LatencyMS > 0 }, notBot, s.pqb)
+		g := groupBy(es, func(e *schema.Enriched) string {
+			return fmt.Sprintf("%s|%d", tkey(s.bucket(e)), uint64(1)<<(bits.Len64(uint64(e.Properties.LatencyMS))-1))
+		})
+		var rows [][]any
+		for _, k := range g.keys {
+			t, b, _ := strings.Cut(k, "|")
+			rows = append(rows, []any{ptime(t), b, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{"time", "latency_from_ms", "generations"}, rows: sortRows(rows, func(a, b []any) bool {
+			if !a[0].(time.Time).Equal(b[0].(time.Time)) {
+				return a[0].(time.Time).Before(b[0].(time.Time))
+			}
+			return len(a[1].(string)) < len(b[1].(string)) || len(a[1].(string)) == len(b[1].(string)) && a[1].(string) < b[1].(string)
+		})}
 	},
 	"product-15": clients("device_class", func(e *schema.Enriched) string { return e.Device.Class }),
 	"product-16": clients("device_os", func(e *schema.Enriched) string { return e.Device.OS }),
