@@ -10,6 +10,7 @@
 package dashboards
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -33,6 +34,12 @@ var (
 	//go:embed web/dist/dashboard.css
 	bundleCSS []byte
 )
+
+// pageHTML is the page shell of one of the built-in pages (product,
+// errors, pipeline): the same document, told which page it is.
+func pageHTML(page string) []byte {
+	return bytes.Replace(indexHTML, []byte(`data-page="product"`), []byte(`data-page="`+page+`"`), 1)
+}
 
 // BundleJS returns the embedded JavaScript bundle (for the freshness test).
 func BundleJS() []byte { return bundleJS }
@@ -149,11 +156,20 @@ func Handler(cfg Config, db DB) http.Handler {
 	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
 	})
-	mux.HandleFunc("GET /dashboard/{$}", h.asset("text/html; charset=utf-8", indexHTML))
+	for _, page := range []string{"product", "errors", "pipeline"} {
+		path := "GET /dashboard/" + page
+		if page == "product" {
+			path = "GET /dashboard/{$}"
+		}
+		mux.HandleFunc(path, h.asset("text/html; charset=utf-8", pageHTML(page)))
+	}
 	mux.HandleFunc("GET /dashboard/assets/dashboard.js", h.asset("text/javascript; charset=utf-8", bundleJS))
 	mux.HandleFunc("GET /dashboard/assets/dashboard.css", h.asset("text/css; charset=utf-8", bundleCSS))
 	mux.HandleFunc("GET /dashboard/api/panels", h.list)
 	mux.HandleFunc("GET /dashboard/api/panels/{id}", h.data)
+	mux.HandleFunc("GET /dashboard/api/errors/groups", h.errorGroups)
+	mux.HandleFunc("GET /dashboard/api/errors/occurrences", h.errorOccurrences)
+	mux.HandleFunc("GET /dashboard/api/errors/occurrence/{id}", h.errorOccurrence)
 	return mux
 }
 
@@ -231,22 +247,30 @@ func (h *handler) data(w http.ResponseWriter, r *http.Request) {
 // spaces and a little punctuation.
 var browserRE = regexp.MustCompile(`^[\pL\pN ._()/+-]{1,64}$`)
 
+// timeRange reads the request's from and to (default: the last 7 days).
+func (h *handler) timeRange(r *http.Request) (from, to time.Time, err error) {
+	q := r.URL.Query()
+	if to, err = parseTime(q.Get("to"), time.Now().UTC().Truncate(time.Second)); err != nil {
+		return from, to, fmt.Errorf("%w: to: %w", ErrBadRequest, err)
+	}
+	if from, err = parseTime(q.Get("from"), to.Add(-7*24*time.Hour)); err != nil {
+		return from, to, fmt.Errorf("%w: from: %w", ErrBadRequest, err)
+	}
+	if !from.Before(to) {
+		return from, to, fmt.Errorf("%w: from must be before to", ErrBadRequest)
+	}
+	if to.Sub(from) > h.cfg.MaxRange {
+		return from, to, fmt.Errorf("%w: range longer than %v", ErrBadRequest, h.cfg.MaxRange)
+	}
+	return from, to, nil
+}
+
 // params reads the request's time range and variables.
 func (h *handler) params(r *http.Request, d *Dashboard) (Params, error) {
 	q := r.URL.Query()
-	to, err := parseTime(q.Get("to"), time.Now().UTC().Truncate(time.Second))
+	from, to, err := h.timeRange(r)
 	if err != nil {
-		return Params{}, fmt.Errorf("%w: to: %w", ErrBadRequest, err)
-	}
-	from, err := parseTime(q.Get("from"), to.Add(-7*24*time.Hour))
-	if err != nil {
-		return Params{}, fmt.Errorf("%w: from: %w", ErrBadRequest, err)
-	}
-	if !from.Before(to) {
-		return Params{}, fmt.Errorf("%w: from must be before to", ErrBadRequest)
-	}
-	if to.Sub(from) > h.cfg.MaxRange {
-		return Params{}, fmt.Errorf("%w: range longer than %v", ErrBadRequest, h.cfg.MaxRange)
+		return Params{}, err
 	}
 	opts := d.Options()
 	opts["database"] = []string{h.cfg.Database}

@@ -71,7 +71,7 @@ func TestHandlerRoutes(t *testing.T) {
 		{"/dashboard/assets/dashboard.css", "text/css", 200, ".uplot"},
 		{"/dashboard/api/panels", "application/json", 200, `"id":"product-1"`},
 		{"/dashboard/api/panels/nope", "application/json", 404, "no panel"},
-		{"/dashboard/api/panels/errors-9", "application/json", 404, "no panel"}, // needs $session: Grafana only
+		{"/dashboard/api/panels/explorer-3", "application/json", 404, "no panel"}, // the explorer's identifiers: /dashboard/errors only
 		{"/dashboard/api/panels/product-1?from=yesterday", "application/json", 400, "from"},
 		{"/dashboard/api/panels/product-1?from=2026-03-10&to=2026-03-01", "application/json", 400, "before"},
 		{"/dashboard/api/panels/product-1?from=2020-01-01&to=2026-03-01", "application/json", 400, "range"},

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -21,10 +22,20 @@ type scenario struct {
 	interval                  time.Duration
 	plans, qualities, browser []string // nil: All
 	session                   string
+	// explore holds the explorer's filters (explorer.json's textboxes);
+	// event is the occurrence it opens.
+	explore map[string]string
+	event   string
 }
 
 func (s scenario) params(d *Dashboard) Params {
-	vars := map[string][]string{"plan": s.plans, "quality": s.qualities, "browser": s.browser, "session": {s.session}}
+	vars := map[string][]string{"plan": s.plans, "quality": s.qualities, "browser": s.browser}
+	if d.File == "explorer.json" {
+		vars = map[string][]string{"plan": s.plans, "event_id": {s.event}}
+		for k, v := range s.explore {
+			vars[k] = []string{v}
+		}
+	}
 	return Params{From: s.from, To: s.to, Interval: s.interval, Vars: vars, Options: d.Options()}
 }
 
@@ -541,26 +552,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 			return slices.Index(schema.Resolutions, a[1].(string)) < slices.Index(schema.Resolutions, b[1].(string))
 		}), tol: map[int]float64{4: 1e-12}}
 	},
-	"errors-8": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.tsIn, isError, s.pb)
-		sort.SliceStable(es, func(i, j int) bool { return es[i].Timestamp.After(es[j].Timestamp) })
-		var rows [][]any
-		for _, e := range es[:min(100, len(es))] {
-			p := e.Properties
-			rows = append(rows, []any{e.Timestamp.UTC(), e.Type, p.ErrorCode, p.ErrorMessage, p.ErrorStack, e.Device.Browser, e.Device.OS, e.Context.AppVersion, e.Plan, e.SessionID})
-		}
-		return expectation{columns: []string{"timestamp", "type", "error_code", "error_message", "error_stack", "browser", "os", "app_version", "plan", "session_id"}, rows: rows}
-	},
-	"errors-9": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.tsIn, func(e *schema.Enriched) bool { return e.SessionID != "" && e.SessionID == s.session })
-		sort.SliceStable(es, func(i, j int) bool { return es[i].Timestamp.Before(es[j].Timestamp) })
-		var rows [][]any
-		for _, e := range es {
-			p := e.Properties
-			rows = append(rows, []any{e.Timestamp.UTC(), e.Type, e.Plan, p.Quality, p.Resolution, p.ErrorCode, p.ErrorMessage, e.Context.PageURL, e.Device.Browser})
-		}
-		return expectation{columns: []string{"timestamp", "type", "plan", "quality", "resolution", "error_code", "error_message", "page_url", "browser"}, rows: rows}
-	},
+
 }
 
 func activeUsers(col string, bucket func(*schema.Enriched) time.Time) func(s scenario, ev []schema.Enriched) expectation {
@@ -600,6 +592,124 @@ func errorsBy(col string, key func(*schema.Enriched) string) func(s scenario, ev
 	}
 }
 
+// explored mirrors the explorer's WHERE: an error of the range matching
+// every filter set (the message text as a case-insensitive substring of
+// the message or the code).
+func (s scenario) explored(e *schema.Enriched) bool {
+	if !isError(e) || !in(s.plans, e.Plan) {
+		return false
+	}
+	p := e.Properties
+	cols := map[string]string{"code": p.ErrorCode, "app_version": e.Context.AppVersion, "browser": e.Device.Browser, "os": e.Device.OS,
+		"user_id": e.UserID, "anonymous_id": e.AnonymousID, "session_id": e.SessionID, "generation_id": p.GenerationID}
+	for k, v := range s.explore {
+		if v == "" {
+			continue
+		}
+		if k == "q" {
+			if !strings.Contains(strings.ToLower(p.ErrorMessage), strings.ToLower(v)) && !strings.Contains(strings.ToLower(p.ErrorCode), strings.ToLower(v)) {
+				return false
+			}
+		} else if cols[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeRE is the explorer's message normalisation (RE2 in both).
+var normalizeRE = regexp.MustCompile(`(0x)?[0-9a-fA-F]{8,}(-[0-9a-fA-F]{4,})*|[0-9]+`)
+
+// explorerExpected are the explorer dashboard's answers.
+var explorerExpected = map[string]func(s scenario, ev []schema.Enriched) expectation{
+	"explorer-1": func(s scenario, ev []schema.Enriched) expectation {
+		g := groupBy(where(ev, s.tsIn, s.explored), func(e *schema.Enriched) string {
+			return e.Properties.ErrorCode + "\x00" + normalizeRE.ReplaceAllString(e.Properties.ErrorMessage, "#")
+		})
+		var rows [][]any
+		for _, k := range g.keys {
+			code, msg, _ := strings.Cut(k, "\x00")
+			r := g.rows[k]
+			first, last := r[0].Timestamp.UTC(), r[0].Timestamp.UTC()
+			for _, e := range r {
+				if e.Timestamp.Before(first) {
+					first = e.Timestamp.UTC()
+				}
+				if e.Timestamp.After(last) {
+					last = e.Timestamp.UTC()
+				}
+			}
+			rows = append(rows, []any{code, msg, float64(len(r)), users(r), first, last})
+		}
+		rows = sortRows(rows, byCountDesc(2, 0, 1))
+		return expectation{columns: []string{"error_code", "message", "errors", "users", "first_seen", "last_seen"}, rows: rows[:min(200, len(rows))]}
+	},
+	"explorer-2": func(s scenario, ev []schema.Enriched) expectation {
+		g := groupBy(where(ev, s.tsIn, s.explored), func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Properties.ErrorCode })
+		var rows [][]any
+		for _, k := range g.keys {
+			t, code, _ := strings.Cut(k, "|")
+			rows = append(rows, []any{ptime(t), code, float64(len(g.rows[k]))})
+		}
+		return expectation{columns: []string{"time", "error_code", "errors"}, rows: sortRows(rows, byCols(0, 1))}
+	},
+	"explorer-3": func(s scenario, ev []schema.Enriched) expectation {
+		es := where(ev, s.tsIn, s.explored)
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Timestamp.After(es[j].Timestamp) })
+		var rows [][]any
+		for _, e := range es[:min(100, len(es))] {
+			p := e.Properties
+			rows = append(rows, []any{e.EventID, e.Timestamp.UTC(), e.Type, p.ErrorCode, p.ErrorMessage, e.Device.Browser, e.Device.OS, e.Context.AppVersion, e.Plan, e.Context.PageURL, e.SessionID})
+		}
+		return expectation{columns: []string{"event_id", "timestamp", "type", "error_code", "error_message", "browser", "os", "app_version", "plan", "page_url", "session_id"}, rows: rows}
+	},
+	"explorer-4": func(s scenario, ev []schema.Enriched) expectation {
+		var rows [][]any
+		for _, e := range where(ev, func(e *schema.Enriched) bool { return e.EventID == s.event }) {
+			p := e.Properties
+			rows = append(rows, []any{e.EventID, e.Timestamp.UTC(), e.Type, p.ErrorCode, p.ErrorMessage, p.ErrorStack, e.Context.PageURL,
+				e.Device.Class, e.Device.Browser, e.Device.BrowserVersion, e.Device.OS, e.Device.OSVersion, e.Context.AppVersion, e.Plan, p.Model, p.GenerationID, e.SessionID})
+		}
+		return expectation{columns: []string{"event_id", "timestamp", "type", "error_code", "error_message", "error_stack", "page_url", "device_class", "browser", "browser_version", "os", "os_version", "app_version", "plan", "model", "generation_id", "session_id"}, rows: rows}
+	},
+	"explorer-5": func(s scenario, ev []schema.Enriched) expectation {
+		return expectation{columns: sessionColumns, rows: sessionAround(ev, s.event)}
+	},
+}
+
+// sessionColumns are the columns of the explorer's session events.
+var sessionColumns = []string{"timestamp", "type", "plan", "quality", "resolution", "model", "error_code", "error_message", "page_url", "browser"}
+
+// sessionAround is what the explorer shows around occurrence id: the
+// events of its session within 5 minutes either side, in order.
+func sessionAround(ev []schema.Enriched, id string) [][]any {
+	var at *schema.Enriched
+	for i := range ev {
+		if ev[i].EventID == id {
+			at = &ev[i]
+		}
+	}
+	if at == nil || at.SessionID == "" {
+		return nil
+	}
+	es := where(ev, func(e *schema.Enriched) bool {
+		return e.SessionID == at.SessionID && !e.Timestamp.Before(at.Timestamp.Add(-5*time.Minute)) && !e.Timestamp.After(at.Timestamp.Add(5*time.Minute))
+	})
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Timestamp.Before(es[j].Timestamp) })
+	var rows [][]any
+	for _, e := range es {
+		p := e.Properties
+		rows = append(rows, []any{e.Timestamp.UTC(), e.Type, e.Plan, p.Quality, p.Resolution, p.Model, p.ErrorCode, p.ErrorMessage, e.Context.PageURL, e.Device.Browser})
+	}
+	return rows
+}
+
+func init() {
+	for k, f := range explorerExpected {
+		expected[k] = f
+	}
+}
+
 // scenarios: the whole seeded window with every variable on All, and a
 // window cut inside days with every variable narrowed.
 func scenarios(ev []schema.Enriched) []scenario {
@@ -612,8 +722,18 @@ func scenarios(ev []schema.Enriched) []scenario {
 		// Minute buckets from raw events.
 		{name: "hours", from: seedFrom.Add(15*24*time.Hour + 2*time.Hour + 30*time.Second), to: seedFrom.Add(15*24*time.Hour + 8*time.Hour)},
 	}
+	explore := []map[string]string{{"session_id": ""}, {"q": "failed"}, {"code": "TypeError", "app_version": "3.4.1"}, {"os": "Windows"}}
 	for i := range scs {
 		scs[i].session = busiestErrorSession(ev, &scs[i])
+		scs[i].explore = explore[i]
+		if i == 0 {
+			scs[i].explore = map[string]string{"session_id": scs[i].session}
+		}
+		es := where(ev, scs[i].tsIn, scs[i].explored, func(e *schema.Enriched) bool { return e.SessionID != "" })
+		sort.SliceStable(es, func(a, b int) bool { return es[a].Timestamp.After(es[b].Timestamp) })
+		if len(es) > 0 {
+			scs[i].event = es[0].EventID
+		}
 	}
 	return scs
 }
