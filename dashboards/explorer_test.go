@@ -243,4 +243,3 @@ func TestBuiltinPanelsShowNoIdentifiers(t *testing.T) {
 		}
 	}
 }
-

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"slices"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -552,7 +552,6 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 			return slices.Index(schema.Resolutions, a[1].(string)) < slices.Index(schema.Resolutions, b[1].(string))
 		}), tol: map[int]float64{4: 1e-12}}
 	},
-
 }
 
 func activeUsers(col string, bucket func(*schema.Enriched) time.Time) func(s scenario, ev []schema.Enriched) expectation {
