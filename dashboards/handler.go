@@ -48,8 +48,18 @@ func BundleJS() []byte { return bundleJS }
 func BundleCSS() []byte { return bundleCSS }
 
 // BuiltinDashboards are the Grafana dashboards (by file) whose panels the
-// built-in dashboard shows.
-var BuiltinDashboards = []string{"product.json", "errors.json"}
+// built-in pages show: product and errors on /dashboard/, the recorded
+// pipeline history on /dashboard/pipeline. (The explorer's identifiers are
+// served by /dashboard/api/errors/ only.)
+var BuiltinDashboards = []string{"product.json", "errors.json", "pipeline-history.json"}
+
+// pageOf is the built-in page that shows a dashboard file's panels.
+func pageOf(file string) string {
+	if strings.HasPrefix(file, "pipeline") {
+		return "pipeline"
+	}
+	return "product"
+}
 
 // builtinVars are the variables the built-in dashboard can fill; a panel
 // using any other (errors' session) is left to Grafana.
@@ -61,6 +71,8 @@ type PanelInfo struct {
 	ID string `json:"id"`
 	// Dashboard is the Grafana dashboard's title.
 	Dashboard string `json:"dashboard"`
+	// Page is the built-in page showing the panel: product or pipeline.
+	Page string `json:"page"`
 	// Title is the panel's title.
 	Title string `json:"title"`
 	// Type is the Grafana visualization: timeseries, barchart, piechart, stat or table.
@@ -129,7 +141,7 @@ next:
 			} `json:"defaults"`
 		}
 		_ = json.Unmarshal(q.Panel.FieldConfig, &fc)
-		out = append(out, builtin{query: q, info: PanelInfo{ID: q.Key, Dashboard: q.Dashboard.Title, Title: q.Panel.Title,
+		out = append(out, builtin{query: q, info: PanelInfo{ID: q.Key, Dashboard: q.Dashboard.Title, Page: pageOf(q.Dashboard.File), Title: q.Panel.Title,
 			Type: q.Panel.Type, Description: q.Panel.Description, Unit: fc.Defaults.Unit}})
 	}
 	return out, nil

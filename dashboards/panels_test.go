@@ -707,6 +707,155 @@ func init() {
 	for k, f := range explorerExpected {
 		expected[k] = f
 	}
+	for k, f := range historyExpected {
+		expected[k] = f
+	}
+}
+
+// historyDelta is a counter's increase at one snapshot.
+type historyDelta struct {
+	at            time.Time
+	metric, attrs string
+	delta         float64
+}
+
+// historyDeltas mirrors the pipeline panels' window: the snapshots from an
+// hour before from to to, each less its process's previous one in that
+// window (0 for the first), kept from from on.
+func historyDeltas(s scenario, metrics ...string) []historyDelta {
+	prev := map[string]float64{}
+	var out []historyDelta
+	for _, r := range historyRows() {
+		if !slices.Contains(metrics, r.metric) || r.time.Before(s.from.Add(-time.Hour)) || r.time.After(s.to) {
+			continue
+		}
+		k := r.process + "|" + r.metric + "|" + r.attrs
+		d := r.value - prev[k]
+		prev[k] = r.value
+		if !r.time.Before(s.from) {
+			out = append(out, historyDelta{r.time, r.metric, r.attrs, d})
+		}
+	}
+	return out
+}
+
+// historyBucket is the pipeline panels' bucket of a snapshot's time.
+func (s scenario) historyBucket(t time.Time) time.Time {
+	b := t.UTC().Truncate(s.step())
+	if b.Before(s.from) {
+		return s.from.UTC()
+	}
+	return b
+}
+
+// historySeries sums deltas per bucket and attrs (by attrs) or per bucket,
+// divided by the bucket's seconds when perSecond.
+func historySeries(s scenario, byAttrs, perSecond bool, metric string) [][]any {
+	sums := map[string]float64{}
+	var keys []string
+	for _, d := range historyDeltas(s, metric) {
+		k := tkey(s.historyBucket(d.at))
+		if byAttrs {
+			k += "|" + d.attrs
+		}
+		if _, ok := sums[k]; !ok {
+			keys = append(keys, k)
+		}
+		sums[k] += d.delta
+	}
+	var rows [][]any
+	for _, k := range keys {
+		t, attrs, _ := strings.Cut(k, "|")
+		v := sums[k]
+		if perSecond {
+			v /= s.step().Seconds()
+		}
+		row := []any{ptime(t)}
+		if byAttrs {
+			row = append(row, attrs)
+		}
+		rows = append(rows, append(row, v))
+	}
+	if byAttrs {
+		return sortRows(rows, byCols(0, 1))
+	}
+	return sortRows(rows, byCols(0))
+}
+
+// historyGauge sums over processes and attrs (or per attrs) the highest
+// value each recorded in a bucket.
+func historyGauge(s scenario, byAttrs bool, metric string) [][]any {
+	highest := map[string]float64{}
+	for _, r := range historyRows() {
+		if r.metric != metric || r.time.Before(s.from) || r.time.After(s.to) {
+			continue
+		}
+		k := tkey(s.historyBucket(r.time)) + "|" + r.attrs + "|" + r.process
+		highest[k] = max(highest[k], r.value)
+	}
+	sums := map[string]float64{}
+	for k, v := range highest {
+		parts := strings.Split(k, "|")
+		key := parts[0]
+		if byAttrs {
+			key += "|" + parts[1]
+		}
+		sums[key] += v
+	}
+	var rows [][]any
+	for k, v := range sums {
+		t, attrs, _ := strings.Cut(k, "|")
+		row := []any{ptime(t)}
+		if byAttrs {
+			row = append(row, attrs)
+		}
+		rows = append(rows, append(row, v))
+	}
+	if byAttrs {
+		return sortRows(rows, byCols(0, 1))
+	}
+	return sortRows(rows, byCols(0))
+}
+
+// historyExpected are the recorded pipeline page's answers.
+var historyExpected = map[string]func(s scenario, ev []schema.Enriched) expectation{
+	"pipeline-history-1": func(s scenario, _ []schema.Enriched) expectation {
+		return expectation{columns: []string{"t", "outcome_reason", "events_per_s"}, rows: historySeries(s, true, true, "telemetry.ingest.events"), tol: map[int]float64{2: 1e-9}}
+	},
+	"pipeline-history-2": func(s scenario, _ []schema.Enriched) expectation {
+		n := map[string]float64{}
+		sum := map[string]float64{}
+		var keys []string
+		for _, d := range historyDeltas(s, "telemetry.ingest.publish.duration.count", "telemetry.ingest.publish.duration.sum") {
+			k := tkey(s.historyBucket(d.at))
+			if _, ok := n[k]; !ok {
+				keys = append(keys, k)
+				n[k] = 0
+			}
+			if strings.HasSuffix(d.metric, ".count") {
+				n[k] += d.delta
+			} else {
+				sum[k] += d.delta
+			}
+		}
+		var rows [][]any
+		for _, k := range keys {
+			rows = append(rows, []any{ptime(k), ratio(1000*sum[k], n[k])})
+		}
+		return expectation{columns: []string{"t", "publish_ms"}, rows: sortRows(rows, byCols(0)), tol: map[int]float64{1: 1e-6}}
+	},
+	"pipeline-history-3": func(s scenario, _ []schema.Enriched) expectation {
+		return expectation{columns: []string{"t", "messages_behind"}, rows: historyGauge(s, false, "telemetry.consumer.lag")}
+	},
+	"pipeline-history-4": func(s scenario, _ []schema.Enriched) expectation {
+		return expectation{columns: []string{"t", "cursor", "records_behind"}, rows: historyGauge(s, true, "telemetry.wal.cursor.lag")}
+	},
+	"pipeline-history-5": func(s scenario, _ []schema.Enriched) expectation {
+		return expectation{columns: []string{"t", "reason", "dead_letters"}, rows: historySeries(s, true, false, "telemetry.consumer.dead_letters")}
+	},
+	"pipeline-history-6": func(s scenario, _ []schema.Enriched) expectation {
+		return expectation{columns: []string{"t", "rows_per_s"}, rows: historySeries(s, false, true, "telemetry.consumer.rows.inserted"), tol: map[int]float64{1: 1e-9}}
+	},
 }
 
 // scenarios: the whole seeded window with every variable on All, and a

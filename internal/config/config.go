@@ -22,6 +22,7 @@ import (
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/chconn"
+	"github.com/sora3web/telemetry/internal/history"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
@@ -57,6 +58,9 @@ type Config struct {
 	// Dashboard configures the staff-only listener of the built-in
 	// dashboard, the error explorer and the pipeline page.
 	Dashboard dashboards.Config `mapstructure:"dashboard"`
+	// History configures the recorder of the pipeline's own metrics into
+	// ClickHouse (the dashboards' pipeline page, no Prometheus needed).
+	History history.Config `mapstructure:"history"`
 
 	// DataDir holds all local state of `telemetry serve`: the local log,
 	// the spool and the embedded ClickHouse. Default "./data".
@@ -154,6 +158,7 @@ func Default() Config {
 		Consumer:   consumer.DefaultConfig(),
 		Admin:      privacy.DefaultConfig(),
 		Dashboard:  dashboards.DefaultConfig(),
+		History:    history.DefaultConfig(),
 
 		DataDir:  "./data",
 		Bus:      "log",
@@ -177,7 +182,7 @@ func walDefaults() wal.Config {
 func (c Config) Validate() error {
 	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
 		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate(),
-		c.Admin.Validate(), c.Admin.CheckToken(c.Dev), c.Dashboard.Validate(), c.Dashboard.CheckToken(c.Dev)}
+		c.Admin.Validate(), c.Admin.CheckToken(c.Dev), c.Dashboard.Validate(), c.Dashboard.CheckToken(c.Dev), c.History.Validate()}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: required"))
 	}

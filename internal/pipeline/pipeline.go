@@ -26,6 +26,7 @@ import (
 	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/history"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/chdb"
@@ -43,6 +44,10 @@ const (
 type Pipeline struct {
 	cfg config.Config
 	log *slog.Logger
+
+	// Metrics is the process's metric reader; when set, the recorder
+	// writes its snapshots into ClickHouse (history.*). Set it before Start.
+	Metrics history.Source
 
 	// Handlers are mounted on the ingest server before it starts (metrics,
 	// the SDK). Set them before Start. The dashboards have their own
@@ -200,6 +205,9 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := p.startHistory(ctx); err != nil {
+		return err
+	}
 	if err := p.startDashboards(ctx); err != nil {
 		return err
 	}
@@ -242,6 +250,24 @@ func (p *Pipeline) startDashboards(ctx context.Context) error {
 	p.dash = srv
 	p.started("dashboards", srv.Shutdown)
 	p.log.Info("dashboards serving (staff token required: sign in at /dashboard/login)", "url", "http://"+srv.Addr()+"/dashboard/")
+	return nil
+}
+
+// startHistory records the process's metrics into ClickHouse every
+// history.interval (the dashboards' pipeline page); it needs ClickHouse
+// and the metric reader.
+func (p *Pipeline) startHistory(ctx context.Context) error {
+	if p.conn == nil || p.Metrics == nil || !p.cfg.History.Enabled {
+		return nil
+	}
+	rec, err := history.New(p.cfg.History, p.Metrics, p.conn, p.cfg.ClickHouse.Database, p.log)
+	if err != nil {
+		return err
+	}
+	if err := rec.Start(ctx); err != nil {
+		return err
+	}
+	p.started("metric history recorder", rec.Shutdown)
 	return nil
 }
 

@@ -41,8 +41,8 @@ FROM {{table "events"}}
 GROUP BY hour, type, plan, quality, resolution, aspect_ratio, model, device_class, device_os, device_browser;
 -- pipeline_metrics: the pipeline's own recorded history, for the
 -- dashboards' pipeline page without a Prometheus server. Each process
--- writes a snapshot of its counters and gauges every
--- dashboard.record_interval: one row per instrument and attribute set
+-- writes a snapshot of its counters and gauges every history.interval
+-- (internal/history): one row per instrument and attribute set
 -- (attrs: k=v pairs joined by ',', sorted). Counters are cumulative since
 -- the process started (rates are differences between snapshots of one
 -- process); gauges are the value at the snapshot. Kept
