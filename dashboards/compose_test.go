@@ -415,8 +415,8 @@ func TestGrafanaProvisioning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) != 3 {
-		t.Errorf("%d dashboards, want product, errors and pipeline", len(ds))
+	if len(ds) != 5 {
+		t.Errorf("%d dashboards, want product, errors, explorer, pipeline and pipeline-history", len(ds))
 	}
 	for _, d := range ds {
 		for _, p := range d.Panels {

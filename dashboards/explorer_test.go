@@ -89,14 +89,7 @@ func TestExplorerFindsASessionsErrorWithStackAndSurroundingEvents(t *testing.T) 
 	srv, logs := newExplorerServer(t)
 	_, ev := seed(t)
 	sc := scenario{from: seedFrom, to: seedTo}
-	n := map[string]int{}
-	session := ""
-	for _, e := range where(ev, isError, func(e *schema.Enriched) bool { return e.SessionID != "" }) {
-		n[e.SessionID]++
-		if session == "" || n[e.SessionID] > n[session] || n[e.SessionID] == n[session] && e.SessionID < session {
-			session = e.SessionID
-		}
-	}
+	session := mostErrorsSession(ev)
 	sc.explore = map[string]string{"session_id": session}
 	want := where(ev, sc.tsIn, sc.explored)
 	if len(want) < 2 {

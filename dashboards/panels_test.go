@@ -1009,7 +1009,7 @@ func TestBrowserVariableQuery(t *testing.T) {
 	}
 	for _, d := range ds {
 		for _, v := range d.Templating.List {
-			if v.Name != "browser" {
+			if v.Name != "browser" || v.Type != "query" {
 				continue
 			}
 			sql, err := Expand(v.Query.(string), Params{From: seedFrom, To: seedTo, Options: d.Options()})
