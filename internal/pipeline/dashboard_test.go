@@ -1,12 +1,19 @@
 package pipeline
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // dashboardPaths are every kind of path the dashboards serve.
@@ -84,5 +91,44 @@ func TestDashboardsOnlyOnTheirOwnListenerBehindTheStaffToken(t *testing.T) {
 		if strings.Contains(c.Value, cfg.Dashboard.Token) {
 			t.Fatal("the cookie carries the token")
 		}
+	}
+}
+
+// TestPipelineRecordsItsMetricHistory: with a metric reader, the pipeline
+// writes snapshots into pipeline_metrics every history.interval and a last
+// one at shutdown, which the dashboards' pipeline page reads.
+func TestPipelineRecordsItsMetricHistory(t *testing.T) {
+	cfg := allInOne(t)
+	cfg.History.Interval = time.Second
+	reader := sdkmetric.NewManualReader()
+	counter, err := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test").Int64Counter("telemetry.ingest.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.Add(context.Background(), 7, metric.WithAttributes(attribute.String("outcome", "accepted")))
+	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Metrics = reader
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := strings.TrimSpace(query(t, p, "SELECT count(), max(value) FROM telemetry.pipeline_metrics WHERE metric = 'telemetry.ingest.events' AND attrs = 'outcome=accepted'"))
+		if n, _, _ := strings.Cut(got, "\t"); n != "0" && n != "1" && n != "" {
+			if !strings.HasSuffix(got, "\t7") {
+				t.Fatalf("recorded %q, want the counter's 7", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s pipeline_metrics holds %q, want two snapshots", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
