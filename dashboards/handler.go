@@ -2,11 +2,11 @@
 // telemetry: the Grafana dashboards in grafana/ (JSON for the official
 // ClickHouse data source plugin and for Prometheus, with their provisioning
 // files), the expander that turns a panel's rawSql into the SQL the plugin
-// would run (Expand), and the built-in dashboard the collector serves at
-// /dashboard for all-in-one mode and quick looks (Handler). The built-in
-// dashboard runs the very queries of the Grafana panels, read from the
-// embedded JSON: there is one source of SQL. It must not write to
-// ClickHouse.
+// would run (Expand), and the built-in dashboards (Handler), served to
+// staff only on a listener of their own (Server): product and error
+// panels, the error explorer and the pipeline page. The built-in panels run
+// the very queries of the Grafana panels, read from the embedded JSON:
+// there is one source of SQL. It must not write to ClickHouse.
 package dashboards
 
 import (
@@ -147,15 +147,16 @@ next:
 	return out, nil
 }
 
-// Handler serves the built-in dashboard under /dashboard: the page at
-// /dashboard/, its assets under /dashboard/assets/, the panel list at
-// /dashboard/api/panels and each panel's data at
-// /dashboard/api/panels/<id>?from=&to=&plan=&quality=&browser=, where
-// from and to are RFC 3339 times, YYYY-MM-DD dates or Unix milliseconds
-// (default: the last 7 days), and plan, quality and browser are
-// comma-separated or repeated values (absent: All). The data is the
-// Grafana panel's rawSql expanded by Expand and run on db. Mount it on
-// "/dashboard" and "/dashboard/" (the collector: srv.Mount("GET /dashboard/", h)).
+// Handler serves the built-in dashboards under /dashboard, without the
+// staff token (NewServer puts them behind it on their own listener): the
+// pages /dashboard/ (product and errors), /dashboard/errors (the error
+// explorer) and /dashboard/pipeline, their assets under
+// /dashboard/assets/, the panel list at /dashboard/api/panels, each
+// panel's data at /dashboard/api/panels/<id>?from=&to=&plan=&quality=&browser=
+// (from and to: RFC 3339 times, YYYY-MM-DD dates or Unix milliseconds,
+// default the last 7 days; plan, quality and browser comma-separated or
+// repeated, absent: All), which is the Grafana panel's rawSql expanded by
+// Expand and run on db, and the explorer's /dashboard/api/errors/....
 func Handler(cfg Config, db DB) http.Handler {
 	cfg = cfg.withDefaults()
 	panels, err := builtinPanels()
