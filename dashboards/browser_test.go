@@ -58,11 +58,12 @@ type browserVisit struct {
 			Occurrence, Stack                  string
 		} `json:"explorer"`
 	} `json:"state"`
-	Panels            map[string]browserPanel `json:"panels"`
-	HoverLegend       string                  `json:"hoverLegend"`
-	StackText         string                  `json:"stackText"`
-	SessionRows       int                     `json:"sessionRows"`
-	SelectedInSession int                     `json:"selectedInSession"`
+	Panels            map[string]browserPanel      `json:"panels"`
+	HoverLegend       string                       `json:"hoverLegend"`
+	Ranges            []struct{ From, To float64 } `json:"ranges"`
+	StackText         string                       `json:"stackText"`
+	SessionRows       int                          `json:"sessionRows"`
+	SelectedInSession int                          `json:"selectedInSession"`
 }
 
 type browserResult struct {
@@ -119,6 +120,7 @@ func TestBrowserDashboards(t *testing.T) {
 		{"name": "empty", "path": "/dashboard/?" + rng(ranges["empty"][0], ranges["empty"][1])},
 		{"name": "errors", "path": "/dashboard/errors?" + rng(ranges["errors"][0], ranges["errors"][1]) + "&session_id=" + url.QueryEscape(session), "explore": true},
 		{"name": "pipeline", "path": "/dashboard/pipeline?" + rng(ranges["pipeline"][0], ranges["pipeline"][1])},
+		{"name": "refresh", "path": "/dashboard/pipeline?range=15m&refresh=5s", "refresh": true},
 	}
 	vj, _ := json.Marshal(visits)
 	shots, err := filepath.Abs(filepath.Join("testdata", "screenshots"))
@@ -163,6 +165,14 @@ func TestBrowserDashboards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A quick range with auto-refresh: the page reloads by itself, the range
+	// stays 15 minutes long and moves with the clock, the URL keeps both.
+	rf := r.Visits["refresh"]
+	if len(rf.Ranges) != 2 || rf.Ranges[0].To-rf.Ranges[0].From != 15*60e3 || rf.Ranges[1].To-rf.Ranges[1].From != 15*60e3 ||
+		rf.Ranges[1].To <= rf.Ranges[0].To || !strings.Contains(rf.URL, "range=15m") || !strings.Contains(rf.URL, "refresh=5s") {
+		t.Errorf("auto-refresh of the last 15 minutes: ranges %+v, URL %s", rf.Ranges, rf.URL)
+	}
+	delete(r.Visits, "refresh")
 	for name, v := range r.Visits {
 		if !v.State.Done || len(v.State.Errors) > 0 {
 			t.Errorf("%s: page done=%v, errors %v", name, v.State.Done, v.State.Errors)

@@ -1,58 +1,24 @@
 package dashboards
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sora3web/telemetry/internal/privacy"
+	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 )
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// audits returns the audit lines logged so far.
-func (s *syncBuffer) audits(t *testing.T) []map[string]any {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
-		var m map[string]any
-		if line == "" {
-			continue
-		}
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if m["audit"] == true {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func newExplorerServer(t *testing.T) (*httptest.Server, *syncBuffer) {
+func newExplorerServer(t *testing.T) (*httptest.Server, *testenv.LogBuffer) {
 	t.Helper()
 	conn, _ := seed(t)
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	h := Handler(Config{Database: testDB, Log: slog.New(slog.NewJSONHandler(logs, nil))}, conn)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -149,7 +115,7 @@ func TestExplorerFindsASessionsErrorWithStackAndSurroundingEvents(t *testing.T) 
 		}
 	}
 
-	audits := logs.audits(t)
+	audits := logs.Audits(t)
 	if len(audits) != 4 { // groups, occurrences, the occurrence, its session
 		t.Fatalf("%d audit lines, want 4: %v", len(audits), audits)
 	}
@@ -162,10 +128,7 @@ func TestExplorerFindsASessionsErrorWithStackAndSurroundingEvents(t *testing.T) 
 	if audits[3]["subject_hash"] != hash || audits[3]["action"] != "errors.session" {
 		t.Errorf("audit of the session's events: %v", audits[3])
 	}
-	logs.mu.Lock()
-	leaked := strings.Contains(logs.b.String(), session)
-	logs.mu.Unlock()
-	if leaked {
+	if strings.Contains(logs.String(), session) {
 		t.Error("a log line holds the raw session id")
 	}
 }
@@ -210,7 +173,7 @@ func TestExplorerBindsFiltersAndRefusesBadOnes(t *testing.T) {
 	if resp, _ := get(t, srv.URL+"/dashboard/api/errors/occurrence/00000000-0000-4000-8000-000000000000"); resp.StatusCode != 404 {
 		t.Errorf("unknown occurrence: %d", resp.StatusCode)
 	}
-	for _, a := range logs.audits(t) {
+	for _, a := range logs.Audits(t) {
 		if a["subject_type"] != "session_id" && a["subject_type"] != "event_id" {
 			t.Errorf("audit line for a search without identifiers: %v", a)
 		}

@@ -80,7 +80,11 @@ func (s scenario) hourIn(e *schema.Enriched) bool {
 
 // bucket is e's time bucket, the first one drawn at from.
 func (s scenario) bucket(e *schema.Enriched) time.Time {
-	t := e.Timestamp.UTC().Truncate(s.step())
+	return s.clamp(e.Timestamp.UTC().Truncate(s.step()))
+}
+
+// clamp draws a bucket that starts before the range at the range's start.
+func (s scenario) clamp(t time.Time) time.Time {
 	if t.Before(s.from) {
 		return s.from.UTC()
 	}
@@ -377,7 +381,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 	"product-13": activeUsers("mau", month),
 	"product-14": func(s scenario, ev []schema.Enriched) expectation {
 		es := where(ev, s.tsIn, isType(schema.TypeGenerationRequested), func(e *schema.Enriched) bool { return !e.OptedOut }, notBot, s.pqb)
-		g := groupBy(es, func(e *schema.Enriched) string { return tkey(week(e)) + "|" + e.Plan })
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.clamp(week(e))) + "|" + e.Plan })
 		var rows [][]any
 		for _, k := range g.keys {
 			t, plan, _ := strings.Cut(k, "|")
@@ -557,7 +561,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 func activeUsers(col string, bucket func(*schema.Enriched) time.Time) func(s scenario, ev []schema.Enriched) expectation {
 	return func(s scenario, ev []schema.Enriched) expectation {
 		es := where(ev, s.tsIn, notBot, s.pb)
-		g := groupBy(es, func(e *schema.Enriched) string { return tkey(bucket(e)) + "|" + e.Plan })
+		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.clamp(bucket(e))) + "|" + e.Plan })
 		var rows [][]any
 		for _, k := range g.keys {
 			t, plan, _ := strings.Cut(k, "|")
@@ -741,40 +745,38 @@ func historyDeltas(s scenario, metrics ...string) []historyDelta {
 
 // historyBucket is the pipeline panels' bucket of a snapshot's time.
 func (s scenario) historyBucket(t time.Time) time.Time {
-	b := t.UTC().Truncate(s.step())
-	if b.Before(s.from) {
-		return s.from.UTC()
-	}
-	return b
+	return s.clamp(t.UTC().Truncate(s.step()))
 }
 
 // historySeries sums deltas per bucket and attrs (by attrs) or per bucket,
 // divided by the bucket's seconds when perSecond.
 func historySeries(s scenario, byAttrs, perSecond bool, metric string) [][]any {
 	sums := map[string]float64{}
-	var keys []string
 	for _, d := range historyDeltas(s, metric) {
 		k := tkey(s.historyBucket(d.at))
 		if byAttrs {
 			k += "|" + d.attrs
 		}
-		if _, ok := sums[k]; !ok {
-			keys = append(keys, k)
-		}
 		sums[k] += d.delta
 	}
+	scale := 1.0
+	if perSecond {
+		scale = s.step().Seconds()
+	}
+	return keyedRows(sums, byAttrs, scale)
+}
+
+// keyedRows turns sums keyed "time" or "time|attrs" into sorted rows
+// (time[, attrs], sum/scale).
+func keyedRows(sums map[string]float64, byAttrs bool, scale float64) [][]any {
 	var rows [][]any
-	for _, k := range keys {
+	for k, v := range sums {
 		t, attrs, _ := strings.Cut(k, "|")
-		v := sums[k]
-		if perSecond {
-			v /= s.step().Seconds()
-		}
 		row := []any{ptime(t)}
 		if byAttrs {
 			row = append(row, attrs)
 		}
-		rows = append(rows, append(row, v))
+		rows = append(rows, append(row, v/scale))
 	}
 	if byAttrs {
 		return sortRows(rows, byCols(0, 1))
@@ -802,19 +804,7 @@ func historyGauge(s scenario, byAttrs bool, metric string) [][]any {
 		}
 		sums[key] += v
 	}
-	var rows [][]any
-	for k, v := range sums {
-		t, attrs, _ := strings.Cut(k, "|")
-		row := []any{ptime(t)}
-		if byAttrs {
-			row = append(row, attrs)
-		}
-		rows = append(rows, append(row, v))
-	}
-	if byAttrs {
-		return sortRows(rows, byCols(0, 1))
-	}
-	return sortRows(rows, byCols(0))
+	return keyedRows(sums, byAttrs, 1)
 }
 
 // historyExpected are the recorded pipeline page's answers.

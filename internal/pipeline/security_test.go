@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,31 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/sdk"
 )
-
-// lockedBuffer collects the pipeline's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // rawResponse is a response read off the wire, unparsed.
 type rawResponse struct {
@@ -91,7 +72,7 @@ func TestListenersResistInjectionTraversalAndLeaks(t *testing.T) {
 	cfg.Ingest.TrustedProxies = []string{"127.0.0.0/8"}
 	cfg.Serve.MetricsListen = "127.0.0.1:0"
 	cfg.Log.Level = "debug"
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	p, err := New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

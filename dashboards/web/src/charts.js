@@ -22,6 +22,7 @@ function h(tag, attrs = {}, ...kids) {
   return e;
 }
 const titled = (text) => s("title", {}, text);
+let clips = 0;
 
 /** Nice ticks from 0 (or min) to at least max: [ticks, top]. */
 export function niceTicks(min, max, count = 4) {
@@ -109,6 +110,11 @@ export function timeChart(box, { xs, series, from, to, unit, title }) {
   svg.dataset.xMin = String(from);
   svg.dataset.xMax = String(to);
   const colors = series.map((_, i) => palette[i % palette.length]);
+  // Nothing is drawn outside the plot, whatever the data.
+  const clip = `plot-clip-${++clips}`;
+  svg.append(s("clipPath", { id: clip }, s("rect", { x: plot.x0, y: plot.y0 - 2, width: plot.x1 - plot.x0, height: plot.y1 - plot.y0 + 4 })));
+  const lines = s("g", { "clip-path": `url(#${clip})` });
+  svg.append(lines);
   series.forEach((sr, i) => {
     let d = "";
     sr.values.forEach((v, k) => {
@@ -116,9 +122,9 @@ export function timeChart(box, { xs, series, from, to, unit, title }) {
       const prev = k > 0 ? sr.values[k - 1] : null;
       d += `${prev === null ? "M" : "L"}${x(xs[k]).toFixed(1)},${y(v).toFixed(1)}`;
       const next = k + 1 < sr.values.length ? sr.values[k + 1] : null;
-      if (prev === null && next === null) svg.append(s("circle", { cx: x(xs[k]), cy: y(v), r: 2.5, fill: colors[i], class: "dot" }));
+      if (prev === null && next === null) lines.append(s("circle", { cx: x(xs[k]), cy: y(v), r: 2.5, fill: colors[i], class: "dot" }));
     });
-    svg.append(s("path", { d, fill: "none", stroke: colors[i], "stroke-width": 1.6, class: "line" }));
+    lines.append(s("path", { d, fill: "none", stroke: colors[i], "stroke-width": 1.6, class: "line" }));
   });
   const cursor = s("line", { y1: plot.y0, y2: plot.y1, class: "cursor", visibility: "hidden" });
   svg.append(cursor);

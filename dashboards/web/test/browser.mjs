@@ -71,6 +71,13 @@ try {
     await page.goto(BASE_URL + v.path, { waitUntil: "load" });
     let loads = await waitDone(1);
     const r = { url: page.url() };
+    if (v.refresh) {
+      // Auto-refresh reloads on its own and moves a quick range along.
+      r.ranges = [await page.evaluate(() => window.__dashboard.range)];
+      loads = await waitDone(loads + 1);
+      r.ranges.push(await page.evaluate(() => window.__dashboard.range));
+      r.url = page.url();
+    }
     if (v.explore) {
       // Open the first group, then its newest occurrence, as an engineer would.
       await page.click("main section:nth-of-type(1) tbody tr:first-child");
