@@ -249,7 +249,11 @@ func (p *Pipeline) startDashboards(ctx context.Context) error {
 	}
 	p.dash = srv
 	p.started("dashboards", srv.Shutdown)
-	p.log.Info("dashboards serving (staff token required: sign in at /dashboard/login)", "url", "http://"+srv.Addr()+"/dashboard/")
+	attrs := []any{"url", "http://" + srv.Addr() + "/dashboard/"}
+	if dc.Token == dashboards.DevToken { // public knowledge; a real token is never logged
+		attrs = append(attrs, "dev_token", dashboards.DevToken)
+	}
+	p.log.Info("dashboards serving (staff only: sign in at /dashboard/login with dashboard.token)", attrs...)
 	return nil
 }
 
