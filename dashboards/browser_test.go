@@ -49,6 +49,7 @@ type browserVisit struct {
 			Type   string `json:"type"`
 			Rows   int    `json:"rows"`
 			Series int    `json:"series"`
+			Points int    `json:"points"`
 			SVG    bool   `json:"svg"`
 		} `json:"panels"`
 		Errors   []string `json:"errors"`
@@ -214,6 +215,23 @@ func TestBrowserDashboards(t *testing.T) {
 				if dom.Stats == 0 {
 					t.Errorf("%s: %s %q: no stat drawn", name, p.ID, p.Title)
 				}
+			}
+		}
+		// Every bucket of the range is drawn, an empty one as a zero, so no
+		// line is drawn across empty buckets.
+		if strings.HasPrefix(name, "product") {
+			sc := scenario{from: from, to: to}
+			buckets := 0
+			if from.Truncate(sc.step()) != from {
+				buckets++
+			}
+			for b := from.Truncate(sc.step()); !b.After(to); b = b.Add(sc.step()) {
+				if !b.Before(from) {
+					buckets++
+				}
+			}
+			if got := v.State.Panels["product-1"].Points; got != buckets {
+				t.Errorf("%s: product-1 draws %d buckets, the range has %d", name, got, buckets)
 			}
 		}
 		if name == "product" && !strings.Contains(v.HoverLegend, "UTC:") {
