@@ -53,6 +53,9 @@ func BundleCSS() []byte { return bundleCSS }
 // served by /dashboard/api/errors/ only.)
 var BuiltinDashboards = []string{"product.json", "errors.json", "pipeline-history.json"}
 
+// rangeSpan is how a panel's SQL measures the range to pick its bucket.
+const rangeSpan = "dateDiff('second', $__fromTime, $__toTime)"
+
 // pageOf is the built-in page that shows a dashboard file's panels.
 func pageOf(file string) string {
 	if strings.HasPrefix(file, "pipeline") {
@@ -81,6 +84,10 @@ type PanelInfo struct {
 	Description string `json:"description"`
 	// Unit is Grafana's unit of the values (percentunit, ms, short...).
 	Unit string `json:"unit,omitempty"`
+	// FollowsRange says the panel's time buckets follow the range (a
+	// minute up to 6 h, an hour up to 7 days, a day beyond): its SQL
+	// derives them from the range's length.
+	FollowsRange bool `json:"follows_range,omitempty"`
 }
 
 // PanelData is the answer of /dashboard/api/panels/<id>.
@@ -142,7 +149,8 @@ next:
 		}
 		_ = json.Unmarshal(q.Panel.FieldConfig, &fc)
 		out = append(out, builtin{query: q, info: PanelInfo{ID: q.Key, Dashboard: q.Dashboard.Title, Page: pageOf(q.Dashboard.File), Title: q.Panel.Title,
-			Type: q.Panel.Type, Description: q.Panel.Description, Unit: fc.Defaults.Unit}})
+			Type: q.Panel.Type, Description: q.Panel.Description, Unit: fc.Defaults.Unit,
+			FollowsRange: strings.Contains(q.Target.RawSQL, rangeSpan)}})
 	}
 	return out, nil
 }

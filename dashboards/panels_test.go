@@ -43,7 +43,7 @@ func (s scenario) params(d *Dashboard) Params {
 func in(set []string, v string) bool { return set == nil || slices.Contains(set, v) }
 func (s scenario) dayIn(e *schema.Enriched) bool {
 	d := e.Timestamp.UTC().Truncate(24 * time.Hour)
-	return !d.Before(s.from.UTC().Truncate(24*time.Hour)) && !d.After(s.to.UTC().Truncate(24*time.Hour))
+	return !d.Before(s.from.UTC().Truncate(24*time.Hour)) && d.Before(s.to)
 }
 
 // step is the bucket the panels take for the scenario's range: a minute up
@@ -59,8 +59,8 @@ func (s scenario) step() time.Duration {
 }
 
 // bucketIn mirrors the rollup source's range: the raw events of the range
-// (minutes), the hours starting from the hour of from up to to, or the
-// days from the day of from to the day of to.
+// (minutes), the hours from the hour of from that start before to, or the
+// days from the day of from that start before to.
 func (s scenario) bucketIn(e *schema.Enriched) bool {
 	switch s.step() {
 	case time.Minute:
@@ -71,11 +71,11 @@ func (s scenario) bucketIn(e *schema.Enriched) bool {
 	return s.dayIn(e)
 }
 
-// hourIn mirrors a read of rollups_hourly: the hours starting from the
-// hour of from up to to.
+// hourIn mirrors a read of rollups_hourly: the hours from the hour of
+// from that start before to.
 func (s scenario) hourIn(e *schema.Enriched) bool {
 	h := e.Timestamp.UTC().Truncate(time.Hour)
-	return !h.Before(s.from.UTC().Truncate(time.Hour)) && !h.After(s.to)
+	return !h.Before(s.from.UTC().Truncate(time.Hour)) && h.Before(s.to)
 }
 
 // bucket is e's time bucket, the first one drawn at from.

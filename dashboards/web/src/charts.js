@@ -62,12 +62,14 @@ function yAxis(svg, plot, min, max, unit, title) {
   const [ticks, top, bottom] = niceTicks(min, max);
   const y = (v) => plot.y1 - ((v - bottom) / (top - bottom || 1)) * (plot.y1 - plot.y0);
   const g = s("g", { class: "axis-y" });
+  // Latencies of ten seconds and more read better in seconds.
+  const seconds = unit === "ms" && top >= 10000;
   for (const t of ticks) {
     g.append(s("line", { x1: plot.x0, x2: plot.x1, y1: y(t), y2: y(t), class: t === 0 ? "zero" : "grid" }));
-    const v = unit === "percentunit" ? compact(+(t * 100).toPrecision(6)) : unit === "ms" ? compact(t) : compact(t);
+    const v = unit === "percentunit" ? compact(+(t * 100).toPrecision(6)) : seconds ? compact(+(t / 1000).toPrecision(6)) : compact(t);
     g.append(s("text", { x: plot.x0 - 6, y: y(t) + 4, "text-anchor": "end", class: "tick-y" }, v));
   }
-  const label = unitLabel(unit, title);
+  const label = seconds ? "s" : unitLabel(unit, title);
   if (label) {
     g.append(s("text", { x: 12, y: (plot.y0 + plot.y1) / 2, transform: `rotate(-90 12 ${(plot.y0 + plot.y1) / 2})`, "text-anchor": "middle", class: "axis-title" }, label));
   }
@@ -195,7 +197,9 @@ export function barChart(box, { cats, series, unit, title }) {
     });
   });
   const lg = legend(series.map((sr) => sr.name), colors);
-  const total = () => lg.set(series.map((sr) => fmt(sr.values.reduce((a, v) => a + (v || 0), 0), unit)), "total:");
+  // Counts add up; latencies and shares do not: show their highest.
+  const additive = !["ms", "percentunit"].includes(unit) && !String(unit).includes("/s");
+  const total = () => lg.set(series.map((sr) => fmt(additive ? sr.values.reduce((a, v) => a + (v || 0), 0) : Math.max(...sr.values.filter((v) => v !== null)), unit)), additive ? "total:" : "highest:");
   const hover = s("rect", { x: plot.x0, y: plot.y0, width: plot.x1 - plot.x0, height: plot.y1 - plot.y0, fill: "transparent", class: "hover" });
   hover.addEventListener("mousemove", (ev) => {
     const r = svg.getBoundingClientRect();
@@ -222,7 +226,7 @@ export function heatmap(box, { cells, from, to, bucket, unit, title }) {
     if (i % every) return;
     gy.append(s("text", { x: plot.x0 - 6, y: plot.y1 - rowH * (i + 0.5) + 4, "text-anchor": "end", class: "tick-y" }, fmt(v, unit), titled(`${fmt(v, unit)} to ${fmt(v * 2, unit)}`)));
   });
-  gy.append(s("text", { x: 12, y: (plot.y0 + plot.y1) / 2, transform: `rotate(-90 12 ${(plot.y0 + plot.y1) / 2})`, "text-anchor": "middle", class: "axis-title" }, unitLabel(unit, title)));
+  gy.append(s("text", { x: 12, y: (plot.y0 + plot.y1) / 2, transform: `rotate(-90 12 ${(plot.y0 + plot.y1) / 2})`, "text-anchor": "middle", class: "axis-title" }, title));
   svg.append(gy);
   const { ticks, step } = timeTicks(from, to, plot.x1 - plot.x0);
   const gx = s("g", { class: "axis-x" });

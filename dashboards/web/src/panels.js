@@ -13,28 +13,27 @@ const el = (tag, attrs = {}, ...kids) => {
   return e;
 };
 
-/** The buckets of a range: its start, then every bucket start up to its end. */
+/** The buckets of a range: its start, then every bucket that starts before its end. */
 function grid(from, to, step) {
   const xs = from % step ? [from] : [];
-  for (let x = Math.ceil(from / step) * step; x <= to; x += step) xs.push(x);
+  for (let x = Math.ceil(from / step) * step; x < to; x += step) xs.push(x);
   return xs;
 }
 
 /**
- * Long rows (time, labels..., numbers...) to xs and named series. When
- * every time lies on the range's bucket grid, xs is the whole grid, so an
- * empty bucket is a zero (counts) or a gap (rates), never a line drawn
- * across it.
+ * Long rows (time, labels..., numbers...) to xs and named series. For a
+ * panel whose buckets follow the range, xs holds every bucket of the
+ * range, so an empty bucket is a zero (counts) or a gap (rates), never a
+ * line drawn across it.
  */
-function pivot(res, unit, st, zeroFill) {
+function pivot(res, unit, st, p) {
+  const zeroFill = p.page !== "pipeline";
   const cols = res.columns;
   const t = cols.findIndex((c) => isTime(c.type));
   const labels = cols.map((c, i) => i).filter((i) => i !== t && isText(cols[i].type));
   const nums = cols.map((c, i) => i).filter((i) => i !== t && !labels.includes(i));
   let xs = [...new Set(res.rows.map((r) => Date.parse(r[t])))].sort((a, b) => a - b);
-  const buckets = grid(st.from, st.to, bucketOf(st.from, st.to));
-  const onGrid = new Set(buckets);
-  if (buckets.length <= 2000 && xs.every((x) => onGrid.has(x))) xs = buckets;
+  if (p.follows_range) xs = [...new Set([...grid(st.from, st.to, bucketOf(st.from, st.to)), ...xs])].sort((a, b) => a - b);
   const at = new Map(xs.map((x, i) => [x, i]));
   // A count missing from a bucket is a zero; a missing rate, latency or
   // recorded gauge is unknown.
@@ -89,7 +88,7 @@ function bars(box, res, unit, p) {
 }
 
 const draw = {
-  timeseries: (box, res, unit, p, st) => timeChart(box, { ...pivot(res, unit, st, p.page !== "pipeline"), from: st.from, to: st.to, unit, title: res.columns.filter((c) => !isTime(c.type) && !isText(c.type)).map((c) => c.name).join(", ") }),
+  timeseries: (box, res, unit, p, st) => timeChart(box, { ...pivot(res, unit, st, p), from: st.from, to: st.to, unit, title: res.columns.filter((c) => !isTime(c.type) && !isText(c.type)).map((c) => c.name).join(", ") }),
   barchart: bars,
   piechart: bars,
   heatmap: (box, res, unit, p, st) => heatmap(box, { cells: res.rows.map((r) => ({ t: Date.parse(r[0]), y: Number(r[1]), n: r[2] })), from: st.from, to: st.to, bucket: bucketOf(st.from, st.to), unit, title: "latency" }),
