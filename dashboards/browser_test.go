@@ -225,7 +225,7 @@ func TestBrowserDashboards(t *testing.T) {
 			if from.Truncate(sc.step()) != from {
 				buckets++
 			}
-			for b := from.Truncate(sc.step()); !b.After(to); b = b.Add(sc.step()) {
+			for b := from.Truncate(sc.step()); b.Before(to); b = b.Add(sc.step()) {
 				if !b.Before(from) {
 					buckets++
 				}
