@@ -248,7 +248,7 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM telemetry.events_local
 WHERE type = 'group' AND group_id != '';
 
--- migration 0010_hourly_and_pipeline_history (sha256 f98c77f5aecb8d1a6c66ca5e75b03a00def8c90cafd49c92a5f2fe9c8f5025c9)
+-- migration 0010_hourly_and_pipeline_history (sha256 a95aef6cd707b1a097c50229f193d00ef0569cedcfb5b26e26754acb6df12c75)
 CREATE TABLE IF NOT EXISTS telemetry.rollups_hourly_local ON CLUSTER analytics
 (
     hour           DateTime('UTC'),
