@@ -496,14 +496,7 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 	"product-17": clients("device_browser", func(e *schema.Enriched) string { return e.Device.Browser }),
 
 	"errors-1": func(s scenario, ev []schema.Enriched) expectation {
-		es := where(ev, s.tsIn, isError, s.pb)
-		g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Properties.ErrorCode })
-		var rows [][]any
-		for _, k := range g.keys {
-			t, code, _ := strings.Cut(k, "|")
-			rows = append(rows, []any{ptime(t), code, float64(len(g.rows[k]))})
-		}
-		return expectation{columns: []string{"time", "error_code", "errors"}, rows: sortRows(rows, byCols(0, 1))}
+		return errorsOverTime(s, where(ev, s.tsIn, isError, s.pb))
 	},
 	"errors-2": func(s scenario, ev []schema.Enriched) expectation {
 		es := where(ev, s.bucketIn, s.pb)
@@ -556,6 +549,17 @@ var expected = map[string]func(s scenario, ev []schema.Enriched) expectation{
 			return slices.Index(schema.Resolutions, a[1].(string)) < slices.Index(schema.Resolutions, b[1].(string))
 		}), tol: map[int]float64{4: 1e-12}}
 	},
+}
+
+// errorsOverTime counts errors per bucket and code.
+func errorsOverTime(s scenario, es []*schema.Enriched) expectation {
+	g := groupBy(es, func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Properties.ErrorCode })
+	var rows [][]any
+	for _, k := range g.keys {
+		t, code, _ := strings.Cut(k, "|")
+		rows = append(rows, []any{ptime(t), code, float64(len(g.rows[k]))})
+	}
+	return expectation{columns: []string{"time", "error_code", "errors"}, rows: sortRows(rows, byCols(0, 1))}
 }
 
 func activeUsers(col string, bucket func(*schema.Enriched) time.Time) func(s scenario, ev []schema.Enriched) expectation {
@@ -648,13 +652,7 @@ var explorerExpected = map[string]func(s scenario, ev []schema.Enriched) expecta
 		return expectation{columns: []string{"error_code", "message", "errors", "users", "first_seen", "last_seen"}, rows: rows[:min(200, len(rows))]}
 	},
 	"explorer-2": func(s scenario, ev []schema.Enriched) expectation {
-		g := groupBy(where(ev, s.tsIn, s.explored), func(e *schema.Enriched) string { return tkey(s.bucket(e)) + "|" + e.Properties.ErrorCode })
-		var rows [][]any
-		for _, k := range g.keys {
-			t, code, _ := strings.Cut(k, "|")
-			rows = append(rows, []any{ptime(t), code, float64(len(g.rows[k]))})
-		}
-		return expectation{columns: []string{"time", "error_code", "errors"}, rows: sortRows(rows, byCols(0, 1))}
+		return errorsOverTime(s, where(ev, s.tsIn, s.explored))
 	},
 	"explorer-3": func(s scenario, ev []schema.Enriched) expectation {
 		es := where(ev, s.tsIn, s.explored)

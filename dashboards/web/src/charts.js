@@ -5,18 +5,13 @@
 // the legend shows the values under the cursor (the latest ones when the
 // cursor is elsewhere).
 import { fmt, fmtTime, fmtFull, compact, unitLabel } from "./format.js";
+import { el as h } from "./dom.js";
 
 const NS = "http://www.w3.org/2000/svg";
 export const palette = ["#3274d9", "#e0752d", "#56a64b", "#a352cc", "#d4a00c", "#e02f44", "#1f9aa8", "#8f6b32", "#c15c17", "#6e7bd6", "#508642", "#d683ce"];
 
 function s(tag, attrs = {}, ...kids) {
   const e = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  for (const k of kids) e.append(k);
-  return e;
-}
-function h(tag, attrs = {}, ...kids) {
-  const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   for (const k of kids) e.append(k);
   return e;

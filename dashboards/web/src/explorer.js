@@ -6,18 +6,13 @@ import { sparkline } from "./charts.js";
 import { fmtFull } from "./format.js";
 import { table } from "./panels.js";
 import { apiQuery, writeState } from "./state.js";
+import { el } from "./dom.js";
 
 export const explorerFilters = [
   ["q", "Message text"], ["code", "Code"], ["app_version", "App version"], ["browser", "Browser"], ["os", "OS"],
   ["plan", "Plan"], ["user_id", "user_id"], ["anonymous_id", "anonymous_id"], ["session_id", "session_id"], ["generation_id", "generation_id"],
 ];
 
-const el = (tag, attrs = {}, ...kids) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  for (const k of kids) e.append(k);
-  return e;
-};
 
 function section(main, title, desc) {
   const card = el("section", { class: "panel wide" }, el("h3", {}, title), el("p", { class: "desc" }, desc), el("div", { class: "body" }));

@@ -8,17 +8,12 @@ import "./style.css";
 import { quickRanges, refreshes, readState, writeState } from "./state.js";
 import { loadPanels } from "./panels.js";
 import { loadExplorer, explorerFilters } from "./explorer.js";
+import { el } from "./dom.js";
 
 const page = document.body.dataset.page || "product";
 const defaultRange = { product: "24h", errors: "24h", pipeline: "1h" }[page];
 const state = (window.__dashboard = { page, panels: {}, errors: [], done: false, loads: 0 });
 const $ = (sel, e = document) => e.querySelector(sel);
-const el = (tag, attrs = {}, ...kids) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  for (const k of kids) e.append(k);
-  return e;
-};
 
 async function getJSON(url) {
   const r = await fetch(url, { credentials: "same-origin" });

@@ -3,15 +3,10 @@
 import { timeChart, barChart, heatmap } from "./charts.js";
 import { fmt, fmtFull } from "./format.js";
 import { apiQuery, bucketOf } from "./state.js";
+import { el } from "./dom.js";
 
 const isTime = (t) => /^(Nullable\()?(DateTime|Date)/.test(t);
 const isText = (t) => /String|UUID|Enum/.test(t) && !isTime(t);
-const el = (tag, attrs = {}, ...kids) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  for (const k of kids) e.append(k);
-  return e;
-};
 
 /** The buckets of a range: its start, then every bucket that starts before its end. */
 function grid(from, to, step) {
