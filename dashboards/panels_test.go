@@ -1026,3 +1026,61 @@ func TestBrowserVariableQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestRollupPanelsReadOneSourcePerRange asks the engine (EXPLAIN
+// ESTIMATE) what each rollup-backed panel reads: raw events only up to 6
+// hours, rollups_hourly only up to 7 days (a week at hourly resolution
+// never scans raw events), rollups_daily beyond.
+func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
+	conn, _ := seed(t)
+	ds, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, err := ClickHouseQueries(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges := []struct {
+		name     string
+		from, to time.Time
+		reads    string
+	}{
+		{"5 hours", seedFrom.Add(15*24*time.Hour + 2*time.Hour), seedFrom.Add(15*24*time.Hour + 7*time.Hour), "events"},
+		{"7 days", seedFrom.Add(7 * 24 * time.Hour), seedFrom.Add(14 * 24 * time.Hour), "rollups_hourly"},
+		{"28 days", seedFrom, seedTo, "rollups_daily"},
+	}
+	checked := 0
+	for _, q := range qs {
+		if !strings.Contains(q.Target.RawSQL, "${database}.rollups_hourly") || !strings.Contains(q.Target.RawSQL, "${database}.rollups_daily") {
+			continue
+		}
+		checked++
+		for _, r := range ranges {
+			sc := scenario{from: r.from, to: r.to}
+			sql, err := Expand(q.Target.RawSQL, sc.params(q.Dashboard))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(context.Background(), conn, "EXPLAIN ESTIMATE "+sql, 0)
+			if err != nil {
+				t.Fatalf("%s: %v", q.Key, err)
+			}
+			read := map[string]float64{}
+			for _, row := range res.Rows {
+				read[row[1].(string)] += row[3].(float64) // database, table, parts, rows, marks
+			}
+			if read[r.reads] == 0 {
+				t.Errorf("%s over %s reads nothing from %s: %v", q.Key, r.name, r.reads, read)
+			}
+			for table, rows := range read {
+				if (table == r.reads) != (rows > 0) {
+					t.Errorf("%s over %s reads %v rows of %s (want rows from %s only)", q.Key, r.name, rows, table, r.reads)
+				}
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("%d rollup-backed panels checked", checked)
+	}
+}
