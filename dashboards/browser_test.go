@@ -2,6 +2,7 @@ package dashboards
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -122,6 +123,7 @@ func TestBrowserDashboards(t *testing.T) {
 		{"name": "errors", "path": "/dashboard/errors?" + rng(ranges["errors"][0], ranges["errors"][1]) + "&session_id=" + url.QueryEscape(session), "explore": true},
 		{"name": "pipeline", "path": "/dashboard/pipeline?" + rng(ranges["pipeline"][0], ranges["pipeline"][1])},
 		{"name": "refresh", "path": "/dashboard/pipeline?range=15m&refresh=5s", "refresh": true},
+		{"name": "pro", "path": "/dashboard/?" + rng(ranges["product"][0], ranges["product"][1]), "check": []string{"plan", "pro"}},
 	}
 	vj, _ := json.Marshal(visits)
 	shots, err := filepath.Abs(filepath.Join("testdata", "screenshots"))
@@ -174,6 +176,16 @@ func TestBrowserDashboards(t *testing.T) {
 		t.Errorf("auto-refresh of the last 15 minutes: ranges %+v, URL %s", rf.Ranges, rf.URL)
 	}
 	delete(r.Visits, "refresh")
+
+	// Checking plan "pro" and applying: the URL holds it and the resolution
+	// mix counts the pro plan's generations only.
+	pro := r.Visits["pro"]
+	want := len(where(ev, scenario{from: seedFrom, to: seedTo}.bucketIn, isType(schema.TypeGenerationRequested), notBot,
+		func(e *schema.Enriched) bool { return e.Plan == "pro" }))
+	if got := pro.Panels["product-2"].Legend; !strings.Contains(pro.URL, "plan=pro") || len(got) != 1 || got[0] != fmt.Sprintf("%d", want) && got[0] != fmt.Sprintf("%d,%03d", want/1000, want%1000) {
+		t.Errorf("plan pro applied: URL %s, resolution mix total %v, want %d", pro.URL, got, want)
+	}
+	delete(r.Visits, "pro")
 	for name, v := range r.Visits {
 		if !v.State.Done || len(v.State.Errors) > 0 {
 			t.Errorf("%s: page done=%v, errors %v", name, v.State.Done, v.State.Errors)

@@ -23,7 +23,7 @@ async function getJSON(url) {
 }
 
 const pageFilters = {
-  product: [["plan", "Plan", ["free", "pro"]], ["quality", "Quality", ["standard", "fast", "pro", "uhd"]], ["browser", "Browser"]],
+  product: [["plan", "Plan", ["free", "pro"], true], ["quality", "Quality", ["standard", "fast", "pro", "uhd"], true], ["browser", "Browser"]],
   errors: explorerFilters.map(([k, label]) => (k === "plan" ? [k, label, ["free", "pro"]] : [k, label])),
   pipeline: [],
 };
@@ -46,9 +46,19 @@ function buildForm(st) {
     el("label", {}, "To (UTC)", el("input", { type: "datetime-local", name: "to", value: utcInput(st.to) })),
     el("label", {}, "Auto-refresh", refresh),
   );
-  for (const [name, label, options] of pageFilters[page]) {
+  for (const [name, label, options, multi] of pageFilters[page]) {
     const v = st.params.get(name) || "";
-    if (options) {
+    if (multi) {
+      // Several values at once; none checked means All.
+      const chosen = v.split(",");
+      const box = el("span", { class: "checks", "data-name": name });
+      for (const o of options) {
+        const cb = el("input", { type: "checkbox", value: o });
+        cb.checked = chosen.includes(o);
+        box.append(el("label", {}, cb, o));
+      }
+      form.append(el("label", {}, `${label} (none: all)`, box));
+    } else if (options) {
       const sel = el("select", { name }, el("option", { value: "" }, "All"), ...options.map((o) => el("option", { value: o }, o)));
       sel.value = v;
       form.append(el("label", {}, label, sel));
@@ -67,7 +77,11 @@ function buildForm(st) {
   form.onsubmit = (ev) => {
     ev.preventDefault();
     const values = {};
-    for (const [name] of pageFilters[page]) values[name] = form[name].value.trim();
+    for (const [name, , , multi] of pageFilters[page]) {
+      values[name] = multi
+        ? [...form.querySelectorAll(`[data-name=${name}] input:checked`)].map((c) => c.value).join(",")
+        : form[name].value.trim();
+    }
     const from = Date.parse(form.from.value + "Z");
     const to = Date.parse(form.to.value + "Z");
     const custom = range.value === "" || form.from.value !== utcInput(st.from) || form.to.value !== utcInput(st.to);

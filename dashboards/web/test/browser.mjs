@@ -78,6 +78,13 @@ try {
       r.ranges.push(await page.evaluate(() => window.__dashboard.range));
       r.url = page.url();
     }
+    if (v.check) {
+      // Narrow a filter in the form, as a person would, and apply it.
+      await page.check(`[data-name=${v.check[0]}] input[value="${v.check[1]}"]`);
+      await page.click("#filters button[type=submit]");
+      loads = await waitDone(loads + 1);
+      r.url = page.url();
+    }
     if (v.explore) {
       // Open the first group, then its newest occurrence, as an engineer would.
       await page.click("main section:nth-of-type(1) tbody tr:first-child");
