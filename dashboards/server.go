@@ -104,8 +104,6 @@ func (s *Server) Wrap(h http.Handler) http.Handler {
 	mux.HandleFunc("GET /dashboard/login", s.loginForm)
 	mux.HandleFunc("POST /dashboard/login", s.login)
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Referrer-Policy", "no-referrer")
 		if !s.authorized(r) {
 			s.cfg.Log.Warn("dashboard request refused", "path", r.URL.Path, "err", ErrUnauthorized)
 			if strings.HasPrefix(r.URL.Path, "/dashboard/api/") || r.Header.Get("Authorization") != "" {
@@ -117,7 +115,14 @@ func (s *Server) Wrap(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	}))
-	return mux
+	// No page of the dashboards, sign-in included, may be framed by
+	// another site or leak its URL (which holds the filters) as a referrer.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // authorized reports whether r carries the staff token or a session

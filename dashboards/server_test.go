@@ -37,6 +37,9 @@ func TestSignInRedirectsOnlyWithinTheDashboards(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
 			t.Errorf("next %q: %d to %q, want 303 to %q", next, resp.StatusCode, resp.Header.Get("Location"), want)
 		}
+		if resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("sign-in answer without X-Frame-Options DENY and Referrer-Policy no-referrer: %v", resp.Header)
+		}
 		if ck := resp.Header.Get("Set-Cookie"); !strings.Contains(ck, "HttpOnly") || !strings.Contains(ck, "SameSite=Strict") || strings.Contains(ck, token) {
 			t.Errorf("cookie %q: want HttpOnly, SameSite=Strict and no token", ck)
 		}
