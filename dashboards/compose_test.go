@@ -1,4 +1,4 @@
-package dashboards
+package dashboards_test
 
 import (
 	"fmt"
@@ -14,6 +14,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/config"
 )
 
@@ -42,10 +43,11 @@ type composeService struct {
 // composeVars are the values given to the variables docker-compose.yml
 // requires (as an operator's .env would).
 var composeVars = map[string]string{
-	"TELEMETRY_WRITE_KEY":    "prod-web-write-key-0123456789",
-	"CLICKHOUSE_PASSWORD":    "s3cret-password",
-	"GRAFANA_ADMIN_PASSWORD": "grafana-admin-password",
-	"TELEMETRY_ADMIN_TOKEN":  "prod-admin-token-0123456789abcdef0123456789",
+	"TELEMETRY_WRITE_KEY":       "prod-web-write-key-0123456789",
+	"CLICKHOUSE_PASSWORD":       "s3cret-password",
+	"GRAFANA_ADMIN_PASSWORD":    "grafana-admin-password",
+	"TELEMETRY_ADMIN_TOKEN":     "prod-admin-token-0123456789abcdef0123456789",
+	"TELEMETRY_DASHBOARD_TOKEN": "prod-staff-token-0123456789abcdef0123456789",
 }
 
 var interpRE = regexp.MustCompile(`\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$\$`)
@@ -350,8 +352,8 @@ func readYAML(t *testing.T, path string, v any) {
 func TestGrafanaProvisioning(t *testing.T) {
 	c := loadCompose(t)
 	g := c.Services["grafana"]
-	if !strings.Contains(g.Environment["GF_INSTALL_PLUGINS"], ClickHouseType) {
-		t.Errorf("GF_INSTALL_PLUGINS=%q lacks %s", g.Environment["GF_INSTALL_PLUGINS"], ClickHouseType)
+	if !strings.Contains(g.Environment["GF_INSTALL_PLUGINS"], dashboards.ClickHouseType) {
+		t.Errorf("GF_INSTALL_PLUGINS=%q lacks %s", g.Environment["GF_INSTALL_PLUGINS"], dashboards.ClickHouseType)
 	}
 	mounts := map[string]string{}
 	for _, v := range g.Volumes {
@@ -391,14 +393,14 @@ func TestGrafanaProvisioning(t *testing.T) {
 	for _, d := range dsf.Datasources {
 		uids[d.UID] = d.Type
 		switch d.Type {
-		case ClickHouseType:
+		case dashboards.ClickHouseType:
 			if d.JSONData["host"] != "clickhouse" || d.JSONData["port"] != 9000 || d.JSONData["protocol"] != "native" || d.JSONData["defaultDatabase"] != "telemetry" {
 				t.Errorf("clickhouse data source %v: want clickhouse:9000 native, database telemetry", d.JSONData)
 			}
 			if _, ok := c.Services["clickhouse"]; !ok {
 				t.Error("no clickhouse service")
 			}
-		case PrometheusType:
+		case dashboards.PrometheusType:
 			if d.URL != "http://prometheus:9090" {
 				t.Errorf("prometheus url %q", d.URL)
 			}
@@ -409,17 +411,17 @@ func TestGrafanaProvisioning(t *testing.T) {
 			t.Errorf("grafana lacks %s, read by the data source provisioning", v)
 		}
 	}
-	ds, err := Dashboards()
+	ds, err := dashboards.Dashboards()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) != 3 {
-		t.Errorf("%d dashboards, want product, errors and pipeline", len(ds))
+	if len(ds) != 5 {
+		t.Errorf("%d dashboards, want product, errors, explorer, pipeline and pipeline-history", len(ds))
 	}
 	for _, d := range ds {
 		for _, p := range d.Panels {
-			for _, ref := range append([]Datasource{p.Datasource}, func() []Datasource {
-				var r []Datasource
+			for _, ref := range append([]dashboards.Datasource{p.Datasource}, func() []dashboards.Datasource {
+				var r []dashboards.Datasource
 				for _, tg := range p.Targets {
 					r = append(r, tg.Datasource)
 				}

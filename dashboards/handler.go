@@ -2,20 +2,20 @@
 // telemetry: the Grafana dashboards in grafana/ (JSON for the official
 // ClickHouse data source plugin and for Prometheus, with their provisioning
 // files), the expander that turns a panel's rawSql into the SQL the plugin
-// would run (Expand), and the built-in dashboard the collector serves at
-// /dashboard for all-in-one mode and quick looks (Handler). The built-in
-// dashboard runs the very queries of the Grafana panels, read from the
-// embedded JSON: there is one source of SQL. It must not write to
-// ClickHouse.
+// would run (Expand), and the built-in dashboards (Handler), served to
+// staff only on a listener of their own (Server): product and error
+// panels, the error explorer and the pipeline page. The built-in panels run
+// the very queries of the Grafana panels, read from the embedded JSON:
+// there is one source of SQL. It must not write to ClickHouse.
 package dashboards
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
@@ -35,49 +35,34 @@ var (
 	bundleCSS []byte
 )
 
+// pageHTML is the page shell of one of the built-in pages (product,
+// errors, pipeline): the same document, told which page it is.
+func pageHTML(page string) []byte {
+	return bytes.Replace(indexHTML, []byte(`data-page="product"`), []byte(`data-page="`+page+`"`), 1)
+}
+
 // BundleJS returns the embedded JavaScript bundle (for the freshness test).
 func BundleJS() []byte { return bundleJS }
 
 // BundleCSS returns the embedded stylesheet bundle.
 func BundleCSS() []byte { return bundleCSS }
 
-// Config configures the built-in dashboard.
-type Config struct {
-	// Database holds the pipeline's tables (config key clickhouse.database).
-	// Default "telemetry".
-	Database string
-	// QueryTimeout bounds one panel's query. Default 30s.
-	QueryTimeout time.Duration
-	// MaxRows bounds one panel's answer. Default 10000.
-	MaxRows int
-	// MaxRange bounds the time range a request may ask for. Default 400 days.
-	MaxRange time.Duration
-	// Log receives query failures. Default: discarded.
-	Log *slog.Logger
-}
-
-func (c Config) withDefaults() Config {
-	if c.Database == "" {
-		c.Database = "telemetry"
-	}
-	if c.QueryTimeout <= 0 {
-		c.QueryTimeout = 30 * time.Second
-	}
-	if c.MaxRows <= 0 {
-		c.MaxRows = 10000
-	}
-	if c.MaxRange <= 0 {
-		c.MaxRange = 400 * 24 * time.Hour
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
-	return c
-}
-
 // BuiltinDashboards are the Grafana dashboards (by file) whose panels the
-// built-in dashboard shows.
-var BuiltinDashboards = []string{"product.json", "errors.json"}
+// built-in pages show: product and errors on /dashboard/, the recorded
+// pipeline history on /dashboard/pipeline. (The explorer's identifiers are
+// served by /dashboard/api/errors/ only.)
+var BuiltinDashboards = []string{"product.json", "errors.json", "pipeline-history.json"}
+
+// rangeSpan is how a panel's SQL measures the range to pick its bucket.
+const rangeSpan = "dateDiff('second', $__fromTime, $__toTime)"
+
+// pageOf is the built-in page that shows a dashboard file's panels.
+func pageOf(file string) string {
+	if strings.HasPrefix(file, "pipeline") {
+		return "pipeline"
+	}
+	return "product"
+}
 
 // builtinVars are the variables the built-in dashboard can fill; a panel
 // using any other (errors' session) is left to Grafana.
@@ -89,6 +74,8 @@ type PanelInfo struct {
 	ID string `json:"id"`
 	// Dashboard is the Grafana dashboard's title.
 	Dashboard string `json:"dashboard"`
+	// Page is the built-in page showing the panel: product or pipeline.
+	Page string `json:"page"`
 	// Title is the panel's title.
 	Title string `json:"title"`
 	// Type is the Grafana visualization: timeseries, barchart, piechart, stat or table.
@@ -97,6 +84,10 @@ type PanelInfo struct {
 	Description string `json:"description"`
 	// Unit is Grafana's unit of the values (percentunit, ms, short...).
 	Unit string `json:"unit,omitempty"`
+	// FollowsRange says the panel's time buckets follow the range (a
+	// minute up to 6 h, an hour up to 7 days, a day beyond): its SQL
+	// derives them from the range's length.
+	FollowsRange bool `json:"follows_range,omitempty"`
 }
 
 // PanelData is the answer of /dashboard/api/panels/<id>.
@@ -157,21 +148,23 @@ next:
 			} `json:"defaults"`
 		}
 		_ = json.Unmarshal(q.Panel.FieldConfig, &fc)
-		out = append(out, builtin{query: q, info: PanelInfo{ID: q.Key, Dashboard: q.Dashboard.Title, Title: q.Panel.Title,
-			Type: q.Panel.Type, Description: q.Panel.Description, Unit: fc.Defaults.Unit}})
+		out = append(out, builtin{query: q, info: PanelInfo{ID: q.Key, Dashboard: q.Dashboard.Title, Page: pageOf(q.Dashboard.File), Title: q.Panel.Title,
+			Type: q.Panel.Type, Description: q.Panel.Description, Unit: fc.Defaults.Unit,
+			FollowsRange: strings.Contains(q.Target.RawSQL, rangeSpan)}})
 	}
 	return out, nil
 }
 
-// Handler serves the built-in dashboard under /dashboard: the page at
-// /dashboard/, its assets under /dashboard/assets/, the panel list at
-// /dashboard/api/panels and each panel's data at
-// /dashboard/api/panels/<id>?from=&to=&plan=&quality=&browser=, where
-// from and to are RFC 3339 times, YYYY-MM-DD dates or Unix milliseconds
-// (default: the last 7 days), and plan, quality and browser are
-// comma-separated or repeated values (absent: All). The data is the
-// Grafana panel's rawSql expanded by Expand and run on db. Mount it on
-// "/dashboard" and "/dashboard/" (the collector: srv.Mount("GET /dashboard/", h)).
+// Handler serves the built-in dashboards under /dashboard, without the
+// staff token (NewServer puts them behind it on their own listener): the
+// pages /dashboard/ (product and errors), /dashboard/errors (the error
+// explorer) and /dashboard/pipeline, their assets under
+// /dashboard/assets/, the panel list at /dashboard/api/panels, each
+// panel's data at /dashboard/api/panels/<id>?from=&to=&plan=&quality=&browser=
+// (from and to: RFC 3339 times, YYYY-MM-DD dates or Unix milliseconds,
+// default the last 7 days; plan, quality and browser comma-separated or
+// repeated, absent: All), which is the Grafana panel's rawSql expanded by
+// Expand and run on db, and the explorer's /dashboard/api/errors/....
 func Handler(cfg Config, db DB) http.Handler {
 	cfg = cfg.withDefaults()
 	panels, err := builtinPanels()
@@ -184,11 +177,20 @@ func Handler(cfg Config, db DB) http.Handler {
 	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
 	})
-	mux.HandleFunc("GET /dashboard/{$}", h.asset("text/html; charset=utf-8", indexHTML))
+	for _, page := range []string{"product", "errors", "pipeline"} {
+		path := "GET /dashboard/" + page
+		if page == "product" {
+			path = "GET /dashboard/{$}"
+		}
+		mux.HandleFunc(path, h.asset("text/html; charset=utf-8", pageHTML(page)))
+	}
 	mux.HandleFunc("GET /dashboard/assets/dashboard.js", h.asset("text/javascript; charset=utf-8", bundleJS))
 	mux.HandleFunc("GET /dashboard/assets/dashboard.css", h.asset("text/css; charset=utf-8", bundleCSS))
 	mux.HandleFunc("GET /dashboard/api/panels", h.list)
 	mux.HandleFunc("GET /dashboard/api/panels/{id}", h.data)
+	mux.HandleFunc("GET /dashboard/api/errors/groups", h.errorGroups)
+	mux.HandleFunc("GET /dashboard/api/errors/occurrences", h.errorOccurrences)
+	mux.HandleFunc("GET /dashboard/api/errors/occurrence/{id}", h.errorOccurrence)
 	return mux
 }
 
@@ -266,22 +268,30 @@ func (h *handler) data(w http.ResponseWriter, r *http.Request) {
 // spaces and a little punctuation.
 var browserRE = regexp.MustCompile(`^[\pL\pN ._()/+-]{1,64}$`)
 
+// timeRange reads the request's from and to (default: the last 7 days).
+func (h *handler) timeRange(r *http.Request) (from, to time.Time, err error) {
+	q := r.URL.Query()
+	if to, err = parseTime(q.Get("to"), time.Now().UTC().Truncate(time.Second)); err != nil {
+		return from, to, fmt.Errorf("%w: to: %w", ErrBadRequest, err)
+	}
+	if from, err = parseTime(q.Get("from"), to.Add(-7*24*time.Hour)); err != nil {
+		return from, to, fmt.Errorf("%w: from: %w", ErrBadRequest, err)
+	}
+	if !from.Before(to) {
+		return from, to, fmt.Errorf("%w: from must be before to", ErrBadRequest)
+	}
+	if to.Sub(from) > h.cfg.MaxRange {
+		return from, to, fmt.Errorf("%w: range longer than %v", ErrBadRequest, h.cfg.MaxRange)
+	}
+	return from, to, nil
+}
+
 // params reads the request's time range and variables.
 func (h *handler) params(r *http.Request, d *Dashboard) (Params, error) {
 	q := r.URL.Query()
-	to, err := parseTime(q.Get("to"), time.Now().UTC().Truncate(time.Second))
+	from, to, err := h.timeRange(r)
 	if err != nil {
-		return Params{}, fmt.Errorf("%w: to: %w", ErrBadRequest, err)
-	}
-	from, err := parseTime(q.Get("from"), to.Add(-7*24*time.Hour))
-	if err != nil {
-		return Params{}, fmt.Errorf("%w: from: %w", ErrBadRequest, err)
-	}
-	if !from.Before(to) {
-		return Params{}, fmt.Errorf("%w: from must be before to", ErrBadRequest)
-	}
-	if to.Sub(from) > h.cfg.MaxRange {
-		return Params{}, fmt.Errorf("%w: range longer than %v", ErrBadRequest, h.cfg.MaxRange)
+		return Params{}, err
 	}
 	opts := d.Options()
 	opts["database"] = []string{h.cfg.Database}

@@ -68,10 +68,13 @@ func TestHandlerRoutes(t *testing.T) {
 	}{
 		{"/dashboard/", "text/html", 200, `<script src="assets/dashboard.js">`},
 		{"/dashboard/assets/dashboard.js", "text/javascript", 200, "__dashboard"},
-		{"/dashboard/assets/dashboard.css", "text/css", 200, ".uplot"},
+		{"/dashboard/assets/dashboard.css", "text/css", 200, "svg.chart"},
+		{"/dashboard/errors", "text/html", 200, `data-page="errors"`},
+		{"/dashboard/pipeline", "text/html", 200, `data-page="pipeline"`},
+		{"/dashboard/api/errors/groups?from=2026-03-02&to=2026-03-30", "application/json", 200, `"sparkline"`},
 		{"/dashboard/api/panels", "application/json", 200, `"id":"product-1"`},
 		{"/dashboard/api/panels/nope", "application/json", 404, "no panel"},
-		{"/dashboard/api/panels/errors-9", "application/json", 404, "no panel"}, // needs $session: Grafana only
+		{"/dashboard/api/panels/explorer-3", "application/json", 404, "no panel"}, // the explorer's identifiers: /dashboard/errors only
 		{"/dashboard/api/panels/product-1?from=yesterday", "application/json", 400, "from"},
 		{"/dashboard/api/panels/product-1?from=2026-03-10&to=2026-03-01", "application/json", 400, "before"},
 		{"/dashboard/api/panels/product-1?from=2020-01-01&to=2026-03-01", "application/json", 400, "range"},
@@ -137,7 +140,7 @@ func TestAPIAnswersLikeGrafana(t *testing.T) {
 			// JSON carries times as RFC 3339 strings.
 			for _, r := range d.Rows {
 				for i, v := range r {
-					if s, ok := v.(string); ok && strings.HasPrefix(d.Columns[i].Type, "DateTime") {
+					if s, ok := v.(string); ok && strings.HasPrefix(d.Columns[i].Type, "Date") {
 						r[i], _ = time.Parse(time.RFC3339, s)
 					}
 				}

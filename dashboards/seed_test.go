@@ -145,7 +145,8 @@ var seeded struct {
 // applied by the real migration code (retention long enough that no TTL
 // touches the fixed 2026 window) and the seed inserted into events in
 // batches of 5,000 rows, as the consumer inserts; the materialized views
-// fill errors and rollups_daily. It runs once per process.
+// fill errors and the rollups; the pipeline's recorded history
+// (historyRows) goes into pipeline_metrics. It runs once per process.
 func seed(t testing.TB) (driver.Conn, []schema.Enriched) {
 	t.Helper()
 	addr := testenv.ClickHouse(t)
@@ -172,7 +173,8 @@ func seedDB(addr string, events []schema.Enriched) (driver.Conn, error) {
 	defer cancel()
 	long := migrations.Tier{EventsDays: 3650, PromptDays: 3650}
 	m, err := migrations.New(conn, migrations.Options{Database: testDB, Retention: migrations.Retention{
-		Free: long, Pro: long, ErrorsDays: 3650, RollupsDays: 3650, AnonymizedPromptsDays: 3650}})
+		Free: long, Pro: long, ErrorsDays: 3650, RollupsDays: 3650, RollupsHourlyDays: 3650, PipelineHistoryDays: 3650,
+		AnonymizedPromptsDays: 3650}})
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +204,64 @@ func seedDB(addr string, events []schema.Enriched) (driver.Conn, error) {
 			return nil, fmt.Errorf("inserting rows %d..%d: %w", start, end, err)
 		}
 	}
+	hb, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.pipeline_metrics (time, process, metric, kind, attrs, value)", testDB))
+	if err != nil {
+		return nil, fmt.Errorf("preparing the history insert: %w", err)
+	}
+	for _, r := range historyRows() {
+		if err := hb.Append(r.time, r.process, r.metric, r.kind, r.attrs, r.value); err != nil {
+			return nil, err
+		}
+	}
+	if err := hb.Send(); err != nil {
+		return nil, fmt.Errorf("inserting the history: %w", err)
+	}
 	return conn, nil
+}
+
+// historyRow is one row of pipeline_metrics.
+type historyRow struct {
+	time                         time.Time
+	process, metric, kind, attrs string
+	value                        float64
+}
+
+// historyStep is the seeded history's interval between snapshots.
+const historyStep = 10 * time.Minute
+
+// historyRows is the seeded recorded history: two processes one after
+// the other (a restart on day 14), a snapshot every historyStep, with
+// cumulative counters, histogram counts and sums, and gauges, as
+// internal/history writes them.
+func historyRows() []historyRow {
+	var out []historyRow
+	for _, p := range []struct {
+		name     string
+		from, to time.Time
+	}{{"host/100/1", seedFrom, seedFrom.Add(14 * 24 * time.Hour)}, {"host/200/2", seedFrom.Add(14*24*time.Hour + 5*time.Minute), seedTo}} {
+		sums := map[string]float64{}
+		i := 0
+		for at := p.from; at.Before(p.to); at, i = at.Add(historyStep), i+1 {
+			counter := func(metric, kind, attrs string, inc float64) {
+				sums[metric+attrs] += inc
+				out = append(out, historyRow{at, p.name, metric, kind, attrs, sums[metric+attrs]})
+			}
+			gauge := func(metric, attrs string, v float64) {
+				out = append(out, historyRow{at, p.name, metric, "gauge", attrs, v})
+			}
+			counter("telemetry.ingest.events", "counter", "outcome=accepted,reason=", float64(600+i%7))
+			counter("telemetry.ingest.events", "counter", "outcome=rejected,reason=too_large", float64(i%3))
+			counter("telemetry.ingest.events", "counter", "outcome=dropped,reason=opted_out", float64(i%2))
+			counter("telemetry.ingest.publish.duration.count", "histogram_count", "", 600)
+			counter("telemetry.ingest.publish.duration.sum", "histogram_sum", "", 600*0.002*float64(1+i%5))
+			counter("telemetry.consumer.dead_letters", "counter", "reason=invalid", float64(i%4/3))
+			counter("telemetry.consumer.rows.inserted", "counter", "", 600)
+			gauge("telemetry.consumer.lag", "partition=0", float64(i*7%100))
+			gauge("telemetry.consumer.lag", "partition=1", float64(i*11%100))
+			gauge("telemetry.wal.cursor.lag", "cursor=clickhouse", float64(i*13%50))
+		}
+	}
+	return out
 }
 
 func joinComma(s []string) string {

@@ -1,4 +1,4 @@
-# dashboards.mk: the built-in dashboard's bundle (dashboards/web: uPlot +
+# dashboards.mk: the built-in dashboards' bundle (dashboards/web: SVG charts +
 # page logic, bundled by esbuild into dashboards/web/dist, committed and
 # embedded by the Go package) and the dashboards' tests (panel SQL on the
 # embedded ClickHouse over seeded data, docker-compose.yml, and headless

@@ -48,6 +48,7 @@ func newServeCmd(g *globalFlags, name, short string, only func(*config.Config)) 
 				return err
 			}
 			p.Handlers["GET /metrics"] = m.Handler
+			p.Metrics = m.Reader
 			p.Handlers["GET /v1/sdk.js"] = sdk.Handler()
 			if cfg.Dev { // profiles for `go tool pprof`; never outside dev mode
 				p.Handlers["GET /debug/pprof/"] = http.HandlerFunc(pprof.Index)

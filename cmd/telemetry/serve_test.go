@@ -170,7 +170,7 @@ func TestIngestExportsTracesAndMetricsByOTLP(t *testing.T) {
 	defer cancel()
 	cmd := newRootCmd()
 	cmd.SetArgs([]string{"ingest", "--listen", listen,
-		"--set", "dev=true", "--set", "bus=log", "--set", "data_dir=" + t.TempDir(), "--set", "log.level=warn",
+		"--set", "dev=true", "--set", "bus=log", "--set", "data_dir=" + t.TempDir(), "--set", "log.level=warn", "--set", "dashboard.listen=127.0.0.1:0",
 		"--set", "otel.otlp_endpoint=" + strings.TrimPrefix(srv.URL, "http://"),
 		"--set", "otel.service_name=telemetry-otlp-test"})
 	done := make(chan error, 1)

@@ -244,7 +244,7 @@ func newHarness() (*harness, func(), error) {
 		return nil, nil, err
 	}
 	cfg.DataDir = dir
-	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen, cfg.Dashboard.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Consumer.BatchInterval = 100 * time.Millisecond
 	cfg.Ingest.WriteKeys = []collector.WriteKey{{Key: writeKey, Source: "segment"}}
 	cfg.Ingest.CORSOrigins = []string{pages.URL}

@@ -1,5 +1,5 @@
-// build.mjs: bundles src/main.js (uPlot and the page logic) into
-// dist/dashboard.js (minified IIFE) and its styles (uPlot's and ours) into
+// build.mjs: bundles src/main.js (the pages and their SVG charts) into
+// dist/dashboard.js (minified IIFE) and its styles into
 // dist/dashboard.css. Both are committed and embedded by the Go package
 // dashboards, which serves them at /dashboard/assets/. `node build.mjs
 // --outdir DIR` writes elsewhere (the Go test builds into a temporary

@@ -313,6 +313,7 @@ func chaosArgs(sub string, extra ...string) []string {
 		"--set", "log.format=json",
 		"--set", "serve.shutdown_timeout=15s",
 		"--set", "serve.metrics_listen=127.0.0.1:0",
+		"--set", "dashboard.listen=127.0.0.1:0",
 	}
 	for _, e := range extra {
 		args = append(args, "--set", e)

@@ -20,8 +20,10 @@ import (
 	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/collector"
+	"github.com/sora3web/telemetry/dashboards"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/corpus"
+	"github.com/sora3web/telemetry/internal/history"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
@@ -57,6 +59,12 @@ type Config struct {
 	// Corpus configures the job that fills the anonymised prompt corpus
 	// (internal/corpus); its retention is retention.anonymized_prompts_days.
 	Corpus corpus.Config `mapstructure:"corpus"`
+	// Dashboard configures the staff-only listener of the built-in
+	// dashboard, the error explorer and the pipeline page.
+	Dashboard dashboards.Config `mapstructure:"dashboard"`
+	// History configures the recorder of the pipeline's own metrics into
+	// ClickHouse (the dashboards' pipeline page, no Prometheus needed).
+	History history.Config `mapstructure:"history"`
 
 	// DataDir holds all local state of `telemetry serve`: the local log,
 	// the spool and the embedded ClickHouse. Default "./data".
@@ -122,9 +130,9 @@ type ServeConfig struct {
 	Consumer bool `mapstructure:"consumer"`
 	// Migrate applies the migrations at start. Default true.
 	Migrate bool `mapstructure:"migrate"`
-	// MetricsListen serves /metrics, /healthz and /dashboard when ingest
-	// does not run in this process (telemetry consume). Default
-	// 127.0.0.1:9464.
+	// MetricsListen serves /metrics and /healthz when ingest does not run
+	// in this process (telemetry consume). The dashboards have a listener
+	// of their own (dashboard.listen). Default 127.0.0.1:9464.
 	MetricsListen string `mapstructure:"metrics_listen"`
 	// ShutdownTimeout bounds the whole graceful shutdown: drain requests,
 	// flush batches, commit offsets, close the log. Default 30s.
@@ -154,6 +162,8 @@ func Default() Config {
 		Consumer:   consumer.DefaultConfig(),
 		Admin:      privacy.DefaultConfig(),
 		Corpus:     corpus.DefaultConfig(),
+		Dashboard:  dashboards.DefaultConfig(),
+		History:    history.DefaultConfig(),
 
 		DataDir:  "./data",
 		Bus:      "log",
@@ -177,7 +187,8 @@ func walDefaults() wal.Config {
 func (c Config) Validate() error {
 	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
 		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate(),
-		c.Admin.Validate(), c.Admin.CheckToken(c.Dev), c.Corpus.Validate(c.Retention.MinPromptDays())}
+		c.Admin.Validate(), c.Admin.CheckToken(c.Dev), c.Corpus.Validate(c.Retention.MinPromptDays()),
+		c.Dashboard.Validate(), c.Dashboard.CheckToken(c.Dev), c.History.Validate()}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: required"))
 	}

@@ -70,6 +70,9 @@ func TestLoadRefusesInvalidConfigNamingTheField(t *testing.T) {
 		{"corpus k", map[string]string{"TELEMETRY_CORPUS_K": "1"}, "", "corpus.k: must be at least 2"},
 		{"corpus lag past the prompt TTL", nil, "retention:\n  free:\n    prompt_days: 2\n", "corpus.lag: 1 day + lag + interval must leave a day before the shortest prompt retention (2 days"},
 		{"anonymized prompts days", map[string]string{"TELEMETRY_RETENTION_ANONYMIZED_PROMPTS_DAYS": "0"}, "", "retention.anonymized_prompts_days: must be > 0"},
+		{"dev staff token outside dev", map[string]string{"TELEMETRY_DEV": "false", "TELEMETRY_ADMIN_TOKEN": "prod-admin-token-0123456789abcdef0123"}, "", "dashboard.token: the development token is refused"},
+		{"short staff token outside dev", map[string]string{"TELEMETRY_DEV": "false", "TELEMETRY_DASHBOARD_TOKEN": "short-staff-token"}, "", "dashboard.token: must be at least 32 characters"},
+		{"dashboard listen", nil, "dashboard:\n  listen: nowhere\n", "dashboard.listen: must be host:port"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,7 +96,7 @@ func TestLoadRefusesInvalidConfigNamingTheField(t *testing.T) {
 
 func TestLoadLayersFileEnvAndOverrides(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "telemetry.yaml")
-	os.WriteFile(path, []byte("dev: false\ningest:\n  listen: 0.0.0.0:9000\n  write_keys:\n    - {key: prod-key-0123456789abcdef, source: web}\nkafka:\n  partitions: 12\nadmin:\n  token: prod-admin-token-0123456789abcdef0123\n"), 0o600)
+	os.WriteFile(path, []byte("dev: false\ningest:\n  listen: 0.0.0.0:9000\n  write_keys:\n    - {key: prod-key-0123456789abcdef, source: web}\nkafka:\n  partitions: 12\nadmin:\n  token: prod-admin-token-0123456789abcdef0123\ndashboard:\n  token: prod-staff-token-0123456789abcdef0123\n"), 0o600)
 	t.Setenv("TELEMETRY_KAFKA_BROKERS", "k1:9092,k2:9092")
 	t.Setenv("TELEMETRY_INGEST_PUBLISH_TIMEOUT", "750ms")
 	c, err := Load(path, map[string]any{"kafka.partitions": "24"})

@@ -20,12 +20,13 @@ const Redacted = "<redacted>"
 var secretKeys = map[string]bool{
 	"ingest.write_keys[].key": true,
 	"admin.token":             true,
+	"dashboard.token":         true,
 	"clickhouse.password":     true,
 }
 
 // YAML renders c in the shape of telemetry.example.yaml: the keys of the
 // struct tree in its order, durations as "30s", and every secret (write
-// keys, the admin token, the ClickHouse password) replaced by Redacted.
+// keys, the admin and staff tokens, the ClickHouse password) replaced by Redacted.
 // Load reads the output back.
 func YAML(c Config) ([]byte, error) {
 	node, err := yamlNode("", reflect.ValueOf(c))

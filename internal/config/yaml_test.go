@@ -19,24 +19,25 @@ func TestYAMLRedactsSecretsAndReadsBack(t *testing.T) {
 	c.Ingest.WriteKeys = []collector.WriteKey{{Key: "web-key-0123456789abcdef", Source: "web"}, {Key: "srv-key-0123456789abcdef", Source: "server"}}
 	c.Admin.Token = "admin-token-0123456789abcdef0123456789"
 	c.ClickHouse.Password = "clickhouse-password-42"
+	c.Dashboard.Token = "staff-token-0123456789abcdef0123456789"
 	c.Consumer.BatchInterval = 1500 * time.Millisecond
 	c.Ingest.RateLimitPerIP.Rate = 12.5
 	out, err := YAML(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"web-key-0123456789abcdef", "srv-key-0123456789abcdef", c.Admin.Token, c.ClickHouse.Password} {
+	for _, secret := range []string{"web-key-0123456789abcdef", "srv-key-0123456789abcdef", c.Admin.Token, c.ClickHouse.Password, c.Dashboard.Token} {
 		if strings.Contains(string(out), secret) {
 			t.Fatalf("secret %q printed:\n%s", secret, out)
 		}
 	}
-	if n := strings.Count(string(out), Redacted); n != 4 {
-		t.Fatalf("%d values redacted, want 4:\n%s", n, out)
+	if n := strings.Count(string(out), Redacted); n != 5 {
+		t.Fatalf("%d values redacted, want 5:\n%s", n, out)
 	}
 	// Put the secrets back where the placeholders stand (in the order of
-	// the tree: ingest, clickhouse, admin): the rest must load as it was.
+	// the tree: ingest, clickhouse, admin, dashboard): the rest must load as it was.
 	filled := string(out)
-	for _, secret := range []string{"web-key-0123456789abcdef", "srv-key-0123456789abcdef", c.ClickHouse.Password, c.Admin.Token} {
+	for _, secret := range []string{"web-key-0123456789abcdef", "srv-key-0123456789abcdef", c.ClickHouse.Password, c.Admin.Token, c.Dashboard.Token} {
 		filled = strings.Replace(filled, Redacted, secret, 1)
 	}
 	path := filepath.Join(t.TempDir(), "telemetry.yaml")

@@ -144,6 +144,9 @@ type Metrics struct {
 	provider *sdkmetric.MeterProvider
 	// Handler serves the Prometheus exposition.
 	Handler http.Handler
+	// Reader reads every instrument on demand: the pipeline's recorder
+	// writes its snapshots into ClickHouse (the dashboards' pipeline page).
+	Reader *sdkmetric.ManualReader
 }
 
 // StartMetrics installs a global MeterProvider exporting to a Prometheus
@@ -156,7 +159,8 @@ func StartMetrics(ctx context.Context, c OTelConfig) (*Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating prometheus exporter: %w", err)
 	}
-	opts := []sdkmetric.Option{sdkmetric.WithReader(exp),
+	manual := sdkmetric.NewManualReader()
+	opts := []sdkmetric.Option{sdkmetric.WithReader(exp), sdkmetric.WithReader(manual),
 		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", c.ServiceName)))}
 	if c.OTLPEndpoint != "" {
 		mopts := []otlpmetrichttp.Option{otlpmetrichttp.WithEndpoint(c.OTLPEndpoint)}
@@ -171,7 +175,7 @@ func StartMetrics(ctx context.Context, c OTelConfig) (*Metrics, error) {
 	}
 	mp := sdkmetric.NewMeterProvider(opts...)
 	otel.SetMeterProvider(mp)
-	return &Metrics{provider: mp, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, nil
+	return &Metrics{provider: mp, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Reader: manual}, nil
 }
 
 // Shutdown flushes and stops the provider.

@@ -35,7 +35,7 @@ func BenchmarkFreshness(b *testing.B) {
 	rate, probes := testenv.EnvInt(b, "BENCH_RATE", 5000), testenv.EnvInt(b, "BENCH_PROBES", 300)
 	cfg := config.Default()
 	cfg.DataDir = b.TempDir()
-	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen, cfg.Dashboard.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	p := startPipeline(b, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -27,6 +27,7 @@ import (
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/internal/corpus"
+	"github.com/sora3web/telemetry/internal/history"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/chdb"
@@ -46,8 +47,13 @@ type Pipeline struct {
 	cfg config.Config
 	log *slog.Logger
 
+	// Metrics is the process's metric reader; when set, the recorder
+	// writes its snapshots into ClickHouse (history.*). Set it before Start.
+	Metrics history.Source
+
 	// Handlers are mounted on the ingest server before it starts (metrics,
-	// the SDK, the dashboard). Set them before Start.
+	// the SDK). Set them before Start. The dashboards have their own
+	// listener (dashboard.listen).
 	Handlers map[string]http.Handler
 
 	// stack holds the stop of every part started, in start order;
@@ -70,6 +76,7 @@ type Pipeline struct {
 	privacy   *privacy.Service // admin API + tombstone/opt-out registries
 	corpus    *corpus.Job      // fills the anonymised prompt corpus
 	side      *http.Server
+	dash      *dashboards.Server
 }
 
 // part is how to stop one started part of the pipeline.
@@ -204,10 +211,11 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if p.conn != nil {
-		dash := dashboards.Handler(dashboards.Config{Database: p.cfg.ClickHouse.Database, Log: p.log}, p.dashConn)
-		p.Handlers["GET /dashboard"] = dash
-		p.Handlers["GET /dashboard/"] = dash
+	if err := p.startHistory(ctx); err != nil {
+		return err
+	}
+	if err := p.startDashboards(ctx); err != nil {
+		return err
 	}
 	if !s.Ingest {
 		if err := p.startSideServer(ctx); err != nil {
@@ -225,12 +233,64 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		}
 		p.started("ingest", p.ingest.Shutdown)
 	}
-	p.log.Info("pipeline started", "bus", p.cfg.Bus, "ingest", p.IngestAddr(), "embedded_clickhouse", p.cfg.Embedded.Enabled,
+	p.log.Info("pipeline started", "bus", p.cfg.Bus, "ingest", p.IngestAddr(), "dashboard", p.DashboardAddr(), "embedded_clickhouse", p.cfg.Embedded.Enabled,
 		"consumer", s.Consumer, "data_dir", p.cfg.DataDir)
 	return nil
 }
 
-// startSideServer serves the handlers (/metrics, /dashboard) and health on
+// startDashboards serves the dashboards on their own staff-only listener
+// (dashboard.listen), never on ingest's: it needs ClickHouse.
+func (p *Pipeline) startDashboards(ctx context.Context) error {
+	if p.conn == nil || !p.cfg.Dashboard.Enabled {
+		return nil
+	}
+	dc := p.cfg.Dashboard
+	dc.Database, dc.Log = p.cfg.ClickHouse.Database, p.log
+	srv, err := dashboards.NewServer(dc, p.dashConn)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	p.dash = srv
+	p.started("dashboards", srv.Shutdown)
+	attrs := []any{"url", "http://" + srv.Addr() + "/dashboard/"}
+	if dc.Token == dashboards.DevToken { // public knowledge; a real token is never logged
+		attrs = append(attrs, "dev_token", dashboards.DevToken)
+	}
+	p.log.Info("dashboards serving (staff only: sign in at /dashboard/login with dashboard.token)", attrs...)
+	return nil
+}
+
+// startHistory records the process's metrics into ClickHouse every
+// history.interval (the dashboards' pipeline page); it needs ClickHouse
+// and the metric reader.
+func (p *Pipeline) startHistory(ctx context.Context) error {
+	if p.conn == nil || p.Metrics == nil || !p.cfg.History.Enabled {
+		return nil
+	}
+	rec, err := history.New(p.cfg.History, p.Metrics, p.conn, p.cfg.ClickHouse.Database, p.log)
+	if err != nil {
+		return err
+	}
+	if err := rec.Start(ctx); err != nil {
+		return err
+	}
+	p.started("metric history recorder", rec.Shutdown)
+	return nil
+}
+
+// DashboardAddr is the dashboards' address, after Start ("" when they do
+// not run).
+func (p *Pipeline) DashboardAddr() string {
+	if p.dash == nil {
+		return ""
+	}
+	return p.dash.Addr()
+}
+
+// startSideServer serves the handlers (/metrics) and health on
 // serve.metrics_listen when no ingest server carries them.
 func (p *Pipeline) startSideServer(ctx context.Context) error {
 	mux := http.NewServeMux()

@@ -29,6 +29,7 @@ func allInOne(t *testing.T) config.Config {
 	cfg.Ingest.Listen = "127.0.0.1:0"
 	cfg.Embedded.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Dashboard.Listen = "127.0.0.1:0"
 	cfg.Consumer.BatchInterval = 200 * time.Millisecond
 	return cfg
 }
@@ -194,7 +195,7 @@ func TestPartsStopInReverseOrder(t *testing.T) {
 		names = append(names, pt.name)
 	}
 	want := []string{"clickhouse engine", "clickhouse http interface", "clickhouse connection", "dashboards' clickhouse connection", "privacy registries and admin API",
-		"local log", "dead-letter log", "consumer's engine connection", "consumer", "prompt corpus job", "ingest"}
+		"local log", "dead-letter log", "consumer's engine connection", "consumer", "prompt corpus job", "dashboards", "ingest"}
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Fatalf("started %q, want %q", names, want)
 	}

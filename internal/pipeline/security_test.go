@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,31 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/sdk"
 )
-
-// lockedBuffer collects the pipeline's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // rawResponse is a response read off the wire, unparsed.
 type rawResponse struct {
@@ -74,7 +55,7 @@ func raw(t *testing.T, addr, request string) rawResponse {
 
 // TestListenersResistInjectionTraversalAndLeaks runs the all-in-one
 // pipeline with every handler that serves files (the SDK, the dashboard)
-// and checks, on the ingest and admin listeners: no secret or raw IP in any
+// and checks, on the ingest, admin and dashboard listeners: no secret or raw IP in any
 // log line, CR/LF never splits a response nor forges a log line, oversized
 // headers get 431, and no path reads a file outside the embedded assets.
 func TestListenersResistInjectionTraversalAndLeaks(t *testing.T) {
@@ -91,12 +72,12 @@ func TestListenersResistInjectionTraversalAndLeaks(t *testing.T) {
 	cfg.Ingest.TrustedProxies = []string{"127.0.0.0/8"}
 	cfg.Serve.MetricsListen = "127.0.0.1:0"
 	cfg.Log.Level = "debug"
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	p, err := New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Handlers["GET /v1/sdk.js"] = sdk.Handler() // as serve.go mounts it; the dashboard is mounted by Start
+	p.Handlers["GET /v1/sdk.js"] = sdk.Handler() // as serve.go mounts it; the dashboards get their own listener from Start
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +184,12 @@ func TestListenersResistInjectionTraversalAndLeaks(t *testing.T) {
 			"//etc/passwd", "/v1/sdk.js%00.txt", "/dashboard/assets/dashboard.js%00", "/dashboard/internal/pipeline/pipeline_test.go",
 		}
 		assets := map[string]bool{string(sdk.Bundle): true}
+		tokens := map[string]string{ingest: adminToken, admin: adminToken, p.DashboardAddr(): cfg.Dashboard.Token}
 		for _, path := range paths {
-			for _, addr := range []string{ingest, admin} {
+			for _, addr := range []string{ingest, admin, p.DashboardAddr()} {
 				target := path
 				for hop := 0; hop < 3; hop++ {
-					r := raw(t, addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+adminToken+"\r\nConnection: close\r\n\r\n")
+					r := raw(t, addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokens[addr]+"\r\nConnection: close\r\n\r\n")
 					for _, f := range forbidden {
 						if strings.Contains(r.body, f) {
 							t.Fatalf("%s%s served a file outside the assets (%q)", addr, path, f)

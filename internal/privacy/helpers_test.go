@@ -1,7 +1,6 @@
 package privacy
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,30 +31,12 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
 
 const testToken = "test-admin-token-0123456789abcdef-xyz"
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one test's migrated database and service.
 type env struct {
 	conn driver.Conn
 	db   string
 	svc  *Service
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 }
 
 func newEnv(t *testing.T) *env {
@@ -83,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	cfg := DefaultConfig()
 	cfg.Enabled = false // tests use Handler; the pipeline tests cover the listener
 	cfg.Token = testToken
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	svc, err := New(cfg, conn, Tables{Database: db}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

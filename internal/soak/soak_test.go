@@ -170,7 +170,8 @@ func startServe(b *testing.B) *serve {
 	ingest, ch := freePort(b), freePort(b)
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(bin, "serve", "--listen", ingest, "--set", "embedded.listen="+ch, "--set", "data_dir="+data,
-		"--set", "ingest.rate_limit_per_key.rate=0", "--set", "log.level=warn")
+		"--set", "ingest.rate_limit_per_key.rate=0", "--set", "log.level=warn",
+		"--set", "dashboard.listen=127.0.0.1:0")
 	cmd.Dir = dir // no telemetry.yaml there
 	cmd.Env = testenv.ChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -43,8 +43,12 @@ func TestApplyIsIdempotentAndReappliesChangedRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Migrations) != 8 || len(p.Retention) != 5 {
-		t.Fatalf("fresh database plan: %d migrations, %d retention statements; want 8, 5", len(p.Migrations), len(p.Retention))
+	all, err := Render(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Migrations) != len(all) || len(p.Retention) != 7 {
+		t.Fatalf("fresh database plan: %d migrations, %d retention statements; want %d, 7", len(p.Migrations), len(p.Retention), len(all))
 	}
 	if _, err := m.Apply(ctx); err != nil {
 		t.Fatal(err)
@@ -64,7 +68,7 @@ func TestApplyIsIdempotentAndReappliesChangedRetention(t *testing.T) {
 	if err := conn.Select(ctx, &recorded, "SELECT version, name, checksum FROM "+db+".schema_migrations FINAL ORDER BY version"); err != nil {
 		t.Fatal(err)
 	}
-	if len(recorded) != 8 || recorded[0].Name != "events" || recorded[2].Version != 3 || recorded[3].Name != "privacy" || recorded[4].Name != "insert_parts" || recorded[6].Name != "identity" || recorded[7].Name != "prompt_corpus" || recorded[0].Checksum != p.Migrations[0].Checksum {
+	if len(recorded) != len(all) || recorded[len(all)-1].Version != all[len(all)-1].Version || recorded[0].Name != "events" || recorded[2].Version != 3 || recorded[3].Name != "privacy" || recorded[4].Name != "insert_parts" || recorded[6].Name != "identity" || recorded[0].Checksum != p.Migrations[0].Checksum {
 		t.Fatalf("schema_migrations: %+v", recorded)
 	}
 
@@ -213,6 +217,8 @@ func TestRollupsAndErrorsHoldNoForbiddenColumns(t *testing.T) {
 		forbidden []string
 	}{
 		{"rollups_daily", []string{"user_id", "anonymous_id", "session_id", "ip", "prompt", "event_id"}},
+		{"rollups_hourly", []string{"user_id", "anonymous_id", "session_id", "ip", "prompt", "event_id"}},
+		{"pipeline_metrics", []string{"user_id", "anonymous_id", "session_id", "ip", "prompt", "event_id"}},
 		{"errors", []string{"prompt"}},
 		// The privacy registries hold a subject id and the request, nothing else.
 		{"tombstones", []string{"ip", "prompt", "session_id", "event_id", "context_page_url", "context_user_agent", "plan"}},
@@ -244,5 +250,67 @@ func TestRollupsAndErrorsHoldNoForbiddenColumns(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestHourlyRollupCountsARetriedInsertOnce inserts one batch of events
+// twice with the same insert_deduplication_token (the consumer retrying an
+// insert, or completing after a restart one the process died in) and
+// another batch once: rollups_hourly counts each event once, like
+// rollups_daily, and its hours and users agree with the events.
+func TestHourlyRollupCountsARetriedInsertOnce(t *testing.T) {
+	ctx := context.Background()
+	conn, db := migratedEngine(t)
+	// Yesterday, within the hourly rollup's retention.
+	base := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
+	insert := func(token string, first, n int) {
+		t.Helper()
+		var values []string
+		for i := first; i < first+n; i++ {
+			values = append(values, fmt.Sprintf("(toUUID('00000000-0000-4000-8000-%012d'), 'generation_requested', 'pro', 'm%d', toDateTime64('%s', 3, 'UTC') + INTERVAL %d MINUTE, 'user-%d')",
+				i, i%2, base.Format(time.DateTime), i*7, i%5))
+		}
+		tctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
+		if err := conn.Exec(tctx, "INSERT INTO "+db+".events (event_id, type, plan, model, timestamp, user_id) VALUES "+strings.Join(values, ", ")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("batch-1", 0, 20)
+	insert("batch-1", 0, 20)
+	insert("batch-2", 20, 10)
+	var hourly []struct {
+		Hour   time.Time `ch:"hour"`
+		Model  string    `ch:"model"`
+		Events uint64    `ch:"events"`
+		Users  uint64    `ch:"users"`
+	}
+	if err := conn.Select(ctx, &hourly, "SELECT hour, model, countMerge(events) AS events, uniqMerge(users) AS users FROM "+db+".rollups_hourly GROUP BY hour, model ORDER BY hour, model"); err != nil {
+		t.Fatal(err)
+	}
+	// 30 events, one every 7 minutes from base: four hours, models m0/m1.
+	want := map[string]uint64{}
+	for i := range 30 {
+		h := base.Add(time.Duration(i*7) * time.Minute).Truncate(time.Hour)
+		want[fmt.Sprintf("%s m%d", h.Format("15"), i%2)]++
+	}
+	var total uint64
+	for _, h := range hourly {
+		k := fmt.Sprintf("%s %s", h.Hour.UTC().Format("15"), h.Model)
+		if h.Events != want[k] {
+			t.Errorf("rollups_hourly %s: %d events, want %d", k, h.Events, want[k])
+		}
+		total += h.Events
+	}
+	if total != 30 || len(hourly) != len(want) {
+		t.Fatalf("rollups_hourly: %d events in %d rows, want 30 in %d: %+v", total, len(hourly), len(want), hourly)
+	}
+	var daily []struct {
+		N uint64 `ch:"n"`
+	}
+	if err := conn.Select(ctx, &daily, "SELECT countMerge(events) AS n FROM "+db+".rollups_daily"); err != nil {
+		t.Fatal(err)
+	}
+	if daily[0].N != total {
+		t.Fatalf("rollups_daily %d events, rollups_hourly %d", daily[0].N, total)
 	}
 }

@@ -70,7 +70,7 @@ func TestRenderClusterLayout(t *testing.T) {
 			t.Errorf("non-replicated engine on a cluster:\n%s", s)
 		}
 	}
-	for _, table := range []string{"events", "errors", "rollups_daily"} {
+	for _, table := range []string{"events", "errors", "rollups_daily", "rollups_hourly", "pipeline_metrics"} {
 		want := "ENGINE = Distributed(c1, db, " + table + "_local,"
 		if !strings.Contains(strings.Join(sql, "\n"), want) {
 			t.Errorf("no Distributed table over %s_local", table)

@@ -29,6 +29,13 @@ type Retention struct {
 	// AnonymizedPromptsDays is how long rows of the anonymised prompt
 	// corpus (prompt_corpus) are kept, by their day. Default 1095 (3 years).
 	AnonymizedPromptsDays int `mapstructure:"anonymized_prompts_days"`
+	// RollupsHourlyDays is how long hourly rollups (the dashboards' hour
+	// buckets) are kept. Default 92.
+	RollupsHourlyDays int `mapstructure:"rollups_hourly_days"`
+	// PipelineHistoryDays is how long the pipeline's recorded metric
+	// snapshots (pipeline_metrics, the dashboards' pipeline page) are kept.
+	// Default 30.
+	PipelineHistoryDays int `mapstructure:"pipeline_history_days"`
 }
 
 // DefaultRetention returns the documented defaults.
@@ -40,6 +47,8 @@ func DefaultRetention() Retention {
 		RollupsDays: 3 * 365,
 
 		AnonymizedPromptsDays: 3 * 365,
+		RollupsHourlyDays:     92,
+		PipelineHistoryDays:   30,
 	}
 }
 
@@ -74,6 +83,12 @@ func (r Retention) Validate() error {
 	if r.AnonymizedPromptsDays <= 0 {
 		errs = append(errs, errors.New("retention.anonymized_prompts_days: must be > 0"))
 	}
+	if r.RollupsHourlyDays <= 0 {
+		errs = append(errs, errors.New("retention.rollups_hourly_days: must be > 0"))
+	}
+	if r.PipelineHistoryDays <= 0 {
+		errs = append(errs, errors.New("retention.pipeline_history_days: must be > 0"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -101,8 +116,9 @@ type Statement struct {
 
 // RetentionStatements renders the TTLs of o.Retention as ALTER statements:
 // raw events deleted per plan, the prompt column cleared per plan (an
-// unknown plan gets the shortest prompt retention), errors, rollups and
-// the anonymised prompt corpus deleted after their days.
+// unknown plan gets the shortest prompt retention), errors, rollups, the
+// anonymised prompt corpus and the pipeline's history deleted after their
+// days.
 func RetentionStatements(o Options) []Statement {
 	r := o.Retention
 	alter := func(table string) string { return "ALTER TABLE " + o.localTable(table) + o.onCluster() }
@@ -118,5 +134,7 @@ func RetentionStatements(o Options) []Statement {
 		{"errors", alter("errors") + fmt.Sprintf("\nMODIFY TTL toDateTime(timestamp) + INTERVAL %d DAY", r.ErrorsDays)},
 		{"rollups_daily", alter("rollups_daily") + fmt.Sprintf("\nMODIFY TTL day + INTERVAL %d DAY", r.RollupsDays)},
 		{"prompt_corpus", alter("prompt_corpus") + fmt.Sprintf("\nMODIFY TTL day + INTERVAL %d DAY", r.AnonymizedPromptsDays)},
+		{"rollups_hourly", alter("rollups_hourly") + fmt.Sprintf("\nMODIFY TTL hour + INTERVAL %d DAY", r.RollupsHourlyDays)},
+		{"pipeline_metrics", alter("pipeline_metrics") + fmt.Sprintf("\nMODIFY TTL toDateTime(time) + INTERVAL %d DAY", r.PipelineHistoryDays)},
 	}
 }

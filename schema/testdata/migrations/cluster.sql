@@ -301,6 +301,57 @@ ORDER BY (user_id, anonymous_id, corrected_at);
 CREATE TABLE IF NOT EXISTS telemetry.corrections ON CLUSTER analytics AS telemetry.corrections_local
 ENGINE = Distributed(analytics, telemetry, corrections_local, cityHash64(user_id, anonymous_id));
 
+-- migration 0010_hourly_and_pipeline_history (sha256 a95aef6cd707b1a097c50229f193d00ef0569cedcfb5b26e26754acb6df12c75)
+CREATE TABLE IF NOT EXISTS telemetry.rollups_hourly_local ON CLUSTER analytics
+(
+    hour           DateTime('UTC'),
+    type           LowCardinality(String),
+    plan           LowCardinality(String),
+    quality        LowCardinality(String),
+    resolution     LowCardinality(String),
+    aspect_ratio   LowCardinality(String),
+    model          LowCardinality(String),
+    device_class   LowCardinality(String),
+    device_os      LowCardinality(String),
+    device_browser LowCardinality(String),
+    events         AggregateFunction(count),
+    users          AggregateFunction(uniq, Nullable(String)),
+    latency_ms     AggregateFunction(quantilesIf(0.5, 0.9, 0.99), UInt32, UInt8)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/telemetry/rollups_hourly_local', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, type, plan, quality, resolution, aspect_ratio, model, device_class, device_os, device_browser)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS telemetry.rollups_hourly ON CLUSTER analytics AS telemetry.rollups_hourly_local
+ENGINE = Distributed(analytics, telemetry, rollups_hourly_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry.rollups_hourly_mv_local ON CLUSTER analytics TO telemetry.rollups_hourly_local AS
+SELECT
+    toStartOfHour(timestamp) AS hour, type, plan, quality, resolution, aspect_ratio, model,
+    device_class, device_os, device_browser,
+    countState() AS events,
+    uniqState(coalesce(nullIf(user_id, ''), nullIf(anonymous_id, ''))) AS users,
+    quantilesIfState(0.5, 0.9, 0.99)(latency_ms, latency_ms > 0) AS latency_ms
+FROM telemetry.events_local
+GROUP BY hour, type, plan, quality, resolution, aspect_ratio, model, device_class, device_os, device_browser;
+
+CREATE TABLE IF NOT EXISTS telemetry.pipeline_metrics_local ON CLUSTER analytics
+(
+    time    DateTime64(3, 'UTC'),
+    process LowCardinality(String),
+    metric  LowCardinality(String),
+    kind    LowCardinality(String),
+    attrs   String,
+    value   Float64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/telemetry/pipeline_metrics_local', '{replica}')
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (metric, time, process, attrs);
+
+CREATE TABLE IF NOT EXISTS telemetry.pipeline_metrics ON CLUSTER analytics AS telemetry.pipeline_metrics_local
+ENGINE = Distributed(analytics, telemetry, pipeline_metrics_local, rand());
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL
@@ -325,4 +376,12 @@ MODIFY TTL day + INTERVAL 1095 DAY;
 -- retention prompt_corpus
 ALTER TABLE telemetry.prompt_corpus_local ON CLUSTER analytics
 MODIFY TTL day + INTERVAL 1095 DAY;
+
+-- retention rollups_hourly
+ALTER TABLE telemetry.rollups_hourly_local ON CLUSTER analytics
+MODIFY TTL hour + INTERVAL 92 DAY;
+
+-- retention pipeline_metrics
+ALTER TABLE telemetry.pipeline_metrics_local ON CLUSTER analytics
+MODIFY TTL toDateTime(time) + INTERVAL 30 DAY;
 

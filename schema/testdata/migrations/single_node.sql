@@ -267,6 +267,51 @@ CREATE TABLE IF NOT EXISTS telemetry.corrections
 ENGINE = MergeTree
 ORDER BY (user_id, anonymous_id, corrected_at);
 
+-- migration 0010_hourly_and_pipeline_history (sha256 a95aef6cd707b1a097c50229f193d00ef0569cedcfb5b26e26754acb6df12c75)
+CREATE TABLE IF NOT EXISTS telemetry.rollups_hourly
+(
+    hour           DateTime('UTC'),
+    type           LowCardinality(String),
+    plan           LowCardinality(String),
+    quality        LowCardinality(String),
+    resolution     LowCardinality(String),
+    aspect_ratio   LowCardinality(String),
+    model          LowCardinality(String),
+    device_class   LowCardinality(String),
+    device_os      LowCardinality(String),
+    device_browser LowCardinality(String),
+    events         AggregateFunction(count),
+    users          AggregateFunction(uniq, Nullable(String)),
+    latency_ms     AggregateFunction(quantilesIf(0.5, 0.9, 0.99), UInt32, UInt8)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, type, plan, quality, resolution, aspect_ratio, model, device_class, device_os, device_browser)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry.rollups_hourly_mv TO telemetry.rollups_hourly AS
+SELECT
+    toStartOfHour(timestamp) AS hour, type, plan, quality, resolution, aspect_ratio, model,
+    device_class, device_os, device_browser,
+    countState() AS events,
+    uniqState(coalesce(nullIf(user_id, ''), nullIf(anonymous_id, ''))) AS users,
+    quantilesIfState(0.5, 0.9, 0.99)(latency_ms, latency_ms > 0) AS latency_ms
+FROM telemetry.events
+GROUP BY hour, type, plan, quality, resolution, aspect_ratio, model, device_class, device_os, device_browser;
+
+CREATE TABLE IF NOT EXISTS telemetry.pipeline_metrics
+(
+    time    DateTime64(3, 'UTC'),
+    process LowCardinality(String),
+    metric  LowCardinality(String),
+    kind    LowCardinality(String),
+    attrs   String,
+    value   Float64
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (metric, time, process, attrs);
+
 -- retention events
 ALTER TABLE telemetry.events
 MODIFY TTL
@@ -291,4 +336,12 @@ MODIFY TTL day + INTERVAL 1095 DAY;
 -- retention prompt_corpus
 ALTER TABLE telemetry.prompt_corpus
 MODIFY TTL day + INTERVAL 1095 DAY;
+
+-- retention rollups_hourly
+ALTER TABLE telemetry.rollups_hourly
+MODIFY TTL hour + INTERVAL 92 DAY;
+
+-- retention pipeline_metrics
+ALTER TABLE telemetry.pipeline_metrics
+MODIFY TTL toDateTime(time) + INTERVAL 30 DAY;
 
