@@ -11,12 +11,10 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/sora3web/telemetry/internal/testenv/chtest"
 
 	"github.com/sora3web/telemetry/internal/testenv"
-	"github.com/sora3web/telemetry/schema/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
@@ -73,20 +71,8 @@ func TestPrivacyCorrectSendsTheCorrectionItWasGiven(t *testing.T) {
 
 func TestPromptsExportStreamsTheCorpusWithAProgressLine(t *testing.T) {
 	addr := testenv.ClickHouse(t)
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Protocol: clickhouse.HTTP, Auth: clickhouse.Auth{Database: "default", Username: testenv.ClickHouseUser}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	db := fmt.Sprintf("cli_export_%d", time.Now().UnixNano())
-	m, err := migrations.New(conn, migrations.Options{Database: db, Retention: migrations.DefaultRetention()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, db := chtest.Migrated(t, "cli_export")
 	ctx := context.Background()
-	if _, err := m.Apply(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if err := conn.Exec(ctx, "INSERT INTO "+db+".prompt_corpus (day, prompt, outcome) SELECT today() - number, 'a fox in the snow', 'completed' FROM numbers(10)"); err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/sora3web/telemetry/internal/testenv/chtest"
+
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sora3web/telemetry/internal/testenv"
-	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/transform"
 )
 
@@ -27,24 +27,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
 // database.
 func migrated(t *testing.T) (driver.Conn, string) {
 	t.Helper()
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{testenv.ClickHouse(t)}, Protocol: clickhouse.HTTP,
-		Auth:        clickhouse.Auth{Database: "default", Username: testenv.ClickHouseUser},
-		ReadTimeout: time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	db := fmt.Sprintf("corpus_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano())
-	m, err := migrations.New(conn, migrations.Options{Database: db, Retention: migrations.DefaultRetention()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Apply(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return conn, db
+	return chtest.Migrated(t, "corpus")
 }
 
 func newJob(t *testing.T, conn driver.Conn, db string, log io.Writer) *Job {

@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/sora3web/telemetry/internal/testenv/chtest"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/sora3web/telemetry/internal/testenv"
-	"github.com/sora3web/telemetry/schema/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
@@ -27,20 +27,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
 // second Shutdown does nothing.
 func TestRecorderWritesSnapshotsOfThePipelinesInstruments(t *testing.T) {
 	ctx := context.Background()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{testenv.ClickHouse(t)}, Protocol: clickhouse.HTTP,
-		Auth: clickhouse.Auth{Database: "default", Username: testenv.ClickHouseUser}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	db := fmt.Sprintf("history_%d", time.Now().UnixNano())
-	m, err := migrations.New(conn, migrations.Options{Database: db, Retention: migrations.DefaultRetention()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Apply(ctx); err != nil {
-		t.Fatal(err)
-	}
+	conn, db := chtest.Migrated(t, "history")
 	reader := sdkmetric.NewManualReader()
 	meter := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
 	events, _ := meter.Int64Counter("telemetry.ingest.events")

@@ -10,14 +10,13 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/sora3web/telemetry/internal/testenv/chtest"
+
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/internal/testenv"
-	"github.com/sora3web/telemetry/schema/migrations"
 	"github.com/sora3web/telemetry/sinks/consumer"
 )
 
@@ -41,25 +40,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{testenv.ClickHouse(t)}, Protocol: clickhouse.HTTP,
-		Auth:        clickhouse.Auth{Database: "default", Username: testenv.ClickHouseUser},
-		DialTimeout: 2 * time.Second, ReadTimeout: time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	db := fmt.Sprintf("p_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano())
-	m, err := migrations.New(conn, migrations.Options{Database: db, Retention: migrations.DefaultRetention()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := m.Apply(ctx); err != nil {
-		t.Fatal(err)
-	}
+	conn, db := chtest.Migrated(t, "p")
 	cfg := DefaultConfig()
 	cfg.Enabled = false // tests use Handler; the pipeline tests cover the listener
 	cfg.Token = testToken
@@ -68,7 +49,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Start(ctx); err != nil {
+	if err := svc.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Shutdown(context.Background()) })
