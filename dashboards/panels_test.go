@@ -21,7 +21,11 @@ type scenario struct {
 	from, to                  time.Time
 	interval                  time.Duration
 	plans, qualities, browser []string // nil: All
-	session                   string
+	// groups is the product dashboard's group filter (nil: All) and
+	// member its meaning in Go (inGroups).
+	groups  []string
+	member  func(*schema.Enriched) bool
+	session string
 	// explore holds the explorer's filters (explorer.json's textboxes);
 	// event is the occurrence it opens.
 	explore map[string]string
@@ -29,7 +33,7 @@ type scenario struct {
 }
 
 func (s scenario) params(d *Dashboard) Params {
-	vars := map[string][]string{"plan": s.plans, "quality": s.qualities, "browser": s.browser}
+	vars := map[string][]string{"plan": s.plans, "quality": s.qualities, "browser": s.browser, "group": s.groups}
 	if d.File == "explorer.json" {
 		vars = map[string][]string{"plan": s.plans, "event_id": {s.event}}
 		for k, v := range s.explore {
@@ -95,7 +99,31 @@ func (s scenario) tsIn(e *schema.Enriched) bool {
 	return !e.Timestamp.Before(s.from) && !e.Timestamp.After(s.to)
 }
 func (s scenario) pb(e *schema.Enriched) bool {
-	return in(s.plans, e.Plan) && in(s.browser, e.Device.Browser)
+	return in(s.plans, e.Plan) && in(s.browser, e.Device.Browser) && (s.member == nil || s.member(e))
+}
+
+// inGroups mirrors the group filter: an event belongs to one of groups
+// when its own group_id is one of them, or its user_id or anonymous_id
+// joined one of them by a group call (group_members, filled from the
+// events of type group with a group_id), whenever that call came.
+func inGroups(ev []schema.Enriched, groups []string) func(*schema.Enriched) bool {
+	users, anons := map[string]bool{}, map[string]bool{}
+	for i := range ev {
+		if e := &ev[i]; e.Type == schema.TypeGroup && e.GroupID != "" && slices.Contains(groups, e.GroupID) {
+			users[e.UserID] = e.UserID != ""
+			anons[e.AnonymousID] = e.AnonymousID != ""
+		}
+	}
+	return func(e *schema.Enriched) bool {
+		return slices.Contains(groups, e.GroupID) || users[e.UserID] || anons[e.AnonymousID]
+	}
+}
+
+// grouped is s filtered to groups.
+func (s scenario) grouped(ev []schema.Enriched, groups ...string) scenario {
+	s.name += "/" + strings.Join(groups, "+")
+	s.groups, s.member = groups, inGroups(ev, groups)
+	return s
 }
 func (s scenario) pqb(e *schema.Enriched) bool {
 	return s.pb(e) && in(s.qualities, e.Properties.Quality)
@@ -706,6 +734,16 @@ func sessionAround(ev []schema.Enriched, id string) [][]any {
 }
 
 func init() {
+	// The group filter is the product dashboard's; the errors dashboard's
+	// panels ignore it.
+	for k, f := range expected {
+		if strings.HasPrefix(k, "errors-") {
+			expected[k] = func(s scenario, ev []schema.Enriched) expectation {
+				s.groups, s.member = nil, nil
+				return f(s, ev)
+			}
+		}
+	}
 	for k, f := range explorerExpected {
 		expected[k] = f
 	}
@@ -871,7 +909,10 @@ func scenarios(ev []schema.Enriched) []scenario {
 			scs[i].event = es[0].EventID
 		}
 	}
-	return scs
+	// The product dashboard filtered to a group: 28 days (day buckets), 3
+	// days (hours) and 5½ hours (minutes), the last with two groups, whose
+	// common members count once.
+	return append(scs, scs[0].grouped(ev, seedGroupA), scs[2].grouped(ev, seedGroupB), scs[3].grouped(ev, seedGroupA, seedGroupB))
 }
 
 // busiestErrorSession picks, among the sessions with an error in the
@@ -917,6 +958,9 @@ func TestPanelsOnSeededData(t *testing.T) {
 	seen := map[string]bool{}
 	for _, sc := range scenarios(ev) {
 		for _, q := range qs {
+			if sc.groups != nil && q.Dashboard.File != "product.json" {
+				continue // only the product dashboard has the group filter
+			}
 			seen[q.Key] = true
 			t.Run(sc.name+"/"+q.Key, func(t *testing.T) {
 				want, ok := expected[q.Key]
@@ -1030,7 +1074,8 @@ func TestBrowserVariableQuery(t *testing.T) {
 // TestRollupPanelsReadOneSourcePerRange asks the engine (EXPLAIN
 // ESTIMATE) what each rollup-backed panel reads: raw events only up to 6
 // hours, rollups_hourly only up to 7 days (a week at hourly resolution
-// never scans raw events), rollups_daily beyond.
+// never scans raw events), rollups_daily beyond; with a group selected,
+// raw events (and group_members) for every range.
 func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 	conn, _ := seed(t)
 	ds, err := Dashboards()
@@ -1057,25 +1102,36 @@ func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 		}
 		checked++
 		for _, r := range ranges {
-			sc := scenario{from: r.from, to: r.to}
-			sql, err := Expand(q.Target.RawSQL, sc.params(q.Dashboard))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := Run(context.Background(), conn, "EXPLAIN ESTIMATE "+sql, 0)
-			if err != nil {
-				t.Fatalf("%s: %v", q.Key, err)
-			}
-			read := map[string]float64{}
-			for _, row := range res.Rows {
-				read[row[1].(string)] += row[3].(float64) // database, table, parts, rows, marks
-			}
-			if read[r.reads] == 0 {
-				t.Errorf("%s over %s reads nothing from %s: %v", q.Key, r.name, r.reads, read)
-			}
-			for table, rows := range read {
-				if (table == r.reads) != (rows > 0) {
-					t.Errorf("%s over %s reads %v rows of %s (want rows from %s only)", q.Key, r.name, rows, table, r.reads)
+			// A group selected (product dashboard only): raw events for any
+			// range, since the rollups cannot tell a group's events apart.
+			for _, groups := range [][]string{nil, {seedGroupA}} {
+				if groups != nil && q.Dashboard.File != "product.json" {
+					continue
+				}
+				reads := r.reads
+				if groups != nil {
+					reads = "events"
+				}
+				sc := scenario{from: r.from, to: r.to, groups: groups}
+				sql, err := Expand(q.Target.RawSQL, sc.params(q.Dashboard))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Run(context.Background(), conn, "EXPLAIN ESTIMATE "+sql, 0)
+				if err != nil {
+					t.Fatalf("%s: %v", q.Key, err)
+				}
+				read := map[string]float64{}
+				for _, row := range res.Rows {
+					read[row[1].(string)] += row[3].(float64) // database, table, parts, rows, marks
+				}
+				if read[reads] == 0 {
+					t.Errorf("%s over %s, groups %v, reads nothing from %s: %v", q.Key, r.name, groups, reads, read)
+				}
+				for table, rows := range read {
+					if want := table == reads || groups != nil && table == "group_members"; want != (rows > 0) {
+						t.Errorf("%s over %s, groups %v, reads %v rows of %s (want rows from %s only)", q.Key, r.name, groups, rows, table, reads)
+					}
 				}
 			}
 		}
