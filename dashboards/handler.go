@@ -251,25 +251,36 @@ func (h *handler) data(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no panel %q", r.PathValue("id")))
 		return
 	}
-	params, err := h.params(r, p.query.Dashboard)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	params, res, ok := h.run(w, r, p.query.Dashboard, p.query.Target.RawSQL, "panel "+p.info.ID)
+	if !ok {
 		return
 	}
-	sql, err := Expand(p.query.Target.RawSQL, params)
+	writeJSON(w, http.StatusOK, PanelData{PanelInfo: p.info, From: params.From, To: params.To, Result: *res})
+}
+
+// run expands sql (of dashboard d) with the request's range and variables
+// and runs it within the query timeout; on failure it answers the request
+// (400 for bad parameters, 502 for the engine's error, logged) and
+// returns false. what names the query in errors.
+func (h *handler) run(w http.ResponseWriter, r *http.Request, d *Dashboard, sql, what string) (Params, *Result, bool) {
+	params, err := h.params(r, d)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
-		return
+		return params, nil, false
+	}
+	if sql, err = Expand(sql, params); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return params, nil, false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
 	defer cancel()
 	res, err := Run(ctx, h.db, sql, h.cfg.MaxRows)
 	if err != nil {
-		h.cfg.Log.Error("dashboard panel query failed", "panel", p.info.ID, "err", err)
-		writeError(w, http.StatusBadGateway, fmt.Errorf("panel %s: %w", p.info.ID, err))
-		return
+		h.cfg.Log.Error("dashboard query failed", "query", what, "err", err)
+		writeError(w, http.StatusBadGateway, fmt.Errorf("%s: %w", what, err))
+		return params, nil, false
 	}
-	writeJSON(w, http.StatusOK, PanelData{PanelInfo: p.info, From: params.From, To: params.To, Result: *res})
+	return params, res, true
 }
 
 // browserRE bounds a browser name: uap-core families are letters, digits,
@@ -376,22 +387,8 @@ func (h *handler) variable(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no query variable %q", name))
 		return
 	}
-	params, err := h.params(r, d)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	sql, err := Expand(v.Query.(string), params)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
-	defer cancel()
-	res, err := Run(ctx, h.db, sql, h.cfg.MaxRows)
-	if err != nil {
-		h.cfg.Log.Error("dashboard variable query failed", "variable", name, "err", err)
-		writeError(w, http.StatusBadGateway, fmt.Errorf("variable %s: %w", name, err))
+	_, res, ok := h.run(w, r, d, v.Query.(string), "variable "+name)
+	if !ok {
 		return
 	}
 	values := []string{}
