@@ -1129,7 +1129,10 @@ func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 					t.Errorf("%s over %s, groups %v, reads nothing from %s: %v", q.Key, r.name, groups, reads, read)
 				}
 				for table, rows := range read {
-					if want := table == reads || groups != nil && table == "group_members"; want != (rows > 0) {
+					if table == "group_members" && groups != nil {
+						continue // the members' ids, when the engine estimates them
+					}
+					if (table == reads) != (rows > 0) {
 						t.Errorf("%s over %s, groups %v, reads %v rows of %s (want rows from %s only)", q.Key, r.name, groups, rows, table, reads)
 					}
 				}
