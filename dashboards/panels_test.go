@@ -1143,3 +1143,54 @@ func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 		t.Fatalf("%d rollup-backed panels checked", checked)
 	}
 }
+
+// TestGroupFilterCountsAMemberOfTwoGroupsInEach runs the resolution mix
+// (product-2) over the seeded 28 days for org-acme, org-beta and both:
+// the seed's members of both groups have their generations counted in
+// each group, once when both are selected, and no group holds them all.
+func TestGroupFilterCountsAMemberOfTwoGroupsInEach(t *testing.T) {
+	conn, ev := seed(t)
+	ds, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, err := ClickHouseQueries(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q *Query
+	for i := range qs {
+		if qs[i].Key == "product-2" {
+			q = &qs[i]
+		}
+	}
+	if q == nil {
+		t.Fatal("no panel product-2")
+	}
+	all := scenario{from: seedFrom, to: seedTo}
+	total := func(groups ...string) float64 {
+		sql, err := Expand(q.Target.RawSQL, all.grouped(ev, groups...).params(q.Dashboard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), conn, sql, 0)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, sql)
+		}
+		n := 0.0
+		for _, r := range res.Rows {
+			n += r[1].(float64)
+		}
+		return n
+	}
+	a, b, both := total(seedGroupA), total(seedGroupB), total(seedGroupA, seedGroupB)
+	inA, inB := inGroups(ev, []string{seedGroupA}), inGroups(ev, []string{seedGroupB})
+	overlap := float64(len(where(ev, all.bucketIn, isType(schema.TypeGenerationRequested), notBot, inA, inB)))
+	unfiltered := float64(len(where(ev, all.bucketIn, isType(schema.TypeGenerationRequested), notBot)))
+	if overlap == 0 {
+		t.Fatal("the seed has no generation of a member of both groups: the test would prove nothing")
+	}
+	if a+b-both != overlap || both >= unfiltered || a == 0 || b == 0 {
+		t.Errorf("generations: org-acme %v + org-beta %v - both %v = %v, want the %v of members of both; unfiltered %v", a, b, both, a+b-both, overlap, unfiltered)
+	}
+}
