@@ -944,14 +944,7 @@ func busiestErrorSession(ev []schema.Enriched, s *scenario) string {
 // and compares the answer with what the seed implies.
 func TestPanelsOnSeededData(t *testing.T) {
 	conn, ev := seed(t)
-	ds, err := Dashboards()
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs, err := ClickHouseQueries(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs := panelQueries(t)
 	if len(qs) < 20 {
 		t.Fatalf("only %d ClickHouse panels", len(qs))
 	}
@@ -1078,14 +1071,7 @@ func TestBrowserVariableQuery(t *testing.T) {
 // raw events (and group_members) for every range.
 func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 	conn, _ := seed(t)
-	ds, err := Dashboards()
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs, err := ClickHouseQueries(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs := panelQueries(t)
 	ranges := []struct {
 		name     string
 		from, to time.Time
@@ -1150,14 +1136,7 @@ func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 // each group, once when both are selected, and no group holds them all.
 func TestGroupFilterCountsAMemberOfTwoGroupsInEach(t *testing.T) {
 	conn, ev := seed(t)
-	ds, err := Dashboards()
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs, err := ClickHouseQueries(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs := panelQueries(t)
 	var q *Query
 	for i := range qs {
 		if qs[i].Key == "product-2" {
@@ -1193,4 +1172,18 @@ func TestGroupFilterCountsAMemberOfTwoGroupsInEach(t *testing.T) {
 	if a+b-both != overlap || both >= unfiltered || a == 0 || b == 0 {
 		t.Errorf("generations: org-acme %v + org-beta %v - both %v = %v, want the %v of members of both; unfiltered %v", a, b, both, a+b-both, overlap, unfiltered)
 	}
+}
+
+// panelQueries is the ClickHouse query of every panel of every dashboard.
+func panelQueries(t testing.TB) []Query {
+	t.Helper()
+	ds, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, err := ClickHouseQueries(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qs
 }
