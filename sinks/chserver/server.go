@@ -237,9 +237,10 @@ func (s *Server) Addr() (string, error) {
 }
 
 // Shutdown stops accepting requests, waits for running ones (bounded by
-// ctx; past it their connections are closed, which kills their queries) and
-// for its goroutines, then ends every session, dropping their temporary
-// tables. It does not close the engine.
+// ctx; past it their connections are closed, which kills their read-only
+// queries, while a write runs to its end and the engine's Close waits for
+// it) and for its goroutines, then ends every session, dropping their
+// temporary tables. It does not close the engine.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	srv, done, stop := s.httpSrv, s.done, s.stop
