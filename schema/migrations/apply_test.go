@@ -43,8 +43,8 @@ func TestApplyIsIdempotentAndReappliesChangedRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Migrations) != 7 || len(p.Retention) != 4 {
-		t.Fatalf("fresh database plan: %d migrations, %d retention statements; want 7, 4", len(p.Migrations), len(p.Retention))
+	if len(p.Migrations) != 8 || len(p.Retention) != 4 {
+		t.Fatalf("fresh database plan: %d migrations, %d retention statements; want 8, 4", len(p.Migrations), len(p.Retention))
 	}
 	if _, err := m.Apply(ctx); err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestApplyIsIdempotentAndReappliesChangedRetention(t *testing.T) {
 	if err := conn.Select(ctx, &recorded, "SELECT version, name, checksum FROM "+db+".schema_migrations FINAL ORDER BY version"); err != nil {
 		t.Fatal(err)
 	}
-	if len(recorded) != 7 || recorded[0].Name != "events" || recorded[2].Version != 3 || recorded[3].Name != "privacy" || recorded[4].Name != "insert_parts" || recorded[6].Name != "identity" || recorded[0].Checksum != p.Migrations[0].Checksum {
+	if len(recorded) != 8 || recorded[0].Name != "events" || recorded[2].Version != 3 || recorded[3].Name != "privacy" || recorded[4].Name != "insert_parts" || recorded[6].Name != "identity" || recorded[7].Name != "pipeline_audit" || recorded[0].Checksum != p.Migrations[0].Checksum {
 		t.Fatalf("schema_migrations: %+v", recorded)
 	}
 

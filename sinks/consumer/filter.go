@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/schema"
 )
 
@@ -41,15 +42,18 @@ func (c *Consumer) SetFilter(f Filter) error {
 }
 
 // applyFilter returns the records the filter keeps (records itself when
-// there is no filter).
-func (c *Consumer) applyFilter(records []record) []record {
+// there is no filter), counting the others in a.
+func (c *Consumer) applyFilter(records []record, a *batchAudit) []record {
 	if c.filter == nil || len(records) == 0 {
 		return records
 	}
 	kept := make([]record, 0, len(records))
 	for i := range records {
-		if !c.filter.Drop(&records[i].e) {
-			kept = append(kept, records[i])
+		r := &records[i]
+		if !c.filter.Drop(&r.e) {
+			kept = append(kept, *r)
+		} else if c.audit {
+			a.message(r.e.ReceivedAt, r.e.Source, audit.Filtered, "", r.topic, r.partition, r.offset)
 		}
 	}
 	if n := len(records) - len(kept); n > 0 {

@@ -231,6 +231,8 @@ type Batch struct {
 	ranges map[position][2]int64
 	// skipped counts the records left out as already stored.
 	skipped int
+	// resent are the records left out as copies of events stored already.
+	resent []*record
 }
 
 // Rows is the number of rows.

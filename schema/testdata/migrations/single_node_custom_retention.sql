@@ -223,6 +223,33 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM tele.events
 WHERE type = 'group' AND group_id != '';
 
+-- migration 0008_pipeline_audit (sha256 2afe286b84bff5d3e7e1eeea1fb12b687798cbcda3ec9a82ecc2b02fde23ece0)
+CREATE TABLE IF NOT EXISTS tele.pipeline_audit
+(
+    window_start DateTime('UTC'),
+    source       LowCardinality(String),
+    stage        LowCardinality(String),
+    reason       LowCardinality(String),
+    record_id    String,
+    n            UInt64
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, source, stage, reason, record_id)
+TTL window_start + INTERVAL 400 DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tele.pipeline_audit_inserted_mv TO tele.pipeline_audit AS
+SELECT
+    toStartOfMinute(received_at) AS window_start,
+    source,
+    'inserted' AS stage,
+    '' AS reason,
+    concat('inserted/', kafka_topic, '/', toString(kafka_partition), '/', toString(min(kafka_offset))) AS record_id,
+    count() AS n
+FROM tele.events
+GROUP BY window_start, source, kafka_topic, kafka_partition;
+
 -- retention events
 ALTER TABLE tele.events
 MODIFY TTL
