@@ -85,8 +85,8 @@ type Record struct {
 	Counts []Count   `json:"counts"`
 }
 
-// Window is the one-minute window of t, in UTC.
-func Window(t time.Time) time.Time { return t.UTC().Truncate(time.Minute) }
+// MinuteOf is the one-minute window of t, in UTC.
+func MinuteOf(t time.Time) time.Time { return t.UTC().Truncate(time.Minute) }
 
 // Message encodes r as a bus message: keyed by its source, marked with
 // Header.
@@ -144,7 +144,7 @@ type Row struct {
 func (r Record) Rows() []Row {
 	out := make([]Row, 0, len(r.Counts))
 	for _, c := range r.Counts {
-		out = append(out, Row{Window: Window(r.Window), Source: r.Source, Stage: c.Stage, Reason: c.Reason,
+		out = append(out, Row{Window: MinuteOf(r.Window), Source: r.Source, Stage: c.Stage, Reason: c.Reason,
 			RecordID: r.ID + "/" + c.Stage + "/" + c.Reason, N: c.N})
 	}
 	return out

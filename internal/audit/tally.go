@@ -32,7 +32,7 @@ func (t *Tally) Add(at time.Time, source, stage, reason string, n uint64) {
 	if n == 0 {
 		return
 	}
-	b := bucket{Window(at), source}
+	b := bucket{MinuteOf(at), source}
 	s := t.m[b]
 	if s == nil {
 		s = map[what]uint64{}

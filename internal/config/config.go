@@ -20,6 +20,7 @@ import (
 	"github.com/sora3web/telemetry/bus/broker"
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/collector"
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/obs"
 	"github.com/sora3web/telemetry/internal/privacy"
@@ -53,6 +54,9 @@ type Config struct {
 	// Admin configures the privacy admin API (data-subject rights) and the
 	// tombstone and opt-out registries.
 	Admin privacy.Config `mapstructure:"admin"`
+	// Audit configures the completeness audit (pipeline_audit,
+	// `telemetry audit`, the telemetry.audit.* metrics).
+	Audit audit.Config `mapstructure:"audit"`
 
 	// DataDir holds all local state of `telemetry serve`: the local log,
 	// the spool and the embedded ClickHouse. Default "./data".
@@ -149,6 +153,7 @@ func Default() Config {
 		Retention:  migrations.DefaultRetention(),
 		Consumer:   consumer.DefaultConfig(),
 		Admin:      privacy.DefaultConfig(),
+		Audit:      audit.DefaultConfig(),
 
 		DataDir:  "./data",
 		Bus:      "log",
@@ -172,7 +177,7 @@ func walDefaults() wal.Config {
 func (c Config) Validate() error {
 	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
 		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate(),
-		c.Admin.Validate(), c.Admin.CheckToken(c.Dev)}
+		c.Admin.Validate(), c.Admin.CheckToken(c.Dev), c.Audit.Validate()}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: required"))
 	}

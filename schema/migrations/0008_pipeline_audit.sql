@@ -1,3 +1,11 @@
+-- events gains the browser SDK's delivery numbers (schema.Event.Seq and
+-- Context.UnloadSeq): seq numbers a session's events from 1, unload_seq
+-- says where the session last handed events to the browser at unload.
+-- The audit reports the numbers that never arrived. 0 means unnumbered.
+{{range tables "events"}}ALTER TABLE {{.}}{{on}}
+    ADD COLUMN IF NOT EXISTS seq UInt32 AFTER session_id,
+    ADD COLUMN IF NOT EXISTS context_unload_seq UInt32 AFTER context_user_agent;
+{{end}}
 -- pipeline_audit: the completeness audit (internal/audit). Per one-minute
 -- window of received_at and per source (write key), what each stage
 -- counted: ingest's accepted, published, spooled, rejected and dropped

@@ -77,7 +77,7 @@ func (a *batchAudit) consume(at time.Time, source string, m bus.Message) {
 	if a.consumed == nil {
 		a.consumed = map[consumedKey]*consumedCount{}
 	}
-	k := consumedKey{audit.Window(at), source, position{m.Topic, m.Partition}}
+	k := consumedKey{audit.MinuteOf(at), source, position{m.Topic, m.Partition}}
 	if c := a.consumed[k]; c != nil {
 		c.first = min(c.first, m.Offset)
 		c.n++
@@ -89,7 +89,7 @@ func (a *batchAudit) consume(at time.Time, source string, m bus.Message) {
 // message counts one message's outcome (deduplicated, dead_lettered,
 // filtered), named by its position.
 func (a *batchAudit) message(at time.Time, source, stage, reason string, topic string, partition int, offset int64) {
-	a.rows = append(a.rows, audit.Row{Window: audit.Window(at), Source: source, Stage: stage, Reason: reason,
+	a.rows = append(a.rows, audit.Row{Window: audit.MinuteOf(at), Source: source, Stage: stage, Reason: reason,
 		RecordID: stage + "/" + topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10), N: 1})
 }
 

@@ -223,7 +223,11 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM tele.events
 WHERE type = 'group' AND group_id != '';
 
--- migration 0008_pipeline_audit (sha256 2afe286b84bff5d3e7e1eeea1fb12b687798cbcda3ec9a82ecc2b02fde23ece0)
+-- migration 0008_pipeline_audit (sha256 15612bd1aa2f3117613cf51c75133bf14c2f4f13a5c65958d521f69a51966fa7)
+ALTER TABLE tele.events
+    ADD COLUMN IF NOT EXISTS seq UInt32 AFTER session_id,
+    ADD COLUMN IF NOT EXISTS context_unload_seq UInt32 AFTER context_user_agent;
+
 CREATE TABLE IF NOT EXISTS tele.pipeline_audit
 (
     window_start DateTime('UTC'),
