@@ -31,7 +31,7 @@ type auditor struct {
 	leader chan struct{} // held by the request that publishes a flush
 
 	mu    sync.Mutex
-	next  *flush      // the flush the next counts join
+	next  *flush       // the flush the next counts join
 	loose *audit.Tally // counts nobody waits for
 }
 
