@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +21,7 @@ import (
 	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
+	"github.com/sora3web/telemetry/internal/obs"
 )
 
 // auditReport is the admin API's report over the last 10 minutes, every
@@ -91,6 +97,30 @@ func TestAuditBalancesAcceptedAgainstStoredResentAndRejected(t *testing.T) {
 	}
 }
 
+// postSession posts page views of one session numbered seqs.
+func postSession(t *testing.T, p *Pipeline, session string, seqs ...int) {
+	t.Helper()
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	var evs []string
+	for _, n := range seqs {
+		evs = append(evs, fmt.Sprintf(`{"event_id":%q,"type":"page_view","occurred_at":%q,"sent_at":%q,"anonymous_id":"a-%s",`+
+			`"session_id":%q,"seq":%d,"plan":"free","consent":{"analytics":true},"context":{"page_url":"https://app.example.com/"}}`,
+			uuid.NewString(), now, now, session, session, n))
+	}
+	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", strings.NewReader(`{"events":[`+strings.Join(evs, ",")+`]}`))
+	req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("session events: %d %s", resp.StatusCode, b)
+	}
+}
+
 // TestAuditReportsEventsTheBusLost: ingest accepts two requests on the
 // local log; before a consumer reads them, the consumer's cursor is moved
 // past the first request's five events, as a lost log segment would. The
@@ -102,6 +132,7 @@ func TestAuditReportsEventsTheBusLost(t *testing.T) {
 	p := startPipeline(t, ingestOnly)
 	postEvents(t, p, "lost-user", 5)
 	postEvents(t, p, "kept-user", 5)
+	postSession(t, p, "browser-session", 1, 3) // a browser's session missing its second event
 	stop(t, p)
 
 	wcfg := cfg.WAL
@@ -120,9 +151,26 @@ func TestAuditReportsEventsTheBusLost(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p = startPipeline(t, cfg)
+	// The second process exports the completeness metrics, as serve does.
+	m, err := obs.StartMetrics(context.Background(), cfg.OTel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Audit.MetricsInterval, cfg.Audit.MetricsSpan = 100*time.Millisecond, 10*time.Minute
+	p, err = New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Handlers["GET /metrics"] = m.Handler
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 	waitUserRows(t, p, "kept-user", 5)
-	rep := waitAudit(t, p, func(w audit.Window) bool { return w.Accepted == 10 && w.Stored == 5 })
+	rep := waitAudit(t, p, func(w audit.Window) bool { return w.Accepted == 12 && w.Stored == 7 })
+	if g := rep.Sessions; g.Sessions != 1 || g.Missing != 1 || g.MissingAtUnload != 0 {
+		t.Fatalf("session gaps %+v: want 1 session missing 1 event, not at unload", g.Gaps)
+	}
 	if rep.Total.Lost != 5 || rep.Total.Duplicates != 0 {
 		t.Fatalf("audit totals %+v: want 5 lost, 0 duplicates", rep.Total)
 	}
@@ -145,4 +193,53 @@ func TestAuditReportsEventsTheBusLost(t *testing.T) {
 	if open.Total.Lost != 0 || open.Total.Pending != 5 || open.Windows[0].State != audit.InFlight {
 		t.Fatalf("open window: %+v, want 5 in flight and none lost", open.Total)
 	}
+
+	// The metrics say the same (the window is open: in flight), and every
+	// series the alert rules use is exported.
+	exposition := waitMetric(t, p, "telemetry_audit_in_flight", "5")
+	rules, err := os.ReadFile(filepath.Join("..", "..", "dashboards", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`telemetry_audit_[a-z_]+`).FindAllString(string(rules), -1)
+	if len(names) < 3 {
+		t.Fatalf("alerts.yml names %v", names)
+	}
+	for _, n := range names {
+		if !regexp.MustCompile(`(?m)^` + n + `[{ ]`).MatchString(exposition) {
+			t.Errorf("alerts.yml uses %s, which /metrics does not export", n)
+		}
+	}
+}
+
+// waitMetric waits up to 10s until p's /metrics has a sample of name with
+// value want (any labels), and returns the exposition.
+func waitMetric(t *testing.T, p *Pipeline, name, want string) string {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + name + `(\{[^}]*\})? ` + regexp.QuoteMeta(want) + `$`)
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + p.IngestAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if body = string(b); re.MatchString(body) {
+			return body
+		}
+	}
+	t.Fatalf("/metrics has no %s %s after 10s:\n%s", name, want, grep(body, "telemetry_audit"))
+	return ""
+}
+
+// grep returns the lines of s that contain sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
