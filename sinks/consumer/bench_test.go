@@ -318,7 +318,8 @@ func warmGroupCoordinator(b *testing.B, e *env) {
 
 // BenchmarkAuditCost measures the consumer with the completeness audit off
 // and on, side by side in one run, from two pre-filled local logs of the
-// same rows into the in-process engine (as `telemetry serve` does):
+// same rows into the in-process engine (as `telemetry serve` does), and
+// the two halves of the cost apart (view_only, consumer_only):
 //   - off: the log holds only events; the consumer counts nothing and the
 //     events table has no audit view (pipeline_audit_inserted_mv dropped);
 //   - on: the log also holds one ingest audit record per 50 events (one
@@ -326,7 +327,7 @@ func warmGroupCoordinator(b *testing.B, e *env) {
 //     and writes its audit rows before each insert, and the view counts
 //     the inserted rows.
 //
-// The two alternate BENCH_AUDIT_ROUNDS times (default 2) and the best of
+// The ways alternate BENCH_AUDIT_ROUNDS times (default 2) and the best of
 // each is reported (rows/s, CPU µs per row), with on's cost as a share of
 // off's rate: the machine is shared, and the best run is the one least
 // disturbed. BENCH_ROWS sets the rows (default 300,000).
@@ -370,17 +371,28 @@ func BenchmarkAuditCost(b *testing.B) {
 	fillLogMessages(b, onDir, withAudit)
 	logs := [2]*wal.Log{openLog(b, offDir), openLog(b, onDir)}
 	b.ResetTimer()
-	var best [2]result
+	// The four ways: audit off; on; only the view (the consumer counts
+	// nothing: the events table's share of the cost); only the consumer's
+	// counts and records (no view: the consumer's share).
+	ways := []struct {
+		name     string
+		view, on bool
+	}{{"audit_off", false, false}, {"audit_on", true, true}, {"view_only", true, false}, {"consumer_only", false, true}}
+	best := make([]result, len(ways))
 	for range b.N {
 		for range rounds {
-			for i, on := range []bool{false, true} {
+			for i, w := range ways {
+				l := logs[0]
+				if w.on {
+					l = logs[1]
+				}
 				r := measureConsumer(b, e, n, func(e *env) *Consumer {
-					if !on {
+					if !w.view {
 						if err := e.conn.Exec(context.Background(), "DROP VIEW "+e.db+".pipeline_audit_inserted_mv"); err != nil {
 							b.Fatal(err)
 						}
 					}
-					return startOnLog(b, e, logs[i], engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(on) })
+					return startOnLog(b, e, l, engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 				})
 				if best[i].rows == 0 || r.elapsed.Seconds()/float64(r.rows) < best[i].elapsed.Seconds()/float64(best[i].rows) {
 					best[i] = r
@@ -388,8 +400,9 @@ func BenchmarkAuditCost(b *testing.B) {
 			}
 		}
 	}
-	report(b, "audit_off", best[0])
-	report(b, "audit_on", best[1])
+	for i, w := range ways {
+		report(b, w.name, best[i])
+	}
 	off, on := float64(best[0].rows)/best[0].elapsed.Seconds(), float64(best[1].rows)/best[1].elapsed.Seconds()
 	b.ReportMetric(100*(off-on)/off, "audit_cost_%")
 	b.ReportMetric(float64(rounds), "rounds")
