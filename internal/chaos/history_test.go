@@ -817,6 +817,18 @@ func (w *world) check() {
 	} else if rep != "0" {
 		w.violation("%s rows repeat a bus position (topic, partition, offset)", rep)
 	}
+	acked := 0
+	for _, id := range must {
+		if got[id] > 0 {
+			acked++
+		}
+	}
+	if arep, err := auditSettled(w.t, "127.0.0.1:"+w.chPort, acked, 0); err != nil {
+		w.violation("%v", err)
+	} else {
+		w.notes = append(w.notes, fmt.Sprintf("audit: accepted=%d stored=%d deduplicated=%d filtered=%d lost=0 duplicated=0 surplus=%d",
+			arep.Total.Accepted, arep.Total.Stored, arep.Total.Deduplicated, arep.Total.Filtered, arep.Total.Surplus))
+	}
 	w.notes = append(w.notes, fmt.Sprintf("events sent=%d must=%d stored=%d deletions=%d", len(w.order), len(must), len(got), len(w.dels)))
 }
 
