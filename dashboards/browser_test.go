@@ -110,6 +110,7 @@ func TestBrowserDashboards(t *testing.T) {
 		"product":       {seedFrom, seedTo},
 		"product-hours": {seedFrom.Add(9*24*time.Hour + 20*time.Minute), seedFrom.Add(12*24*time.Hour + 5*time.Hour)},
 		"product-mins":  {seedFrom.Add(15*24*time.Hour + 2*time.Hour), seedFrom.Add(15*24*time.Hour + 7*time.Hour + 30*time.Minute)},
+		"group":         {seedFrom, seedTo},
 		"empty":         {time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)},
 		"errors":        {seedFrom, seedTo},
 		"pipeline":      {seedFrom.Add(13 * 24 * time.Hour), seedFrom.Add(15 * 24 * time.Hour)},
@@ -124,6 +125,7 @@ func TestBrowserDashboards(t *testing.T) {
 		{"name": "pipeline", "path": "/dashboard/pipeline?" + rng(ranges["pipeline"][0], ranges["pipeline"][1])},
 		{"name": "refresh", "path": "/dashboard/pipeline?range=15m&refresh=5s", "refresh": true},
 		{"name": "pro", "path": "/dashboard/?" + rng(ranges["product"][0], ranges["product"][1]), "check": []string{"plan", "pro"}},
+		{"name": "group", "path": "/dashboard/?" + rng(ranges["product"][0], ranges["product"][1]), "select": []string{"group", seedGroupA}},
 	}
 	vj, _ := json.Marshal(visits)
 	shots, err := filepath.Abs(filepath.Join("testdata", "screenshots"))
@@ -179,13 +181,27 @@ func TestBrowserDashboards(t *testing.T) {
 
 	// Checking plan "pro" and applying: the URL holds it and the resolution
 	// mix counts the pro plan's generations only.
+	all := scenario{from: seedFrom, to: seedTo}
 	pro := r.Visits["pro"]
-	want := len(where(ev, scenario{from: seedFrom, to: seedTo}.bucketIn, isType(schema.TypeGenerationRequested), notBot,
+	want := len(where(ev, all.bucketIn, isType(schema.TypeGenerationRequested), notBot,
 		func(e *schema.Enriched) bool { return e.Plan == "pro" }))
-	if got := pro.Panels["product-2"].Legend; !strings.Contains(pro.URL, "plan=pro") || len(got) != 1 || got[0] != fmt.Sprintf("%d", want) && got[0] != fmt.Sprintf("%d,%03d", want/1000, want%1000) {
+	if got := pro.Panels["product-2"].Legend; !strings.Contains(pro.URL, "plan=pro") || len(got) != 1 || got[0] != thousands(want) {
 		t.Errorf("plan pro applied: URL %s, resolution mix total %v, want %d", pro.URL, got, want)
 	}
 	delete(r.Visits, "pro")
+
+	// Picking the group org-acme and applying: the URL holds it and the
+	// resolution mix counts the group's generations only (its members'
+	// included), fewer than without the filter.
+	grp := r.Visits["group"]
+	want = len(where(ev, all.bucketIn, isType(schema.TypeGenerationRequested), notBot, all.grouped(ev, seedGroupA).pb))
+	unfiltered := len(where(ev, all.bucketIn, isType(schema.TypeGenerationRequested), notBot))
+	if got := grp.Panels["product-2"].Legend; !strings.Contains(grp.URL, "group="+seedGroupA) || len(got) != 1 || got[0] != thousands(want) || want >= unfiltered {
+		t.Errorf("group %s applied: URL %s, resolution mix total %v, want %d (of %d)", seedGroupA, grp.URL, got, want, unfiltered)
+	}
+	// The group's visit is checked like the others below: every panel drawn,
+	// time axes spanning the range, one point per day (raw events bucketed
+	// by day, not by minute).
 	for name, v := range r.Visits {
 		if !v.State.Done || len(v.State.Errors) > 0 {
 			t.Errorf("%s: page done=%v, errors %v", name, v.State.Done, v.State.Errors)
@@ -212,7 +228,7 @@ func TestBrowserDashboards(t *testing.T) {
 					t.Errorf("empty range, %s %q shows %q", p.ID, p.Title, dom.Text)
 				}
 			case got.Rows == 0:
-				if name == "product" || name == "pipeline" {
+				if name == "product" || name == "group" || name == "pipeline" {
 					t.Errorf("%s: %s %q: no rows (%q)", name, p.ID, p.Title, dom.Text)
 				}
 			case p.Type == "timeseries" || p.Type == "barchart" || p.Type == "piechart" || p.Type == "heatmap":
@@ -231,7 +247,7 @@ func TestBrowserDashboards(t *testing.T) {
 		}
 		// Every bucket of the range is drawn, an empty one as a zero, so no
 		// line is drawn across empty buckets.
-		if strings.HasPrefix(name, "product") {
+		if strings.HasPrefix(name, "product") || name == "group" {
 			sc := scenario{from: from, to: to}
 			buckets := 0
 			if from.Truncate(sc.step()) != from {
@@ -326,6 +342,14 @@ func checkPanel(t *testing.T, name string, p browserPanel, from, to time.Time, e
 			t.Errorf("%s: legend value %q", name, l)
 		}
 	}
+}
+
+// thousands formats n as the legends do (en-US grouping).
+func thousands(n int) string {
+	if n < 1000 {
+		return fmt.Sprint(n)
+	}
+	return fmt.Sprintf("%s,%03d", thousands(n/1000), n%1000)
 }
 
 func ms(v float64) time.Time { return time.UnixMilli(int64(v)).UTC() }

@@ -30,6 +30,17 @@ func TestExpand(t *testing.T) {
 		{"conditionalAll explicit all", "WHERE $__conditionalAll(plan IN (${plan:singlequote}), ${plan})", with(map[string][]string{"plan": {AllValue}}), "WHERE 1=1", nil},
 		{"conditionalAll some", "WHERE $__conditionalAll(plan IN (${plan:singlequote}), $plan) AND x", with(map[string][]string{"plan": {"pro"}}), "WHERE plan IN ('pro') AND x", nil},
 		{"conditionalAll nested parens", "$__conditionalAll(f(a, (b)) = 1 AND p IN (${plan:singlequote}), $plan)", with(map[string][]string{"plan": {"free", "pro"}}), "f(a, (b)) = 1 AND p IN ('free','pro')", nil},
+		// The group filter's branch switch: the plugin replaces the macro
+		// with 1=1 for All, its condition otherwise, however often it occurs.
+		{"branch switch all", "WHERE (span <= 21600 OR NOT ($__conditionalAll(0=1, $group))) AND $__conditionalAll(0=1, $group)", base,
+			"WHERE (span <= 21600 OR NOT (1=1)) AND 1=1", nil},
+		{"branch switch group", "WHERE (span <= 21600 OR NOT ($__conditionalAll(0=1, $group))) AND $__conditionalAll(0=1, $group)", with(map[string][]string{"group": {"org-a"}}),
+			"WHERE (span <= 21600 OR NOT (0=1)) AND 0=1", nil},
+		{"membership subquery", "AND ($__conditionalAll(group_id IN (${group:singlequote}) OR user_id IN (SELECT user_id FROM t WHERE group_id IN (${group:singlequote}) AND user_id != ''), $group))",
+			with(map[string][]string{"group": {"org-a", "o'b"}}),
+			`AND (group_id IN ('org-a','o\'b') OR user_id IN (SELECT user_id FROM t WHERE group_id IN ('org-a','o\'b') AND user_id != ''))`, nil},
+		{"membership all", "AND ($__conditionalAll(group_id IN (${group:singlequote}) OR user_id IN (SELECT user_id FROM t WHERE group_id IN (${group:singlequote})), $group))", base,
+			"AND (1=1)", nil},
 		{"singlequote escapes", "${b:singlequote}", with(map[string][]string{"b": {`it's`, `back\`}}), `'it\'s','back\\'`, nil},
 		{"sqlstring", "${s:sqlstring}", with(map[string][]string{"s": {"o'k"}}), "'o''k'", nil},
 		{"csv and bare", "$database.t, ${plan:csv}", with(map[string][]string{"plan": {"free", "pro"}}), "telemetry.t, free,pro", nil},

@@ -101,13 +101,19 @@ func filterValue(q map[string][]string, name string) (string, error) {
 	if vs := q[name]; len(vs) > 0 {
 		v = strings.TrimSpace(vs[0])
 	}
+	return v, checkFilter(name, v)
+}
+
+// checkFilter checks a filter value: printable UTF-8, at most
+// maxFilterLen bytes.
+func checkFilter(name, v string) error {
 	if len(v) > maxFilterLen {
-		return "", fmt.Errorf("%w: %s: at most %d bytes", ErrBadRequest, name, maxFilterLen)
+		return fmt.Errorf("%w: %s: at most %d bytes", ErrBadRequest, name, maxFilterLen)
 	}
 	if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
-		return "", fmt.Errorf("%w: %s: must be printable UTF-8", ErrBadRequest, name)
+		return fmt.Errorf("%w: %s: must be printable UTF-8", ErrBadRequest, name)
 	}
-	return v, nil
+	return nil
 }
 
 // lookup is one explorer request: its bound parameters and the person it

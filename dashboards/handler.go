@@ -66,7 +66,12 @@ func pageOf(file string) string {
 
 // builtinVars are the variables the built-in dashboard can fill; a panel
 // using any other (errors' session) is left to Grafana.
-var builtinVars = []string{"database", "plan", "quality", "browser"}
+var builtinVars = []string{"database", "plan", "quality", "browser", "group"}
+
+// listVars are the page filters whose values come from the request as a
+// comma-separated list (or repeated); a group id may hold a comma, so
+// group is only ever repeated.
+var listVars = []string{"plan", "quality", "browser"}
 
 // PanelInfo describes one panel of the built-in dashboard.
 type PanelInfo struct {
@@ -160,11 +165,13 @@ next:
 // pages /dashboard/ (product and errors), /dashboard/errors (the error
 // explorer) and /dashboard/pipeline, their assets under
 // /dashboard/assets/, the panel list at /dashboard/api/panels, each
-// panel's data at /dashboard/api/panels/<id>?from=&to=&plan=&quality=&browser=
+// panel's data at /dashboard/api/panels/<id>?from=&to=&plan=&quality=&browser=&group=
 // (from and to: RFC 3339 times, YYYY-MM-DD dates or Unix milliseconds,
 // default the last 7 days; plan, quality and browser comma-separated or
-// repeated, absent: All), which is the Grafana panel's rawSql expanded by
-// Expand and run on db, and the explorer's /dashboard/api/errors/....
+// repeated, group repeated, absent: All), which is the Grafana panel's rawSql expanded by
+// Expand and run on db, the values a query variable offers (the product
+// dashboard's group) at /dashboard/api/variables/<name>, and the
+// explorer's /dashboard/api/errors/....
 func Handler(cfg Config, db DB) http.Handler {
 	cfg = cfg.withDefaults()
 	panels, err := builtinPanels()
@@ -188,6 +195,7 @@ func Handler(cfg Config, db DB) http.Handler {
 	mux.HandleFunc("GET /dashboard/assets/dashboard.css", h.asset("text/css; charset=utf-8", bundleCSS))
 	mux.HandleFunc("GET /dashboard/api/panels", h.list)
 	mux.HandleFunc("GET /dashboard/api/panels/{id}", h.data)
+	mux.HandleFunc("GET /dashboard/api/variables/{name}", h.variable)
 	mux.HandleFunc("GET /dashboard/api/errors/groups", h.errorGroups)
 	mux.HandleFunc("GET /dashboard/api/errors/occurrences", h.errorOccurrences)
 	mux.HandleFunc("GET /dashboard/api/errors/occurrence/{id}", h.errorOccurrence)
@@ -243,25 +251,36 @@ func (h *handler) data(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no panel %q", r.PathValue("id")))
 		return
 	}
-	params, err := h.params(r, p.query.Dashboard)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	params, res, ok := h.run(w, r, p.query.Dashboard, p.query.Target.RawSQL, "panel "+p.info.ID)
+	if !ok {
 		return
 	}
-	sql, err := Expand(p.query.Target.RawSQL, params)
+	writeJSON(w, http.StatusOK, PanelData{PanelInfo: p.info, From: params.From, To: params.To, Result: *res})
+}
+
+// run expands sql (of dashboard d) with the request's range and variables
+// and runs it within the query timeout; on failure it answers the request
+// (400 for bad parameters, 502 for the engine's error, logged) and
+// returns false. what names the query in errors.
+func (h *handler) run(w http.ResponseWriter, r *http.Request, d *Dashboard, sql, what string) (Params, *Result, bool) {
+	params, err := h.params(r, d)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
-		return
+		return params, nil, false
+	}
+	if sql, err = Expand(sql, params); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return params, nil, false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
 	defer cancel()
 	res, err := Run(ctx, h.db, sql, h.cfg.MaxRows)
 	if err != nil {
-		h.cfg.Log.Error("dashboard panel query failed", "panel", p.info.ID, "err", err)
-		writeError(w, http.StatusBadGateway, fmt.Errorf("panel %s: %w", p.info.ID, err))
-		return
+		h.cfg.Log.Error("dashboard query failed", "query", what, "err", err)
+		writeError(w, http.StatusBadGateway, fmt.Errorf("%s: %w", what, err))
+		return params, nil, false
 	}
-	writeJSON(w, http.StatusOK, PanelData{PanelInfo: p.info, From: params.From, To: params.To, Result: *res})
+	return params, res, true
 }
 
 // browserRE bounds a browser name: uap-core families are letters, digits,
@@ -296,7 +315,7 @@ func (h *handler) params(r *http.Request, d *Dashboard) (Params, error) {
 	opts := d.Options()
 	opts["database"] = []string{h.cfg.Database}
 	vars := map[string][]string{"database": {h.cfg.Database}}
-	for _, name := range []string{"plan", "quality", "browser"} {
+	for _, name := range listVars {
 		var vals []string
 		for _, v := range q[name] {
 			for _, s := range strings.Split(v, ",") {
@@ -318,6 +337,20 @@ func (h *handler) params(r *http.Request, d *Dashboard) (Params, error) {
 		}
 		vars[name] = vals
 	}
+	var groups []string
+	for _, v := range q["group"] {
+		if v = strings.TrimSpace(v); v == "" || v == "All" || v == AllValue {
+			continue
+		}
+		if err := checkFilter("group", v); err != nil {
+			return Params{}, err
+		}
+		groups = append(groups, v)
+	}
+	if len(groups) > 32 {
+		return Params{}, fmt.Errorf("%w: group: at most 32 values", ErrBadRequest)
+	}
+	vars["group"] = groups
 	return Params{From: from, To: to, Interval: DefaultInterval(from, to), Vars: vars, Options: opts}, nil
 }
 
@@ -338,4 +371,51 @@ func parseTime(s string, def time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q: want RFC 3339, YYYY-MM-DD or Unix milliseconds", s)
 	}
 	return time.UnixMilli(ms).UTC(), nil
+}
+
+// variable answers the values of a query variable of the product
+// dashboard (its Grafana query, expanded and run like a panel's), for the
+// page's selector: {"name":..., "values":[...]}.
+func (h *handler) variable(w http.ResponseWriter, r *http.Request) {
+	if h.err != nil {
+		writeError(w, http.StatusInternalServerError, h.err)
+		return
+	}
+	name := r.PathValue("name")
+	d, v, ok := h.queryVariable(name)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no query variable %q", name))
+		return
+	}
+	_, res, ok := h.run(w, r, d, v.Query.(string), "variable "+name)
+	if !ok {
+		return
+	}
+	values := []string{}
+	for _, row := range res.Rows {
+		if s, ok := row[0].(string); ok && s != "" {
+			values = append(values, s)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": name, "values": values})
+}
+
+// queryVariable finds the query variable name of the built-in product
+// dashboard, if the built-in pages can fill it.
+func (h *handler) queryVariable(name string) (*Dashboard, Variable, bool) {
+	if !slices.Contains(builtinVars, name) {
+		return nil, Variable{}, false
+	}
+	for _, p := range h.order {
+		d := h.panels[p.ID].query.Dashboard
+		if d.File != "product.json" {
+			continue
+		}
+		for _, v := range d.Templating.List {
+			if _, isSQL := v.Query.(string); v.Name == name && v.Type == "query" && isSQL {
+				return d, v, true
+			}
+		}
+	}
+	return nil, Variable{}, false
 }

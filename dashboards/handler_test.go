@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sora3web/telemetry/schema"
 )
 
 // TestBundleFresh rebuilds web/ with esbuild and fails when the committed
@@ -82,6 +84,10 @@ func TestHandlerRoutes(t *testing.T) {
 		{"/dashboard/api/panels/product-1?quality=8k", "application/json", 400, "quality"},
 		{"/dashboard/api/panels/product-1?browser=" + url.QueryEscape(`x') OR 1=1 --`), "application/json", 400, "browser"},
 		{"/dashboard/api/panels/product-1?from=2026-03-02&to=2026-03-30&plan=pro", "application/json", 200, `"series"`},
+		{"/dashboard/api/panels/product-1?group=" + url.QueryEscape("org\x00"), "application/json", 400, "group"},
+		{"/dashboard/api/panels/product-1?group=" + strings.Repeat("g", 257), "application/json", 400, "group"},
+		{"/dashboard/api/variables/group", "application/json", 200, `"values":["` + seedGroupA + `","` + seedGroupB + `"]`},
+		{"/dashboard/api/variables/session", "application/json", 404, "no query variable"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
@@ -114,38 +120,47 @@ func TestAPIAnswersLikeGrafana(t *testing.T) {
 	if len(panels) < 20 {
 		t.Fatalf("%d built-in panels", len(panels))
 	}
-	sc := scenario{name: "api", from: seedFrom.Add(3 * 24 * time.Hour), to: seedTo.Add(-2 * 24 * time.Hour),
+	base := scenario{name: "api", from: seedFrom.Add(3 * 24 * time.Hour), to: seedTo.Add(-2 * 24 * time.Hour),
 		plans: []string{"free"}, qualities: []string{"fast", "standard"}, browser: []string{"Chrome", "Firefox"}}
-	sc.interval = DefaultInterval(sc.from, sc.to)
-	q := url.Values{"from": {sc.from.Format(time.RFC3339)}, "to": {sc.to.Format(time.RFC3339)},
-		"plan": {"free"}, "quality": {"fast,standard"}, "browser": {"Chrome", "Firefox"}}
-	for _, p := range panels {
-		t.Run(p.ID, func(t *testing.T) {
-			resp, body := get(t, srv.URL+"/dashboard/api/panels/"+p.ID+"?"+q.Encode())
-			if resp.StatusCode != 200 {
-				t.Fatalf("%d %s", resp.StatusCode, body)
-			}
-			var d struct {
-				ID      string   `json:"id"`
-				Columns []Column `json:"columns"`
-				Rows    [][]any  `json:"rows"`
-			}
-			if err := json.Unmarshal(body, &d); err != nil {
-				t.Fatal(err)
-			}
-			exp := expected[p.ID](sc, ev)
-			if len(exp.rows) == 0 {
-				t.Fatal("the seed implies no rows: the test would prove nothing")
-			}
-			// JSON carries times as RFC 3339 strings.
-			for _, r := range d.Rows {
-				for i, v := range r {
-					if s, ok := v.(string); ok && strings.HasPrefix(d.Columns[i].Type, "Date") {
-						r[i], _ = time.Parse(time.RFC3339, s)
-					}
+	base.interval = DefaultInterval(base.from, base.to)
+	for _, sc := range []scenario{base, base.grouped(ev, seedGroupB)} {
+		q := url.Values{"from": {sc.from.Format(time.RFC3339)}, "to": {sc.to.Format(time.RFC3339)},
+			"plan": {"free"}, "quality": {"fast,standard"}, "browser": {"Chrome", "Firefox"}, "group": sc.groups}
+		for _, p := range panels {
+			apiPanel(t, srv.URL, sc, q, p, ev)
+		}
+	}
+}
+
+// apiPanel checks one panel of the built-in API against the seed in sc,
+// queried with q.
+func apiPanel(t *testing.T, base string, sc scenario, q url.Values, p PanelInfo, ev []schema.Enriched) {
+	t.Helper()
+	t.Run(sc.name+"/"+p.ID, func(t *testing.T) {
+		resp, body := get(t, base+"/dashboard/api/panels/"+p.ID+"?"+q.Encode())
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		var d struct {
+			ID      string   `json:"id"`
+			Columns []Column `json:"columns"`
+			Rows    [][]any  `json:"rows"`
+		}
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Fatal(err)
+		}
+		exp := expected[p.ID](sc, ev)
+		if len(exp.rows) == 0 {
+			t.Fatal("the seed implies no rows: the test would prove nothing")
+		}
+		// JSON carries times as RFC 3339 strings.
+		for _, r := range d.Rows {
+			for i, v := range r {
+				if s, ok := v.(string); ok && strings.HasPrefix(d.Columns[i].Type, "Date") {
+					r[i], _ = time.Parse(time.RFC3339, s)
 				}
 			}
-			compare(t, &Result{Columns: d.Columns, Rows: d.Rows}, exp, "")
-		})
-	}
+		}
+		compare(t, &Result{Columns: d.Columns, Rows: d.Rows}, exp, "")
+	})
 }

@@ -21,7 +21,11 @@ type scenario struct {
 	from, to                  time.Time
 	interval                  time.Duration
 	plans, qualities, browser []string // nil: All
-	session                   string
+	// groups is the product dashboard's group filter (nil: All) and
+	// member its meaning in Go (inGroups).
+	groups  []string
+	member  func(*schema.Enriched) bool
+	session string
 	// explore holds the explorer's filters (explorer.json's textboxes);
 	// event is the occurrence it opens.
 	explore map[string]string
@@ -29,7 +33,7 @@ type scenario struct {
 }
 
 func (s scenario) params(d *Dashboard) Params {
-	vars := map[string][]string{"plan": s.plans, "quality": s.qualities, "browser": s.browser}
+	vars := map[string][]string{"plan": s.plans, "quality": s.qualities, "browser": s.browser, "group": s.groups}
 	if d.File == "explorer.json" {
 		vars = map[string][]string{"plan": s.plans, "event_id": {s.event}}
 		for k, v := range s.explore {
@@ -95,7 +99,31 @@ func (s scenario) tsIn(e *schema.Enriched) bool {
 	return !e.Timestamp.Before(s.from) && !e.Timestamp.After(s.to)
 }
 func (s scenario) pb(e *schema.Enriched) bool {
-	return in(s.plans, e.Plan) && in(s.browser, e.Device.Browser)
+	return in(s.plans, e.Plan) && in(s.browser, e.Device.Browser) && (s.member == nil || s.member(e))
+}
+
+// inGroups mirrors the group filter: an event belongs to one of groups
+// when its own group_id is one of them, or its user_id or anonymous_id
+// joined one of them by a group call (group_members, filled from the
+// events of type group with a group_id), whenever that call came.
+func inGroups(ev []schema.Enriched, groups []string) func(*schema.Enriched) bool {
+	users, anons := map[string]bool{}, map[string]bool{}
+	for i := range ev {
+		if e := &ev[i]; e.Type == schema.TypeGroup && e.GroupID != "" && slices.Contains(groups, e.GroupID) {
+			users[e.UserID] = e.UserID != ""
+			anons[e.AnonymousID] = e.AnonymousID != ""
+		}
+	}
+	return func(e *schema.Enriched) bool {
+		return slices.Contains(groups, e.GroupID) || users[e.UserID] || anons[e.AnonymousID]
+	}
+}
+
+// grouped is s filtered to groups.
+func (s scenario) grouped(ev []schema.Enriched, groups ...string) scenario {
+	s.name += "/" + strings.Join(groups, "+")
+	s.groups, s.member = groups, inGroups(ev, groups)
+	return s
 }
 func (s scenario) pqb(e *schema.Enriched) bool {
 	return s.pb(e) && in(s.qualities, e.Properties.Quality)
@@ -706,6 +734,16 @@ func sessionAround(ev []schema.Enriched, id string) [][]any {
 }
 
 func init() {
+	// The group filter is the product dashboard's; the errors dashboard's
+	// panels ignore it.
+	for k, f := range expected {
+		if strings.HasPrefix(k, "errors-") {
+			expected[k] = func(s scenario, ev []schema.Enriched) expectation {
+				s.groups, s.member = nil, nil
+				return f(s, ev)
+			}
+		}
+	}
 	for k, f := range explorerExpected {
 		expected[k] = f
 	}
@@ -871,7 +909,10 @@ func scenarios(ev []schema.Enriched) []scenario {
 			scs[i].event = es[0].EventID
 		}
 	}
-	return scs
+	// The product dashboard filtered to a group: 28 days (day buckets), 3
+	// days (hours) and 5½ hours (minutes), the last with two groups, whose
+	// common members count once.
+	return append(scs, scs[0].grouped(ev, seedGroupA), scs[2].grouped(ev, seedGroupB), scs[3].grouped(ev, seedGroupA, seedGroupB))
 }
 
 // busiestErrorSession picks, among the sessions with an error in the
@@ -903,20 +944,16 @@ func busiestErrorSession(ev []schema.Enriched, s *scenario) string {
 // and compares the answer with what the seed implies.
 func TestPanelsOnSeededData(t *testing.T) {
 	conn, ev := seed(t)
-	ds, err := Dashboards()
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs, err := ClickHouseQueries(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs := panelQueries(t)
 	if len(qs) < 20 {
 		t.Fatalf("only %d ClickHouse panels", len(qs))
 	}
 	seen := map[string]bool{}
 	for _, sc := range scenarios(ev) {
 		for _, q := range qs {
+			if sc.groups != nil && q.Dashboard.File != "product.json" {
+				continue // only the product dashboard has the group filter
+			}
 			seen[q.Key] = true
 			t.Run(sc.name+"/"+q.Key, func(t *testing.T) {
 				want, ok := expected[q.Key]
@@ -1030,17 +1067,11 @@ func TestBrowserVariableQuery(t *testing.T) {
 // TestRollupPanelsReadOneSourcePerRange asks the engine (EXPLAIN
 // ESTIMATE) what each rollup-backed panel reads: raw events only up to 6
 // hours, rollups_hourly only up to 7 days (a week at hourly resolution
-// never scans raw events), rollups_daily beyond.
+// never scans raw events), rollups_daily beyond; with a group selected,
+// raw events (and group_members) for every range.
 func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 	conn, _ := seed(t)
-	ds, err := Dashboards()
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs, err := ClickHouseQueries(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qs := panelQueries(t)
 	ranges := []struct {
 		name     string
 		from, to time.Time
@@ -1057,25 +1088,39 @@ func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 		}
 		checked++
 		for _, r := range ranges {
-			sc := scenario{from: r.from, to: r.to}
-			sql, err := Expand(q.Target.RawSQL, sc.params(q.Dashboard))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := Run(context.Background(), conn, "EXPLAIN ESTIMATE "+sql, 0)
-			if err != nil {
-				t.Fatalf("%s: %v", q.Key, err)
-			}
-			read := map[string]float64{}
-			for _, row := range res.Rows {
-				read[row[1].(string)] += row[3].(float64) // database, table, parts, rows, marks
-			}
-			if read[r.reads] == 0 {
-				t.Errorf("%s over %s reads nothing from %s: %v", q.Key, r.name, r.reads, read)
-			}
-			for table, rows := range read {
-				if (table == r.reads) != (rows > 0) {
-					t.Errorf("%s over %s reads %v rows of %s (want rows from %s only)", q.Key, r.name, rows, table, r.reads)
+			// A group selected (product dashboard only): raw events for any
+			// range, since the rollups cannot tell a group's events apart.
+			for _, groups := range [][]string{nil, {seedGroupA}} {
+				if groups != nil && q.Dashboard.File != "product.json" {
+					continue
+				}
+				reads := r.reads
+				if groups != nil {
+					reads = "events"
+				}
+				sc := scenario{from: r.from, to: r.to, groups: groups}
+				sql, err := Expand(q.Target.RawSQL, sc.params(q.Dashboard))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Run(context.Background(), conn, "EXPLAIN ESTIMATE "+sql, 0)
+				if err != nil {
+					t.Fatalf("%s: %v", q.Key, err)
+				}
+				read := map[string]float64{}
+				for _, row := range res.Rows {
+					read[row[1].(string)] += row[3].(float64) // database, table, parts, rows, marks
+				}
+				if read[reads] == 0 {
+					t.Errorf("%s over %s, groups %v, reads nothing from %s: %v", q.Key, r.name, groups, reads, read)
+				}
+				for table, rows := range read {
+					if table == "group_members" && groups != nil {
+						continue // the members' ids, when the engine estimates them
+					}
+					if (table == reads) != (rows > 0) {
+						t.Errorf("%s over %s, groups %v, reads %v rows of %s (want rows from %s only)", q.Key, r.name, groups, rows, table, reads)
+					}
 				}
 			}
 		}
@@ -1083,4 +1128,62 @@ func TestRollupPanelsReadOneSourcePerRange(t *testing.T) {
 	if checked < 10 {
 		t.Fatalf("%d rollup-backed panels checked", checked)
 	}
+}
+
+// TestGroupFilterCountsAMemberOfTwoGroupsInEach runs the resolution mix
+// (product-2) over the seeded 28 days for org-acme, org-beta and both:
+// the seed's members of both groups have their generations counted in
+// each group, once when both are selected, and no group holds them all.
+func TestGroupFilterCountsAMemberOfTwoGroupsInEach(t *testing.T) {
+	conn, ev := seed(t)
+	qs := panelQueries(t)
+	var q *Query
+	for i := range qs {
+		if qs[i].Key == "product-2" {
+			q = &qs[i]
+		}
+	}
+	if q == nil {
+		t.Fatal("no panel product-2")
+	}
+	all := scenario{from: seedFrom, to: seedTo}
+	total := func(groups ...string) float64 {
+		sql, err := Expand(q.Target.RawSQL, all.grouped(ev, groups...).params(q.Dashboard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), conn, sql, 0)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, sql)
+		}
+		n := 0.0
+		for _, r := range res.Rows {
+			n += r[1].(float64)
+		}
+		return n
+	}
+	a, b, both := total(seedGroupA), total(seedGroupB), total(seedGroupA, seedGroupB)
+	inA, inB := inGroups(ev, []string{seedGroupA}), inGroups(ev, []string{seedGroupB})
+	overlap := float64(len(where(ev, all.bucketIn, isType(schema.TypeGenerationRequested), notBot, inA, inB)))
+	unfiltered := float64(len(where(ev, all.bucketIn, isType(schema.TypeGenerationRequested), notBot)))
+	if overlap == 0 {
+		t.Fatal("the seed has no generation of a member of both groups: the test would prove nothing")
+	}
+	if a+b-both != overlap || both >= unfiltered || a == 0 || b == 0 {
+		t.Errorf("generations: org-acme %v + org-beta %v - both %v = %v, want the %v of members of both; unfiltered %v", a, b, both, a+b-both, overlap, unfiltered)
+	}
+}
+
+// panelQueries is the ClickHouse query of every panel of every dashboard.
+func panelQueries(t testing.TB) []Query {
+	t.Helper()
+	ds, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, err := ClickHouseQueries(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qs
 }

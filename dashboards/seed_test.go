@@ -72,7 +72,87 @@ func generate(t testing.TB) []schema.Enriched {
 		}
 		out = append(out, e)
 	}
-	return out
+	return withGroups(out)
+}
+
+// Seeded Segment groups (accounts): see withGroups.
+const (
+	seedGroupA = "org-acme"
+	seedGroupB = "org-beta"
+)
+
+// withGroups adds the seed's accounts to events, as Segment clients send
+// them. Users are numbered by first appearance (opted-out events have
+// none). Every 4th user joins org-acme and every 6th org-beta through a
+// group call sent after their last event, so all their events belong
+// only through group_members (every 12th user is in both); every 10th
+// anonymous-only visitor joins org-acme by anonymous_id. Every 7th user
+// not yet in a group sends context.groupId org-beta on every other event
+// only: those events belong to org-beta, the rest of theirs to none.
+func withGroups(events []schema.Enriched) []schema.Enriched {
+	type person struct {
+		id   string
+		anon bool
+		last int
+	}
+	var people []*person
+	byID := map[string]*person{}
+	for i := range events {
+		e := &events[i]
+		id, anon := e.UserID, false
+		if id == "" {
+			id, anon = e.AnonymousID, true
+		}
+		if id == "" {
+			continue
+		}
+		p := byID[id]
+		if p == nil {
+			p = &person{id: id, anon: anon}
+			byID[id] = p
+			people = append(people, p)
+		}
+		p.last = i
+	}
+	var calls []schema.Enriched
+	join := func(p *person, group string) {
+		c := events[p.last]
+		c.EventID = uuid.NewSHA1(uuid.NameSpaceOID, []byte(group+"/"+p.id)).String()
+		c.Type = schema.TypeGroup
+		c.GroupID = group
+		c.Properties = schema.Properties{}
+		c.Timestamp = c.Timestamp.Add(time.Second)
+		calls = append(calls, c)
+	}
+	users, anons, contextual := 0, 0, 0
+	for _, p := range people {
+		if p.anon {
+			if anons%10 == 0 {
+				join(p, seedGroupA)
+			}
+			anons++
+			continue
+		}
+		member := users%4 == 0 || users%6 == 0
+		if users%4 == 0 {
+			join(p, seedGroupA)
+		}
+		if users%6 == 0 {
+			join(p, seedGroupB)
+		}
+		if !member && users%7 == 0 {
+			for i := range events {
+				if events[i].UserID == p.id {
+					if contextual%2 == 0 {
+						events[i].GroupID = seedGroupB
+					}
+					contextual++
+				}
+			}
+		}
+		users++
+	}
+	return append(events, calls...)
 }
 
 // eventColumns are the events table's columns in sinks/consumer's insert
@@ -92,6 +172,8 @@ var eventColumns = []struct {
 	{"anonymous_id", func(e *schema.Enriched, _ int) any { return e.AnonymousID }},
 	{"user_id", func(e *schema.Enriched, _ int) any { return e.UserID }},
 	{"session_id", func(e *schema.Enriched, _ int) any { return e.SessionID }},
+	{"group_id", func(e *schema.Enriched, _ int) any { return e.GroupID }},
+	{"previous_id", func(e *schema.Enriched, _ int) any { return e.PreviousID }},
 	{"plan", func(e *schema.Enriched, _ int) any { return e.Plan }},
 	{"consent_analytics", func(e *schema.Enriched, _ int) any {
 		return e.Consent.Analytics != nil && *e.Consent.Analytics

@@ -303,7 +303,7 @@ func logsDir(t *testing.T) string {
 }
 
 // chaosArgs are the flags every child gets: free ports chosen by the
-// kernel (read back from its log), a fast consumer batch, a 1s Retry-After
+// kernel for every listener (read back from its log), a fast consumer batch, a 1s Retry-After
 // and a short graceful-shutdown bound; extra are more --set key=value.
 func chaosArgs(sub string, extra ...string) []string {
 	args := []string{sub, "--listen", "127.0.0.1:0",
@@ -314,6 +314,9 @@ func chaosArgs(sub string, extra ...string) []string {
 		"--set", "serve.shutdown_timeout=15s",
 		"--set", "serve.metrics_listen=127.0.0.1:0",
 		"--set", "dashboard.listen=127.0.0.1:0",
+		// The admin API too: two chaos runs on one machine (with their own
+		// CHAOS_KAFKA_PORT) must not collide on the default 8081.
+		"--set", "admin.listen=127.0.0.1:0",
 	}
 	for _, e := range extra {
 		args = append(args, "--set", e)

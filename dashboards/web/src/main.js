@@ -22,8 +22,16 @@ async function getJSON(url) {
   return body;
 }
 
+// The product page's groups (accounts), from the dashboard's group variable.
+let groups = null;
+
 const pageFilters = {
-  product: [["plan", "Plan", ["free", "pro"], true], ["quality", "Quality", ["standard", "fast", "pro", "uhd"], true], ["browser", "Browser"]],
+  product: [
+    ["plan", "Plan", ["free", "pro"], true],
+    ["quality", "Quality", ["standard", "fast", "pro", "uhd"], true],
+    ["group", "Group", () => groups || []],
+    ["browser", "Browser"],
+  ],
   errors: explorerFilters.map(([k, label]) => (k === "plan" ? [k, label, ["free", "pro"]] : [k, label])),
   pipeline: [],
 };
@@ -46,8 +54,10 @@ function buildForm(st) {
     el("label", {}, "To (UTC)", el("input", { type: "datetime-local", name: "to", value: utcInput(st.to) })),
     el("label", {}, "Auto-refresh", refresh),
   );
-  for (const [name, label, options, multi] of pageFilters[page]) {
+  for (const [name, label, choices, multi] of pageFilters[page]) {
     const v = st.params.get(name) || "";
+    let options = typeof choices === "function" ? choices() : choices;
+    if (options && v && !multi && !options.includes(v)) options = [v, ...options]; // a shared URL's value
     if (multi) {
       // Several values at once; none checked means All.
       const chosen = v.split(",");
@@ -102,6 +112,12 @@ async function load() {
   state.errors = [];
   const st = readState(defaultRange);
   state.range = { from: st.from, to: st.to };
+  if (page === "product" && groups === null) {
+    groups = await getJSON("api/variables/group").then((b) => b.values, (err) => {
+      state.errors.push(`groups: ${err.message || err}`);
+      return null;
+    });
+  }
   buildForm(st);
   const main = $("#panels");
   try {

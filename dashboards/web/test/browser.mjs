@@ -9,7 +9,7 @@
 // Go test to assert.
 //
 // Env: BASE_URL (the server), TOKEN (staff token), VISITS (JSON list of
-// {name, path, explore?}), SHOT_DIR (PNG directory), RESULT_FILE (JSON
+// {name, path, refresh?, check?, select?, explore?}), SHOT_DIR (PNG directory), RESULT_FILE (JSON
 // path). CHROMIUM overrides the browser path.
 import { chromium } from "playwright-core";
 import { writeFileSync } from "node:fs";
@@ -81,6 +81,13 @@ try {
     if (v.check) {
       // Narrow a filter in the form, as a person would, and apply it.
       await page.check(`[data-name=${v.check[0]}] input[value="${v.check[1]}"]`);
+      await page.click("#filters button[type=submit]");
+      loads = await waitDone(loads + 1);
+      r.url = page.url();
+    }
+    if (v.select) {
+      // Pick a value of a selector (the product page's group) and apply it.
+      await page.selectOption(`#filters select[name=${v.select[0]}]`, v.select[1]);
       await page.click("#filters button[type=submit]");
       loads = await waitDone(loads + 1);
       r.url = page.url();
