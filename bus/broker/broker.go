@@ -237,7 +237,55 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	// CreateTopics returns once the controller has the topics; a broker's
 	// metadata can lag behind it, and a produce sent in between fails with
 	// UnknownTopicOrPartition (seen right after a large topic deletion).
-	return waitForTopics(ctx, conn, c.EventsTopic, c.DeadLetterTopic)
+	if err := waitForTopics(ctx, conn, c.EventsTopic, c.DeadLetterTopic); err != nil {
+		return err
+	}
+	return waitForLeaders(ctx, c, c.EventsTopic, c.DeadLetterTopic)
+}
+
+// waitForLeaders waits until every partition of topics answers a request
+// on its leader: metadata names a new partition's leader before that
+// broker leads it, and a produce sent in between fails with
+// NotLeaderForPartition (seen on a loaded machine right after creation).
+// It uses a transport of its own, whose metadata cache is fresh.
+func waitForLeaders(ctx context.Context, c Config, topics ...string) error {
+	tr := &kafka.Transport{DialTimeout: c.DialTimeout}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: tr, Timeout: c.DialTimeout}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, t := range topics {
+		for p := range c.Partitions {
+			req.Topics[t] = append(req.Topics[t], kafka.LastOffsetOf(p))
+		}
+	}
+	for {
+		res, err := cl.ListOffsets(ctx, req)
+		if err == nil {
+			err = partitionErr(res)
+		}
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the leaders of topics %v: %w (last: %w)", topics, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// partitionErr is the first error of a ListOffsets response.
+func partitionErr(res *kafka.ListOffsetsResponse) error {
+	for t, parts := range res.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				return fmt.Errorf("%s[%d]: %w", t, p.Partition, p.Error)
+			}
+		}
+	}
+	return nil
 }
 
 // DeleteTopics deletes topics from brokers; topics that do not exist are
