@@ -207,6 +207,20 @@ func TestAuditReportsEventsTheBusLost(t *testing.T) {
 			t.Errorf("alerts.yml uses %s, which /metrics does not export", n)
 		}
 	}
+
+	// A row stored twice (here copied by hand) is a duplicate, and fails
+	// the check even with nothing lost.
+	if err := conn.Exec(context.Background(), "INSERT INTO telemetry.events SELECT * FROM telemetry.events WHERE user_id = 'kept-user' LIMIT 1"); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := audit.Query(context.Background(), conn, audit.Options{Database: cfg.ClickHouse.Database,
+		Since: time.Now().Add(-10 * time.Minute), Grace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup.Total.Duplicates != 1 || dup.Clean() {
+		t.Fatalf("after copying a row: %+v, want 1 duplicate and not clean", dup.Total)
+	}
 }
 
 // waitMetric waits up to 10s until p's /metrics has a sample of name with
