@@ -39,18 +39,7 @@ func TestBrowserDropAtUnloadIsReportedAsAGap(t *testing.T) {
 	ensureChromium(t)
 
 	var collectorURL string
-	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		switch r.URL.Path {
-		case "/app.html":
-			_ = pageHTML.Execute(w, map[string]string{"Collector": collectorURL, "Key": config.DevWriteKey})
-		case "/other.html":
-			_, _ = io.WriteString(w, "<!doctype html><title>other</title><p>another page</p>")
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(pages.Close)
+	pages := pageServer(t, &collectorURL, config.DevWriteKey)
 
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()

@@ -140,7 +140,7 @@ func Query(ctx context.Context, db DB, o Options) (*Report, error) {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, fmt.Errorf("reading pipeline_audit: %w", err)
 	}
-	rows, err = db.Query(ctx, "SELECT w, source, sum(c - 1) FROM (SELECT event_id, toStartOfMinute(min(received_at)) AS w,"+
+	rows, err = db.Query(ctx, "SELECT w, source, toUInt64(sum(c - 1)) FROM (SELECT event_id, toStartOfMinute(min(received_at)) AS w,"+
 		" any(source) AS source, count() AS c FROM "+o.Database+".events WHERE received_at >= ? GROUP BY event_id HAVING c > 1)"+
 		" GROUP BY w, source", rep.Since)
 	if err != nil {

@@ -186,7 +186,7 @@ func settle(t *testing.T, name, addr string, s *sender) outcome {
 		t.Errorf("%s: no event was acknowledged: the scenario proved nothing", name)
 	}
 	// The pipeline's own audit must say the same over the run.
-	rep, err := auditSettled(t, addr, o.acked, o.stored)
+	rep, err := auditSettled(t, addr, o.acked, o.stored, 0)
 	report(t, fmt.Sprintf("scenario=%s audit: accepted=%d stored=%d deduplicated=%d dead_lettered=%d filtered=%d lost=%d duplicated=%d surplus=%d",
 		name, rep.Total.Accepted, rep.Total.Stored, rep.Total.Deduplicated, rep.Total.DeadLettered, rep.Total.Filtered, rep.Total.Lost, rep.Total.Duplicates, rep.Total.Surplus))
 	if err != nil {
@@ -236,27 +236,33 @@ func auditRun(t *testing.T, addr string) (audit.Report, string, error) {
 
 // auditSettled waits up to 30s (the last audit records may still be on
 // their way when the events are all stored) until `telemetry audit`
-// reports 0 lost and 0 duplicated, and returns an error saying what it
-// last reported otherwise. It also checks the report against the books:
-// every acknowledged event counted as accepted, every distinct stored
-// event as stored.
-func auditSettled(t *testing.T, addr string, acked, stored int) (audit.Report, error) {
+// reports 0 lost and dups duplicated rows, exiting 0 exactly when dups is
+// 0, and returns an error saying what it last reported otherwise. It also
+// checks the report against the books: every acknowledged event counted
+// as accepted, every distinct stored event as stored.
+func auditSettled(t *testing.T, addr string, acked, stored, dups int) (audit.Report, error) {
 	t.Helper()
 	var rep audit.Report
 	var msg string
 	var err error
+	ok := func() bool {
+		return rep.Total.Lost == 0 && rep.Total.Duplicates == uint64(dups) && (err == nil) == (dups == 0) &&
+			rep.Total.Accepted >= uint64(acked) && rep.Total.Stored >= uint64(stored)
+	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
 		rep, msg, err = auditRun(t, addr)
-		if err == nil && rep.Total.Accepted >= uint64(acked) && rep.Total.Stored >= uint64(stored) {
-			return rep, nil
-		}
-		if time.Now().After(deadline) {
+		if ok() || time.Now().After(deadline) {
 			break
 		}
 	}
-	if err != nil {
-		return rep, fmt.Errorf("telemetry audit: %w: lost=%d duplicated=%d (totals %+v) %s", err, rep.Total.Lost, rep.Total.Duplicates, rep.Total, msg)
+	switch {
+	case ok():
+		return rep, nil
+	case rep.Total.Lost != 0 || rep.Total.Duplicates != uint64(dups) || (err == nil) != (dups == 0):
+		return rep, fmt.Errorf("telemetry audit: exit %v: lost=%d duplicated=%d (want 0 and %d; totals %+v) %s",
+			err, rep.Total.Lost, rep.Total.Duplicates, dups, rep.Total, msg)
+	default:
+		return rep, fmt.Errorf("telemetry audit counts fewer than the books: accepted %d < %d acknowledged, or stored %d < %d stored",
+			rep.Total.Accepted, acked, rep.Total.Stored, stored)
 	}
-	return rep, fmt.Errorf("telemetry audit counts fewer than the books: accepted %d < %d acknowledged, or stored %d < %d stored",
-		rep.Total.Accepted, acked, rep.Total.Stored, stored)
 }

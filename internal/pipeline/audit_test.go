@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,17 +68,8 @@ func TestAuditBalancesAcceptedAgainstStoredResentAndRejected(t *testing.T) {
 		`","anonymous_id":"a","plan":"pro","consent":{"analytics":true},"context":{"page_url":"https://app.example.com/"}},` +
 		`{"event_id":"` + uuid.NewString() + `","type":"page_view","occurred_at":"` + now + `","sent_at":"` + now +
 		`","anonymous_id":"a","plan":"gold","consent":{"analytics":true},"context":{"page_url":"https://app.example.com/"}}]}`
-	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", bytes.NewReader([]byte(body)))
-	req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMultiStatus {
-		t.Fatalf("mixed batch: %d %s, want 207", resp.StatusCode, b)
+	if status, b := postBody(t, p, body); status != http.StatusMultiStatus {
+		t.Fatalf("mixed batch: %d %s, want 207", status, b)
 	}
 
 	rep := waitAudit(t, p, func(w audit.Window) bool { return w.Stored+w.Deduplicated == 14 })
@@ -107,18 +97,26 @@ func postSession(t *testing.T, p *Pipeline, session string, seqs ...int) {
 			`"session_id":%q,"seq":%d,"plan":"free","consent":{"analytics":true},"context":{"page_url":"https://app.example.com/"}}`,
 			uuid.NewString(), now, now, session, session, n))
 	}
-	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", strings.NewReader(`{"events":[`+strings.Join(evs, ",")+`]}`))
+	if status, b := postBody(t, p, `{"events":[`+strings.Join(evs, ",")+`]}`); status != http.StatusOK {
+		t.Fatalf("session events: %d %s", status, b)
+	}
+}
+
+// postBody posts body to p's /v1/events with the development key and
+// returns the status and the answer.
+func postBody(t *testing.T, p *Pipeline, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("session events: %d %s", resp.StatusCode, b)
-	}
+	return resp.StatusCode, b
 }
 
 // TestAuditReportsEventsTheBusLost: ingest accepts two requests on the
@@ -209,6 +207,20 @@ func TestAuditReportsEventsTheBusLost(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + n + `[{ ]`).MatchString(exposition) {
 			t.Errorf("alerts.yml uses %s, which /metrics does not export", n)
 		}
+	}
+
+	// A row stored twice (here copied by hand) is a duplicate, and fails
+	// the check even with nothing lost.
+	if err := conn.Exec(context.Background(), "INSERT INTO telemetry.events SELECT * FROM telemetry.events WHERE user_id = 'kept-user' LIMIT 1"); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := audit.Query(context.Background(), conn, audit.Options{Database: cfg.ClickHouse.Database,
+		Since: time.Now().Add(-10 * time.Minute), Grace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup.Total.Duplicates != 1 || dup.Clean() {
+		t.Fatalf("after copying a row: %+v, want 1 duplicate and not clean", dup.Total)
 	}
 }
 

@@ -17,7 +17,7 @@
 --
 -- One row per record_id: a count written twice (a redelivered batch, a
 -- replayed audit record) is one count under FINAL, which every reader
--- uses. The table is small: a few rows per window, source and stage.
+-- uses. Kept 35 days (docs/capacity.md has its size).
 CREATE TABLE IF NOT EXISTS {{table "pipeline_audit"}}{{on}}
 (
     window_start DateTime('UTC'),
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS {{table "pipeline_audit"}}{{on}}
 ENGINE = {{engine "ReplacingMergeTree" "pipeline_audit"}}
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (window_start, source, stage, reason, record_id)
-TTL window_start + INTERVAL 400 DAY
+TTL window_start + INTERVAL 35 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 {{distributed "pipeline_audit" "cityHash64(source)"}}
 -- inserted: the rows each insert into events stored, per window, source

@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -78,16 +77,9 @@ func TestAuditCountsEveryOutcomeOnceThroughACrash(t *testing.T) {
 			}
 			e.produce(t, msgs...)
 
-			crashed := make(chan struct{})
-			c1 := e.startAudited(t, sk.new(e, t), dropUser("deleted-user"), func() error { close(crashed); return errCrash })
-			select {
-			case <-crashed:
-			case <-time.After(60 * time.Second):
-				t.Fatal("no insert within 60s")
-			}
-			if err := shutdown(c1); !errors.Is(err, errCrash) {
-				t.Fatalf("shutdown after crash: %v", err)
-			}
+			crashAfterFirstInsert(t, func(hook func() error) *Consumer {
+				return e.startAudited(t, sk.new(e, t), dropUser("deleted-user"), hook)
+			})
 			c2 := e.startAudited(t, sk.new(e, t), dropUser("deleted-user"), nil)
 			e.waitCommitted(t, int64(len(msgs)), time.Minute)
 			if err := shutdown(c2); err != nil {

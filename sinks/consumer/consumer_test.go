@@ -166,16 +166,7 @@ func TestCrashBetweenInsertAndCommitStoresEachEventOnce(t *testing.T) {
 
 	// The first consumer dies after its first insert is acknowledged and
 	// before it commits.
-	crashed := make(chan struct{})
-	c1 := e.start(t, e.conn, func() error { close(crashed); return errCrash })
-	select {
-	case <-crashed:
-	case <-time.After(60 * time.Second):
-		t.Fatal("no insert within 60s")
-	}
-	if err := shutdown(c1); !errors.Is(err, errCrash) {
-		t.Fatalf("shutdown after crash: %v", err)
-	}
+	crashAfterFirstInsert(t, func(hook func() error) *Consumer { return e.start(t, e.conn, hook) })
 	inserted := e.count(t, "SELECT count() FROM {t}")
 	if inserted == 0 {
 		t.Fatal("the crashed consumer inserted nothing")
@@ -200,6 +191,23 @@ func TestCrashBetweenInsertAndCommitStoresEachEventOnce(t *testing.T) {
 	e.assertExact(t, 121)
 	if got := sumCommitted(e.committed(t)); got != 122 {
 		t.Errorf("committed %d, want 122", got)
+	}
+}
+
+// crashAfterFirstInsert starts a consumer with start, given the test hook,
+// and returns once it has died after its first acknowledged insert and
+// before its commit, as a killed process would.
+func crashAfterFirstInsert(t *testing.T, start func(hook func() error) *Consumer) {
+	t.Helper()
+	crashed := make(chan struct{})
+	c := start(func() error { close(crashed); return errCrash })
+	select {
+	case <-crashed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no insert within 60s")
+	}
+	if err := shutdown(c); !errors.Is(err, errCrash) {
+		t.Fatalf("shutdown after crash: %v", err)
 	}
 }
 

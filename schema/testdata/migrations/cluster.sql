@@ -248,7 +248,7 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM telemetry.events_local
 WHERE type = 'group' AND group_id != '';
 
--- migration 0008_pipeline_audit (sha256 15612bd1aa2f3117613cf51c75133bf14c2f4f13a5c65958d521f69a51966fa7)
+-- migration 0008_pipeline_audit (sha256 b6028c7b0e25354edbc9201e3c6d84689faca48817340c54367b495b2eae6720)
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
     ADD COLUMN IF NOT EXISTS seq UInt32 AFTER session_id,
     ADD COLUMN IF NOT EXISTS context_unload_seq UInt32 AFTER context_user_agent;
@@ -269,7 +269,7 @@ CREATE TABLE IF NOT EXISTS telemetry.pipeline_audit_local ON CLUSTER analytics
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/telemetry/pipeline_audit_local', '{replica}')
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (window_start, source, stage, reason, record_id)
-TTL window_start + INTERVAL 400 DAY
+TTL window_start + INTERVAL 35 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS telemetry.pipeline_audit ON CLUSTER analytics AS telemetry.pipeline_audit_local

@@ -223,7 +223,7 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM tele.events
 WHERE type = 'group' AND group_id != '';
 
--- migration 0008_pipeline_audit (sha256 15612bd1aa2f3117613cf51c75133bf14c2f4f13a5c65958d521f69a51966fa7)
+-- migration 0008_pipeline_audit (sha256 b6028c7b0e25354edbc9201e3c6d84689faca48817340c54367b495b2eae6720)
 ALTER TABLE tele.events
     ADD COLUMN IF NOT EXISTS seq UInt32 AFTER session_id,
     ADD COLUMN IF NOT EXISTS context_unload_seq UInt32 AFTER context_user_agent;
@@ -240,7 +240,7 @@ CREATE TABLE IF NOT EXISTS tele.pipeline_audit
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (window_start, source, stage, reason, record_id)
-TTL window_start + INTERVAL 400 DAY
+TTL window_start + INTERVAL 35 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS tele.pipeline_audit_inserted_mv TO tele.pipeline_audit AS
