@@ -122,12 +122,19 @@ func (p *SpoolPublisher) Spooling() bool { return p.spooling.Load() }
 
 // Publish makes msgs durable on Kafka or, failing that, in the local log.
 func (p *SpoolPublisher) Publish(ctx context.Context, msgs []Message) error {
+	_, err := p.PublishRoute(ctx, msgs)
+	return err
+}
+
+// PublishRoute is Publish, and says whether msgs went to the local log
+// (spooled) rather than to Kafka: what ingest's audit counts.
+func (p *SpoolPublisher) PublishRoute(ctx context.Context, msgs []Message) (spooled bool, err error) {
 	if !p.spooling.Load() && p.kafka.Ready() == nil {
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
 		err := p.kafka.Publish(dctx, msgs)
 		cancel()
 		if err == nil {
-			return nil
+			return false, nil
 		}
 		p.logger.Warn("kafka publish failed; spooling to the local log", "events", len(msgs), "err", err)
 	}
@@ -135,9 +142,9 @@ func (p *SpoolPublisher) Publish(ctx context.Context, msgs []Message) error {
 	defer p.mu.RUnlock()
 	p.spooling.Store(true)
 	if _, _, err := p.wal.Append(ctx, encodeAll(msgs)); err != nil {
-		return fmt.Errorf("spooling %d messages to the local log: %w", len(msgs), err)
+		return true, fmt.Errorf("spooling %d messages to the local log: %w", len(msgs), err)
 	}
-	return nil
+	return true, nil
 }
 
 // forward replays the log to Kafka in order, committing after each

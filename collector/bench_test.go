@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/schema"
@@ -60,17 +61,27 @@ func BenchmarkHandlerBatch50(b *testing.B) {
 	benchHandler(b, "/v1/events", "application/json", 50, map[string]string{"Authorization": "Bearer " + testKey})
 }
 
+// BenchmarkHandlerBatch50Audit is BenchmarkHandlerBatch50 with the
+// completeness audit on (audit.enabled, the default of `telemetry serve`):
+// each request also counts its events and waits for the group commit of
+// its audit record. The publisher only collects, so this is the audit's
+// CPU; its publish round trip shows in bench.sh's ingest runs.
+func BenchmarkHandlerBatch50Audit(b *testing.B) {
+	benchHandler(b, "/v1/events", "application/json", 50, map[string]string{"Authorization": "Bearer " + testKey}, WithAudit(time.Second))
+}
+
 // BenchmarkHandlerBeacon measures the whole /v1/beacon handler for one
 // event, as navigator.sendBeacon sends it: the per-request costs.
 func BenchmarkHandlerBeacon(b *testing.B) {
 	benchHandler(b, "/v1/beacon?writeKey="+testKey, "text/plain;charset=UTF-8", 1, nil)
 }
 
-// benchHandler runs the handler on requests of n events to target.
-func benchHandler(b *testing.B, target, ctype string, n int, headers map[string]string) {
+// benchHandler runs the handler on requests of n events to target, on a
+// server with opts.
+func benchHandler(b *testing.B, target, ctype string, n int, headers map[string]string, opts ...Option) {
 	cfg := testConfig()
 	cfg.RateLimitPerKey, cfg.RateLimitPerIP = RateLimit{}, RateLimit{} // one client, as fast as it can
-	s := newTestServer(b, cfg, discardPublisher{})
+	s := newTestServer(b, cfg, discardPublisher{}, opts...)
 	evs := make([]any, n)
 	for i := range evs {
 		evs[i] = event()

@@ -54,6 +54,7 @@ func appendEvent(b []byte, obj int, e *schema.Event) []byte {
 	b = appendOptString(b, obj, "anonymous_id", e.AnonymousID)
 	b = appendOptString(b, obj, "user_id", e.UserID)
 	b = appendOptString(b, obj, "session_id", e.SessionID)
+	b = appendOptInt(b, obj, "seq", int64(e.Seq))
 	b = appendOptString(b, obj, "group_id", e.GroupID)
 	b = appendOptString(b, obj, "previous_id", e.PreviousID)
 	b = appendStringField(b, obj, "plan", e.Plan)
@@ -85,6 +86,7 @@ func appendEvent(b []byte, obj int, e *schema.Event) []byte {
 	b = append(b, '}')
 	b = appendOptString(b, ctx, "app_version", c.AppVersion)
 	b = appendOptString(b, ctx, "user_agent", c.UserAgent)
+	b = appendOptInt(b, ctx, "unload_seq", int64(c.UnloadSeq))
 	b = append(b, '}')
 
 	p := &e.Properties

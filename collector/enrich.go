@@ -57,6 +57,7 @@ func (e *enricher) enrich(ev *schema.Event, ri *requestInfo) (schema.Enriched, b
 			(ev.PreviousID != "" && e.optOuts.OptedOut(ev.PreviousID, ev.PreviousID)))) {
 		out.OptedOut = true
 		out.UserID, out.AnonymousID, out.SessionID = "", "", ""
+		out.Seq, out.Context.UnloadSeq = 0, 0 // numbers of a session that is no longer named
 		out.PreviousID, out.GroupID = "", ""
 		out.Properties.Prompt = ""
 		out.IP = ""

@@ -68,9 +68,9 @@ func testConfig() Config {
 	return c
 }
 
-func newTestServer(t testing.TB, cfg Config, pub bus.Publisher) *Server {
+func newTestServer(t testing.TB, cfg Config, pub bus.Publisher, opts ...Option) *Server {
 	t.Helper()
-	s, err := New(cfg, pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(cfg, pub, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,7 @@ func retryAfter(d time.Duration) string {
 
 // tooMany answers 429 with Retry-After.
 func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, what string) {
+	s.refused(http.StatusTooManyRequests)
 	w.Header().Set("Retry-After", retryAfter(wait))
 	s.answer(w, r, http.StatusTooManyRequests, &Response{Error: fmt.Sprintf("%s: %s", ErrRateLimited, what)})
 }

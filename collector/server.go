@@ -27,6 +27,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/transform"
 )
@@ -84,6 +85,12 @@ type Server struct {
 	keyLimits *limiterSet
 	ipLimits  *limiterSet
 	inflight  chan struct{}
+
+	// aud, when set (WithAudit), counts what each request did
+	// (internal/audit) and makes the counts durable before a 2xx.
+	aud           *auditor
+	auditInterval time.Duration
+	stopAudit     context.CancelFunc
 
 	srv      *http.Server
 	ln       net.Listener
@@ -352,8 +359,15 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 	buf := make([]byte, 0, len(body)+len(raws)*valueRoom)
 	var ev schema.Event
 	headers := traceHeaders(r.Context())
+	var rejectedBy map[string]uint64 // the first field of each rejected event, for the audit
 	reject := func(i int, id string, fes ...schema.FieldError) {
 		resp.Rejected++
+		if s.aud != nil && len(fes) > 0 {
+			if rejectedBy == nil {
+				rejectedBy = map[string]uint64{}
+			}
+			rejectedBy[fes[0].Field]++
+		}
 		for _, fe := range fes {
 			if len(resp.Errors) < maxReportedErrors {
 				resp.Errors = append(resp.Errors, Rejection{Index: i, EventID: id, Field: fe.Field, Rule: fe.Rule})
@@ -391,17 +405,37 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 		buf, key = appendPartitionKey(buf, &out)
 		msgs = append(msgs, bus.Message{Key: key, Value: val, Headers: headers})
 	}
+	counts := func(t *audit.Tally, spooled bool) {
+		at := ri.receivedAt
+		if len(msgs) > 0 {
+			t.Add(at, ri.source, audit.Accepted, "", uint64(len(msgs)))
+			route := audit.Published
+			if spooled {
+				route = audit.Spooled
+			}
+			t.Add(at, ri.source, route, "", uint64(len(msgs)))
+		}
+		t.Add(at, ri.source, audit.Dropped, "under_13", uint64(resp.Dropped))
+		for field, n := range rejectedBy {
+			t.Add(at, ri.source, audit.Rejected, field, n)
+		}
+	}
 	if len(msgs) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 		start := time.Now()
-		err := s.pub.Publish(ctx, msgs)
-		cancel()
+		spooled, err := s.publish(ctx, msgs)
 		s.m.published(r.Context(), time.Since(start), err)
+		if err == nil && s.aud != nil {
+			err = s.aud.commit(ctx, func(t *audit.Tally) { counts(t, spooled) })
+		}
+		cancel()
 		if err != nil {
 			s.log.WarnContext(r.Context(), "publish failed; answering 503", "events", len(msgs), "err", err)
 			s.unavailable(w, r, errors.New("events could not be stored in time; retry the whole request"))
 			return
 		}
+	} else if s.aud != nil {
+		s.aud.note(func(t *audit.Tally) { counts(t, false) })
 	}
 	resp.Accepted = len(msgs) + resp.Dropped
 	if span := trace.SpanFromContext(r.Context()); span.IsRecording() { // unsampled: skip building attributes
@@ -468,6 +502,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, status int, resp
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	s.refused(status)
 	s.answer(w, r, status, &Response{Error: err.Error()})
 }
 
@@ -476,6 +511,7 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (s *Server) unavailableAfter(w http.ResponseWriter, r *http.Request, after time.Duration, err error) {
+	s.refused(http.StatusServiceUnavailable)
 	w.Header().Set("Retry-After", retryAfter(after))
 	s.answer(w, r, http.StatusServiceUnavailable, &Response{Error: err.Error()})
 }
@@ -532,7 +568,13 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("ingest server stopped", "err", err)
 		}
 	}()
-	s.log.Info("ingest listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSCertFile != "")
+	if s.aud != nil {
+		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.stopAudit = cancel
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.aud.run(actx, s.auditInterval) }()
+	}
+	s.log.Info("ingest listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSCertFile != "", "audit", s.aud != nil)
 	return nil
 }
 
@@ -551,6 +593,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
+	if s.stopAudit != nil {
+		s.stopAudit() // after the drain: its last flush has every count
+	}
 	s.wg.Wait()
 	if err != nil {
 		return fmt.Errorf("draining ingest requests: %w", err)

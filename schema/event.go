@@ -62,6 +62,11 @@ type Event struct {
 	UserID string `json:"user_id,omitempty"`
 	// SessionID identifies the browsing session.
 	SessionID string `json:"session_id,omitempty"`
+	// Seq numbers the session's events from 1, in the order the client
+	// made them, across the session's pages (the browser SDK sets it;
+	// optional for other clients). The audit reports the numbers that
+	// never arrived. 0 or absent means unnumbered.
+	Seq int `json:"seq,omitempty"`
 	// GroupID is the account or organisation the user acted for (Segment's
 	// group call, or context.groupId of any call); dashboards filter by it.
 	// Required for type group.
@@ -105,6 +110,13 @@ type Context struct {
 	AppVersion string `json:"app_version,omitempty"`
 	// UserAgent overrides the request's User-Agent header when set.
 	UserAgent string `json:"user_agent,omitempty"`
+	// UnloadSeq is the first seq of the events this session last handed
+	// to the browser while a page was unloading (sendBeacon or a
+	// keepalive fetch at pagehide or when hidden), whose fate the page
+	// could not learn; set on the events made after that. The audit counts
+	// the missing numbers from it up to this event's seq as lost at
+	// unload. Requires seq; at most seq.
+	UnloadSeq int `json:"unload_seq,omitempty"`
 }
 
 // Screen is a screen size in CSS pixels.

@@ -72,6 +72,9 @@ const (
 	MaxPixels    = 4096
 	MaxScreenPx  = 16384
 	MaxLatencyMS = 3_600_000
+	// MaxSeq bounds seq and context.unload_seq (a UInt32 column; a
+	// session that long is not a browser's).
+	MaxSeq = 2_147_483_647
 )
 
 // required property fields by event type, in the order they are checked.
@@ -158,6 +161,11 @@ func (v *validator) validate(e *Event) {
 	v.maxLen("context.user_agent", c.UserAgent, v.l.MaxMessageLen)
 	v.intRange("context.screen.width", c.Screen.Width, 0, MaxScreenPx)
 	v.intRange("context.screen.height", c.Screen.Height, 0, MaxScreenPx)
+	v.intRange("seq", e.Seq, 0, MaxSeq)
+	v.intRange("context.unload_seq", c.UnloadSeq, 0, MaxSeq)
+	if c.UnloadSeq > 0 && c.UnloadSeq > e.Seq {
+		v.fail("context.unload_seq", "requires seq and must be at most seq (%d)", e.Seq)
+	}
 	v.properties(e.Type, &e.Properties)
 }
 

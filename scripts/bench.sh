@@ -17,7 +17,11 @@
 #      freshness, RSS, acknowledged against stored)
 #   7. the same beside a dashboard query every second (BENCH_QUERY_RATE,
 #      BENCH_QUERY_SECONDS, BENCH_QUERY_PREFILL, BENCH_QUERY_PANEL)
-#   8. scale out on a private three-broker cluster (TestClusterScaling, as
+#   8. the completeness audit's cost: ingest -> Kafka at full speed with
+#      audit.enabled false beside the same runs with it on (section 3
+#      runs with the default, on), and BenchmarkAuditCost (the consumer
+#      from the local log, audit off and on, and each half of the cost)
+#   9. scale out on a private three-broker cluster (TestClusterScaling, as
 #      make bench-cluster): ingest with 1 and 2 processes beside the
 #      broker's own producer against the cluster, consumers with 1 to 3
 #      processes, produce latency beside perf-test at the same rate, lag
@@ -50,7 +54,7 @@ scripts/chdb.sh fetch >/dev/null
 go build -o bin/telemetry ./cmd/telemetry
 
 echo "== 1. per-event CPU (go test -bench)" >&2
-go test ./collector -run '^$' -bench 'DecodeValidateEnrich|HandlerBatch50|HandlerBeacon' -benchtime 3s -benchmem | tee "$work/gobench.txt" >&2
+go test ./collector -run '^$' -bench 'DecodeValidateEnrich|HandlerBatch50|HandlerBatch50Audit|HandlerBeacon' -benchtime 3s -benchmem | tee "$work/gobench.txt" >&2
 
 msg_size=$(go run ./internal/gen/cmd/msgsize)
 topic="bench-$(date +%s)"
@@ -101,6 +105,16 @@ run --mode batch --batch 50 --concurrency "$conc" --unique-ua --seed 77 >"$work/
 rss_flood=$(rss)
 kill $pid; wait $pid 2>/dev/null || true
 
+echo "== 8a. ingest -> Kafka with the audit off (audit.enabled=false), beside section 3's full-speed runs" >&2
+./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
+  --set data_dir="$work/data-noaudit" --set ingest.max_inflight=1024 --set ingest.rate_limit_per_key.rate=0 --set audit.enabled=false \
+  --listen 127.0.0.1:18080 2>>"$work/serve.log" &
+pid=$!
+for _ in $(seq 150); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
+./bin/telemetry loadgen --url http://127.0.0.1:18080 --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
+for i in 1 2 3; do run --mode batch --batch 50 --concurrency "$conc" >"$work/noaudit-$i.json"; done
+kill $pid; wait $pid 2>/dev/null || true
+
 over_inflight=32
 echo "== 3b. overload: 8x the senders, max_inflight $over_inflight" >&2
 ./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
@@ -123,6 +137,9 @@ pid=
 echo "== 4. bus -> engine ($rows rows)" >&2
 BENCH_ROWS=$rows go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x -timeout 40m | tee "$work/sink.txt" >&2
 
+echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
+go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
+
 echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2
 
@@ -136,7 +153,7 @@ soak BenchmarkSustained sustain.txt
 echo "== 7. all-in-one, dashboard queries beside the load" >&2
 soak BenchmarkQueriesBesideInserts queries.txt
 
-echo "== 8. scale out: a three-broker cluster (make bench-cluster)" >&2
+echo "== 9. scale out: a three-broker cluster (make bench-cluster)" >&2
 # Figures only; a failure here leaves the section "not measured" and fails
 # the script after the report is written.
 TELEMETRY_CHAOS=1 TELEMETRY_CHAOS_CLUSTER=1 CHAOS_CLUSTER_SCALING=1 go test -count=1 -v -timeout 30m \

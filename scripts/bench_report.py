@@ -92,6 +92,36 @@ def handler_bench(name):
 
 
 hb, hbeacon = handler_bench("HandlerBatch50"), handler_bench("HandlerBeacon")
+hba = handler_bench("HandlerBatch50Audit")
+auditcost = bench_line("auditcost.txt", "AuditCost")
+AUDIT_WAYS = (("audit_off", "audit off: no counting, no view on events"),
+              ("audit_on", "audit on (the default)"),
+              ("view_only", "only the view counting inserted rows"),
+              ("consumer_only", "only the consumer's counts and ingest's records"))
+
+
+def audit_rows():
+    """Ingest with the audit off beside on (section 3's runs), then the
+    consumer's ways of BenchmarkAuditCost."""
+    out = []
+    try:
+        noaudit, noaudit_runs = median_run("noaudit", key=lambda r: r["events_per_sec"], show=lambda v: f"{v:,.0f}")
+        on, off = peak["events_per_sec"], noaudit["events_per_sec"]
+        out.append(f"| ingest -> Kafka, batches of 50, {conc} senders, median of 3 | off **{off:,.0f}** (runs: {noaudit_runs}) "
+                   f"| on **{on:,.0f}** (runs: {peak_runs}) | {(off - on) / off:+.1%} |")
+    except OSError:
+        out.append("| ingest -> Kafka | not measured | not measured | |")
+    if hb and hba:
+        a, b = float(hb.group(1)), float(hba.group(1))
+        out.append(f"| whole `/v1/events` handler, batch of 50, no broker (CPU per event) | {a / 1000:.2f} µs | {b / 1000:.2f} µs | {(b - a) / a:+.1%} |")
+    off = auditcost.get("audit_off_rows/s")
+    for way, what in AUDIT_WAYS[1:]:
+        rate = auditcost.get(f"{way}_rows/s")
+        cost = f"{(off - rate) / off:+.1%}" if off and rate else "not measured"
+        out.append(f"| consumer from the local log, {what} | off {fig(auditcost, 'audit_off_rows/s')} rows/s, "
+                   f"{fig(auditcost, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row | {fig(auditcost, f'{way}_rows/s')} rows/s, "
+                   f"{fig(auditcost, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row | {cost} |")
+    return "\n".join(out)
 sink = bench_line("sink.txt", "Sink")
 PATHS = (("limit", "engine's own in-process Native insert (the limit)"),
          ("kafka", "consumer draining a pre-filled Kafka topic, in-process engine"),
@@ -305,6 +335,18 @@ below it, measured in the same run.
 | whole `/v1/events` handler, batch of 50, no broker | {float(hb.group(1)) / 1000:.1f} µs | {int(hb.group(2)) / 50:,.0f} B, {int(hb.group(3)) / 50:.1f} allocs |
 | whole `/v1/beacon` handler, one event per request, no broker | {float(hbeacon.group(1)) / 1000:.1f} µs | {int(hbeacon.group(2)):,} B, {hbeacon.group(3)} allocs |
 
+## Completeness audit: cost
+
+`audit.enabled` (default true) beside false, in this run. Ingest with the audit on waits for its
+request's audit record (a group commit) before the 2xx; the consumer writes its counts in an insert
+of its own before each batch's rows, and the events table's view counts the inserted rows. The
+consumer's ways are the best of BENCH_AUDIT_ROUNDS alternating runs (BenchmarkAuditCost). The target
+is at most 3% of each.
+
+| measure | audit off | audit on | cost (throughput lost; CPU added) |
+|---|---|---|---|
+{audit_rows()}
+
 ## Bus -> ClickHouse engine
 
 `BenchmarkSink`, batch size {fig(sink, 'batch_rows')} rows on every path, the same rows and insert settings
@@ -378,6 +420,7 @@ engine process share the same {os.cpu_count()} cores: the cores, not Kafka, boun
 {text('perf.txt').strip().splitlines()[-1]}
 {text('perf70.txt').strip().splitlines()[-1]}
 {raw_lines("sink.txt", "rows/s")}
+{raw_lines("auditcost.txt", "rows/s")}
 {chr(10).join(l for l in fresh.splitlines() if 'fresh' in l)}
 {raw_lines("sustain.txt", "fresh")}
 {raw_lines("queries.txt", "fresh")}

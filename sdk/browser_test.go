@@ -92,6 +92,25 @@ var pageHTML = template.Must(template.New("page").Parse(`<!doctype html>
   });
 </script></head><body><h1>create</h1></body></html>`))
 
+// pageServer serves the test page (app.html, loading the SDK from
+// *collector with key) and another page, on an origin of its own.
+func pageServer(t *testing.T, collector *string, key string) *httptest.Server {
+	t.Helper()
+	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		switch r.URL.Path {
+		case "/app.html":
+			_ = pageHTML.Execute(w, map[string]string{"Collector": *collector, "Key": key})
+		case "/other.html":
+			_, _ = io.WriteString(w, "<!doctype html><title>other</title><p>another page</p>")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(pages.Close)
+	return pages
+}
+
 // browserResult is what test/browser.mjs reports.
 type browserResult struct {
 	Main struct {
@@ -149,18 +168,7 @@ func TestBrowserEventsReachKafka(t *testing.T) {
 
 	// The page's origin differs from the collector's: CORS as in production.
 	var collectorURL string
-	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		switch r.URL.Path {
-		case "/app.html":
-			_ = pageHTML.Execute(w, map[string]string{"Collector": collectorURL, "Key": browserWriteKey})
-		case "/other.html":
-			_, _ = io.WriteString(w, "<!doctype html><title>other</title><p>another page</p>")
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(pages.Close)
+	pages := pageServer(t, &collectorURL, browserWriteKey)
 
 	cfg := collector.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"

@@ -36,7 +36,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.brokers, "kafka-brokers", "", "comma-separated Kafka brokers (kafka.brokers)")
 	root.AddCommand(newServeCmd(&g, "serve", "Run every configured part of the pipeline (all-in-one on defaults)", nil), newServeCmd(&g, "ingest", "Run the ingest endpoints only", ingestOnly), newVersionCmd(), newConfigCmd(&g), newMigrateCmd(&g), newServeCmd(&g, "consume", "Consume the bus into ClickHouse (run `telemetry migrate` first)", consumeOnly))
 	root.AddCommand(newLoadgenCmd())
-	root.AddCommand(newPrivacyCmd(&g), newPromptsCmd(&g))
+	root.AddCommand(newPrivacyCmd(&g), newPromptsCmd(&g), newAuditCmd(&g))
 	return root
 }
 

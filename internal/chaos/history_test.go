@@ -817,6 +817,28 @@ func (w *world) check() {
 	} else if rep != "0" {
 		w.violation("%s rows repeat a bus position (topic, partition, offset)", rep)
 	}
+	acked := 0
+	for _, id := range must {
+		if got[id] > 0 {
+			acked++
+		}
+	}
+	// The audit's duplicates must be the raw copies there are: a resend
+	// across a bus switch lands in another source's window and is stored
+	// again (one row under FINAL, which the invariants above check; the
+	// README's table of layers), and the audit must say so.
+	raw := 0
+	if out, err := chQuery("127.0.0.1:"+w.chPort, "SELECT count() - uniqExact(event_id) FROM telemetry.events"); err != nil {
+		w.violation("reading raw copies: %v", err)
+	} else {
+		raw, _ = strconv.Atoi(out)
+	}
+	if arep, err := auditSettled(w.t, "127.0.0.1:"+w.chPort, acked, 0, raw); err != nil {
+		w.violation("%v", err)
+	} else {
+		w.notes = append(w.notes, fmt.Sprintf("audit: accepted=%d stored=%d deduplicated=%d filtered=%d lost=0 duplicated=%d (raw copies) surplus=%d",
+			arep.Total.Accepted, arep.Total.Stored, arep.Total.Deduplicated, arep.Total.Filtered, arep.Total.Duplicates, arep.Total.Surplus))
+	}
 	w.notes = append(w.notes, fmt.Sprintf("events sent=%d must=%d stored=%d deletions=%d", len(w.order), len(must), len(got), len(w.dels)))
 }
 

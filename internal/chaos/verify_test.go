@@ -1,15 +1,21 @@
 package chaos
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sora3web/telemetry/internal/audit"
 )
 
 // chQuery runs sql on the ClickHouse HTTP interface at addr and returns
@@ -179,6 +185,13 @@ func settle(t *testing.T, name, addr string, s *sender) outcome {
 	if o.acked == 0 {
 		t.Errorf("%s: no event was acknowledged: the scenario proved nothing", name)
 	}
+	// The pipeline's own audit must say the same over the run.
+	rep, err := auditSettled(t, addr, o.acked, o.stored, 0)
+	report(t, fmt.Sprintf("scenario=%s audit: accepted=%d stored=%d deduplicated=%d dead_lettered=%d filtered=%d lost=%d duplicated=%d surplus=%d",
+		name, rep.Total.Accepted, rep.Total.Stored, rep.Total.Deduplicated, rep.Total.DeadLettered, rep.Total.Filtered, rep.Total.Lost, rep.Total.Duplicates, rep.Total.Surplus))
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+	}
 	s.checkAnswers(t)
 	return o
 }
@@ -201,4 +214,55 @@ func statusLine(m map[int]int) string {
 		fmt.Fprintf(&b, "%s:%d(%.1f%%) ", name, m[k], 100*float64(m[k])/float64(max(total, 1)))
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// auditRun runs `telemetry audit --settled --json` against the ClickHouse
+// at addr, as an operator would, and returns its report and exit error
+// (non-nil when it reported a loss or a duplicate, or failed).
+func auditRun(t *testing.T, addr string) (audit.Report, string, error) {
+	t.Helper()
+	cmd := exec.Command(binary(t), "audit", "--settled", "--json", "--since", "24h",
+		"--set", "embedded.enabled=false", "--set", "clickhouse.protocol=http", "--set", "clickhouse.addr="+addr,
+		"--set", "clickhouse.compression=none")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var rep audit.Report
+	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
+		return rep, stderr.String(), errors.Join(err, fmt.Errorf("telemetry audit printed no report: %w: %s", jerr, stdout.String()))
+	}
+	return rep, stderr.String(), err
+}
+
+// auditSettled waits up to 30s (the last audit records may still be on
+// their way when the events are all stored) until `telemetry audit`
+// reports 0 lost and dups duplicated rows, exiting 0 exactly when dups is
+// 0, and returns an error saying what it last reported otherwise. It also
+// checks the report against the books: every acknowledged event counted
+// as accepted, every distinct stored event as stored.
+func auditSettled(t *testing.T, addr string, acked, stored, dups int) (audit.Report, error) {
+	t.Helper()
+	var rep audit.Report
+	var msg string
+	var err error
+	ok := func() bool {
+		return rep.Total.Lost == 0 && rep.Total.Duplicates == uint64(dups) && (err == nil) == (dups == 0) &&
+			rep.Total.Accepted >= uint64(acked) && rep.Total.Stored >= uint64(stored)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		rep, msg, err = auditRun(t, addr)
+		if ok() || time.Now().After(deadline) {
+			break
+		}
+	}
+	switch {
+	case ok():
+		return rep, nil
+	case rep.Total.Lost != 0 || rep.Total.Duplicates != uint64(dups) || (err == nil) != (dups == 0):
+		return rep, fmt.Errorf("telemetry audit: exit %v: lost=%d duplicated=%d (want 0 and %d; totals %+v) %s",
+			err, rep.Total.Lost, rep.Total.Duplicates, dups, rep.Total, msg)
+	default:
+		return rep, fmt.Errorf("telemetry audit counts fewer than the books: accepted %d < %d acknowledged, or stored %d < %d stored",
+			rep.Total.Accepted, acked, rep.Total.Stored, stored)
+	}
 }

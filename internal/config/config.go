@@ -21,6 +21,7 @@ import (
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/dashboards"
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/corpus"
 	"github.com/sora3web/telemetry/internal/history"
@@ -65,6 +66,9 @@ type Config struct {
 	// History configures the recorder of the pipeline's own metrics into
 	// ClickHouse (the dashboards' pipeline page, no Prometheus needed).
 	History history.Config `mapstructure:"history"`
+	// Audit configures the completeness audit (pipeline_audit,
+	// `telemetry audit`, the telemetry.audit.* metrics).
+	Audit audit.Config `mapstructure:"audit"`
 
 	// DataDir holds all local state of `telemetry serve`: the local log,
 	// the spool and the embedded ClickHouse. Default "./data".
@@ -164,6 +168,7 @@ func Default() Config {
 		Corpus:     corpus.DefaultConfig(),
 		Dashboard:  dashboards.DefaultConfig(),
 		History:    history.DefaultConfig(),
+		Audit:      audit.DefaultConfig(),
 
 		DataDir:  "./data",
 		Bus:      "log",
@@ -188,7 +193,7 @@ func (c Config) Validate() error {
 	errs := []error{c.Log.Validate(), c.Ingest.Validate(), c.Kafka.Validate(),
 		c.ClickHouse.Validate(), c.Retention.Validate(), c.Consumer.Validate(), c.OTel.Validate(),
 		c.Admin.Validate(), c.Admin.CheckToken(c.Dev), c.Corpus.Validate(c.Retention.MinPromptDays()),
-		c.Dashboard.Validate(), c.Dashboard.CheckToken(c.Dev), c.History.Validate()}
+		c.Dashboard.Validate(), c.Dashboard.CheckToken(c.Dev), c.History.Validate(), c.Audit.Validate()}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: required"))
 	}

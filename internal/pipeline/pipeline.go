@@ -24,6 +24,7 @@ import (
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/collector"
 	"github.com/sora3web/telemetry/dashboards"
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/internal/chconn"
 	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/internal/corpus"
@@ -331,21 +332,48 @@ func (p *Pipeline) startPrivacy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	svc.Handle("/v1/audit", audit.Handler(p.conn, p.cfg.ClickHouse.Database, p.cfg.Audit.Grace))
 	if err := svc.Start(ctx); err != nil {
 		return fmt.Errorf("starting the privacy registries and admin API: %w", err)
 	}
 	p.privacy = svc
 	p.started("privacy registries and admin API", svc.Shutdown)
+	return p.startAuditMonitor(ctx)
+}
+
+// startAuditMonitor computes the completeness metrics where the pipeline
+// talks to ClickHouse.
+func (p *Pipeline) startAuditMonitor(ctx context.Context) error {
+	if !p.cfg.Audit.Enabled || p.cfg.Audit.MetricsInterval == 0 {
+		return nil
+	}
+	m, err := audit.NewMonitor(p.cfg.Audit, p.conn, p.cfg.ClickHouse.Database, p.log)
+	if err != nil {
+		return err
+	}
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	p.started("audit monitor", m.Shutdown)
 	return nil
 }
 
-// ingestOptions hands ingest the opt-out registry when it runs.
+// ingestOptions hands ingest the opt-out registry when it runs, and the
+// audit when it is on.
 func (p *Pipeline) ingestOptions() []collector.Option {
-	if p.privacy == nil {
-		return nil
+	var opts []collector.Option
+	if p.privacy != nil {
+		opts = append(opts, collector.WithOptOuts(p.privacy.Registry()))
 	}
-	return []collector.Option{collector.WithOptOuts(p.privacy.Registry())}
+	if p.cfg.Audit.Enabled {
+		opts = append(opts, collector.WithAudit(auditFlushInterval))
+	}
+	return opts
 }
+
+// auditFlushInterval is how often ingest publishes the audit counts no
+// answer waits for (refused and wholly rejected requests).
+const auditFlushInterval = 5 * time.Second
 
 func (p *Pipeline) startEngine(ctx context.Context) error {
 	dir := filepath.Join(p.cfg.DataDir, "clickhouse")
@@ -487,6 +515,9 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	}
 	if p.consumer, err = consumer.New(p.cfg.Consumer, src, dlq, sink, p.log); err != nil {
 		return errors.Join(err, src.Close(), dlq.Close())
+	}
+	if err := p.consumer.SetAudit(p.cfg.Audit.Enabled); err != nil {
+		return err
 	}
 	if p.privacy != nil {
 		if err := p.consumer.SetFilter(p.privacy.Registry()); err != nil {

@@ -194,7 +194,7 @@ func TestPartsStopInReverseOrder(t *testing.T) {
 	for _, pt := range p.stack {
 		names = append(names, pt.name)
 	}
-	want := []string{"clickhouse engine", "clickhouse http interface", "clickhouse connection", "dashboards' clickhouse connection", "privacy registries and admin API",
+	want := []string{"clickhouse engine", "clickhouse http interface", "clickhouse connection", "dashboards' clickhouse connection", "privacy registries and admin API", "audit monitor",
 		"local log", "dead-letter log", "consumer's engine connection", "consumer", "prompt corpus job", "dashboards", "ingest"}
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Fatalf("started %q, want %q", names, want)

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/sora3web/telemetry/internal/config"
 	"github.com/sora3web/telemetry/internal/privacy"
 	"github.com/sora3web/telemetry/internal/testenv"
 )
@@ -54,17 +53,8 @@ func postEventIDs(t *testing.T, p *Pipeline, userID string, ids ...string) {
 func postJSON(t *testing.T, p *Pipeline, evs []map[string]any) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"events": evs})
-	req, _ := http.NewRequest("POST", "http://"+p.IngestAddr()+"/v1/events", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+config.DevWriteKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 {
-		t.Fatalf("ingest: %d %s", resp.StatusCode, b)
+	if status, b := postBody(t, p, string(body)); status != 200 {
+		t.Fatalf("ingest: %d %s", status, b)
 	}
 }
 

@@ -46,6 +46,10 @@ type Service struct {
 	// this process filtered before a tombstone was added.
 	barrier atomic.Pointer[func(context.Context) error]
 
+	// extra are the GET routes of other parts served behind the same token
+	// (Handle).
+	extra map[string]http.Handler
+
 	mu      sync.Mutex
 	started bool
 	srv     *http.Server
@@ -85,6 +89,16 @@ func (s *Service) waitConsumer(ctx context.Context) error {
 		return (*b)(ctx)
 	}
 	return nil
+}
+
+// Handle serves h on GET path of the admin API, behind its token and in
+// its access log (action: the path), for reports of other parts (the
+// completeness audit's /v1/audit). Call it before Start.
+func (s *Service) Handle(path string, h http.Handler) {
+	if s.extra == nil {
+		s.extra = map[string]http.Handler{}
+	}
+	s.extra[path] = h
 }
 
 // Registry is the in-memory tombstone and opt-out sets, for ingest and the
@@ -282,6 +296,17 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		h.Set("WWW-Authenticate", `Bearer realm="telemetry-admin"`)
 		s.fail(w, a, http.StatusUnauthorized, "unauthorized", ErrUnauthorized)
+		return
+	}
+	if route, ok := s.extra[r.URL.Path]; ok && !known {
+		a.action = strings.TrimPrefix(r.URL.Path, "/v1/")
+		if r.Method != http.MethodGet {
+			h.Set("Allow", http.MethodGet)
+			s.fail(w, a, http.StatusMethodNotAllowed, "bad_method", errors.New("method not allowed"))
+			return
+		}
+		route.ServeHTTP(w, r)
+		a.result, a.status = "served", http.StatusOK
 		return
 	}
 	if !known {

@@ -28,6 +28,10 @@ export const KEYS = {
   session: "tlm:sid",
   optOut: "tlm:optout",
   dropped: "tlm:drop",
+  /** "<session id>.<last seq>": the session's event counter. */
+  seq: "tlm:seq",
+  /** "<session id>.<first seq>": what the session last handed over at unload. */
+  unload: "tlm:unl",
 };
 
 /** Storage that never throws on reads; memory when the browser has none. */
@@ -159,6 +163,30 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
     return [sid, fresh];
   }
 
+  /** The next seq of session sid (1 for a fresh one). */
+  function nextSeq(sid: string, fresh: boolean): number {
+    const [id, n] = (get(KEYS.seq) || "").split(".");
+    const s = !fresh && id == sid ? (+n || 0) + 1 : 1;
+    set(KEYS.seq, sid + "." + s);
+    return s;
+  }
+
+  /**
+   * Remembers the first seq of the newest session among events handed to
+   * the browser at unload: the events made after carry it (unload_seq), so
+   * the audit can tell the numbers lost at unload from others.
+   */
+  function handedAtUnload(batch: WireEvent[]): void {
+    let sid: string | undefined;
+    let first = 0;
+    for (const e of batch) {
+      if (!e.seq || !e.session_id) continue;
+      if (e.session_id != sid) [sid, first] = [e.session_id, e.seq];
+      else first = Math.min(first, e.seq);
+    }
+    if (sid) set(KEYS.unload, sid + "." + first);
+  }
+
   function context(): WireEvent["context"] {
     const c: WireEvent["context"] = {};
     const href = g.location && g.location.href;
@@ -279,6 +307,16 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
   function unload(): void {
     if (nav.onLine === false) return;
     let rest = queue.filter((e) => !busy(e));
+    const handed: WireEvent[] = queue.filter(busy);
+    try {
+      handOver(rest, handed);
+    } finally {
+      handedAtUnload(handed);
+    }
+  }
+
+  /** Hands rest to sendBeacon, or one last keepalive fetch; handed collects what left. */
+  function handOver(rest: WireEvent[], handed: WireEvent[]): void {
     while (rest.length) {
       const batch = take(MAX_EVENTS, rest);
       rest = rest.slice(batch.length);
@@ -293,8 +331,10 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
         retryAt = 0;
         void send();
         persist(true);
+        handed.push(...queue.filter(busy));
         return;
       }
+      handed.push(...batch);
       sent += batch.length;
       remove(batch);
     }
@@ -332,7 +372,12 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
         if (userId) e.user_id = clip(userId, 128);
         const [sid, fresh] = session(t);
         e.session_id = sid;
-        if (fresh && type != "session_start") enqueue({ ...e, event_id: uuid(g, rand), type: "session_start", properties: {} });
+        const [uid, u] = (get(KEYS.unload) || "").split(".");
+        if (!fresh && uid == sid && +u > 0) e.context.unload_seq = +u;
+        if (fresh && type != "session_start") {
+          enqueue({ ...e, event_id: uuid(g, rand), type: "session_start", properties: {}, seq: nextSeq(sid, true) });
+          e.seq = nextSeq(sid, false);
+        } else e.seq = nextSeq(sid, fresh);
       }
       if (o.under13) e.under_13 = true;
       enqueue(e);
@@ -438,6 +483,8 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
       set(KEYS.optOut, "1");
       del(KEYS.anonymousId);
       del(KEYS.session);
+      del(KEYS.seq);
+      del(KEYS.unload);
       // What has not left yet leaves without identifiers; an identify event
       // without its user_id is invalid, so those are dropped.
       queue = queue.filter((e) => busy(e) || e.type != "identify");
@@ -446,6 +493,8 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
         e.anonymous_id = OPTED_OUT_ID;
         delete e.user_id;
         delete e.session_id;
+        delete e.seq;
+        delete e.context.unload_seq;
         if (e.properties) delete e.properties.prompt;
         e.consent.analytics = false;
       }
@@ -459,6 +508,8 @@ export function createClient(opts: Options, g: Env = globalThis as unknown as En
       userId = undefined;
       del(KEYS.anonymousId);
       del(KEYS.session);
+      del(KEYS.seq);
+      del(KEYS.unload);
     },
     flush: send,
     stats(): Stats {

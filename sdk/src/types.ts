@@ -43,6 +43,8 @@ export interface WireEvent {
   anonymous_id?: string;
   user_id?: string;
   session_id?: string;
+  /** The event's number in its session, from 1, across the session's pages. */
+  seq?: number;
   plan: Plan;
   under_13?: boolean;
   consent: { analytics: boolean };
@@ -52,6 +54,11 @@ export interface WireEvent {
     locale?: string;
     screen?: { width: number; height: number };
     app_version?: string;
+    /**
+     * The first seq the session last handed to the browser at unload
+     * (sendBeacon or a keepalive fetch), whose fate the page could not learn.
+     */
+    unload_seq?: number;
   };
   properties: Properties;
 }

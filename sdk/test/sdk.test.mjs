@@ -259,6 +259,40 @@ test("pagehide and visibilitychange hand the queue to sendBeacon (text, write ke
   assert.equal(b.env.localStorage.getItem(KEYS.queue), "[]");
 });
 
+test("seq numbers a session's events across pages; events after an unload carry the first seq handed over", async () => {
+  const storage = new FakeStorage();
+  const b = fakeBrowser({ storage });
+  const c = createClient(opts({ batchSize: 100, flushInterval: 60000 }), b.env);
+  c.track("settings_changed", { setting: "a", value: "1" }); // + session_start
+  await c.flush();
+  c.track("settings_changed", { setting: "b", value: "2" });
+  c.track("settings_changed", { setting: "c", value: "3" });
+  await b.fire("pagehide"); // seq 3 and 4 leave by beacon
+  assert.deepEqual(b.sentEvents().map((e) => e.seq), [1, 2]);
+  assert.deepEqual(b.beacons[0].body.events.map((e) => [e.seq, e.context.unload_seq]), [[3, undefined], [4, undefined]]);
+  // The next page of the session goes on counting and says where the
+  // last unload's hand-off began.
+  const b2 = fakeBrowser({ storage });
+  const c2 = createClient(opts({ batchSize: 1 }), b2.env);
+  c2.track("settings_changed", { setting: "d", value: "4" });
+  await b2.advance(0);
+  const [next] = b2.sentEvents();
+  assert.equal(next.seq, 5);
+  assert.equal(next.context.unload_seq, 3);
+  // A new session starts again at 1, without the old session's unload.
+  c2.reset();
+  c2.track("settings_changed", { setting: "e", value: "5" });
+  await b2.advance(100);
+  const fresh = b2.sentEvents().slice(1);
+  assert.deepEqual(fresh.map((e) => [e.type, e.seq, e.context.unload_seq]), [["session_start", 1, undefined], ["settings_changed", 2, undefined]]);
+  // Opted out: no session, no numbers.
+  c2.optOut();
+  c2.track("settings_changed", { setting: "f", value: "6" });
+  await b2.advance(100);
+  const out = b2.sentEvents().at(-1);
+  assert.equal(out.seq, undefined);
+});
+
 test("after pagehide the page sends nothing more; what is left is the next page's", async () => {
   const storage = new FakeStorage();
   const b = fakeBrowser({ storage, online: false });

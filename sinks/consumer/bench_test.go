@@ -18,6 +18,7 @@ import (
 
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/bus/wal"
+	"github.com/sora3web/telemetry/internal/audit"
 )
 
 // BenchmarkSink measures storing the same rows four ways, side by side in
@@ -221,6 +222,16 @@ func migrate(b *testing.B, e *env) {
 // fillLog writes values to a local log in dir, as ingest would.
 func fillLog(b *testing.B, dir string, values [][]byte) {
 	b.Helper()
+	msgs := make([]bus.Message, len(values))
+	for i, v := range values {
+		msgs[i] = bus.Message{Value: v}
+	}
+	fillLogMessages(b, dir, msgs)
+}
+
+// fillLogMessages writes msgs to a local log in dir.
+func fillLogMessages(b *testing.B, dir string, msgs []bus.Message) {
+	b.Helper()
 	cfg := wal.DefaultConfig()
 	cfg.Dir, cfg.MaxBytes, cfg.Fsync = dir, 8<<30, wal.FsyncInterval
 	l, err := wal.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -229,12 +240,8 @@ func fillLog(b *testing.B, dir string, values [][]byte) {
 	}
 	defer l.Close()
 	w := bus.NewLogWriter(l)
-	for lo := 0; lo < len(values); lo += 1000 {
-		var batch []bus.Message
-		for _, v := range values[lo:min(lo+1000, len(values))] {
-			batch = append(batch, bus.Message{Value: v})
-		}
-		if err := w.WriteMessages(context.Background(), batch...); err != nil {
+	for lo := 0; lo < len(msgs); lo += 1000 {
+		if err := w.WriteMessages(context.Background(), msgs[lo:min(lo+1000, len(msgs))]...); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -243,19 +250,33 @@ func fillLog(b *testing.B, dir string, values [][]byte) {
 // startFromLog runs a consumer reading the local log in dir.
 func startFromLog(b *testing.B, e *env, dir string, sink Sink) *Consumer {
 	b.Helper()
+	return startOnLog(b, e, openLog(b, dir), sink, nil)
+}
+
+// openLog opens the local log in dir until the benchmark ends. A cursor
+// that never moves keeps every segment, so that each consumer started on
+// it reads the whole log (segments every cursor has passed are deleted).
+func openLog(b *testing.B, dir string) *wal.Log {
+	b.Helper()
 	cfg := wal.DefaultConfig()
-	cfg.Dir, cfg.MaxBytes, cfg.Cursors = dir, 8<<30, []string{e.cfg.GroupID}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := wal.Open(cfg, log)
+	cfg.Dir, cfg.MaxBytes, cfg.Cursors = dir, 8<<30, []string{"bench-keep"}
+	l, err := wal.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { l.Close() })
+	return l
+}
+
+// startOnLog runs a consumer reading l from its start, through a cursor of
+// its own (named after its group), with setup, when set, run before Start.
+func startOnLog(b *testing.B, e *env, l *wal.Log, sink Sink, setup func(*Consumer) error) *Consumer {
+	b.Helper()
 	src, err := bus.NewLogReader(l, e.cfg.GroupID, bus.LogTopic(l))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return e.startSource(b, src, sink, nil)
+	return e.startSourceWith(b, src, sink, nil, setup)
 }
 
 // watchParts polls the largest active part count of one partition of any
@@ -339,4 +360,96 @@ func BenchmarkRowPath(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAuditCost measures the consumer with the completeness audit off
+// and on, side by side in one run, from two pre-filled local logs of the
+// same rows into the in-process engine (as `telemetry serve` does), and
+// the two halves of the cost apart (view_only, consumer_only):
+//   - off: the log holds only events; the consumer counts nothing and the
+//     events table has no audit view (pipeline_audit_inserted_mv dropped);
+//   - on: the log also holds one ingest audit record per 50 events (one
+//     per request of 50, as ingest publishes them), the consumer counts
+//     and writes its audit rows before each insert, and the view counts
+//     the inserted rows.
+//
+// The ways alternate BENCH_AUDIT_ROUNDS times (default 2) and the best of
+// each is reported (rows/s, CPU µs per row), with on's cost as a share of
+// off's rate: the machine is shared, and the best run is the one least
+// disturbed. BENCH_ROWS sets the rows (default 300,000).
+// Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x
+func BenchmarkAuditCost(b *testing.B) {
+	n := 300_000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
+		n = v
+	}
+	rounds := 2
+	if v, err := strconv.Atoi(os.Getenv("BENCH_AUDIT_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	e := newEnv(b)
+	e.cfg.BatchInterval = DefaultConfig().BatchInterval
+	values := make([][]byte, n)
+	tally := audit.NewTally()
+	var withAudit []bus.Message
+	base := time.Now().UTC()
+	for i := range values {
+		// Requests of 50 events each, 2,000 a second: the events of one
+		// request share their received_at, as ingest stamps them.
+		ev := event(i)
+		ev.ReceivedAt = base.Add(time.Duration(i/50) * 500 * time.Microsecond)
+		values[i] = marshal(b, ev).Value
+		withAudit = append(withAudit, bus.Message{Value: values[i]})
+		tally.Add(ev.ReceivedAt, ev.Source, audit.Accepted, "", 1)
+		if (i+1)%50 == 0 || i == n-1 {
+			for _, r := range tally.Records() {
+				m, err := r.Message()
+				if err != nil {
+					b.Fatal(err)
+				}
+				withAudit = append(withAudit, m)
+			}
+			tally = audit.NewTally()
+		}
+	}
+	offDir, onDir := b.TempDir(), b.TempDir()
+	fillLog(b, offDir, values)
+	fillLogMessages(b, onDir, withAudit)
+	logs := [2]*wal.Log{openLog(b, offDir), openLog(b, onDir)}
+	b.ResetTimer()
+	// The four ways: audit off; on; only the view (the consumer counts
+	// nothing: the events table's share of the cost); only the consumer's
+	// counts and records (no view: the consumer's share).
+	ways := []struct {
+		name     string
+		view, on bool
+	}{{"audit_off", false, false}, {"audit_on", true, true}, {"view_only", true, false}, {"consumer_only", false, true}}
+	best := make([]result, len(ways))
+	for range b.N {
+		for range rounds {
+			for i, w := range ways {
+				l := logs[0]
+				if w.on {
+					l = logs[1]
+				}
+				r := measureConsumer(b, e, n, func(e *env) *Consumer {
+					if !w.view {
+						if err := e.conn.Exec(context.Background(), "DROP VIEW "+e.db+".pipeline_audit_inserted_mv"); err != nil {
+							b.Fatal(err)
+						}
+					}
+					return startOnLog(b, e, l, engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(w.on) })
+				})
+				if best[i].rows == 0 || r.elapsed.Seconds()/float64(r.rows) < best[i].elapsed.Seconds()/float64(best[i].rows) {
+					best[i] = r
+				}
+			}
+		}
+	}
+	for i, w := range ways {
+		report(b, w.name, best[i])
+	}
+	off, on := float64(best[0].rows)/best[0].elapsed.Seconds(), float64(best[1].rows)/best[1].elapsed.Seconds()
+	b.ReportMetric(100*(off-on)/off, "audit_cost_%")
+	b.ReportMetric(float64(rounds), "rounds")
 }

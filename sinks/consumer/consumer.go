@@ -29,6 +29,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/internal/backoff"
 	"github.com/sora3web/telemetry/transform"
 )
@@ -96,6 +97,10 @@ type Consumer struct {
 	// win remembers the event ids stored recently (window.go); only the
 	// flusher uses it.
 	win *window
+
+	// audit, when set (SetAudit), stores ingest's audit records and the
+	// consumer's own counts in pipeline_audit (audit.go).
+	audit bool
 
 	mu       sync.Mutex
 	started  bool
@@ -230,6 +235,7 @@ type pending struct {
 	bad     []bus.Message // dead letters, with the error header set
 	bytes   int
 	first   time.Time
+	audit   batchAudit // what the batch counts (audit.go)
 }
 
 // run batches messages and hands each batch to the flusher, which inserts
@@ -337,27 +343,47 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 func (c *Consumer) add(p *pending, m bus.Message) {
 	p.msgs = append(p.msgs, m)
 	p.bytes += len(m.Value)
+	if audit.IsRecord(m) {
+		c.addAuditRecord(p, m)
+		return
+	}
 	r, err := decode(m)
-	if err != nil {
-		dl := bus.Message{Key: m.Key, Value: m.Value, Headers: append(append([]bus.Header(nil), m.Headers...),
-			bus.Header{Key: HeaderError, Value: []byte(err.Error())},
-			bus.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
-			bus.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
-			bus.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
-		)}
-		p.bad = append(p.bad, dl)
-		reason := "decode"
-		if errors.Is(err, ErrMap) {
-			reason = "map"
+	reason := "decode"
+	if errors.Is(err, ErrMap) {
+		reason = "map"
+	}
+	if c.audit {
+		at := r.e.ReceivedAt
+		if at.IsZero() {
+			at = time.Now() // undecodable: counted in the window it was read in
 		}
-		c.log.Warn("dead-lettering message", "partition", m.Partition, "offset", m.Offset, "err", err)
-		c.m.deadLetters.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+		p.audit.consume(at, r.e.Source, m)
+		if err != nil {
+			p.audit.message(at, r.e.Source, audit.DeadLettered, reason, m.Topic, m.Partition, m.Offset)
+		}
+	}
+	if err != nil {
+		c.deadLetter(p, m, err, reason)
 		return
 	}
 	if r.e.Device.Pending {
 		c.finishDevice(&r)
 	}
 	p.records = append(p.records, r)
+}
+
+// deadLetter adds m to p's dead letters, with headers saying why and
+// where it was read.
+func (c *Consumer) deadLetter(p *pending, m bus.Message, err error, reason string) {
+	dl := bus.Message{Key: m.Key, Value: m.Value, Headers: append(append([]bus.Header(nil), m.Headers...),
+		bus.Header{Key: HeaderError, Value: []byte(err.Error())},
+		bus.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
+		bus.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
+		bus.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+	)}
+	p.bad = append(p.bad, dl)
+	c.log.Warn("dead-lettering message", "partition", m.Partition, "offset", m.Offset, "err", err)
+	c.m.deadLetters.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
 }
 
 // finishDevice parses the user agent of an event that ingest marked
@@ -394,13 +420,21 @@ func (c *Consumer) flush(p *pending) error {
 			<-c.filtering
 		}
 	}()
-	records := c.applyFilter(p.records) // privacy: drop deleted subjects (filter.go)
+	records := c.applyFilter(p.records, &p.audit) // privacy: drop deleted subjects (filter.go)
 	var b *Batch
 	if err := c.retry("read stored offsets", func() error {
 		var err error
 		b, err = c.newBatch(records)
 		return err
 	}); err != nil {
+		return err
+	}
+	if c.audit {
+		for _, r := range b.resent {
+			p.audit.message(r.e.ReceivedAt, r.e.Source, audit.Deduplicated, "", r.topic, r.partition, r.offset)
+		}
+	}
+	if err := c.writeAudit(p); err != nil {
 		return err
 	}
 	if b.Rows() > 0 {
@@ -545,6 +579,7 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 		}
 		if storedAt, ok := c.win.get(r.id); ok && !c.storedCopyDeleted(r, storedAt) {
 			resends++
+			b.resent = append(b.resent, r)
 			continue
 		}
 		c.win.add(r.id, r.e.ReceivedAt)

@@ -26,6 +26,7 @@ type stored struct {
 	AnonymousID   string    `ch:"anonymous_id"`
 	UserID        string    `ch:"user_id"`
 	SessionID     string    `ch:"session_id"`
+	Seq           uint32    `ch:"seq"`
 	GroupID       string    `ch:"group_id"`
 	PreviousID    string    `ch:"previous_id"`
 	Plan          string    `ch:"plan"`
@@ -40,6 +41,7 @@ type stored struct {
 	ScreenH       uint16    `ch:"context_screen_height"`
 	AppVersion    string    `ch:"context_app_version"`
 	UserAgent     string    `ch:"context_user_agent"`
+	UnloadSeq     uint32    `ch:"context_unload_seq"`
 	DevClass      string    `ch:"device_class"`
 	DevOS         string    `ch:"device_os"`
 	DevOSVersion  string    `ch:"device_os_version"`
@@ -77,10 +79,10 @@ func expected(e schema.Enriched, topic string) stored {
 	return stored{
 		EventID: e.EventID, Type: e.Type, SchemaVersion: uint8(e.SchemaVersion),
 		Timestamp: e.Timestamp, OccurredAt: e.OccurredAt, SentAt: e.SentAt, ReceivedAt: e.ReceivedAt,
-		AnonymousID: e.AnonymousID, UserID: e.UserID, SessionID: e.SessionID, GroupID: e.GroupID, PreviousID: e.PreviousID, Plan: e.Plan, Consent: *e.Consent.Analytics,
+		AnonymousID: e.AnonymousID, UserID: e.UserID, SessionID: e.SessionID, Seq: uint32(e.Seq), GroupID: e.GroupID, PreviousID: e.PreviousID, Plan: e.Plan, Consent: *e.Consent.Analytics,
 		OptedOut: e.OptedOut, Source: e.Source, IP: e.IP, PageURL: e.Context.PageURL, Referrer: e.Context.Referrer,
 		Locale: e.Context.Locale, ScreenW: uint16(e.Context.Screen.Width), ScreenH: uint16(e.Context.Screen.Height),
-		AppVersion: e.Context.AppVersion, UserAgent: e.Context.UserAgent, DevClass: e.Device.Class, DevOS: e.Device.OS,
+		AppVersion: e.Context.AppVersion, UserAgent: e.Context.UserAgent, UnloadSeq: uint32(e.Context.UnloadSeq), DevClass: e.Device.Class, DevOS: e.Device.OS,
 		DevOSVersion: e.Device.OSVersion, DevBrowser: e.Device.Browser, DevBrowserVer: e.Device.BrowserVersion,
 		DevIsBot: e.Device.IsBot, DevPending: e.Device.Pending, Quality: e.Properties.Quality, Resolution: e.Properties.Resolution,
 		Width: uint16(e.Properties.Width), Height: uint16(e.Properties.Height), AspectRatio: e.Properties.AspectRatio,
@@ -164,16 +166,7 @@ func TestCrashBetweenInsertAndCommitStoresEachEventOnce(t *testing.T) {
 
 	// The first consumer dies after its first insert is acknowledged and
 	// before it commits.
-	crashed := make(chan struct{})
-	c1 := e.start(t, e.conn, func() error { close(crashed); return errCrash })
-	select {
-	case <-crashed:
-	case <-time.After(60 * time.Second):
-		t.Fatal("no insert within 60s")
-	}
-	if err := shutdown(c1); !errors.Is(err, errCrash) {
-		t.Fatalf("shutdown after crash: %v", err)
-	}
+	crashAfterFirstInsert(t, func(hook func() error) *Consumer { return e.start(t, e.conn, hook) })
 	inserted := e.count(t, "SELECT count() FROM {t}")
 	if inserted == 0 {
 		t.Fatal("the crashed consumer inserted nothing")
@@ -198,6 +191,23 @@ func TestCrashBetweenInsertAndCommitStoresEachEventOnce(t *testing.T) {
 	e.assertExact(t, 121)
 	if got := sumCommitted(e.committed(t)); got != 122 {
 		t.Errorf("committed %d, want 122", got)
+	}
+}
+
+// crashAfterFirstInsert starts a consumer with start, given the test hook,
+// and returns once it has died after its first acknowledged insert and
+// before its commit, as a killed process would.
+func crashAfterFirstInsert(t *testing.T, start func(hook func() error) *Consumer) {
+	t.Helper()
+	crashed := make(chan struct{})
+	c := start(func() error { close(crashed); return errCrash })
+	select {
+	case <-crashed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no insert within 60s")
+	}
+	if err := shutdown(c); !errors.Is(err, errCrash) {
+		t.Fatalf("shutdown after crash: %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/schema"
 )
 
@@ -53,21 +54,25 @@ func (c *Consumer) SetFilter(f Filter) error {
 }
 
 // applyFilter returns the records the filter keeps, corrected (records
-// itself when there is no filter).
-func (c *Consumer) applyFilter(records []record) []record {
+// itself when there is no filter), counting the others in a.
+func (c *Consumer) applyFilter(records []record, a *batchAudit) []record {
 	if c.filter == nil || len(records) == 0 {
 		return records
 	}
 	kept := make([]record, 0, len(records))
 	corrected := 0
 	for i := range records {
-		if c.filter.Drop(&records[i].e) {
+		r := &records[i]
+		if c.filter.Drop(&r.e) {
+			if c.audit {
+				a.message(r.e.ReceivedAt, r.e.Source, audit.Filtered, "", r.topic, r.partition, r.offset)
+			}
 			continue
 		}
-		if c.filter.Correct(&records[i].e) {
+		if c.filter.Correct(&r.e) {
 			corrected++
 		}
-		kept = append(kept, records[i])
+		kept = append(kept, *r)
 	}
 	if n := len(records) - len(kept); n > 0 {
 		c.filtered.Add(context.Background(), int64(n))

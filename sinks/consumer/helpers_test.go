@@ -111,16 +111,28 @@ func engineSink(t testing.TB, db string) *EngineSink {
 // startSink runs a consumer of e's topic writing to sink.
 func (e *env) startSink(t testing.TB, sink Sink, hook func() error) *Consumer {
 	t.Helper()
+	return e.startSinkWith(t, sink, hook, nil)
+}
+
+// startSinkWith is startSink with setup, when set, run before Start.
+func (e *env) startSinkWith(t testing.TB, sink Sink, hook func() error, setup func(*Consumer) error) *Consumer {
+	t.Helper()
 	src, err := broker.NewReader(e.bc, e.cfg.ReaderConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e.startSource(t, src, sink, hook)
+	return e.startSourceWith(t, src, sink, hook, setup)
 }
 
 // startSource runs a consumer reading src and writing to sink, with e's
 // dead-letter topic.
 func (e *env) startSource(t testing.TB, src bus.Source, sink Sink, hook func() error) *Consumer {
+	t.Helper()
+	return e.startSourceWith(t, src, sink, hook, nil)
+}
+
+// startSourceWith is startSource with setup, when set, run before Start.
+func (e *env) startSourceWith(t testing.TB, src bus.Source, sink Sink, hook func() error, setup func(*Consumer) error) *Consumer {
 	t.Helper()
 	dlq, err := broker.NewDeadLetters(e.bc)
 	if err != nil {
@@ -131,6 +143,11 @@ func (e *env) startSource(t testing.TB, src bus.Source, sink Sink, hook func() e
 		t.Fatal(err)
 	}
 	c.afterInsert = hook
+	if setup != nil {
+		if err := setup(c); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +169,11 @@ func event(i int) schema.Enriched {
 		Event: schema.Event{
 			SchemaVersion: 1, EventID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprint("ev", i, time.Now().UnixNano()))).String(),
 			Type: schema.Types[i%len(schema.Types)], OccurredAt: ts.Add(-time.Second), SentAt: ts,
-			AnonymousID: fmt.Sprint("anon-", i%7), UserID: fmt.Sprint("user-", i%3), SessionID: fmt.Sprint("s-", i%4),
+			AnonymousID: fmt.Sprint("anon-", i%7), UserID: fmt.Sprint("user-", i%3), SessionID: fmt.Sprint("s-", i%4), Seq: i/4 + 1,
 			GroupID: fmt.Sprint("org-", i%2), PreviousID: fmt.Sprint("prev-", i%5),
 			Plan: schema.Plans[i%2], Consent: schema.Consent{Analytics: &yes},
 			Context: schema.Context{PageURL: fmt.Sprint("https://app.example/p/", i), Referrer: "https://ref.example/", Locale: "en-US",
-				Screen: schema.Screen{Width: 1920, Height: 1080 + i%1000}, AppVersion: "1.2.3", UserAgent: "Mozilla/5.0"},
+				Screen: schema.Screen{Width: 1920, Height: 1080 + i%1000}, AppVersion: "1.2.3", UserAgent: "Mozilla/5.0", UnloadSeq: (i / 4) % 3},
 			Properties: schema.Properties{Quality: schema.Qualities[i%4], Resolution: schema.Resolutions[i%6], Width: 3840, Height: 2160,
 				AspectRatio: schema.AspectRatios[i%6], DurationS: 4.5, Prompt: fmt.Sprint("a cat ", i, " \"quoted\"\n"), Model: "sora-4k",
 				GenerationID: fmt.Sprint("g-", i), LatencyMS: int64(1000 + i), Format: "mp4", ErrorCode: fmt.Sprint("E", i%3),

@@ -77,6 +77,8 @@ func decode(m bus.Message) (record, error) {
 		{"properties.width", int64(r.e.Properties.Width), math.MaxUint16},
 		{"properties.height", int64(r.e.Properties.Height), math.MaxUint16},
 		{"properties.latency_ms", r.e.Properties.LatencyMS, math.MaxUint32},
+		{"seq", int64(r.e.Seq), math.MaxUint32},
+		{"context.unload_seq", int64(r.e.Context.UnloadSeq), math.MaxUint32},
 	} {
 		if f.v < 0 || f.v > f.limit {
 			return r, fmt.Errorf("%w: %s %d: outside 0..%d", ErrMap, f.name, f.v, f.limit)
@@ -176,6 +178,7 @@ func newColumns() []column {
 		mk("anonymous_id", func(r *record) string { return r.e.AnonymousID }),
 		mk("user_id", func(r *record) string { return r.e.UserID }),
 		mk("session_id", func(r *record) string { return r.e.SessionID }),
+		mk("seq", func(r *record) uint32 { return uint32(r.e.Seq) }),
 		mk("group_id", func(r *record) string { return r.e.GroupID }),
 		mk("previous_id", func(r *record) string { return r.e.PreviousID }),
 		mk("plan", func(r *record) string { return r.e.Plan }),
@@ -190,6 +193,7 @@ func newColumns() []column {
 		mk("context_screen_height", func(r *record) uint16 { return u16(r.e.Context.Screen.Height) }),
 		mk("context_app_version", func(r *record) string { return r.e.Context.AppVersion }),
 		mk("context_user_agent", func(r *record) string { return r.e.Context.UserAgent }),
+		mk("context_unload_seq", func(r *record) uint32 { return uint32(r.e.Context.UnloadSeq) }),
 		mk("device_class", func(r *record) string { return r.e.Device.Class }),
 		mk("device_os", func(r *record) string { return r.e.Device.OS }),
 		mk("device_os_version", func(r *record) string { return r.e.Device.OSVersion }),
@@ -231,6 +235,8 @@ type Batch struct {
 	ranges map[position][2]int64
 	// skipped counts the records left out as already stored.
 	skipped int
+	// resent are the records left out as copies of events stored already.
+	resent []*record
 }
 
 // Rows is the number of rows.

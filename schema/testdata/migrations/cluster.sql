@@ -248,6 +248,44 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM telemetry.events_local
 WHERE type = 'group' AND group_id != '';
 
+-- migration 0008_pipeline_audit (sha256 b6028c7b0e25354edbc9201e3c6d84689faca48817340c54367b495b2eae6720)
+ALTER TABLE telemetry.events_local ON CLUSTER analytics
+    ADD COLUMN IF NOT EXISTS seq UInt32 AFTER session_id,
+    ADD COLUMN IF NOT EXISTS context_unload_seq UInt32 AFTER context_user_agent;
+
+ALTER TABLE telemetry.events ON CLUSTER analytics
+    ADD COLUMN IF NOT EXISTS seq UInt32 AFTER session_id,
+    ADD COLUMN IF NOT EXISTS context_unload_seq UInt32 AFTER context_user_agent;
+
+CREATE TABLE IF NOT EXISTS telemetry.pipeline_audit_local ON CLUSTER analytics
+(
+    window_start DateTime('UTC'),
+    source       LowCardinality(String),
+    stage        LowCardinality(String),
+    reason       LowCardinality(String),
+    record_id    String,
+    n            UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/telemetry/pipeline_audit_local', '{replica}')
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, source, stage, reason, record_id)
+TTL window_start + INTERVAL 35 DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS telemetry.pipeline_audit ON CLUSTER analytics AS telemetry.pipeline_audit_local
+ENGINE = Distributed(analytics, telemetry, pipeline_audit_local, cityHash64(source));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry.pipeline_audit_inserted_mv_local ON CLUSTER analytics TO telemetry.pipeline_audit_local AS
+SELECT
+    toStartOfMinute(received_at) AS window_start,
+    source,
+    'inserted' AS stage,
+    '' AS reason,
+    concat('inserted/', kafka_topic, '/', toString(kafka_partition), '/', toString(min(kafka_offset))) AS record_id,
+    count() AS n
+FROM telemetry.events_local
+GROUP BY window_start, source, kafka_topic, kafka_partition;
+
 -- migration 0009_prompt_corpus (sha256 eb8609482431506809201b05f77cb9caca07623601d28596aa1a192dbdabc60c)
 CREATE TABLE IF NOT EXISTS telemetry.prompt_corpus_local ON CLUSTER analytics
 (

@@ -223,6 +223,37 @@ SELECT group_id, user_id, anonymous_id, timestamp, received_at, event_id, source
 FROM tele.events
 WHERE type = 'group' AND group_id != '';
 
+-- migration 0008_pipeline_audit (sha256 b6028c7b0e25354edbc9201e3c6d84689faca48817340c54367b495b2eae6720)
+ALTER TABLE tele.events
+    ADD COLUMN IF NOT EXISTS seq UInt32 AFTER session_id,
+    ADD COLUMN IF NOT EXISTS context_unload_seq UInt32 AFTER context_user_agent;
+
+CREATE TABLE IF NOT EXISTS tele.pipeline_audit
+(
+    window_start DateTime('UTC'),
+    source       LowCardinality(String),
+    stage        LowCardinality(String),
+    reason       LowCardinality(String),
+    record_id    String,
+    n            UInt64
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, source, stage, reason, record_id)
+TTL window_start + INTERVAL 35 DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tele.pipeline_audit_inserted_mv TO tele.pipeline_audit AS
+SELECT
+    toStartOfMinute(received_at) AS window_start,
+    source,
+    'inserted' AS stage,
+    '' AS reason,
+    concat('inserted/', kafka_topic, '/', toString(kafka_partition), '/', toString(min(kafka_offset))) AS record_id,
+    count() AS n
+FROM tele.events
+GROUP BY window_start, source, kafka_topic, kafka_partition;
+
 -- migration 0009_prompt_corpus (sha256 eb8609482431506809201b05f77cb9caca07623601d28596aa1a192dbdabc60c)
 CREATE TABLE IF NOT EXISTS tele.prompt_corpus
 (
