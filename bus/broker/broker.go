@@ -258,11 +258,20 @@ func waitForLeaders(ctx context.Context, c Config, topics ...string) error {
 			req.Topics[t] = append(req.Topics[t], kafka.LastOffsetOf(p))
 		}
 	}
-	for {
+	return pollUntil(ctx, fmt.Sprintf("waiting for the leaders of topics %v", topics), func() error {
 		res, err := cl.ListOffsets(ctx, req)
-		if err == nil {
-			err = partitionErr(res)
+		if err != nil {
+			return err
 		}
+		return partitionErr(res)
+	})
+}
+
+// pollUntil calls f every 50ms until it returns nil, or ctx ends; then
+// the error names what, ctx's error and f's last.
+func pollUntil(ctx context.Context, what string, f func() error) error {
+	for {
+		err := f()
 		if err == nil {
 			return nil
 		}
@@ -270,7 +279,7 @@ func waitForLeaders(ctx context.Context, c Config, topics ...string) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("waiting for the leaders of topics %v: %w (last: %w)", topics, ctx.Err(), err)
+			return fmt.Errorf("%s: %w (last: %w)", what, ctx.Err(), err)
 		case <-t.C:
 		}
 	}
@@ -316,22 +325,13 @@ func waitForTopics(ctx context.Context, conn *kafka.Conn, topics ...string) erro
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	for {
+	return pollUntil(ctx, fmt.Sprintf("waiting for topics %v to appear in the broker's metadata", topics), func() error {
 		parts, err := conn.ReadPartitions(topics...)
-		if err == nil {
-			err = leaderless(parts, topics)
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("waiting for topics %v to appear in the broker's metadata: %w (last: %w)", topics, ctx.Err(), err)
-		case <-t.C:
-		}
-	}
+		return leaderless(parts, topics)
+	})
 }
 
 // leaderless names the first of topics missing from parts or with a
