@@ -17,7 +17,8 @@ chaos: chdb
 
 # chaos-cluster: the fault scenarios of issue 16 against a private
 # three-node KRaft cluster (scripts/kafka.sh cluster mode on ports
-# 39092-39094, controllers 39192-39194; CHAOS_CLUSTER_PORT moves them):
+# 28092-28094, controllers 28192-28194, below the kernel's ephemeral ports;
+# CHAOS_CLUSTER_PORT moves them):
 # one node down, leader loss, rolling restart, below min ISR, consumer
 # group churn over three to four `telemetry consume` processes, ingest
 # loss over two `telemetry ingest` processes. Each prints sent,
