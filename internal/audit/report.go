@@ -101,6 +101,10 @@ type Options struct {
 	// Settled takes every window as closed: for a pipeline whose ingest
 	// has stopped and whose consumer has caught up (tests after a drain).
 	Settled bool
+
+	// duplicates replaces the duplicates query (the Monitor's cache); nil
+	// counts every copy received since Since.
+	duplicates func(ctx context.Context) (map[bucket]uint64, error)
 }
 
 // Query builds the report from pipeline_audit and events.
@@ -140,24 +144,18 @@ func Query(ctx context.Context, db DB, o Options) (*Report, error) {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, fmt.Errorf("reading pipeline_audit: %w", err)
 	}
-	rows, err = db.Query(ctx, "SELECT w, source, toUInt64(sum(c - 1)) FROM (SELECT event_id, toStartOfMinute(min(received_at)) AS w,"+
-		" any(source) AS source, count() AS c FROM "+o.Database+".events WHERE received_at >= ? GROUP BY event_id HAVING c > 1)"+
-		" GROUP BY w, source", rep.Since)
-	if err != nil {
-		return nil, fmt.Errorf("counting duplicates: %w", err)
-	}
-	for rows.Next() {
-		var w time.Time
-		var source string
-		var n uint64
-		if err := rows.Scan(&w, &source, &n); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("counting duplicates: %w", err)
+	dups := o.duplicates
+	if dups == nil {
+		dups = func(ctx context.Context) (map[bucket]uint64, error) {
+			return queryDuplicates(ctx, db, o.Database, rep.Since, time.Time{})
 		}
-		get(w, source).Duplicates += n
 	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, fmt.Errorf("counting duplicates: %w", err)
+	counted, err := dups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for b, n := range counted {
+		get(b.window, b.source).Duplicates += n
 	}
 	if rep.Sessions, err = querySessions(ctx, db, o.Database, rep.Since); err != nil {
 		return nil, err
@@ -181,6 +179,44 @@ func Query(ctx context.Context, db DB, o Options) (*Report, error) {
 		rep.Total.add(w)
 	}
 	return rep, nil
+}
+
+// queryDuplicates counts, per window and source, the rows beyond the
+// first of the event_ids first received in [from, to), among the copies
+// received since from. A zero to means no end: every event_id received
+// since from, grouped whole. With an end, only the ids received in the
+// range are grouped (the IN set), so counting one closed minute costs a
+// minute of ids, not the span's.
+func queryDuplicates(ctx context.Context, db DB, database string, from, to time.Time) (map[bucket]uint64, error) {
+	q := "SELECT w, source, toUInt64(sum(c - 1)) FROM (SELECT event_id, toStartOfMinute(min(received_at)) AS w," +
+		" any(source) AS source, count() AS c FROM " + database + ".events WHERE received_at >= ?"
+	args := []any{from}
+	if to.IsZero() {
+		q += " GROUP BY event_id HAVING c > 1)"
+	} else {
+		q += " AND event_id IN (SELECT event_id FROM " + database + ".events WHERE received_at >= ? AND received_at < ?)" +
+			" GROUP BY event_id HAVING c > 1 AND min(received_at) < ?)"
+		args = append(args, from, to, to)
+	}
+	rows, err := db.Query(ctx, q+" GROUP BY w, source", args...)
+	if err != nil {
+		return nil, fmt.Errorf("counting duplicates: %w", err)
+	}
+	out := map[bucket]uint64{}
+	for rows.Next() {
+		var w time.Time
+		var source string
+		var n uint64
+		if err := rows.Scan(&w, &source, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("counting duplicates: %w", err)
+		}
+		out[bucket{w.UTC(), source}] += n
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("counting duplicates: %w", err)
+	}
+	return out, nil
 }
 
 // field is the counter of stage.

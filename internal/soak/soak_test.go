@@ -150,7 +150,9 @@ type serve struct {
 
 // startServe starts `telemetry serve` on free ports and a fresh data
 // directory, with rate limits off, and waits until it is ready. The binary
-// is $BENCH_BINARY, else built from ./cmd/telemetry. The process is
+// is $BENCH_BINARY, else built from ./cmd/telemetry; BENCH_SERVE_SET adds
+// settings (space-separated key=value, each passed as --set, e.g.
+// "audit.metrics_interval=0" to run without the audit monitor). The process is
 // stopped with SIGTERM when b ends.
 func startServe(b *testing.B) *serve {
 	bin := os.Getenv("BENCH_BINARY")
@@ -172,6 +174,9 @@ func startServe(b *testing.B) *serve {
 	cmd := exec.Command(bin, "serve", "--listen", ingest, "--set", "embedded.listen="+ch, "--set", "data_dir="+data,
 		"--set", "ingest.rate_limit_per_key.rate=0", "--set", "log.level=warn",
 		"--set", "dashboard.listen=127.0.0.1:0")
+	for _, kv := range strings.Fields(os.Getenv("BENCH_SERVE_SET")) {
+		cmd.Args = append(cmd.Args, "--set", kv)
+	}
 	cmd.Dir = dir // no telemetry.yaml there
 	cmd.Env = testenv.ChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
