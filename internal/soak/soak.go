@@ -72,6 +72,9 @@ type Report struct {
 	Load *loadgen.Report
 	// Probes counts the probe events sent and acknowledged.
 	Probes int
+	// ProbesRefused counts the probes answered 503: ingest shed load
+	// (max_inflight full) while the load ran.
+	ProbesRefused int
 	// Fresh holds the probes' freshness, sorted.
 	Fresh []time.Duration
 	// BacklogMax is the largest lag of the consumer's cursor on the local
@@ -153,11 +156,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.Load = load
 	probes.stop()
-	fresh, acked, err := probes.wait()
+	fresh, acked, refused, err := probes.wait()
 	if err != nil {
 		return nil, err
 	}
-	r.Fresh, r.Probes = fresh, acked
+	r.Fresh, r.Probes, r.ProbesRefused = fresh, acked, refused
 	r.Acked = load.Accepted + int64(acked)
 	cancel() // stop the queries and the sampler before counting
 	wg.Wait()
@@ -188,7 +191,10 @@ FROM numbers({rows})`
 func drain(ctx context.Context, ch *clickhouse, timeout time.Duration, r *Report) error {
 	start := time.Now()
 	for {
-		out, err := ch.query(ctx, "SELECT count(), uniqExact(event_id) FROM {db}.events WHERE kafka_topic != 'soak-prefill'")
+		// The count is a full scan: it may take longer than the engine's
+		// default bound on read-only queries (embedded.max_query_time).
+		out, err := ch.query(ctx, "SELECT count(), uniqExact(event_id) FROM {db}.events WHERE kafka_topic != 'soak-prefill'"+
+			" SETTINGS max_execution_time = 600")
 		if err != nil {
 			return fmt.Errorf("counting stored events: %w", err)
 		}
@@ -357,6 +363,7 @@ type prober struct {
 	inflight int                  // probes posted, not yet answered
 	fresh    []time.Duration
 	sent     int
+	refused  int // probes answered 503 (ingest shedding load): counted, not sent again
 	err      error
 	over     chan struct{} // closed when the watcher has seen every probe or gave up
 }
@@ -445,6 +452,12 @@ func (p *prober) send(ctx context.Context) {
 		return
 	}
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		p.mu.Lock()
+		p.refused++
+		p.mu.Unlock()
+		return
+	}
 	if resp.StatusCode != http.StatusOK {
 		p.fail(fmt.Errorf("probe: answer %d", resp.StatusCode))
 		return
@@ -506,15 +519,15 @@ func (p *prober) fail(err error) {
 // stop ends the sending of probes.
 func (p *prober) stop() { close(p.done) }
 
-// wait returns the sorted freshness of every probe and how many were
-// acknowledged, once all are seen.
-func (p *prober) wait() ([]time.Duration, int, error) {
+// wait returns the sorted freshness of every probe, how many were
+// acknowledged and how many refused with 503, once all are seen.
+func (p *prober) wait() ([]time.Duration, int, int, error) {
 	<-p.over
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
-		return nil, 0, fmt.Errorf("probes: %w", p.err)
+		return nil, 0, 0, fmt.Errorf("probes: %w", p.err)
 	}
 	slices.Sort(p.fresh)
-	return p.fresh, p.sent, nil
+	return p.fresh, p.sent, p.refused, nil
 }

@@ -81,7 +81,10 @@ func measure(b *testing.B, cfg Config) {
 	b.ReportMetric(cfg.Duration.Seconds(), "run_s")
 	b.ReportMetric(r.Load.EventsPerSec, "load_ev/s")
 	b.ReportMetric(float64(r.Load.Failed), "failed_events")
+	b.ReportMetric(float64(r.Load.RoundTrip.P99)/float64(time.Millisecond), "ingest_p99_ms")
+	b.ReportMetric(float64(r.Load.RoundTrip.Max)/float64(time.Millisecond), "ingest_max_ms")
 	b.ReportMetric(float64(r.Probes), "probes")
+	b.ReportMetric(float64(r.ProbesRefused), "probes_refused")
 	b.ReportMetric(secs(Quantile(r.Fresh, 0.5)), "fresh_p50_s")
 	b.ReportMetric(secs(Quantile(r.Fresh, 0.99)), "fresh_p99_s")
 	b.ReportMetric(secs(Quantile(r.Fresh, 1)), "fresh_max_s")
@@ -108,6 +111,10 @@ func measure(b *testing.B, cfg Config) {
 		r.BacklogMax, float64(r.LogBytesMax)/(1<<20), float64(r.RSSMax)/(1<<20), r.Acked, r.Stored, r.Distinct, secs(r.Drain))
 	if r.Load.TransportErrs > 0 {
 		b.Errorf("load generator: %d transport errors", r.Load.TransportErrs)
+	}
+	if r.ProbesRefused > 0 || r.Load.Failed > 0 {
+		b.Errorf("ingest shed load: %d probes and %d events answered 503 (ingest round trip p99 %v, max %v)",
+			r.ProbesRefused, r.Load.Failed, r.Load.RoundTrip.P99, r.Load.RoundTrip.Max)
 	}
 	if r.Lost() != 0 || r.Duplicated() != 0 {
 		b.Errorf("acknowledged %d, stored %d rows of %d distinct events: lost %d, duplicated %d", r.Acked, r.Stored, r.Distinct, r.Lost(), r.Duplicated())
