@@ -22,9 +22,11 @@ type Config struct {
 	// computes the report for the completeness metrics
 	// (telemetry.audit.*). 0 turns the metrics off. Default 1m.
 	MetricsInterval time.Duration `mapstructure:"metrics_interval"`
-	// MetricsSpan is how far back each metrics report looks; its
-	// duplicates query groups every event_id received in it, so keep it
-	// short at high rates. Default 10m.
+	// MetricsSpan is how far back each metrics report looks. A window's
+	// duplicates are counted once, when it closes, over the copies
+	// received by then (each refresh groups only the event_ids of the
+	// minutes closed since the last), so its cost follows the ingest rate,
+	// not the span. Default 10m.
 	MetricsSpan time.Duration `mapstructure:"metrics_span"`
 }
 

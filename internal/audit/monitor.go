@@ -65,7 +65,7 @@ func (m *Monitor) Start(_ context.Context) error {
 		return g
 	}
 	lost := gauge("telemetry.audit.lost", "Events accepted and not accounted for (stored, deduplicated, dead-lettered, filtered) in closed windows of the last audit.metrics_span.")
-	dups := gauge("telemetry.audit.duplicates", "Rows beyond the first of event_ids stored more than once, received in the last audit.metrics_span.")
+	dups := gauge("telemetry.audit.duplicates", "Rows beyond the first of event_ids stored more than once, first received in closed windows of the last audit.metrics_span (counted when the window closes).")
 	inflight := gauge("telemetry.audit.in_flight", "Events accepted and not yet accounted for in windows still open.")
 	surplus := gauge("telemetry.audit.surplus", "Copies stored or dropped beyond what was answered 2xx, in the last audit.metrics_span.")
 	accepted := gauge("telemetry.audit.accepted", "Events accepted in closed windows of the last audit.metrics_span.")
