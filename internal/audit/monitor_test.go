@@ -47,7 +47,7 @@ func TestMonitorCountsEachClosedWindowsDuplicatesOnce(t *testing.T) {
 	w0 := MinuteOf(time.Now().Add(-8 * time.Minute))
 	const a, b, c = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b", "00000000-0000-4000-8000-00000000000c"
 	insertCopies(t, conn, db, map[string][]time.Time{
-		a: {w0.Add(5 * time.Second), w0.Add(40 * time.Second)},         // twice in w0
+		a: {w0.Add(5 * time.Second), w0.Add(40 * time.Second)},           // twice in w0
 		b: {w0.Add(50 * time.Second), w0.Add(time.Minute + time.Second)}, // w0, then again in w1
 		c: {w0.Add(time.Minute + 30*time.Second)},                        // once
 	})
