@@ -19,6 +19,7 @@ import (
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/audit"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // BenchmarkSink measures storing the same rows four ways, side by side in
@@ -187,7 +188,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 				col.add(&r)
 			}
 		}
-		path, err := sink.keep(batch.Token, batch.WriteNative)
+		path, err := sink.keep(batch.Token, batch.WriteNative, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -376,7 +377,8 @@ func BenchmarkRowPath(b *testing.B) {
 // The ways alternate BENCH_AUDIT_ROUNDS times (default 2) and the best of
 // each is reported (rows/s, CPU µs per row), with on's cost as a share of
 // off's rate: the machine is shared, and the best run is the one least
-// disturbed. BENCH_ROWS sets the rows (default 300,000).
+// disturbed. BENCH_ROWS sets the rows (default 300,000); BENCH_AUDIT_WAYS
+// a comma-separated subset of the ways, default all (e.g. to profile one).
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x
 func BenchmarkAuditCost(b *testing.B) {
 	n := 300_000
@@ -432,10 +434,19 @@ func BenchmarkAuditCost(b *testing.B) {
 		name     string
 		view, on bool
 	}{{"audit_off", false, false}, {"audit_on", true, true}, {"view_only", true, false}, {"consumer_only", false, true}}
+	only := map[string]bool{}
+	for _, w := range strings.Split(os.Getenv("BENCH_AUDIT_WAYS"), ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			only[w] = true
+		}
+	}
 	best := make([]result, len(ways))
 	for range b.N {
 		for range rounds {
 			for i, w := range ways {
+				if len(only) > 0 && !only[w.name] {
+					continue
+				}
 				l := logs[0]
 				if w.on {
 					l = logs[1]
@@ -455,9 +466,92 @@ func BenchmarkAuditCost(b *testing.B) {
 		}
 	}
 	for i, w := range ways {
-		report(b, w.name, best[i])
+		if best[i].rows > 0 {
+			report(b, w.name, best[i])
+		}
 	}
-	off, on := float64(best[0].rows)/best[0].elapsed.Seconds(), float64(best[1].rows)/best[1].elapsed.Seconds()
-	b.ReportMetric(100*(off-on)/off, "audit_cost_%")
+	if best[0].rows > 0 && best[1].rows > 0 {
+		off, on := float64(best[0].rows)/best[0].elapsed.Seconds(), float64(best[1].rows)/best[1].elapsed.Seconds()
+		b.ReportMetric(100*(off-on)/off, "audit_cost_%")
+	}
 	b.ReportMetric(float64(rounds), "rounds")
+}
+
+// BenchmarkAuditBatch measures the consumer's own audit work per batch,
+// without broker or engine: a batch of 50,000 event messages and the
+// ingest audit records of their requests (one per 50 events, as
+// BenchmarkAuditCost's log holds) added to a pending batch (decode and
+// count), then its audit rows, token and insert body built. "off" is the
+// same batch with the audit off (the records only committed). It reports
+// ns and allocations per event message.
+// Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditBatch$'
+func BenchmarkAuditBatch(b *testing.B) {
+	const batch = 50_000
+	msgs := auditBenchMessages(b, batch)
+	ua, err := transform.NewUAParser(DefaultConfig().UACacheSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := &Consumer{cfg: DefaultConfig(), audit: on, ua: ua, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			var err error
+			if c.m, err = newMetrics(); err != nil {
+				b.Fatal(err)
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			b.ResetTimer()
+			for range b.N {
+				p := &pending{msgs: make([]bus.Message, 0, len(msgs)), records: make([]record, 0, batch)}
+				for _, m := range msgs {
+					c.add(p, m)
+				}
+				if on {
+					rows := p.audit.all()
+					_ = auditToken(rows)
+					_ = auditInsertSQL("db.pipeline_audit", "token", rows)
+				}
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			events := float64(b.N) * batch
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/events, "ns/event")
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/events, "allocs/event")
+		})
+	}
+}
+
+// auditBenchMessages returns n event messages of requests of 50 events,
+// 2,000 requests a second, each request followed by its ingest audit
+// record, at consecutive offsets of one partition.
+func auditBenchMessages(b *testing.B, n int) []bus.Message {
+	b.Helper()
+	var out []bus.Message
+	base := time.Now().UTC()
+	tally := audit.NewTally()
+	for i := range n {
+		ev := event(i)
+		ev.ReceivedAt = base.Add(time.Duration(i/50) * 500 * time.Microsecond)
+		out = append(out, bus.Message{Value: marshal(b, ev).Value})
+		tally.Add(ev.ReceivedAt, ev.Source, audit.Accepted, "", 1)
+		if (i+1)%50 == 0 || i == n-1 {
+			for _, r := range tally.Records() {
+				m, err := r.Message()
+				if err != nil {
+					b.Fatal(err)
+				}
+				out = append(out, m)
+			}
+			tally = audit.NewTally()
+		}
+	}
+	for i := range out {
+		out[i].Topic, out[i].Offset = "bench", int64(i)
+	}
+	return out
 }

@@ -434,9 +434,9 @@ func (c *Consumer) flush(p *pending) error {
 			p.audit.message(r.e.ReceivedAt, r.e.Source, audit.Deduplicated, "", r.topic, r.partition, r.offset)
 		}
 	}
-	if err := c.writeAudit(p); err != nil {
-		return err
-	}
+	auditStored := c.startAudit(p)
+	defer auditStored() // owns the audit insert's goroutine: flush never returns before it
+	b.ready = auditStored
 	if b.Rows() > 0 {
 		if err := c.retry("insert", func() error {
 			start := time.Now()
@@ -451,6 +451,9 @@ func (c *Consumer) flush(p *pending) error {
 		}
 		c.m.batchRows.Record(ctx, int64(b.Rows()))
 		c.m.rowsInserted.Add(ctx, int64(b.Rows()))
+	}
+	if err := auditStored(); err != nil { // before the commit, with or without rows inserted
+		return err
 	}
 	inserted = true
 	<-c.filtering
