@@ -377,8 +377,11 @@ func BenchmarkRowPath(b *testing.B) {
 // The ways alternate BENCH_AUDIT_ROUNDS times (default 2) and the best of
 // each is reported (rows/s, CPU µs per row), with on's cost as a share of
 // off's rate: the machine is shared, and the best run is the one least
-// disturbed. BENCH_ROWS sets the rows (default 300,000); BENCH_AUDIT_WAYS
-// a comma-separated subset of the ways, default all (e.g. to profile one).
+// disturbed. Each run's figures and the engine's inserts and merges during
+// it go to stderr (a run whose parts differ merges differently, which
+// shows there). BENCH_ROWS sets the rows (default 300,000);
+// BENCH_AUDIT_WAYS a comma-separated subset of the ways, default all (e.g.
+// to profile one).
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x
 func BenchmarkAuditCost(b *testing.B) {
 	n := 300_000
@@ -451,6 +454,7 @@ func BenchmarkAuditCost(b *testing.B) {
 				if w.on {
 					l = logs[1]
 				}
+				before := engineCounters(b, e)
 				r := measureConsumer(b, e, n, func(e *env) *Consumer {
 					if !w.view {
 						if err := e.conn.Exec(context.Background(), "DROP VIEW "+e.db+".pipeline_audit_inserted_mv"); err != nil {
@@ -459,6 +463,12 @@ func BenchmarkAuditCost(b *testing.B) {
 					}
 					return startOnLog(b, e, l, engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 				})
+				after := engineCounters(b, e)
+				// On stderr: b.Log keeps only a benchmark's first lines, and
+				// the best of each way is reported below.
+				fmt.Fprintf(os.Stderr, "BenchmarkAuditCost round: %-13s %7.0f rows/s %6.2f CPU µs/row; engine: %d inserts, %d merges of %d rows (tables created and dropped included)\n",
+					w.name, float64(r.rows)/r.elapsed.Seconds(), float64(r.cpu.Microseconds())/float64(r.rows),
+					after["InsertQuery"]-before["InsertQuery"], after["Merge"]-before["Merge"], after["MergedRows"]-before["MergedRows"])
 				if best[i].rows == 0 || r.elapsed.Seconds()/float64(r.rows) < best[i].elapsed.Seconds()/float64(best[i].rows) {
 					best[i] = r
 				}
@@ -552,6 +562,32 @@ func auditBenchMessages(b *testing.B, n int) []bus.Message {
 	}
 	for i := range out {
 		out[i].Topic, out[i].Offset = "bench", int64(i)
+	}
+	return out
+}
+
+// engineCounters returns the engine's cumulative counters (system.events)
+// BenchmarkAuditCost logs per run: its inserts, and its merges, which
+// differ between runs when their parts differ (as when audit records made
+// the batches smaller).
+func engineCounters(b *testing.B, e *env) map[string]uint64 {
+	b.Helper()
+	rows, err := e.conn.Query(context.Background(), "SELECT event, value FROM system.events WHERE event IN ('InsertQuery', 'Merge', 'MergedRows')")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var k string
+		var v uint64
+		if err := rows.Scan(&k, &v); err != nil {
+			b.Fatal(err)
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
 	}
 	return out
 }
