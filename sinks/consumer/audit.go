@@ -1,16 +1,10 @@
 package consumer
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -54,19 +48,36 @@ func (c *Consumer) SetAudit(on bool) error {
 type batchAudit struct {
 	rows []audit.Row
 	// consumed counts the event messages per window, source and position,
-	// named by the first offset.
-	consumed map[consumedKey]*consumedCount
+	// named by the first offset, in the order first seen. A batch's
+	// messages come in runs of one key (a request's events share their
+	// received_at minute, source and partition), so consume compares with
+	// the last key counted and looks up index only when the key changes.
+	consumed []consumedCount
+	last     int // consumed's entry counted last
+	index    map[consumedKey]int
 }
 
 type consumedKey struct {
-	window time.Time
+	minute int64 // unixMinute of received_at
 	source string
 	pos    position
 }
 
 type consumedCount struct {
+	key   consumedKey
 	first int64
 	n     uint64
+}
+
+// unixMinute is the minute of t since the Unix epoch, floored: the window
+// audit.MinuteOf names, as a number.
+func unixMinute(t time.Time) int64 {
+	sec := t.Unix()
+	m := sec / 60
+	if sec%60 < 0 {
+		m--
+	}
+	return m
 }
 
 // record adds an ingest audit record's rows.
@@ -74,16 +85,22 @@ func (a *batchAudit) record(r audit.Record) { a.rows = append(a.rows, r.Rows()..
 
 // consume counts one event message read.
 func (a *batchAudit) consume(at time.Time, source string, m bus.Message) {
-	if a.consumed == nil {
-		a.consumed = map[consumedKey]*consumedCount{}
+	k := consumedKey{unixMinute(at), source, position{m.Topic, m.Partition}}
+	if len(a.consumed) == 0 || a.consumed[a.last].key != k {
+		i, ok := a.index[k]
+		if !ok {
+			if a.index == nil {
+				a.index = map[consumedKey]int{}
+			}
+			i = len(a.consumed)
+			a.index[k] = i
+			a.consumed = append(a.consumed, consumedCount{key: k, first: m.Offset})
+		}
+		a.last = i
 	}
-	k := consumedKey{audit.MinuteOf(at), source, position{m.Topic, m.Partition}}
-	if c := a.consumed[k]; c != nil {
-		c.first = min(c.first, m.Offset)
-		c.n++
-		return
-	}
-	a.consumed[k] = &consumedCount{first: m.Offset, n: 1}
+	c := &a.consumed[a.last]
+	c.first = min(c.first, m.Offset)
+	c.n++
 }
 
 // message counts one message's outcome (deduplicated, dead_lettered,
@@ -93,42 +110,63 @@ func (a *batchAudit) message(at time.Time, source, stage, reason string, topic s
 		RecordID: stage + "/" + topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10), N: 1})
 }
 
-// all returns every row, the consumed counts included.
+// all returns every row, the consumed counts included, in the order they
+// were counted: the same messages give the same rows in the same order.
 func (a *batchAudit) all() []audit.Row {
-	out := append([]audit.Row(nil), a.rows...)
-	for k, c := range a.consumed {
-		out = append(out, audit.Row{Window: k.window, Source: k.source, Stage: audit.Consumed,
+	out := make([]audit.Row, 0, len(a.rows)+len(a.consumed))
+	out = append(out, a.rows...)
+	for _, c := range a.consumed {
+		k := c.key
+		out = append(out, audit.Row{Window: time.Unix(k.minute*60, 0).UTC(), Source: k.source, Stage: audit.Consumed,
 			RecordID: audit.Consumed + "/" + k.pos.topic + "/" + strconv.Itoa(k.pos.partition) + "/" + strconv.FormatInt(c.first, 10), N: c.n})
 	}
 	return out
 }
 
-// writeAudit stores the batch's audit rows, before its events: a crash
-// between the two redelivers the batch, which writes the same record ids
-// again. The commit comes after both.
-func (c *Consumer) writeAudit(p *pending) error {
+// startAudit stores the batch's audit rows in the background and returns
+// the wait for it, which the batch's insert calls before its rows can
+// become durable (Batch.ready) and flush before the commit. So the audit
+// insert overlaps the encoding of the batch's block, and the audit rows
+// are still stored before the events: a crash between the two redelivers
+// the batch, which writes the same record ids again (the deduplicated
+// counts are made only for records above the stored offsets, so they
+// would not be made again had the events been stored first). wait may be
+// called any number of times, from any goroutine; it returns once the
+// insert succeeded, or with the error that ended its retries (the
+// consumer cancelled).
+func (c *Consumer) startAudit(p *pending) (wait func() error) {
 	if !c.audit {
-		return nil
+		return func() error { return nil }
 	}
 	rows := p.audit.all()
 	if len(rows) == 0 {
-		return nil
+		return func() error { return nil }
 	}
 	as := c.sink.(AuditSink)
 	token := auditToken(rows)
-	return c.retry("write audit rows", func() error { return as.WriteAudit(c.ctx, token, rows) })
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = c.retry("write audit rows", func() error { return as.WriteAudit(c.ctx, token, rows) })
+	}()
+	return func() error {
+		<-done
+		return err
+	}
 }
 
 // auditToken is the insert_deduplication_token of audit rows: a hash of
-// their record ids and counts.
+// their record ids and counts, in order.
 func auditToken(rows []audit.Row) string {
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.RecordID + "=" + strconv.FormatUint(r.N, 10)
+	h := sha256.New()
+	var buf []byte
+	for _, r := range rows {
+		buf = append(append(buf[:0], r.RecordID...), '=')
+		buf = append(strconv.AppendUint(buf, r.N, 10), '|')
+		h.Write(buf)
 	}
-	sort.Strings(ids)
-	h := sha256.Sum256([]byte(strings.Join(ids, "|")))
-	return "audit-" + hex.EncodeToString(h[:])
+	return "audit-" + hex.EncodeToString(h.Sum(nil))
 }
 
 // auditColumns are pipeline_audit's columns the consumer writes.
@@ -158,47 +196,54 @@ func (s *ClickHouseSink) auditTable() string {
 	return strings.TrimSuffix(s.table, ".events") + ".pipeline_audit"
 }
 
-// WriteAudit inserts rows into pipeline_audit, through a file as the
-// batches' blocks go (inline data is bounded by max_query_size).
+// WriteAudit inserts rows into pipeline_audit, inline (VALUES: the
+// engine parses the data after the statement whatever its size). It does
+// not take the sink's lock: it runs while WriteBatch encodes the batch's
+// block (Batch.ready), and touches no kept block.
 func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	table := strings.TrimSuffix(s.table, ".events") + ".pipeline_audit"
-	dir := filepath.Join(s.dataDir, "consumer_batches", table)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	f, err := os.CreateTemp(dir, "audit-*.ndjson")
-	if err != nil {
-		return fmt.Errorf("writing audit rows: %w", err)
-	}
-	defer os.Remove(f.Name())
-	err = writeAuditRows(f, rows)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing audit rows: %w", err)
-	}
-	sql := "INSERT INTO " + table + " (" + auditColumns + ") FROM INFILE " + chdb.QuoteString(f.Name()) +
-		" SETTINGS insert_deduplication_token = " + chdb.QuoteString(token) + " FORMAT JSONEachRow"
+	sql := auditInsertSQL(table, token, rows)
 	if _, err := s.engine.Exec(ctx, chdb.Request{SQL: sql}); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", len(rows), table, err)
 	}
 	return nil
 }
 
-// writeAuditRows writes rows as JSONEachRow.
-func writeAuditRows(w io.Writer, rows []audit.Row) error {
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	for _, r := range rows {
-		if err := enc.Encode(map[string]any{"window_start": r.Window.Unix(), "source": r.Source, "stage": r.Stage,
-			"reason": r.Reason, "record_id": r.RecordID, "n": r.N}); err != nil {
-			return err
+// auditInsertSQL is the insert of rows into table with token, the rows
+// inline as VALUES.
+func auditInsertSQL(table, token string, rows []audit.Row) string {
+	var b strings.Builder
+	b.Grow(128 + len(rows)*(len(rows[0].RecordID)+64))
+	b.WriteString("INSERT INTO " + table + " (" + auditColumns + ") SETTINGS insert_deduplication_token = " +
+		chdb.QuoteString(token) + " VALUES ")
+	// Sources, stages and reasons are few: each is quoted once.
+	quoted := map[string]string{}
+	quote := func(v string) string {
+		q, ok := quoted[v]
+		if !ok {
+			q = chdb.QuoteString(v)
+			quoted[v] = q
 		}
+		return q
 	}
-	return bw.Flush()
+	var num []byte
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		num = strconv.AppendInt(num[:0], r.Window.Unix(), 10)
+		b.Write(num)
+		for _, v := range [...]string{quote(r.Source), quote(r.Stage), quote(r.Reason), chdb.QuoteString(r.RecordID)} {
+			b.WriteByte(',')
+			b.WriteString(v)
+		}
+		b.WriteByte(',')
+		num = strconv.AppendUint(num[:0], r.N, 10)
+		b.Write(num)
+		b.WriteByte(')')
+	}
+	return b.String()
 }
 
 // addAuditRecord takes an ingest audit record into the batch: its rows are

@@ -19,6 +19,7 @@ import (
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/audit"
+	"github.com/sora3web/telemetry/transform"
 )
 
 // BenchmarkSink measures storing the same rows four ways, side by side in
@@ -187,7 +188,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 				col.add(&r)
 			}
 		}
-		path, err := sink.keep(batch.Token, batch.WriteNative)
+		path, err := sink.keep(batch.Token, batch.WriteNative, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -376,7 +377,11 @@ func BenchmarkRowPath(b *testing.B) {
 // The ways alternate BENCH_AUDIT_ROUNDS times (default 2) and the best of
 // each is reported (rows/s, CPU µs per row), with on's cost as a share of
 // off's rate: the machine is shared, and the best run is the one least
-// disturbed. BENCH_ROWS sets the rows (default 300,000).
+// disturbed. Each run's figures and the engine's inserts and merges during
+// it go to stderr (a run whose parts differ merges differently, which
+// shows there). BENCH_ROWS sets the rows (default 300,000);
+// BENCH_AUDIT_WAYS a comma-separated subset of the ways, default all (e.g.
+// to profile one).
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x
 func BenchmarkAuditCost(b *testing.B) {
 	n := 300_000
@@ -389,35 +394,21 @@ func BenchmarkAuditCost(b *testing.B) {
 	}
 	e := newEnv(b)
 	e.cfg.BatchInterval = DefaultConfig().BatchInterval
-	// Batches of 50,000 messages: with the audit on, the log holds 2% more
-	// messages (the audit records), and its last batch is a short one. At
-	// 100,000 per batch that tail is under a tenth of a batch, so it waits
-	// out batch_interval (1s) instead of the drain's 50ms: 0.7s of the
-	// "on" run was that wait (44% "cost" in a 2026-12-01 run). At 50,000 it
-	// is cut after 50ms, and twice the batches count the per-batch audit
-	// insert twice as often: the figure errs on the high side.
+	// Batches of 50,000 events, six inserts either way (batch_rows counts
+	// events, not the audit records between them; when it counted
+	// messages, the "on" log's 2% more made a seventh, short insert, which
+	// at 100,000 per batch waited out batch_interval: 44% "cost" in a
+	// 2026-12-01 run). Twice the batches of the default count the
+	// per-batch audit insert twice as often: the figure errs on the high
+	// side.
 	e.cfg.BatchRows = 50_000
-	values := make([][]byte, n)
-	tally := audit.NewTally()
-	var withAudit []bus.Message
-	base := time.Now().UTC()
-	for i := range values {
-		// Requests of 50 events each, 2,000 a second: the events of one
-		// request share their received_at, as ingest stamps them.
-		ev := event(i)
-		ev.ReceivedAt = base.Add(time.Duration(i/50) * 500 * time.Microsecond)
-		values[i] = marshal(b, ev).Value
-		withAudit = append(withAudit, bus.Message{Value: values[i]})
-		tally.Add(ev.ReceivedAt, ev.Source, audit.Accepted, "", 1)
-		if (i+1)%50 == 0 || i == n-1 {
-			for _, r := range tally.Records() {
-				m, err := r.Message()
-				if err != nil {
-					b.Fatal(err)
-				}
-				withAudit = append(withAudit, m)
-			}
-			tally = audit.NewTally()
+	// Requests of 50 events each, 2,000 a second, each followed by its
+	// ingest audit record; the "off" log holds only the events.
+	withAudit := auditBenchMessages(b, n)
+	values := make([][]byte, 0, n)
+	for _, m := range withAudit {
+		if !audit.IsRecord(m) {
+			values = append(values, m.Value)
 		}
 	}
 	offDir, onDir := b.TempDir(), b.TempDir()
@@ -432,14 +423,24 @@ func BenchmarkAuditCost(b *testing.B) {
 		name     string
 		view, on bool
 	}{{"audit_off", false, false}, {"audit_on", true, true}, {"view_only", true, false}, {"consumer_only", false, true}}
+	only := map[string]bool{}
+	for _, w := range strings.Split(os.Getenv("BENCH_AUDIT_WAYS"), ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			only[w] = true
+		}
+	}
 	best := make([]result, len(ways))
 	for range b.N {
 		for range rounds {
 			for i, w := range ways {
+				if len(only) > 0 && !only[w.name] {
+					continue
+				}
 				l := logs[0]
 				if w.on {
 					l = logs[1]
 				}
+				before := engineCounters(b, e)
 				r := measureConsumer(b, e, n, func(e *env) *Consumer {
 					if !w.view {
 						if err := e.conn.Exec(context.Background(), "DROP VIEW "+e.db+".pipeline_audit_inserted_mv"); err != nil {
@@ -448,6 +449,12 @@ func BenchmarkAuditCost(b *testing.B) {
 					}
 					return startOnLog(b, e, l, engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 				})
+				after := engineCounters(b, e)
+				// On stderr: b.Log keeps only a benchmark's first lines, and
+				// the best of each way is reported below.
+				fmt.Fprintf(os.Stderr, "BenchmarkAuditCost round: %-13s %7.0f rows/s %6.2f CPU µs/row; engine: %d inserts, %d merges of %d rows (tables created and dropped included)\n",
+					w.name, float64(r.rows)/r.elapsed.Seconds(), float64(r.cpu.Microseconds())/float64(r.rows),
+					after["InsertQuery"]-before["InsertQuery"], after["Merge"]-before["Merge"], after["MergedRows"]-before["MergedRows"])
 				if best[i].rows == 0 || r.elapsed.Seconds()/float64(r.rows) < best[i].elapsed.Seconds()/float64(best[i].rows) {
 					best[i] = r
 				}
@@ -455,9 +462,119 @@ func BenchmarkAuditCost(b *testing.B) {
 		}
 	}
 	for i, w := range ways {
-		report(b, w.name, best[i])
+		if best[i].rows > 0 {
+			report(b, w.name, best[i])
+		}
 	}
-	off, on := float64(best[0].rows)/best[0].elapsed.Seconds(), float64(best[1].rows)/best[1].elapsed.Seconds()
-	b.ReportMetric(100*(off-on)/off, "audit_cost_%")
+	if best[0].rows > 0 && best[1].rows > 0 {
+		off, on := float64(best[0].rows)/best[0].elapsed.Seconds(), float64(best[1].rows)/best[1].elapsed.Seconds()
+		b.ReportMetric(100*(off-on)/off, "audit_cost_%")
+	}
 	b.ReportMetric(float64(rounds), "rounds")
+}
+
+// BenchmarkAuditBatch measures the consumer's own audit work per batch,
+// without broker or engine: a batch of 50,000 event messages and the
+// ingest audit records of their requests (one per 50 events, as
+// BenchmarkAuditCost's log holds) added to a pending batch (decode and
+// count), then its audit rows, token and insert body built. "off" is the
+// same batch with the audit off (the records only committed). It reports
+// ns and allocations per event message.
+// Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditBatch$'
+func BenchmarkAuditBatch(b *testing.B) {
+	const batch = 50_000
+	msgs := auditBenchMessages(b, batch)
+	for i := range msgs {
+		msgs[i].Topic, msgs[i].Offset = "bench", int64(i)
+	}
+	ua, err := transform.NewUAParser(DefaultConfig().UACacheSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := &Consumer{cfg: DefaultConfig(), audit: on, ua: ua, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			var err error
+			if c.m, err = newMetrics(); err != nil {
+				b.Fatal(err)
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			b.ResetTimer()
+			for range b.N {
+				p := &pending{msgs: make([]bus.Message, 0, len(msgs)), records: make([]record, 0, batch)}
+				for _, m := range msgs {
+					c.add(p, m)
+				}
+				if on {
+					rows := p.audit.all()
+					_ = auditToken(rows)
+					_ = auditInsertSQL("db.pipeline_audit", "token", rows)
+				}
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			events := float64(b.N) * batch
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/events, "ns/event")
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/events, "allocs/event")
+		})
+	}
+}
+
+// auditBenchMessages returns n event messages of requests of 50 events,
+// 2,000 requests a second, each request followed by its ingest audit
+// record. The events of one request share their received_at, as ingest
+// stamps them.
+func auditBenchMessages(b *testing.B, n int) []bus.Message {
+	b.Helper()
+	var out []bus.Message
+	base := time.Now().UTC()
+	tally := audit.NewTally()
+	for i := range n {
+		ev := event(i)
+		ev.ReceivedAt = base.Add(time.Duration(i/50) * 500 * time.Microsecond)
+		out = append(out, bus.Message{Value: marshal(b, ev).Value})
+		tally.Add(ev.ReceivedAt, ev.Source, audit.Accepted, "", 1)
+		if (i+1)%50 == 0 || i == n-1 {
+			for _, r := range tally.Records() {
+				m, err := r.Message()
+				if err != nil {
+					b.Fatal(err)
+				}
+				out = append(out, m)
+			}
+			tally = audit.NewTally()
+		}
+	}
+	return out
+}
+
+// engineCounters returns the engine's cumulative counters (system.events)
+// BenchmarkAuditCost logs per run: its inserts, and its merges, which
+// differ between runs when their parts differ (as when audit records made
+// the batches smaller).
+func engineCounters(b *testing.B, e *env) map[string]uint64 {
+	b.Helper()
+	rows, err := e.conn.Query(context.Background(), "SELECT event, value FROM system.events WHERE event IN ('InsertQuery', 'Merge', 'MergedRows')")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var k string
+		var v uint64
+		if err := rows.Scan(&k, &v); err != nil {
+			b.Fatal(err)
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return out
 }

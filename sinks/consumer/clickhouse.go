@@ -42,6 +42,9 @@ func (s *ClickHouseSink) WriteBatch(ctx context.Context, b *Batch) error {
 			return fmt.Errorf("appending column %s: %w", name, err)
 		}
 	}
+	if err := b.waitReady(); err != nil {
+		return err
+	}
 	if err := ins.Send(); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", b.Rows(), s.table, err)
 	}

@@ -13,7 +13,9 @@ import (
 type Config struct {
 	// GroupID is the Kafka consumer group. Default "telemetry-clickhouse".
 	GroupID string `mapstructure:"group_id"`
-	// BatchRows cuts a batch at this many messages. Two batches are in
+	// BatchRows cuts a batch at this many event messages (ingest's audit
+	// records riding along are not rows of the insert and do not count, so
+	// the audit does not make the parts smaller). Two batches are in
 	// memory at once (one inserted, the next assembled), about 1.7 KB per
 	// message with its JSON. Default 100000: a backlog drains in parts of
 	// 100k rows, and fewer, larger parts leave the engine fewer merges

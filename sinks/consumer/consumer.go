@@ -231,6 +231,7 @@ func (c *Consumer) fetch(msgs chan<- bus.Message) {
 // pending is the batch being assembled.
 type pending struct {
 	msgs    []bus.Message
+	events  int // msgs that are events (not audit records): what batch_rows counts
 	records []record
 	bad     []bus.Message // dead letters, with the error header set
 	bytes   int
@@ -302,7 +303,7 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 	seen := 0 // len(p.msgs) at the last tick
 	for {
 		in, out := msgs, chan<- *pending(nil)
-		if len(p.msgs) >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes {
+		if p.events >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes {
 			in, ready = nil, true // full: wait for the flusher
 		}
 		if ready {
@@ -322,7 +323,7 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 		case <-timer.C:
 			ready = len(p.msgs) > 0
 		case <-idle.C:
-			if n := len(p.msgs); n == seen && n >= max(1, c.cfg.BatchRows/10) {
+			if n := len(p.msgs); n == seen && p.events >= max(1, c.cfg.BatchRows/10) {
 				ready = true
 			}
 			seen = len(p.msgs)
@@ -347,6 +348,7 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 		c.addAuditRecord(p, m)
 		return
 	}
+	p.events++
 	r, err := decode(m)
 	reason := "decode"
 	if errors.Is(err, ErrMap) {
@@ -434,9 +436,9 @@ func (c *Consumer) flush(p *pending) error {
 			p.audit.message(r.e.ReceivedAt, r.e.Source, audit.Deduplicated, "", r.topic, r.partition, r.offset)
 		}
 	}
-	if err := c.writeAudit(p); err != nil {
-		return err
-	}
+	auditStored := c.startAudit(p)
+	defer auditStored() // owns the audit insert's goroutine: flush never returns before it
+	b.ready = auditStored
 	if b.Rows() > 0 {
 		if err := c.retry("insert", func() error {
 			start := time.Now()
@@ -451,6 +453,9 @@ func (c *Consumer) flush(p *pending) error {
 		}
 		c.m.batchRows.Record(ctx, int64(b.Rows()))
 		c.m.rowsInserted.Add(ctx, int64(b.Rows()))
+	}
+	if err := auditStored(); err != nil { // before the commit, with or without rows inserted
+		return err
 	}
 	inserted = true
 	<-c.filtering

@@ -54,7 +54,7 @@ func NewEngineSink(engine Engine, dataDir, database string) *EngineSink {
 func (s *EngineSink) WriteBatch(ctx context.Context, b *Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path, err := s.keep(b.Token, b.WriteNative)
+	path, err := s.keep(b.Token, b.WriteNative, b.waitReady)
 	if err != nil {
 		return err
 	}
@@ -116,8 +116,11 @@ func (s *EngineSink) pendingPath(token string) string {
 }
 
 // keep writes the batch's block with write to its pending file, whole or
-// not at all (a temporary file renamed), and returns its path.
-func (s *EngineSink) keep(token string, write func(io.Writer) error) (string, error) {
+// not at all (a temporary file renamed), and returns its path. ready, when
+// set, is waited for before the rename: a kept block is as good as stored
+// (Recover inserts it), so nothing that must precede the rows
+// (Batch.ready) may come after it.
+func (s *EngineSink) keep(token string, write func(io.Writer) error, ready func() error) (string, error) {
 	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
 		return "", fmt.Errorf("creating %s: %w", s.dir(), err)
 	}
@@ -131,6 +134,12 @@ func (s *EngineSink) keep(token string, write func(io.Writer) error) (string, er
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && ready != nil {
+		if err = ready(); err != nil {
+			os.Remove(f.Name())
+			return "", err
+		}
 	}
 	path := s.pendingPath(token)
 	if err == nil {

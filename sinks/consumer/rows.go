@@ -237,6 +237,21 @@ type Batch struct {
 	skipped int
 	// resent are the records left out as copies of events stored already.
 	resent []*record
+	// ready, when set, must succeed before the batch's rows can become
+	// durable: the sink calls it once the insert is prepared (the block
+	// encoded, the columns appended) and before anything that stores the
+	// rows (the insert, or a kept block that Recover would insert). An
+	// error fails the write. The consumer waits there for the batch's
+	// audit rows (startAudit), whose insert so overlaps the encoding.
+	ready func() error
+}
+
+// waitReady calls b.ready, if set.
+func (b *Batch) waitReady() error {
+	if b.ready == nil {
+		return nil
+	}
+	return b.ready()
 }
 
 // Rows is the number of rows.
