@@ -138,7 +138,11 @@ func (p *SpoolPublisher) PublishRoute(ctx context.Context, msgs []Message) (spoo
 // Kafka publish that fails may still have stored some of its messages,
 // the tail among them; the spooled tail is then forwarded to Kafka after
 // them, so a reader that keeps the last copy of a record sees the spooled
-// one. tail may be nil. msgs is not modified.
+// one. tail may be nil. The tail is appended to msgs in place when msgs
+// has room for it (each try overwrites the last one's), so the caller must
+// not use msgs' capacity beyond its length; a request's events need not be
+// copied for the record of their group. A Publisher keeps no slice it was
+// given (see Publisher), so overwriting the first try's tail is safe.
 func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail func(spooled bool) []Message) (spooled bool, err error) {
 	if !p.spooling.Load() && p.kafka.Ready() == nil {
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
@@ -159,8 +163,8 @@ func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail
 	return true, nil
 }
 
-// withTail is msgs followed by tail(spooled), in a new slice when there
-// is a tail.
+// withTail is msgs followed by tail(spooled), appended in place when msgs
+// has room.
 func withTail(msgs []Message, tail func(spooled bool) []Message, spooled bool) []Message {
 	if tail == nil {
 		return msgs
@@ -169,7 +173,7 @@ func withTail(msgs []Message, tail func(spooled bool) []Message, spooled bool) [
 	if len(t) == 0 {
 		return msgs
 	}
-	return append(msgs[:len(msgs):len(msgs)], t...)
+	return append(msgs, t...)
 }
 
 // forward replays the log to Kafka in order, committing after each

@@ -79,11 +79,17 @@ func newAuditor(publish func(context.Context, []bus.Message, func(bool) []bus.Me
 
 // commit publishes msgs with the counts add adds and returns once both are
 // durable on the bus, saying whether they went to the spool, or why not.
-// On an error msgs may be stored in part, without their counts.
+// On an error msgs may be stored in part, without their counts. The group
+// may append to msgs in place: the caller leaves msgs' capacity beyond its
+// length unused (see bus.SpoolPublisher.PublishRouted).
 func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audit.Tally)) (spooled bool, err error) {
 	a.mu.Lock()
 	g := a.next
-	g.msgs = append(g.msgs, msgs...)
+	if len(g.msgs) == 0 {
+		g.msgs = msgs // the tail goes in its spare capacity, if any: no copy for a lone request
+	} else {
+		g.msgs = append(g.msgs, msgs...)
+	}
 	add(g.counts)
 	a.mu.Unlock()
 	select {
@@ -288,9 +294,7 @@ func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail func(spoo
 		return rp.PublishRouted(ctx, msgs, tail)
 	}
 	if tail != nil {
-		if t := tail(false); len(t) > 0 {
-			msgs = append(msgs[:len(msgs):len(msgs)], t...)
-		}
+		msgs = append(msgs, tail(false)...) // in place when msgs has room, as PublishRouted does
 	}
 	return false, s.pub.Publish(ctx, msgs)
 }

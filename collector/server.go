@@ -351,7 +351,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 	ri.optOut = (s.cfg.HonorDNT && r.Header.Get("DNT") == "1") || (s.cfg.HonorGPC && r.Header.Get("Sec-GPC") == "1")
 
 	var resp Response
-	msgs := make([]bus.Message, 0, len(raws))
+	// One slot to spare: the audit record of the request's group is
+	// appended in place (auditor.commit).
+	msgs := make([]bus.Message, 0, len(raws)+1)
 	// buf holds the keys and values of msgs, one after the other. It is
 	// never reused: the publisher may hold them as long as it likes. When
 	// it grows, earlier messages keep the old array, which is not written
