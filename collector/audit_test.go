@@ -3,6 +3,8 @@ package collector
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/audit"
 )
 
@@ -251,5 +254,99 @@ func TestAuditGroupCommitSharesPublishes(t *testing.T) {
 	}
 	if pub.publishes >= n/2 || len(pub.records) >= n/2 {
 		t.Fatalf("%d publishes and %d records for %d requests: no group commit", pub.publishes, len(pub.records), n)
+	}
+}
+
+// recordsFirstKafka stands in for Kafka behind a real bus.SpoolPublisher:
+// it keeps the audit records it is given in an auditPublisher (events
+// too, once healthy), and while failing it keeps only the records and
+// answers an error: a publish the broker took in part.
+type recordsFirstKafka struct {
+	store   *auditPublisher
+	mu      sync.Mutex
+	failing bool
+}
+
+func (k *recordsFirstKafka) Publish(_ context.Context, msgs []bus.Message) error {
+	k.mu.Lock()
+	failing := k.failing
+	k.mu.Unlock()
+	var keep []bus.Message
+	for _, m := range msgs {
+		if audit.IsRecord(m) || (!failing && string(m.Value) != "filler") {
+			keep = append(keep, m)
+		}
+	}
+	k.store.mu.Lock()
+	err := k.store.store(keep)
+	k.store.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if failing {
+		return errors.New("not acknowledged")
+	}
+	return nil
+}
+
+func (k *recordsFirstKafka) Ready() error { return nil }
+
+// TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull: through the real
+// spool: Kafka takes a request's audit record but not its events, the
+// spool cannot take the batch (larger than wal.max_bytes), the answer is
+// 503; once Kafka is back the resend is counted accepted once, the first
+// record voided.
+func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := wal.Open(wal.Config{Dir: t.TempDir(), SegmentBytes: 4096, MaxBytes: 4096}, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	k := &recordsFirstKafka{store: &auditPublisher{}, failing: true}
+	sp, err := bus.NewSpoolPublisher(bus.DefaultSpoolConfig(), k, l, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := sp.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Shutdown(ctx)
+	s := newTestServer(t, testConfig(), sp, WithAudit(time.Hour))
+	const n = 8 // more than 4 KiB
+	evs := make([]any, n)
+	for i := range evs {
+		evs[i] = event()
+	}
+	body := mustJSON(t, map[string]any{"events": evs})
+	send := func() int {
+		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(), body: body})
+		return w.Code
+	}
+	if code := send(); code != http.StatusServiceUnavailable {
+		t.Fatalf("%d: want 503 with Kafka failing and the spool full", code)
+	}
+	if got := k.store.counts()["accepted/"]; got != n || len(k.store.events) != 0 {
+		t.Fatalf("accepted %d, %d events on Kafka: the test needs the record taken without its events", got, len(k.store.events))
+	}
+	k.mu.Lock()
+	k.failing = false
+	k.mu.Unlock()
+	// The spool holds nothing; a small publish through it lets the
+	// forwarder see the log drained and go back to Kafka directly.
+	if err := sp.Publish(ctx, []bus.Message{{Value: []byte("filler")}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sp.Spooling() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code := send(); code != http.StatusOK {
+		t.Fatalf("resend: %d", code)
+	}
+	got := k.store.counts()
+	if got["accepted/"] != n || got["published/"] != n || len(k.store.events) != n {
+		t.Fatalf("counts %v, %d events on Kafka: want %d accepted, published and events (the first record voided)", got, len(k.store.events), n)
 	}
 }
