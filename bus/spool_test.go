@@ -172,17 +172,8 @@ func TestSpoolBacklogSurvivesRestart(t *testing.T) {
 // TestSpoolBacklogSurvivesRestart lost its backlog that way about twice in
 // a thousand runs on a loaded machine.
 func TestSpoolReplayNeedsAPublish(t *testing.T) {
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := wal.Open(wal.Config{Dir: t.TempDir()}, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	k := &switchablePublisher{}
-	p, err := NewSpoolPublisher(DefaultSpoolConfig(), k, l, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestSpool(t, k)
 	msgs := []Message{{Value: []byte("a")}}
 	bo := backoff.New(time.Millisecond, 5*time.Millisecond)
 	ended, cancel := context.WithCancel(context.Background())
@@ -256,17 +247,8 @@ func (p *partialPublisher) Publish(ctx context.Context, msgs []Message) error {
 // the spooled tail reaches Kafka after the direct one, so the last copy
 // is the spooled one.
 func TestSpoolPublishRoutedAppendsTheTailOfItsRoute(t *testing.T) {
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := wal.Open(wal.Config{Dir: t.TempDir()}, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	k := &partialPublisher{}
-	p, err := NewSpoolPublisher(DefaultSpoolConfig(), k, l, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestSpool(t, k)
 	ctx := context.Background()
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -296,4 +278,21 @@ func TestSpoolPublishRoutedAppendsTheTailOfItsRoute(t *testing.T) {
 	if len(msgs) != 2 || cap(msgs) != 2 {
 		t.Fatalf("msgs changed: %v", msgs)
 	}
+}
+
+// newTestSpool is a spool in front of k on a log in a temporary directory,
+// closed when the test ends; not started.
+func newTestSpool(t *testing.T, k Publisher) *SpoolPublisher {
+	t.Helper()
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := wal.Open(wal.Config{Dir: t.TempDir()}, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p, err := NewSpoolPublisher(DefaultSpoolConfig(), k, l, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
