@@ -49,7 +49,7 @@ import (
 // accepted, refused requests) ride along with the next group, or the
 // periodic flush of a started server.
 type auditor struct {
-	publish func(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (spooled bool, err error)
+	publish func(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) error
 	log     *slog.Logger
 	timeout time.Duration
 
@@ -64,25 +64,24 @@ type auditor struct {
 // group is one group commit: the events and counts of the requests
 // waiting on done.
 type group struct {
-	msgs    []bus.Message
-	counts  *audit.Tally
-	done    chan struct{}
-	spooled bool
-	err     error
+	msgs   []bus.Message
+	counts *audit.Tally
+	done   chan struct{}
+	err    error
 }
 
 func newGroup() *group { return &group{counts: audit.NewTally(), done: make(chan struct{})} }
 
-func newAuditor(publish func(context.Context, []bus.Message, func(bool) []bus.Message) (bool, error), log *slog.Logger, timeout time.Duration) *auditor {
+func newAuditor(publish func(context.Context, []bus.Message, func(bool) []bus.Message) error, log *slog.Logger, timeout time.Duration) *auditor {
 	return &auditor{publish: publish, log: log, timeout: timeout, leader: make(chan struct{}, 1), next: newGroup(), loose: audit.NewTally()}
 }
 
 // commit publishes msgs with the counts add adds and returns once both are
-// durable on the bus, saying whether they went to the spool, or why not.
+// durable on the bus, or why not.
 // On an error msgs may be stored in part, without their counts. The group
 // may append to msgs in place: the caller leaves msgs' capacity beyond its
 // length unused (see bus.SpoolPublisher.PublishRouted).
-func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audit.Tally)) (spooled bool, err error) {
+func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audit.Tally)) error {
 	a.mu.Lock()
 	g := a.next
 	if len(g.msgs) == 0 {
@@ -95,24 +94,24 @@ func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audi
 	select {
 	case a.leader <- struct{}{}:
 	case <-g.done:
-		return g.spooled, g.err
+		return g.err
 	case <-ctx.Done():
 		// g is published anyway: if it succeeds, the resend of the
 		// events is counted by the consumer as deduplicated.
-		return false, fmt.Errorf("waiting for the events and their audit record to be published: %w", ctx.Err())
+		return fmt.Errorf("waiting for the events and their audit record to be published: %w", ctx.Err())
 	}
 	defer func() { <-a.leader }()
 	a.mu.Lock()
 	if a.next != g { // an earlier leader published g meanwhile
 		a.mu.Unlock()
 		<-g.done
-		return g.spooled, g.err
+		return g.err
 	}
 	a.next = newGroup()
 	a.mu.Unlock()
-	g.spooled, g.err = a.flush(g.msgs, g.counts)
+	g.err = a.flush(g.msgs, g.counts)
 	close(g.done)
-	return g.spooled, g.err
+	return g.err
 }
 
 // note adds counts nobody waits for.
@@ -132,8 +131,7 @@ func (a *auditor) flushLoose() error {
 		return nil // a group is publishing; the loose counts join the next
 	}
 	defer func() { <-a.leader }()
-	_, err := a.flush(nil, audit.NewTally())
-	return err
+	return a.flush(nil, audit.NewTally())
 }
 
 // flush publishes msgs followed by one record per window and source of
@@ -141,25 +139,26 @@ func (a *auditor) flushLoose() error {
 // that fails the loose counts and the voids are kept for the next flush,
 // with the voids of this flush's records; counts are not (their requests
 // answer 503).
-func (a *auditor) flush(msgs []bus.Message, counts *audit.Tally) (spooled bool, err error) {
+func (a *auditor) flush(msgs []bus.Message, counts *audit.Tally) error {
 	a.mu.Lock()
 	loose, voids := a.loose, a.voids
 	a.loose, a.voids = audit.NewTally(), nil
 	a.mu.Unlock()
 	counts.Merge(loose)
 	if len(msgs) == 0 && counts.Len() == 0 && len(voids) == 0 {
-		return false, nil
+		return nil
 	}
 	direct, spool := routed(counts.Records())
-	tails := [2][]bus.Message{}
+	var tails [2][]bus.Message
 	for i, recs := range [2][]audit.Record{direct, spool} {
+		var err error
 		if tails[i], err = encodeRecords(recs, voids); err != nil {
-			return false, err
+			return err
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
-	spooled, err = a.publish(ctx, msgs, func(spooled bool) []bus.Message {
+	err := a.publish(ctx, msgs, func(spooled bool) []bus.Message {
 		if spooled {
 			return tails[1]
 		}
@@ -173,9 +172,9 @@ func (a *auditor) flush(msgs []bus.Message, counts *audit.Tally) (spooled bool, 
 			a.voids = append(a.voids, r.Void())
 		}
 		a.mu.Unlock()
-		return spooled, fmt.Errorf("publishing %d events with %d audit records: %w", len(msgs), len(spool)+len(voids), err)
+		return fmt.Errorf("publishing %d events with %d audit records: %w", len(msgs), len(spool)+len(voids), err)
 	}
-	return spooled, nil
+	return nil
 }
 
 // routed returns recs in the two forms of their route: published (to the
@@ -287,14 +286,15 @@ type routedPublisher interface {
 	PublishRouted(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (spooled bool, err error)
 }
 
-// publish publishes msgs followed by tail(spooled) (tail may be nil) and
-// reports whether they went to the spool instead of the bus.
-func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (spooled bool, err error) {
+// publish publishes msgs followed by tail(spooled), spooled saying
+// whether they go to the spool instead of the bus (tail may be nil).
+func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) error {
 	if rp, ok := s.pub.(routedPublisher); ok {
-		return rp.PublishRouted(ctx, msgs, tail)
+		_, err := rp.PublishRouted(ctx, msgs, tail)
+		return err
 	}
 	if tail != nil {
 		msgs = append(msgs, tail(false)...) // in place when msgs has room, as PublishRouted does
 	}
-	return false, s.pub.Publish(ctx, msgs)
+	return s.pub.Publish(ctx, msgs)
 }

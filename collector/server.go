@@ -419,9 +419,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 		start := time.Now()
 		if s.aud != nil {
-			_, err = s.aud.commit(ctx, msgs, counts)
+			err = s.aud.commit(ctx, msgs, counts)
 		} else {
-			_, err = s.publish(ctx, msgs, nil)
+			err = s.publish(ctx, msgs, nil)
 		}
 		s.m.published(r.Context(), time.Since(start), err)
 		cancel()
