@@ -39,7 +39,9 @@ type Message struct {
 // message is durably stored (on Kafka: acknowledged by all in-sync
 // replicas; in a local log: fsynced); on error some messages may have been
 // stored, and the caller answers so that the client retries all of them
-// (consumers deduplicate by event_id).
+// (consumers deduplicate by event_id). Publish keeps no reference to the
+// msgs slice after it returns (it may keep the messages' keys, values and
+// headers): the caller may reuse the slice's array.
 type Publisher interface {
 	Publish(ctx context.Context, msgs []Message) error
 	// Ready returns nil when Publish can be expected to succeed.

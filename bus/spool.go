@@ -129,22 +129,51 @@ func (p *SpoolPublisher) Publish(ctx context.Context, msgs []Message) error {
 // PublishRoute is Publish, and says whether msgs went to the local log
 // (spooled) rather than to Kafka: what ingest's audit counts.
 func (p *SpoolPublisher) PublishRoute(ctx context.Context, msgs []Message) (spooled bool, err error) {
+	return p.PublishRouted(ctx, msgs, nil)
+}
+
+// PublishRouted is PublishRoute for a batch whose last messages depend on
+// where it goes: tail(false) is appended to msgs for Kafka, tail(true) for
+// the local log (ingest's audit records say "published" or "spooled"). A
+// Kafka publish that fails may still have stored some of its messages,
+// the tail among them; the spooled tail is then forwarded to Kafka after
+// them, so a reader that keeps the last copy of a record sees the spooled
+// one. tail may be nil. The tail is appended to msgs in place when msgs
+// has room for it (each try overwrites the last one's), so the caller must
+// not use msgs' capacity beyond its length; a request's events need not be
+// copied for the record of their group. A Publisher keeps no slice it was
+// given (see Publisher), so overwriting the first try's tail is safe.
+func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail func(spooled bool) []Message) (spooled bool, err error) {
 	if !p.spooling.Load() && p.kafka.Ready() == nil {
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
-		err := p.kafka.Publish(dctx, msgs)
+		err := p.kafka.Publish(dctx, withTail(msgs, tail, false))
 		cancel()
 		if err == nil {
 			return false, nil
 		}
 		p.logger.Warn("kafka publish failed; spooling to the local log", "events", len(msgs), "err", err)
 	}
+	all := withTail(msgs, tail, true)
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	p.spooling.Store(true)
-	if _, _, err := p.wal.Append(ctx, encodeAll(msgs)); err != nil {
-		return true, fmt.Errorf("spooling %d messages to the local log: %w", len(msgs), err)
+	if _, _, err := p.wal.Append(ctx, encodeAll(all)); err != nil {
+		return true, fmt.Errorf("spooling %d messages to the local log: %w", len(all), err)
 	}
 	return true, nil
+}
+
+// withTail is msgs followed by tail(spooled), appended in place when msgs
+// has room.
+func withTail(msgs []Message, tail func(spooled bool) []Message, spooled bool) []Message {
+	if tail == nil {
+		return msgs
+	}
+	t := tail(spooled)
+	if len(t) == 0 {
+		return msgs
+	}
+	return append(msgs, t...)
 }
 
 // forward replays the log to Kafka in order, committing after each

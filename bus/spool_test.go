@@ -172,17 +172,8 @@ func TestSpoolBacklogSurvivesRestart(t *testing.T) {
 // TestSpoolBacklogSurvivesRestart lost its backlog that way about twice in
 // a thousand runs on a loaded machine.
 func TestSpoolReplayNeedsAPublish(t *testing.T) {
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := wal.Open(wal.Config{Dir: t.TempDir()}, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	k := &switchablePublisher{}
-	p, err := NewSpoolPublisher(DefaultSpoolConfig(), k, l, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestSpool(t, k)
 	msgs := []Message{{Value: []byte("a")}}
 	bo := backoff.New(time.Millisecond, 5*time.Millisecond)
 	ended, cancel := context.WithCancel(context.Background())
@@ -227,4 +218,81 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// partialPublisher stores every message it is given but answers an error
+// while failing is set: a Kafka publish that failed after the broker took
+// its records (a timeout, a lost acknowledgement).
+type partialPublisher struct {
+	switchablePublisher
+	failing bool
+}
+
+func (p *partialPublisher) Publish(ctx context.Context, msgs []Message) error {
+	p.mu.Lock()
+	failing := p.failing
+	p.failing = false
+	p.mu.Unlock()
+	if err := p.switchablePublisher.Publish(ctx, msgs); err != nil {
+		return err
+	}
+	if failing {
+		return errors.New("no acknowledgement")
+	}
+	return nil
+}
+
+// TestSpoolPublishRoutedAppendsTheTailOfItsRoute: the tail of the route a
+// batch took follows it, and after a Kafka publish that failed in part
+// the spooled tail reaches Kafka after the direct one, so the last copy
+// is the spooled one.
+func TestSpoolPublishRoutedAppendsTheTailOfItsRoute(t *testing.T) {
+	k := &partialPublisher{}
+	p := newTestSpool(t, k)
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(ctx)
+	tail := func(spooled bool) []Message {
+		if spooled {
+			return []Message{{Value: []byte("tail-spooled")}}
+		}
+		return []Message{{Value: []byte("tail-direct")}}
+	}
+	msgs := []Message{{Value: []byte("a")}, {Value: []byte("b")}}
+	if spooled, err := p.PublishRouted(ctx, msgs, tail); err != nil || spooled {
+		t.Fatalf("spooled %v, %v: want direct", spooled, err)
+	}
+	k.mu.Lock()
+	k.failing = true
+	k.mu.Unlock()
+	if spooled, err := p.PublishRouted(ctx, msgs, tail); err != nil || !spooled {
+		t.Fatalf("spooled %v, %v: want spooled", spooled, err)
+	}
+	want := []string{"a", "b", "tail-direct", "a", "b", "tail-direct", "a", "b", "tail-spooled"}
+	waitFor(t, 10*time.Second, func() bool { return len(k.values()) == len(want) && !p.Spooling() })
+	if got := k.values(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("kafka got %v\nwant %v", got, want)
+	}
+	if len(msgs) != 2 || cap(msgs) != 2 {
+		t.Fatalf("msgs changed: %v", msgs)
+	}
+}
+
+// newTestSpool is a spool in front of k on a log in a temporary directory,
+// closed when the test ends; not started.
+func newTestSpool(t *testing.T, k Publisher) *SpoolPublisher {
+	t.Helper()
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := wal.Open(wal.Config{Dir: t.TempDir()}, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p, err := NewSpoolPublisher(DefaultSpoolConfig(), k, l, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

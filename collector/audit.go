@@ -13,75 +13,105 @@ import (
 	"github.com/sora3web/telemetry/internal/audit"
 )
 
-// auditor publishes ingest's counts (internal/audit) on the bus with a
-// group commit: a request whose events were published adds its counts and
-// waits until a record holding them is durable too, and only then answers
-// 2xx; the requests that arrive while one flush is publishing share the
-// next. So every event answered 2xx is counted in a durable record, and a
-// crash or a failed flush leaves the request without a 2xx: the client
-// resends, and the copy already stored is counted by the consumer as
-// deduplicated. Counts no answer waits for (rejections of a request with
-// nothing accepted, refused requests) ride along with the next flush, or
-// the periodic one of a started server.
+// auditor makes a request's events and their counts (internal/audit)
+// durable in one publish: a group commit. A request with events to
+// publish adds them and its counts to the next group and waits; one
+// waiter at a time (the leader) publishes a group: every event of its
+// requests followed by one audit record per window and source, and answers
+// them all. The requests that arrive while a group is publishing make up
+// the next one, so the bus sees one publish per round trip whatever the
+// number of senders, and a beacon of one event does not cost a record of
+// its own.
+//
+// The events and the records of a group go in one publish, so they are
+// durable together: bus.SpoolPublisher sends a batch either to Kafka or,
+// on any Kafka error, whole to the spool (one append); a record stored
+// both ways is one record (the same id: pipeline_audit keeps one row per
+// record id). Its route is the publisher's to say, so each record comes in
+// two forms with the same id, "published" for Kafka and "spooled" (with
+// published 0) for the spool, and the publisher appends the one that fits
+// (bus.SpoolPublisher.PublishRouted).
+//
+// When the publish fails (Kafka and the spool both did), the requests are
+// answered 503 and their clients resend, but Kafka may have taken a record
+// without every event it counts: the resend would count them accepted
+// again beside a copy never stored, a false loss. So each record of a
+// failed group is voided: the same record with every count 0, kept and
+// published with the next group or the periodic flush (retried like the
+// loose counts) until it is durable, after the record on the same
+// partition (same key), where it replaces it. A process that ends before
+// its voids are published (a crash, Kafka and the spool still failing at
+// shutdown) leaves the records of its failed groups counted, with at most
+// those groups' events reported lost where the bus had taken the record
+// but not the events; the log says so at shutdown.
+//
+// Counts no answer waits for (rejections of a request with nothing
+// accepted, refused requests) ride along with the next group, or the
+// periodic flush of a started server.
 type auditor struct {
-	pub     bus.Publisher
+	publish func(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) error
 	log     *slog.Logger
 	timeout time.Duration
 
-	leader chan struct{} // held by the request that publishes a flush
+	leader chan struct{} // held by the waiter that publishes a group
 
 	mu    sync.Mutex
-	next  *flush       // the flush the next counts join
-	loose *audit.Tally // counts nobody waits for
+	next  *group         // the group the next requests join
+	loose *audit.Tally   // counts nobody waits for
+	voids []audit.Record // voids of the records of failed publishes, not yet durable
 }
 
-// flush is one group commit: the counts of the requests waiting on done.
-type flush struct {
+// group is one group commit: the events and counts of the requests
+// waiting on done.
+type group struct {
+	msgs   []bus.Message
 	counts *audit.Tally
 	done   chan struct{}
 	err    error
 }
 
-func newFlush() *flush { return &flush{counts: audit.NewTally(), done: make(chan struct{})} }
+func newGroup() *group { return &group{counts: audit.NewTally(), done: make(chan struct{})} }
 
-func newAuditor(pub bus.Publisher, log *slog.Logger, timeout time.Duration) *auditor {
-	return &auditor{pub: pub, log: log, timeout: timeout, leader: make(chan struct{}, 1), next: newFlush(), loose: audit.NewTally()}
+func newAuditor(publish func(context.Context, []bus.Message, func(bool) []bus.Message) error, log *slog.Logger, timeout time.Duration) *auditor {
+	return &auditor{publish: publish, log: log, timeout: timeout, leader: make(chan struct{}, 1), next: newGroup(), loose: audit.NewTally()}
 }
 
-// commit adds counts with add and returns once they are durable on the
-// bus, or why not.
-func (a *auditor) commit(ctx context.Context, add func(*audit.Tally)) error {
+// commit publishes msgs with the counts add adds and returns once both are
+// durable on the bus, or why not.
+// On an error msgs may be stored in part, without their counts. The group
+// may append to msgs in place: the caller leaves msgs' capacity beyond its
+// length unused (see bus.SpoolPublisher.PublishRouted).
+func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audit.Tally)) error {
 	a.mu.Lock()
-	f := a.next
-	add(f.counts)
+	g := a.next
+	if len(g.msgs) == 0 {
+		g.msgs = msgs // the tail goes in its spare capacity, if any: no copy for a lone request
+	} else {
+		g.msgs = append(g.msgs, msgs...)
+	}
+	add(g.counts)
 	a.mu.Unlock()
 	select {
 	case a.leader <- struct{}{}:
-	case <-f.done:
-		return f.err
+	case <-g.done:
+		return g.err
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for the audit record: %w", ctx.Err())
+		// g is published anyway: if it succeeds, the resend of the
+		// events is counted by the consumer as deduplicated.
+		return fmt.Errorf("waiting for the events and their audit record to be published: %w", ctx.Err())
 	}
 	defer func() { <-a.leader }()
 	a.mu.Lock()
-	if a.next != f { // an earlier leader published f meanwhile
+	if a.next != g { // an earlier leader published g meanwhile
 		a.mu.Unlock()
-		<-f.done
-		return f.err
+		<-g.done
+		return g.err
 	}
-	a.next = newFlush()
-	loose := a.loose
-	a.loose = audit.NewTally()
+	a.next = newGroup()
 	a.mu.Unlock()
-	f.counts.Merge(loose)
-	f.err = a.publish(f.counts)
-	if f.err != nil {
-		a.mu.Lock()
-		a.loose.Merge(loose) // the waiters answer 503; only the loose counts are kept for the next flush
-		a.mu.Unlock()
-	}
-	close(f.done)
-	return f.err
+	g.err = a.flush(g.msgs, g.counts)
+	close(g.done)
+	return g.err
 }
 
 // note adds counts nobody waits for.
@@ -91,48 +121,100 @@ func (a *auditor) note(add func(*audit.Tally)) {
 	a.mu.Unlock()
 }
 
-// flushLoose publishes the counts nobody waits for (periodically and at
-// shutdown), keeping them for the next try when that fails.
+// flushLoose publishes the counts nobody waits for and the pending voids
+// (periodically and at shutdown), keeping them for the next try when that
+// fails.
 func (a *auditor) flushLoose() error {
 	select {
 	case a.leader <- struct{}{}:
 	default:
-		return nil // a request's flush is publishing; the loose counts join the next
+		return nil // a group is publishing; the loose counts join the next
 	}
 	defer func() { <-a.leader }()
-	a.mu.Lock()
-	loose := a.loose
-	a.loose = audit.NewTally()
-	a.mu.Unlock()
-	if loose.Len() == 0 {
-		return nil
-	}
-	err := a.publish(loose)
-	if err != nil {
-		a.mu.Lock()
-		a.loose.Merge(loose)
-		a.mu.Unlock()
-	}
-	return err
+	return a.flush(nil, audit.NewTally())
 }
 
-// publish makes one record per window and source durable.
-func (a *auditor) publish(t *audit.Tally) error {
-	recs := t.Records()
-	msgs := make([]bus.Message, 0, len(recs))
-	for _, r := range recs {
-		m, err := r.Message()
-		if err != nil {
+// flush publishes msgs followed by one record per window and source of
+// counts and the loose counts, and the pending voids, in one publish. When
+// that fails the loose counts and the voids are kept for the next flush,
+// with the voids of this flush's records; counts are not (their requests
+// answer 503).
+func (a *auditor) flush(msgs []bus.Message, counts *audit.Tally) error {
+	a.mu.Lock()
+	loose, voids := a.loose, a.voids
+	a.loose, a.voids = audit.NewTally(), nil
+	a.mu.Unlock()
+	counts.Merge(loose)
+	if len(msgs) == 0 && counts.Len() == 0 && len(voids) == 0 {
+		return nil
+	}
+	direct, spool := routed(counts.Records())
+	var tails [2][]bus.Message
+	for i, recs := range [2][]audit.Record{direct, spool} {
+		var err error
+		if tails[i], err = encodeRecords(recs, voids); err != nil {
 			return err
 		}
-		msgs = append(msgs, m)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
-	if err := a.pub.Publish(ctx, msgs); err != nil {
-		return fmt.Errorf("publishing %d audit records: %w", len(msgs), err)
+	err := a.publish(ctx, msgs, func(spooled bool) []bus.Message {
+		if spooled {
+			return tails[1]
+		}
+		return tails[0]
+	})
+	if err != nil {
+		a.mu.Lock()
+		a.loose.Merge(loose)
+		a.voids = append(a.voids, voids...)
+		for _, r := range spool { // the spooled form names every stage of both
+			a.voids = append(a.voids, r.Void())
+		}
+		a.mu.Unlock()
+		return fmt.Errorf("publishing %d events with %d audit records: %w", len(msgs), len(spool)+len(voids), err)
 	}
 	return nil
+}
+
+// routed returns recs in the two forms of their route: published (to the
+// bus directly) and spooled, which also says published 0 so that stored
+// after a published form of the same record (a Kafka publish that failed
+// in part before the spool took the batch) it replaces its count.
+func routed(recs []audit.Record) (direct, spooled []audit.Record) {
+	direct = make([]audit.Record, len(recs))
+	spooled = make([]audit.Record, len(recs))
+	for i, r := range recs {
+		direct[i], spooled[i] = r, r
+		var accepted uint64
+		for _, c := range r.Counts {
+			if c.Stage == audit.Accepted {
+				accepted = c.N
+			}
+		}
+		if accepted == 0 {
+			continue
+		}
+		n := len(r.Counts)
+		direct[i].Counts = append(r.Counts[:n:n], audit.Count{Stage: audit.Published, N: accepted})
+		spooled[i].Counts = append(r.Counts[:n:n], audit.Count{Stage: audit.Published}, audit.Count{Stage: audit.Spooled, N: accepted})
+	}
+	return direct, spooled
+}
+
+// encodeRecords encodes recs and then voids as bus messages.
+func encodeRecords(recs, voids []audit.Record) ([]bus.Message, error) {
+	out := make([]bus.Message, 0, len(recs)+len(voids))
+	for _, list := range [2][]audit.Record{voids, recs} {
+		for _, r := range list {
+			m, err := r.Message()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // run flushes the loose counts every interval until ctx ends, then once
@@ -144,7 +226,14 @@ func (a *auditor) run(ctx context.Context, interval time.Duration) {
 		select {
 		case <-ctx.Done():
 			if err := a.flushLoose(); err != nil {
+				a.mu.Lock()
+				voids := len(a.voids)
+				a.mu.Unlock()
 				a.log.Warn("the last audit counts of refused and rejected requests could not be published", "err", err)
+				if voids > 0 {
+					a.log.Error("audit records of failed publishes could not be voided: their windows may report events lost that were answered 503 and resent",
+						"records", voids)
+				}
 			}
 			return
 		case <-t.C:
@@ -161,7 +250,7 @@ func (a *auditor) run(ctx context.Context, interval time.Duration) {
 // answer waits for are published every interval by a started server.
 func WithAudit(interval time.Duration) Option {
 	return func(s *Server) {
-		s.aud = newAuditor(s.pub, s.log.With("component", "ingest-audit"), s.cfg.PublishTimeout)
+		s.aud = newAuditor(s.publish, s.log.With("component", "ingest-audit"), s.cfg.PublishTimeout)
 		s.auditInterval = interval
 	}
 }
@@ -191,16 +280,21 @@ func (s *Server) refused(status int) {
 	s.aud.note(func(t *audit.Tally) { t.Add(now, "", audit.Refused, reason, 1) })
 }
 
-// routedPublisher says where a publish went: bus.SpoolPublisher.
+// routedPublisher says where a publish went and lets the last messages
+// depend on it: bus.SpoolPublisher.
 type routedPublisher interface {
-	PublishRoute(ctx context.Context, msgs []bus.Message) (spooled bool, err error)
+	PublishRouted(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (spooled bool, err error)
 }
 
-// publish publishes msgs and reports whether they went to the spool
-// instead of the bus.
-func (s *Server) publish(ctx context.Context, msgs []bus.Message) (spooled bool, err error) {
+// publish publishes msgs followed by tail(spooled), spooled saying
+// whether they go to the spool instead of the bus (tail may be nil).
+func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) error {
 	if rp, ok := s.pub.(routedPublisher); ok {
-		return rp.PublishRoute(ctx, msgs)
+		_, err := rp.PublishRouted(ctx, msgs, tail)
+		return err
 	}
-	return false, s.pub.Publish(ctx, msgs)
+	if tail != nil {
+		msgs = append(msgs, tail(false)...) // in place when msgs has room, as PublishRouted does
+	}
+	return s.pub.Publish(ctx, msgs)
 }

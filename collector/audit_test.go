@@ -3,74 +3,126 @@ package collector
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/audit"
 )
 
-// auditPublisher records events and audit records apart; failAudit makes
-// the audit records' publish fail, spooled says the events went to the
-// spool (it is a routedPublisher).
+// auditPublisher stands in for bus.SpoolPublisher (a routedPublisher):
+// it keeps the events and, as pipeline_audit read with FINAL does, the
+// last row of each audit record id, in publish order. spooled says a
+// publish went to the spool; fail makes publishes fail, and with partial
+// the failed publish had stored its records' Kafka form but not the
+// events (a Kafka publish that failed in part, then the spool failed too).
+// delay is each publish's round trip.
 type auditPublisher struct {
 	mu        sync.Mutex
 	events    []bus.Message
 	records   []audit.Record
-	failAudit error
-	spooled   bool
+	rows      map[string]audit.Row
+	publishes int
+	// unmatched counts publishes whose events were not counted accepted
+	// by the records in the same publish.
+	unmatched int
+
+	fail    error
+	partial bool
+	spooled bool
+	delay   time.Duration
 }
 
 func (p *auditPublisher) Publish(ctx context.Context, msgs []bus.Message) error {
-	_, err := p.PublishRoute(ctx, msgs)
+	_, err := p.PublishRouted(ctx, msgs, nil)
 	return err
 }
 
-func (p *auditPublisher) PublishRoute(_ context.Context, msgs []bus.Message) (bool, error) {
+func (p *auditPublisher) PublishRouted(_ context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (bool, error) {
+	time.Sleep(p.delay)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.publishes++
+	if p.fail != nil {
+		if p.partial && tail != nil {
+			if err := p.store(tail(false)); err != nil {
+				return false, err
+			}
+		}
+		return false, p.fail
+	}
+	all := msgs
+	if tail != nil {
+		all = append(all[:len(all):len(all)], tail(p.spooled)...)
+	}
+	return p.spooled, p.store(all)
+}
+
+// store keeps msgs; p.mu is held.
+func (p *auditPublisher) store(msgs []bus.Message) error {
+	if p.rows == nil {
+		p.rows = map[string]audit.Row{}
+	}
+	var events, accepted uint64
 	for _, m := range msgs {
 		if !audit.IsRecord(m) {
 			p.events = append(p.events, m)
+			events++
 			continue
-		}
-		if p.failAudit != nil {
-			return false, p.failAudit
 		}
 		r, err := audit.Decode(m)
 		if err != nil {
-			return false, err
+			return err
 		}
 		p.records = append(p.records, r)
+		for _, row := range r.Rows() {
+			p.rows[row.RecordID] = row
+			if row.Stage == audit.Accepted {
+				accepted += row.N
+			}
+		}
 	}
-	return p.spooled, nil
+	if events != accepted {
+		p.unmatched++
+	}
+	return nil
 }
 
 func (p *auditPublisher) Ready() error { return nil }
 
-// counts sums the published records by stage/reason.
+// counts sums the stored rows by stage/reason (zeros included).
 func (p *auditPublisher) counts() map[string]uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := map[string]uint64{}
-	for _, r := range p.records {
-		for _, c := range r.Counts {
-			out[c.Stage+"/"+c.Reason] += c.N
-		}
+	for _, r := range p.rows {
+		out[r.Stage+"/"+r.Reason] += r.N
 	}
 	return out
 }
 
-func TestAuditRecordIsPublishedBeforeThe2xx(t *testing.T) {
+func (p *auditPublisher) set(f func(p *auditPublisher)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f(p)
+}
+
+func TestAuditRecordRidesInThePublishOfItsEvents(t *testing.T) {
 	cases := []struct {
 		name    string
 		spooled bool
-		route   string
+		want    map[string]uint64
 	}{
-		{"published", false, audit.Published},
-		{"spooled", true, audit.Spooled},
+		{"published", false, map[string]uint64{"accepted/": 3, "published/": 3, "rejected/plan": 1}},
+		// The spool's form says published 0: stored after a Kafka form of
+		// the same record, it replaces that count.
+		{"spooled", true, map[string]uint64{"accepted/": 3, "published/": 0, "spooled/": 3, "rejected/plan": 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -82,16 +134,12 @@ func TestAuditRecordIsPublishedBeforeThe2xx(t *testing.T) {
 			if w.Code != http.StatusMultiStatus || resp.Accepted != 3 {
 				t.Fatalf("%d %+v", w.Code, resp)
 			}
-			// The answer came after the record: it is there now.
-			want := map[string]uint64{"accepted/": 3, c.route + "/": 3, "rejected/plan": 1}
-			got := pub.counts()
-			if len(got) != len(want) {
-				t.Fatalf("counts %v, want %v", got, want)
+			if pub.publishes != 1 || pub.unmatched != 0 || len(pub.events) != 3 {
+				t.Fatalf("%d publishes (%d without their counts), %d events: want the 3 events and their record in one publish",
+					pub.publishes, pub.unmatched, len(pub.events))
 			}
-			for k, n := range want {
-				if got[k] != n {
-					t.Fatalf("counts %v, want %v", got, want)
-				}
+			if got := pub.counts(); !maps.Equal(got, c.want) {
+				t.Fatalf("counts %v, want %v", got, c.want)
 			}
 			r := pub.records[0]
 			if r.Source != "web" || !r.Window.Equal(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)) {
@@ -101,23 +149,59 @@ func TestAuditRecordIsPublishedBeforeThe2xx(t *testing.T) {
 	}
 }
 
-func TestAuditPublishFailureAnswers503AndCountsNothing(t *testing.T) {
-	pub := &auditPublisher{failAudit: errors.New("broker gone")}
+// TestAuditFailedPublishVoidsItsRecord: a publish that failed after the
+// bus took the audit record but not the events answers 503; the client
+// resends; the first record is voided, so the events are counted accepted
+// once, also when the void itself has to wait for the bus.
+func TestAuditFailedPublishVoidsItsRecord(t *testing.T) {
+	pub := &auditPublisher{fail: errors.New("broker gone, spool full"), partial: true}
 	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
-	w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
-		body: mustJSON(t, map[string]any{"events": []any{event(), event()}})})
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
-		t.Fatalf("%d %s: want 503 with Retry-After (the events are stored, their count is not: the client resends)", w.Code, w.Body)
+	send := func() int {
+		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
+			body: mustJSON(t, map[string]any{"events": []any{event(), event()}})})
+		return w.Code
 	}
-	if len(pub.records) != 0 {
-		t.Fatalf("records %+v published though the publish failed", pub.records)
+	if code := send(); code != http.StatusServiceUnavailable {
+		t.Fatalf("%d: want 503", code)
 	}
-	// The resend, once the bus is back, is counted once.
-	pub.failAudit = nil
-	w, _ = do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
-		body: mustJSON(t, map[string]any{"events": []any{event(), event()}})})
-	if w.Code != http.StatusOK || pub.counts()["accepted/"] != 2 {
-		t.Fatalf("%d, counts %v: want 200 and 2 accepted", w.Code, pub.counts())
+	if got := pub.counts()["accepted/"]; got != 2 || len(pub.events) != 0 {
+		t.Fatalf("accepted %d, %d events: the fake should have stored the record alone", got, len(pub.events))
+	}
+	// The periodic flush cannot publish the void yet: it keeps it.
+	if err := s.aud.flushLoose(); err == nil {
+		t.Fatal("flush succeeded while the bus fails")
+	}
+	pub.set(func(p *auditPublisher) { p.fail = nil })
+	if code := send(); code != http.StatusOK {
+		t.Fatalf("resend: %d", code)
+	}
+	if got := pub.counts(); got["accepted/"] != 2 || got["published/"] != 2 {
+		t.Fatalf("counts %v: want the resend's 2 accepted and published, the failed publish's record voided", got)
+	}
+	if len(pub.events) != 2 {
+		t.Fatalf("%d events stored, want 2", len(pub.events))
+	}
+}
+
+// TestAuditVoidIsPublishedByThePeriodicFlush: with no request after the
+// failure, the periodic flush voids the record.
+func TestAuditVoidIsPublishedByThePeriodicFlush(t *testing.T) {
+	pub := &auditPublisher{fail: errors.New("broker gone, spool full"), partial: true}
+	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
+	if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
+		body: mustJSON(t, map[string]any{"events": []any{event()}})}); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("%d: want 503", w.Code)
+	}
+	pub.set(func(p *auditPublisher) { p.fail = nil })
+	if err := s.aud.flushLoose(); err != nil {
+		t.Fatal(err)
+	}
+	got := pub.counts()
+	if got["accepted/"] != 0 || got["refused/unavailable"] != 1 {
+		t.Fatalf("counts %v: want accepted voided to 0 and the 503 counted as refused", got)
+	}
+	if err := s.aud.flushLoose(); err != nil || pub.publishes != 2 {
+		t.Fatalf("%v, %d publishes: an empty flush must publish nothing", err, pub.publishes)
 	}
 }
 
@@ -146,11 +230,11 @@ func TestAuditCountsRefusedAndWhollyRejectedRequestsWithTheNextFlush(t *testing.
 	}
 }
 
-// TestAuditGroupCommitSharesFlushes: concurrent requests each get their
-// 2xx only with their counts durable, and share records instead of one
-// each.
-func TestAuditGroupCommitSharesFlushes(t *testing.T) {
-	pub := &slowAuditPublisher{auditPublisher: &auditPublisher{}, delay: 20 * time.Millisecond}
+// TestAuditGroupCommitSharesPublishes: concurrent one-event requests (as
+// beacons are) each get their 2xx only with their events and counts
+// durable, and share publishes and records instead of one each.
+func TestAuditGroupCommitSharesPublishes(t *testing.T) {
+	pub := &auditPublisher{delay: 20 * time.Millisecond}
 	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
 	const n = 40
 	var wg sync.WaitGroup
@@ -165,29 +249,104 @@ func TestAuditGroupCommitSharesFlushes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := pub.counts()["accepted/"]; got != n {
-		t.Fatalf("%d accepted counted, want %d", got, n)
+	if got := pub.counts()["accepted/"]; got != n || len(pub.events) != n || pub.unmatched != 0 {
+		t.Fatalf("%d accepted counted, %d events, %d publishes without their counts; want %d, %d, 0", got, len(pub.events), pub.unmatched, n, n)
 	}
-	if len(pub.records) >= n {
-		t.Fatalf("%d records for %d requests: no group commit", len(pub.records), n)
+	if pub.publishes >= n/2 || len(pub.records) >= n/2 {
+		t.Fatalf("%d publishes and %d records for %d requests: no group commit", pub.publishes, len(pub.records), n)
 	}
 }
 
-// slowAuditPublisher takes delay per audit publish, as a broker round
-// trip does.
-type slowAuditPublisher struct {
-	*auditPublisher
-	delay time.Duration
+// recordsFirstKafka stands in for Kafka behind a real bus.SpoolPublisher:
+// it keeps the audit records it is given in an auditPublisher (events
+// too, once healthy), and while failing it keeps only the records and
+// answers an error: a publish the broker took in part.
+type recordsFirstKafka struct {
+	store   *auditPublisher
+	mu      sync.Mutex
+	failing bool
 }
 
-func (p *slowAuditPublisher) PublishRoute(ctx context.Context, msgs []bus.Message) (bool, error) {
-	if len(msgs) > 0 && audit.IsRecord(msgs[0]) {
-		time.Sleep(p.delay)
+func (k *recordsFirstKafka) Publish(_ context.Context, msgs []bus.Message) error {
+	k.mu.Lock()
+	failing := k.failing
+	k.mu.Unlock()
+	var keep []bus.Message
+	for _, m := range msgs {
+		if audit.IsRecord(m) || (!failing && string(m.Value) != "filler") {
+			keep = append(keep, m)
+		}
 	}
-	return p.auditPublisher.PublishRoute(ctx, msgs)
+	k.store.mu.Lock()
+	err := k.store.store(keep)
+	k.store.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if failing {
+		return errors.New("not acknowledged")
+	}
+	return nil
 }
 
-func (p *slowAuditPublisher) Publish(ctx context.Context, msgs []bus.Message) error {
-	_, err := p.PublishRoute(ctx, msgs)
-	return err
+func (k *recordsFirstKafka) Ready() error { return nil }
+
+// TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull: through the real
+// spool: Kafka takes a request's audit record but not its events, the
+// spool cannot take the batch (larger than wal.max_bytes), the answer is
+// 503; once Kafka is back the resend is counted accepted once, the first
+// record voided.
+func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := wal.Open(wal.Config{Dir: t.TempDir(), SegmentBytes: 4096, MaxBytes: 4096}, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	k := &recordsFirstKafka{store: &auditPublisher{}, failing: true}
+	sp, err := bus.NewSpoolPublisher(bus.DefaultSpoolConfig(), k, l, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := sp.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Shutdown(ctx)
+	s := newTestServer(t, testConfig(), sp, WithAudit(time.Hour))
+	const n = 8 // more than 4 KiB
+	evs := make([]any, n)
+	for i := range evs {
+		evs[i] = event()
+	}
+	body := mustJSON(t, map[string]any{"events": evs})
+	send := func() int {
+		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(), body: body})
+		return w.Code
+	}
+	if code := send(); code != http.StatusServiceUnavailable {
+		t.Fatalf("%d: want 503 with Kafka failing and the spool full", code)
+	}
+	if got := k.store.counts()["accepted/"]; got != n || len(k.store.events) != 0 {
+		t.Fatalf("accepted %d, %d events on Kafka: the test needs the record taken without its events", got, len(k.store.events))
+	}
+	k.mu.Lock()
+	k.failing = false
+	k.mu.Unlock()
+	// The spool holds nothing; a small publish through it lets the
+	// forwarder see the log drained and go back to Kafka directly.
+	if err := sp.Publish(ctx, []bus.Message{{Value: []byte("filler")}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sp.Spooling() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code := send(); code != http.StatusOK {
+		t.Fatalf("resend: %d", code)
+	}
+	got := k.store.counts()
+	if got["accepted/"] != n || got["published/"] != n || len(k.store.events) != n {
+		t.Fatalf("counts %v, %d events on Kafka: want %d accepted, published and events (the first record voided)", got, len(k.store.events), n)
+	}
 }

@@ -351,7 +351,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 	ri.optOut = (s.cfg.HonorDNT && r.Header.Get("DNT") == "1") || (s.cfg.HonorGPC && r.Header.Get("Sec-GPC") == "1")
 
 	var resp Response
-	msgs := make([]bus.Message, 0, len(raws))
+	// One slot to spare: the audit record of the request's group is
+	// appended in place (auditor.commit).
+	msgs := make([]bus.Message, 0, len(raws)+1)
 	// buf holds the keys and values of msgs, one after the other. It is
 	// never reused: the publisher may hold them as long as it likes. When
 	// it grows, earlier messages keep the old array, which is not written
@@ -405,16 +407,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 		buf, key = appendPartitionKey(buf, &out)
 		msgs = append(msgs, bus.Message{Key: key, Value: val, Headers: headers})
 	}
-	counts := func(t *audit.Tally, spooled bool) {
+	counts := func(t *audit.Tally) {
 		at := ri.receivedAt
-		if len(msgs) > 0 {
-			t.Add(at, ri.source, audit.Accepted, "", uint64(len(msgs)))
-			route := audit.Published
-			if spooled {
-				route = audit.Spooled
-			}
-			t.Add(at, ri.source, route, "", uint64(len(msgs)))
-		}
+		t.Add(at, ri.source, audit.Accepted, "", uint64(len(msgs))) // its route: auditor.flush
 		t.Add(at, ri.source, audit.Dropped, "under_13", uint64(resp.Dropped))
 		for field, n := range rejectedBy {
 			t.Add(at, ri.source, audit.Rejected, field, n)
@@ -423,11 +418,12 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 	if len(msgs) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 		start := time.Now()
-		spooled, err := s.publish(ctx, msgs)
-		s.m.published(r.Context(), time.Since(start), err)
-		if err == nil && s.aud != nil {
-			err = s.aud.commit(ctx, func(t *audit.Tally) { counts(t, spooled) })
+		if s.aud != nil {
+			err = s.aud.commit(ctx, msgs, counts)
+		} else {
+			err = s.publish(ctx, msgs, nil)
 		}
+		s.m.published(r.Context(), time.Since(start), err)
 		cancel()
 		if err != nil {
 			s.log.WarnContext(r.Context(), "publish failed; answering 503", "events", len(msgs), "err", err)
@@ -435,7 +431,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 			return
 		}
 	} else if s.aud != nil {
-		s.aud.note(func(t *audit.Tally) { counts(t, false) })
+		s.aud.note(counts)
 	}
 	resp.Accepted = len(msgs) + resp.Dropped
 	if span := trace.SpanFromContext(r.Context()); span.IsRecording() { // unsampled: skip building attributes

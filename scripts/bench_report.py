@@ -338,8 +338,8 @@ below it, measured in the same run.
 
 ## Completeness audit: cost
 
-`audit.enabled` (default true) beside false, in this run. Ingest with the audit on waits for its
-request's audit record (a group commit) before the 2xx; the consumer writes its counts in an insert
+`audit.enabled` (default true) beside false, in this run. Ingest with the audit on publishes a
+request's events and its audit record in one publish (a group commit of whole requests) before the 2xx; the consumer writes its counts in an insert
 of its own before each batch's rows, and the events table's view counts the inserted rows. The
 consumer's ways are the best of BENCH_AUDIT_ROUNDS alternating runs (BenchmarkAuditCost). The target
 is at most 3% of each.
