@@ -47,6 +47,12 @@ func (c *Consumer) SetAudit(on bool) error {
 // the same ids again and is counted once.
 type batchAudit struct {
 	rows []audit.Row
+	// recorded indexes the rows of ingest's records by their key in
+	// pipeline_audit: a later record with the same id (a void, the
+	// spooled form of a record Kafka took first) replaces the earlier in
+	// the batch itself, so the outcome never rests on the order the
+	// engine keeps rows of one insert in.
+	recorded map[rowKey]int
 	// consumed counts the event messages per window, source and position,
 	// named by the first offset, in the order first seen. A batch's
 	// messages come in runs of one key (a request's events share their
@@ -81,7 +87,27 @@ func unixMinute(t time.Time) int64 {
 }
 
 // record adds an ingest audit record's rows.
-func (a *batchAudit) record(r audit.Record) { a.rows = append(a.rows, r.Rows()...) }
+func (a *batchAudit) record(r audit.Record) {
+	if a.recorded == nil {
+		a.recorded = map[rowKey]int{}
+	}
+	for _, row := range r.Rows() {
+		k := rowKey{row.Window, row.Source, row.Stage, row.Reason, row.RecordID}
+		if i, ok := a.recorded[k]; ok {
+			a.rows[i] = row
+			continue
+		}
+		a.recorded[k] = len(a.rows)
+		a.rows = append(a.rows, row)
+	}
+}
+
+// rowKey is a pipeline_audit row's sorting key: rows with the same key
+// are one count (the table keeps the last inserted).
+type rowKey struct {
+	window                          time.Time
+	source, stage, reason, recordID string
+}
 
 // consume counts one event message read.
 func (a *batchAudit) consume(at time.Time, source string, m bus.Message) {

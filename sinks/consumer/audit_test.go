@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -412,5 +413,47 @@ func TestBatchRowsCountsEventsNotAuditRecords(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no batch cut at batch_rows")
+	}
+}
+
+// TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch: a void (or the
+// spooled form of a record Kafka took first) in the same batch as the
+// record it replaces leaves one row per key, the later one's, so the
+// outcome does not rest on the order the engine keeps within one insert.
+func TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 30, 0, time.UTC)
+	rec := audit.Record{ID: "00000000-0000-4000-8000-000000000001", Source: "web", Window: at,
+		Counts: []audit.Count{{Stage: audit.Accepted, N: 50}, {Stage: audit.Published, N: 50}}}
+	spooled := rec
+	spooled.Counts = []audit.Count{{Stage: audit.Accepted, N: 50}, {Stage: audit.Published}, {Stage: audit.Spooled, N: 50}}
+	other := audit.Record{ID: "00000000-0000-4000-8000-000000000002", Source: "web", Window: at,
+		Counts: []audit.Count{{Stage: audit.Accepted, N: 7}}}
+	for _, tc := range []struct {
+		name    string
+		records []audit.Record
+		want    map[string]uint64 // record id -> n
+	}{
+		{"void", []audit.Record{rec, other, rec.Void()}, map[string]uint64{
+			rec.ID + "/accepted/": 0, rec.ID + "/published/": 0, other.ID + "/accepted/": 7}},
+		{"spooled form", []audit.Record{rec, spooled}, map[string]uint64{
+			rec.ID + "/accepted/": 50, rec.ID + "/published/": 0, rec.ID + "/spooled/": 50}},
+		{"copy", []audit.Record{rec, rec}, map[string]uint64{rec.ID + "/accepted/": 50, rec.ID + "/published/": 50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var a batchAudit
+			for _, r := range tc.records {
+				a.record(r)
+			}
+			got := map[string]uint64{}
+			for _, r := range a.all() {
+				if _, dup := got[r.RecordID]; dup {
+					t.Fatalf("two rows of %s in one batch: %+v", r.RecordID, a.all())
+				}
+				got[r.RecordID] = r.N
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Fatalf("rows %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
