@@ -30,8 +30,41 @@ func (r RateLimit) validate(field string) error {
 // ErrRateLimited means a write key or client IP sent faster than allowed.
 var ErrRateLimited = errors.New("rate limit exceeded")
 
-// ErrOverloaded means too many requests are in flight.
+// ErrOverloaded means too many requests, or too many bytes of them, are
+// in flight.
 var ErrOverloaded = errors.New("overloaded")
+
+// inflight admits requests while both their count and their bodies' bytes
+// stay within bounds (ingest.max_inflight, ingest.max_inflight_bytes).
+type inflight struct {
+	maxN     int
+	maxBytes int64
+
+	mu    sync.Mutex
+	n     int
+	bytes int64
+}
+
+// acquire admits a request whose body is size bytes, or reports that
+// admitting it would exceed a bound.
+func (l *inflight) acquire(size int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n+1 > l.maxN || l.bytes+size > l.maxBytes {
+		return false
+	}
+	l.n++
+	l.bytes += size
+	return true
+}
+
+// release ends an admitted request of size bytes.
+func (l *inflight) release(size int64) {
+	l.mu.Lock()
+	l.n--
+	l.bytes -= size
+	l.mu.Unlock()
+}
 
 // limiterSet keeps one token bucket per key, bounded to about size keys by
 // two generations (idle keys age out).

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,6 +111,58 @@ func TestOverloadShedsWith503InsteadOfQueueing(t *testing.T) {
 	}()
 	if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", body: mustJSON(t, event()), headers: auth()}); w.Code != 200 {
 		t.Fatalf("after the load passed: %d", w.Code)
+	}
+}
+
+// TestInFlightBytesBoundShedsLargeBodiesNotSmallOnes: with room for two
+// requests by count, a body that would take the bytes in flight over
+// max_inflight_bytes is shed with 503 while a small one is admitted, and
+// a body of unknown length is charged as max_request_bytes.
+func TestInFlightBytesBoundShedsLargeBodiesNotSmallOnes(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInFlight = 3
+	small := mustJSON(t, event())
+	cfg.MaxRequestBytes = 64 << 10
+	cfg.MaxInFlightBytes = int64(cfg.MaxRequestBytes) + int64(len(small)) - 1 // room for two small bodies, not one small and one unknown
+	pub := &blockingPublisher{entered: make(chan struct{}, 10), release: make(chan struct{})}
+	s := newTestServer(t, cfg, pub)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // holds len(small) bytes
+		defer wg.Done()
+		do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", body: small, headers: auth()})
+	}()
+	<-pub.entered
+	unknownLength := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/v1/events", bytes.NewReader(small))
+		r.ContentLength = -1 // as a chunked body
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", auth()["Authorization"])
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		return w
+	}
+	// A body of unknown length is charged max_request_bytes: with the
+	// first request's bytes that is over the bound.
+	if w := unknownLength(); w.Code != 503 || !strings.Contains(w.Body.String(), "overloaded") {
+		t.Fatalf("a body of unknown length beside one in flight: %d %s", w.Code, w.Body)
+	}
+	wg.Add(1)
+	go func() { // a second small one fits
+		defer wg.Done()
+		if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", body: small, headers: auth()}); w.Code != 200 {
+			t.Errorf("a small request within the bytes bound: %d %s", w.Code, w.Body)
+		}
+	}()
+	<-pub.entered
+	close(pub.release)
+	wg.Wait()
+	go func() {
+		for range pub.entered {
+		}
+	}()
+	if w := unknownLength(); w.Code != 200 {
+		t.Fatalf("a body of unknown length with nothing in flight: %d %s", w.Code, w.Body)
 	}
 }
 

@@ -84,7 +84,7 @@ type Server struct {
 
 	keyLimits *limiterSet
 	ipLimits  *limiterSet
-	inflight  chan struct{}
+	inflight  *inflight // bounds the requests and body bytes handled at once
 
 	// aud, when set (WithAudit), counts what each request did
 	// (internal/audit) and makes the counts durable before a 2xx.
@@ -120,7 +120,7 @@ func New(cfg Config, pub bus.Publisher, log *slog.Logger, opts ...Option) (*Serv
 	s := &Server{cfg: cfg, log: log, pub: pub, enr: &enricher{ua: ua, scrub: scrub}, keys: map[string]string{}, mux: http.NewServeMux(), m: m, now: time.Now,
 		keyLimits: newLimiterSet(cfg.RateLimitPerKey, 1024),
 		ipLimits:  newLimiterSet(cfg.RateLimitPerIP, 100_000),
-		inflight:  make(chan struct{}, cfg.MaxInFlight),
+		inflight:  &inflight{maxN: cfg.MaxInFlight, maxBytes: cfg.MaxInFlightBytes},
 	}
 	for _, k := range cfg.WriteKeys {
 		s.keys[k.Key] = k.Source
@@ -278,14 +278,18 @@ const valueRoom = 320
 // query carry none.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onBody bodyFunc, decode decodeFunc) {
 	ri := requestInfo{receivedAt: s.now().UTC(), userAgent: r.UserAgent()}
-	select {
-	case s.inflight <- struct{}{}:
-		defer func() { <-s.inflight }()
-	default:
+	// A body is charged by its Content-Length, or as the largest allowed
+	// when its length is unknown (chunked); readBody never reads more.
+	size := int64(s.cfg.MaxRequestBytes)
+	if r.ContentLength >= 0 && r.ContentLength < size {
+		size = r.ContentLength
+	}
+	if !s.inflight.acquire(size) {
 		s.m.shed(r.Context(), "inflight")
 		s.unavailableAfter(w, r, time.Second, ErrOverloaded)
 		return
 	}
+	defer s.inflight.release(size)
 	var body []byte
 	var bodyKey string // the write key onBody found
 	read := false

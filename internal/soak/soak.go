@@ -149,8 +149,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wg.Add(1)
 	go func() { defer wg.Done(); probes.run(ctx) }()
 
+	// The load may hold as many requests as ingest admits by default
+	// (ingest.max_inflight), so ingest's own bounds, not the load
+	// generator's, decide what a stall sheds.
 	load, err := loadgen.Run(ctx, loadgen.Config{URL: cfg.IngestURL, WriteKey: cfg.WriteKey, Mode: "batch", BatchSize: 50,
-		Rate: cfg.Rate, Concurrency: 16, MaxConcurrency: 256, Duration: cfg.Duration, Users: 10000, Seed: 5})
+		Rate: cfg.Rate, Concurrency: 16, MaxConcurrency: 2048, Duration: cfg.Duration, Users: 10000, Seed: 5})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLoad, err)
 	}
