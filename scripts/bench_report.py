@@ -379,8 +379,9 @@ directory and drives it over HTTP with the project's load generator.
 panel's query every second (one at a time) over an events table prefilled with
 {fig(queries, 'prefill_rows')} synthetic rows (prefill took {fig(queries, 'prefill_s', '{:.0f}', ' s')}; the peak RSS
 is reset after it, but the engine keeps the memory the prefill grew, so the RSS below is not
-comparable with the sustained run's). The queries run on the HTTP interface's shared engine connection and
-the consumer inserts over a connection of its own, so they run side by side and share the cores; the server
+comparable with the sustained run's). The queries run on the HTTP interface's pool of engine connections (`embedded.connections`), the
+probes' lookups on another of them, and the consumer inserts over a connection of its own, so they run side
+by side and share the cores; the server
 bounds read-only statements that set no limit with `embedded.max_query_time` = {settings.get('max_query_time', '?')}.
 
 | measure | figure | beside |

@@ -112,9 +112,10 @@ type EmbeddedConfig struct {
 	LibPath string `mapstructure:"lib_path"`
 	// MaxQueryTime bounds each read-only query (SELECT, WITH, SHOW, ...)
 	// on the engine's HTTP interface that sets no max_execution_time of
-	// its own: dashboards and analysts' SQL. The engine runs one statement
-	// at a time, so a query holds back every insert queued behind it for
-	// as long as it runs; this bounds that stall. A query over the bound
+	// its own: dashboards and analysts' SQL. A query takes the engine's
+	// threads from the inserts beside it and holds one of the interface's
+	// connections (embedded.connections) for as long as it runs; this
+	// bounds both. A query over the bound
 	// fails with code 159 TIMEOUT_EXCEEDED. The pipeline's own reads
 	// (privacy, a consumer's stored ids) set 0 and are not bounded.
 	// Inserts and DDL are not bounded. Unit: a duration (1.5s allowed);
@@ -124,6 +125,11 @@ type EmbeddedConfig struct {
 	// (docs/capacity.md, "Queries beside inserts"). Applies only when
 	// embedded.enabled; a ClickHouse server has its own profiles.
 	MaxQueryTime time.Duration `mapstructure:"max_query_time"`
+	// Connections is how many statements without a session_id the HTTP
+	// interface runs at once, each on an engine connection of its own (the
+	// engine runs them in parallel); more wait for a free one. A session
+	// has a connection of its own besides. Default 4.
+	Connections int `mapstructure:"connections"`
 }
 
 // ServeConfig chooses the parts of the pipeline `telemetry serve` runs.
@@ -174,7 +180,7 @@ func Default() Config {
 		Bus:      "log",
 		WAL:      walDefaults(),
 		Spool:    SpoolConfig{Enabled: true, SpoolConfig: bus.DefaultSpoolConfig()},
-		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123", MaxQueryTime: 2 * time.Second},
+		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123", MaxQueryTime: 2 * time.Second, Connections: 4},
 		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, MetricsListen: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
 		OTel:     obs.DefaultOTelConfig(),
 	}
@@ -209,6 +215,9 @@ func (c Config) Validate() error {
 	if c.Embedded.Enabled {
 		if _, _, err := net.SplitHostPort(c.Embedded.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("embedded.listen: must be host:port: %w", err))
+		}
+		if c.Embedded.Connections < 1 {
+			errs = append(errs, errors.New("embedded.connections: must be >= 1"))
 		}
 		if c.Embedded.MaxQueryTime < 0 {
 			errs = append(errs, errors.New("embedded.max_query_time: must be >= 0 (0 turns the bound off)"))

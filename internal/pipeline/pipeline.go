@@ -384,7 +384,7 @@ func (p *Pipeline) startEngine(ctx context.Context) error {
 	p.engine = engine
 	p.started("clickhouse engine", closer(engine.Close))
 	srv, err := chserver.New(chserver.Config{Listen: p.cfg.Embedded.Listen, DataDir: dir, User: p.cfg.ClickHouse.User,
-		MaxQueryTime: p.cfg.Embedded.MaxQueryTime, Logger: p.log}, engine)
+		MaxQueryTime: p.cfg.Embedded.MaxQueryTime, Connections: p.cfg.Embedded.Connections, Logger: p.log}, engine)
 	if err != nil {
 		return err
 	}

@@ -81,10 +81,14 @@ type Config struct {
 	// MaxQueryTime is the default max_execution_time of every read-only
 	// statement (SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN, CHECK)
 	// that does not set its own, as a server profile's default would be:
-	// the engine runs one statement at a time, so a long query holds back
-	// every insert queued behind it. Inserts and DDL are not bounded. Zero
+	// a long query takes the engine's threads from the inserts beside it
+	// and holds one of the Connections. Inserts and DDL are not bounded. Zero
 	// means no default. Whole seconds or fractions (1.5s).
 	MaxQueryTime time.Duration `yaml:"max_query_time"`
+	// Connections is how many sessionless statements run at once, each on
+	// an engine connection of its own (the engine runs them in parallel);
+	// more wait for a free one. Zero means DefaultConnections.
+	Connections int `yaml:"connections"`
 	// Logger receives one line per failed request; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -103,6 +107,9 @@ func (c Config) Validate() error {
 	if c.MaxQueryTime < 0 {
 		return fmt.Errorf("%w: max_query_time must be >= 0", ErrInvalidConfig)
 	}
+	if c.Connections < 0 {
+		return fmt.Errorf("%w: connections must be >= 0", ErrInvalidConfig)
+	}
 	if strings.ContainsAny(c.User, ":\x00") {
 		return fmt.Errorf("%w: user must not contain ':' or NUL", ErrInvalidConfig)
 	}
@@ -120,6 +127,7 @@ type Server struct {
 	// known is every setting the engine has (system.settings).
 	known    map[string]bool
 	sessions sessions
+	conns    *pool // sessionless statements
 
 	mu       sync.Mutex
 	httpSrv  *http.Server
@@ -128,6 +136,10 @@ type Server struct {
 	stop     chan struct{} // closed by Shutdown to end the expiry goroutine
 	serveErr error
 }
+
+// DefaultConnections is Config.Connections when zero: a few statements at
+// once on a small machine, each with the engine's threads.
+const DefaultConnections = 4
 
 // expireEvery is how often idle sessions past their session_timeout are
 // ended (their connections closed, their temporary tables dropped).
@@ -144,7 +156,8 @@ func New(cfg Config, engine *chdb.Engine) (*Server, error) {
 	if cfg.User == "" {
 		cfg.User = "default"
 	}
-	s := &Server{cfg: cfg, engine: engine, log: cfg.Logger, spool: filepath.Join(cfg.DataDir, "http_spool")}
+	s := &Server{cfg: cfg, engine: engine, log: cfg.Logger, spool: filepath.Join(cfg.DataDir, "http_spool"),
+		conns: newPool(cmp.Or(cfg.Connections, DefaultConnections), engine.OpenSession)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -258,6 +271,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-done
 	s.sessions.closeAll()
+	s.conns.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil {
@@ -585,7 +599,7 @@ func (s *Server) run(ctx context.Context, sess *session, req chdb.Request) (*chd
 		defer c.Close()
 		return c.Exec(ctx, req)
 	}
-	return s.engine.Exec(ctx, req)
+	return s.conns.exec(ctx, req)
 }
 
 // readOnlyKeywords start the statements a GET request may run.
