@@ -138,7 +138,7 @@ echo "== 4. bus -> engine ($rows rows)" >&2
 BENCH_ROWS=$rows go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x -timeout 40m | tee "$work/sink.txt" >&2
 
 echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
-# Five alternating rounds (25 s each way-set is about 12 s): with two, one
+# Five alternating rounds (two took 25 s, five about a minute): with two, one
 # disturbed round moved the best-of figure by several percent.
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
 
