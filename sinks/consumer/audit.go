@@ -201,7 +201,7 @@ const auditColumns = "window_start, source, stage, reason, record_id, n"
 // WriteAudit inserts rows into pipeline_audit.
 func (s *ClickHouseSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
 	table := s.auditTable()
-	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token})),
+	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token, "async_insert": 0})),
 		"INSERT INTO "+table+" ("+auditColumns+")")
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", table, err)
@@ -240,8 +240,9 @@ func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.
 func auditInsertSQL(table, token string, rows []audit.Row) string {
 	var b strings.Builder
 	b.Grow(128 + len(rows)*(len(rows[0].RecordID)+64))
+	// async_insert = 0 as for the events (insertSettings).
 	b.WriteString("INSERT INTO " + table + " (" + auditColumns + ") SETTINGS insert_deduplication_token = " +
-		chdb.QuoteString(token) + " VALUES ")
+		chdb.QuoteString(token) + ", async_insert = 0 VALUES ")
 	// Sources, stages and reasons are few: each is quoted once.
 	quoted := map[string]string{}
 	quote := func(v string) string {

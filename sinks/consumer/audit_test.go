@@ -457,3 +457,31 @@ func TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch(t *testing.T) {
 		})
 	}
 }
+
+// TestRetriedAuditInsertIsStoredOnce: the same audit rows written twice
+// with their token (a retry whose first answer was lost) are one insert,
+// through either sink, even before a merge (no FINAL).
+func TestRetriedAuditInsertIsStoredOnce(t *testing.T) {
+	rows := []audit.Row{{Window: time.Date(2026, 12, 1, 10, 1, 0, 0, time.UTC), Source: "web", Stage: audit.Accepted, RecordID: "r1/accepted/", N: 50}}
+	for _, sk := range sinks {
+		t.Run(sk.name, func(t *testing.T) {
+			e := newEnv(t)
+			if err := e.conn.Exec(context.Background(), "SYSTEM STOP MERGES "+e.db+".pipeline_audit"); err != nil {
+				t.Fatal(err)
+			}
+			as := sk.new(e, t).(AuditSink)
+			for range 2 {
+				if err := as.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var n uint64
+			if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM "+e.db+".pipeline_audit").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Fatalf("%d rows without FINAL after a retried insert, want 1", n)
+			}
+		})
+	}
+}

@@ -238,9 +238,14 @@ func insertStatement(table string) string {
 //     insert time (it cost 4.5x the rest of the insert). Copies of an
 //     event never reach the table: the consumer's window drops resends
 //     (window.go) and the stored offsets drop redeliveries; merges remain
-//     the last line.
+//     the last line;
+//   - async_insert = 0: stated, not left to the default. ClickHouse 26.5
+//     (this chdb build) defaults to async_insert = 1 with
+//     async_insert_deduplicate = 0, where a buffered insert's token would
+//     not count; TestRetriedAuditInsertIsStoredOnce found these inserts
+//     deduplicated on 2026-12-01 with or without the setting.
 func insertSettings(token string) [][2]string {
-	return [][2]string{{"insert_deduplication_token", token}, {"optimize_on_insert", "0"}}
+	return [][2]string{{"insert_deduplication_token", token}, {"optimize_on_insert", "0"}, {"async_insert", "0"}}
 }
 
 func highWaterSQL(table string) string {
