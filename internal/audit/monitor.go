@@ -25,7 +25,7 @@ import (
 // the grace are over), and kept: each refresh groups only the event_ids
 // of the minutes that closed since the last one, so its cost follows the
 // ingest rate, not the span (grouping the whole span every minute took
-// ten minutes of ids at 50,000 events/s, and ingest shed load beside it).
+// ten minutes of ids at 50,000 events/s, on the cores the inserts use).
 // A copy that arrives after its first copy's window was counted is not in
 // the metrics; `telemetry audit` counts every copy in its span.
 type Monitor struct {
