@@ -503,15 +503,20 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	// Native blocks; otherwise over clickhouse-go to the server.
 	var sink consumer.Sink = consumer.NewClickHouseSink(p.conn, p.cfg.ClickHouse.Database)
 	if p.engine != nil {
-		// A connection of the consumer's own: its inserts run beside the
+		// Connections of the consumer's own: its inserts run beside the
 		// queries of the engine's HTTP interface instead of queueing
-		// behind them.
-		sess, err := p.engine.OpenSession()
-		if err != nil {
-			return errors.Join(fmt.Errorf("opening the consumer's engine connection: %w", err), src.Close(), dlq.Close())
+		// behind them, and its own questions (stored offsets, audit rows)
+		// beside its inserts.
+		var conns [2]*chdb.Session
+		for i, name := range []string{"consumer's engine connection", "consumer's engine query connection"} {
+			sess, err := p.engine.OpenSession()
+			if err != nil {
+				return errors.Join(fmt.Errorf("opening the %s: %w", name, err), src.Close(), dlq.Close())
+			}
+			p.started(name, closer(sess.Close))
+			conns[i] = sess
 		}
-		p.started("consumer's engine connection", closer(sess.Close))
-		sink = consumer.NewEngineSink(sess, p.engine.Path(), p.cfg.ClickHouse.Database)
+		sink = consumer.NewEngineSink(conns[0], conns[1], p.engine.Path(), p.cfg.ClickHouse.Database)
 	}
 	if p.consumer, err = consumer.New(p.cfg.Consumer, src, dlq, sink, p.log); err != nil {
 		return errors.Join(err, src.Close(), dlq.Close())

@@ -195,7 +195,7 @@ func TestPartsStopInReverseOrder(t *testing.T) {
 		names = append(names, pt.name)
 	}
 	want := []string{"clickhouse engine", "clickhouse http interface", "clickhouse connection", "dashboards' clickhouse connection", "privacy registries and admin API", "audit monitor",
-		"local log", "dead-letter log", "consumer's engine connection", "consumer", "prompt corpus job", "dashboards", "ingest"}
+		"local log", "dead-letter log", "consumer's engine connection", "consumer's engine query connection", "consumer", "prompt corpus job", "dashboards", "ingest"}
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Fatalf("started %q, want %q", names, want)
 	}

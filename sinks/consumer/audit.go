@@ -229,7 +229,7 @@ func (s *ClickHouseSink) auditTable() string {
 func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
 	table := strings.TrimSuffix(s.table, ".events") + ".pipeline_audit"
 	sql := auditInsertSQL(table, token, rows)
-	if _, err := s.engine.Exec(ctx, chdb.Request{SQL: sql}); err != nil {
+	if _, err := s.queries.Exec(ctx, chdb.Request{SQL: sql}); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", len(rows), table, err)
 	}
 	return nil

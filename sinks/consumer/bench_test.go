@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +46,9 @@ import (
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x
 // (BENCH_ROWS sets the row count, default 2,000,000; BENCH_BATCH_ROWS
 // consumer.batch_rows, default its default; BENCH_PATHS a comma-separated
-// subset of limit,kafka,log,http, default all, e.g. to profile one).
+// subset of limit,kafka,log,http, default all, e.g. to profile one;
+// BENCH_CPUPROFILE a file prefix for a CPU profile of each measured
+// consumer, its window only).
 func BenchmarkSink(b *testing.B) {
 	n := 2_000_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
@@ -142,9 +145,11 @@ func measureConsumer(b *testing.B, e *env, n int, start func(*env) *Consumer) re
 	for first = fresh.count(b, "SELECT count() FROM {t}"); first == 0; first = fresh.count(b, "SELECT count() FROM {t}") {
 		time.Sleep(20 * time.Millisecond)
 	}
+	stop := profile(b, fresh.cfg.GroupID)
 	r := measure(b, "sustained, first rows visible to last", n-int(first), func() {
 		fresh.waitCount(b, "SELECT count() FROM {t}", uint64(n), 10*time.Minute)
 	})
+	stop()
 	if err := shutdown(c); err != nil {
 		b.Fatal(err)
 	}
@@ -153,6 +158,26 @@ func measureConsumer(b *testing.B, e *env, n int, start func(*env) *Consumer) re
 	}
 	dropDatabase(b, &fresh)
 	return r
+}
+
+// profile starts a CPU profile of the measured window when
+// BENCH_CPUPROFILE names a file prefix (the file is the prefix, "-" and
+// name), so that a path's profile holds its measurement only, not the
+// topic's and the log's filling; it returns the function that stops it.
+func profile(b *testing.B, name string) (stop func()) {
+	b.Helper()
+	prefix := os.Getenv("BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // dropDatabase drops e's database once a path is measured, so that its
@@ -178,7 +203,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 	sink := engineSink(b, fresh.db)
 	var tokens, paths []string
 	for lo := 0; lo < len(values); lo += e.cfg.BatchRows {
-		batch := &Batch{cols: newColumns(), Token: fmt.Sprint("limit-", lo)}
+		batch := &Batch{cols: newColumns(true), Token: fmt.Sprint("limit-", lo)}
 		for i, v := range values[lo:min(lo+e.cfg.BatchRows, len(values))] {
 			r, err := decode(bus.Message{Value: v, Topic: "limit", Offset: int64(lo + i)})
 			if err != nil {
@@ -188,7 +213,10 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 				col.add(&r)
 			}
 		}
-		path, err := sink.keep(batch.Token, batch.WriteNative, nil)
+		if err := sink.Prepare(batch); err != nil {
+			b.Fatal(err)
+		}
+		path, err := sink.keep(batch.Token, batch.block, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -344,7 +372,7 @@ func BenchmarkRowPath(b *testing.B) {
 	}
 	b.ResetTimer()
 	for n := 0; n < b.N; n += batch {
-		bt := &Batch{cols: newColumns(), Token: "bench"}
+		bt := &Batch{cols: newColumns(true), Token: "bench"}
 		for _, col := range bt.cols {
 			col.reserve(batch) // as newBatch does
 		}

@@ -90,12 +90,12 @@ type Consumer struct {
 	// filter, when set (SetFilter), drops events before insert; see filter.go.
 	filter              Filter
 	filtered, corrected metric.Int64Counter
-	// filtering is held from a batch's filter to the end of its insert;
-	// Barrier waits for it (see filter.go).
-	filtering chan struct{}
+	// flights are the batches between their filter and the end of their
+	// insert; Barrier waits for them (see filter.go).
+	flights flights
 
 	// win remembers the event ids stored recently (window.go); only the
-	// flusher uses it.
+	// flusher's prepare stage uses it.
 	win *window
 
 	// audit, when set (SetAudit), stores ingest's audit records and the
@@ -130,8 +130,8 @@ func New(cfg Config, src bus.Source, dlq bus.DeadLetters, sink Sink, log *slog.L
 		return nil, fmt.Errorf("creating consumer metrics: %w", err)
 	}
 	c := &Consumer{cfg: cfg, r: src, dlq: dlq, sink: sink, log: log.With("component", "consumer"), m: m,
-		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer"), filtering: make(chan struct{}, 1),
-		win: newWindow(cfg.DedupWindow, cfg.DedupMaxIDs)}
+		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer"),
+		win:    newWindow(cfg.DedupWindow, cfg.DedupMaxIDs)}
 	return c, nil
 }
 
@@ -233,15 +233,20 @@ type pending struct {
 	msgs    []bus.Message
 	events  int // msgs that are events (not audit records): what batch_rows counts
 	records []record
-	bad     []bus.Message // dead letters, with the error header set
-	bytes   int
-	first   time.Time
-	audit   batchAudit // what the batch counts (audit.go)
+	// cols are the records' rows, added as each is decoded (its message
+	// is then in the CPU's cache): newBatch takes them when it keeps
+	// every record. Nil until the first record.
+	cols  []column
+	bad   []bus.Message // dead letters, with the error header set
+	bytes int
+	first time.Time
+	audit batchAudit // what the batch counts (audit.go)
 }
 
-// run batches messages and hands each batch to the flusher, which inserts
-// and commits it while the next batch is assembled. Batches are handed
-// over, inserted and committed strictly in order. A batch is ready at
+// run batches messages and hands each batch to the flusher (flushAll),
+// which prepares, inserts and commits it while the next batch is
+// assembled. Batches are handed over, inserted and committed strictly in
+// order. A batch is ready at
 // batch_rows messages, batch_bytes or batch_interval after its first
 // message; while the flusher is busy, a ready batch keeps growing up to
 // batch_rows. On shutdown the batch in progress is flushed last.
@@ -251,20 +256,7 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 	flusherDone := make(chan struct{})
 	go func() {
 		defer close(flusherDone)
-		if err := c.recoverInserts(); err != nil {
-			failed <- err
-			for range batches {
-			}
-			return
-		}
-		for p := range batches {
-			if err := c.flush(p); err != nil {
-				failed <- err
-				for range batches { // drain: the batcher is returning
-				}
-				return
-			}
-		}
+		c.flushAll(batches, failed)
 	}()
 	finish := func(p *pending, err error) error {
 		if err == nil && len(p.msgs) > 0 {
@@ -372,6 +364,22 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 		c.finishDevice(&r)
 	}
 	p.records = append(p.records, r)
+	if p.cols == nil {
+		p.cols = newColumns(c.native())
+		for _, col := range p.cols {
+			col.reserve(cap(p.records))
+		}
+	}
+	for _, col := range p.cols {
+		col.add(&r)
+	}
+}
+
+// native reports whether batches are written as Native blocks (the
+// engine's sink): their string columns then encode as they are added.
+func (c *Consumer) native() bool {
+	_, ok := c.sink.(preparingSink)
+	return ok
 }
 
 // deadLetter adds m to p's dead letters, with headers saying why and
@@ -404,41 +412,172 @@ func (c *Consumer) finishDevice(r *record) {
 	r.e.Context.UserAgent = ""
 }
 
-// flush stores p: records not yet in the sink are inserted, dead letters
-// written, and only then are the offsets committed. Each step retries with
-// backoff until it succeeds or the consumer is cancelled; p is reset only
-// after the commit.
-func (c *Consumer) flush(p *pending) error {
-	if len(p.msgs) == 0 {
-		return nil
+// flushAll stores the batches from batches in order, in two stages that
+// overlap: prepare (filter, dedup, build the columns, start the audit
+// insert, have the sink encode the block) runs for a batch while the
+// previous one is stored (insert, dead letters, commit). Both are serial
+// per stage, so batches are inserted and committed strictly in order. On
+// the first error (sent to failed) the stages stop and drain batches;
+// what was prepared and not stored is abandoned: nothing of it is
+// committed, so it is redelivered.
+func (c *Consumer) flushAll(batches <-chan *pending, failed chan<- error) {
+	fail := func(err error) {
+		select {
+		case failed <- err:
+		default: // the first error is what the batcher reports
+		}
 	}
-	ctx, span := c.batchSpan(p.msgs)
-	defer span.End()
-	c.m.batchBytes.Record(ctx, int64(p.bytes))
-	c.filtering <- struct{}{} // until the insert: see Barrier
-	inserted := false
-	defer func() {
-		if !inserted {
-			<-c.filtering
+	if err := c.recoverInserts(); err != nil {
+		fail(err)
+		for range batches {
+		}
+		return
+	}
+	prepared := make(chan *preparedBatch) // unbuffered: one prepared while the previous is stored
+	storeFailed := make(chan struct{})
+	storeDone := make(chan struct{})
+	go func() {
+		defer close(storeDone)
+		var err error
+		for pb := range prepared {
+			if err == nil {
+				if err = c.store(pb); err != nil {
+					fail(err)
+					close(storeFailed)
+				}
+			}
+			if err != nil {
+				c.abandon(pb)
+			}
 		}
 	}()
-	records := c.applyFilter(p.records, &p.audit) // privacy: drop deleted subjects (filter.go)
-	var b *Batch
+	defer func() {
+		close(prepared)
+		<-storeDone
+	}()
+	for p := range batches {
+		pb, err := c.prepare(p)
+		if err == nil && pb != nil {
+			select {
+			case prepared <- pb:
+				continue
+			case <-storeFailed:
+				c.abandon(pb)
+			}
+		}
+		if err != nil {
+			fail(err)
+		}
+		for range batches { // drain: the batcher is returning
+		}
+		return
+	}
+}
+
+// preparedBatch is a batch between its two stages (flushAll).
+type preparedBatch struct {
+	p    *pending
+	b    *Batch
+	ctx  context.Context
+	span trace.Span
+	// flight is the batch's ticket from before its filter to the end of
+	// its insert (Barrier).
+	flight uint64
+	// auditStored waits for the batch's audit insert (startAudit).
+	auditStored func() error
+	// messages is how many messages the batch read.
+	messages int
+}
+
+// commitPoints returns, of msgs, the last message of each topic's
+// partition, without its key, value and headers: what a bus.Source's
+// Commit takes to commit them all (it commits up to the largest offset of
+// each partition). A batch holds on to it, not to every message's bytes,
+// from its preparation to its commit.
+func commitPoints(msgs []bus.Message) []bus.Message {
+	last := map[position]int{}
+	var out []bus.Message
+	for _, m := range msgs {
+		pos := position{m.Topic, m.Partition}
+		i, ok := last[pos]
+		if !ok {
+			last[pos] = len(out)
+			out = append(out, bus.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+			continue
+		}
+		out[i].Offset = max(out[i].Offset, m.Offset)
+	}
+	return out
+}
+
+// prepare is flushAll's first stage for p: the filter, the batch's rows
+// (newBatch), its audit insert started and, where the sink can
+// (preparingSink), its block encoded. It returns nil for an empty batch.
+func (c *Consumer) prepare(p *pending) (*preparedBatch, error) {
+	if len(p.msgs) == 0 {
+		return nil, nil
+	}
+	ctx, span := c.batchSpan(p.msgs)
+	c.m.batchBytes.Record(ctx, int64(p.bytes))
+	pb := &preparedBatch{p: p, ctx: ctx, span: span, flight: c.flights.begin()}
+	records, changed := c.applyFilter(p.records, &p.audit) // privacy: drop deleted subjects (filter.go)
+	cols := p.cols
+	if changed {
+		cols = nil // the rows differ from the messages': built anew
+	}
 	if err := c.retry("read stored offsets", func() error {
 		var err error
-		b, err = c.newBatch(records)
+		pb.b, err = c.newBatch(records, cols)
 		return err
 	}); err != nil {
-		return err
+		c.abandon(pb)
+		return nil, err
 	}
+	b := pb.b
 	if c.audit {
 		for _, r := range b.resent {
 			p.audit.message(r.e.ReceivedAt, r.e.Source, audit.Deduplicated, "", r.topic, r.partition, r.offset)
 		}
 	}
-	auditStored := c.startAudit(p)
-	defer auditStored() // owns the audit insert's goroutine: flush never returns before it
-	b.ready = auditStored
+	// The rows are in b's columns: the records are not needed past here,
+	// and of the messages only what the commit needs.
+	pb.messages = len(p.msgs)
+	p.records, p.cols, b.resent, p.msgs = nil, nil, nil, commitPoints(p.msgs)
+	pb.auditStored = c.startAudit(p)
+	b.ready = pb.auditStored
+	// The window holds b's ids from here on (newBatch added them): the
+	// next batch, prepared while b is inserted, is checked against them.
+	c.windowStored(b)
+	if ps, ok := c.sink.(preparingSink); ok && b.Rows() > 0 {
+		if err := c.retry("encode the batch", func() error { return ps.Prepare(b) }); err != nil {
+			c.abandon(pb)
+			return nil, err
+		}
+	}
+	return pb, nil
+}
+
+// abandon ends a prepared batch that will not be stored: its flight
+// ends, its audit insert is waited for and the sink drops what it
+// prepared. Its messages are not committed, so they are redelivered.
+func (c *Consumer) abandon(pb *preparedBatch) {
+	if pb.auditStored != nil {
+		pb.auditStored() // owns the audit insert's goroutine
+	}
+	if ps, ok := c.sink.(preparingSink); ok && pb.b != nil {
+		ps.Discard(pb.b)
+	}
+	c.flights.end(pb.flight)
+	pb.span.End()
+}
+
+// store is flushAll's second stage: pb's rows inserted (after its audit
+// rows), its dead letters written, and only then are the offsets
+// committed. Each step retries with backoff until it succeeds or the
+// consumer is cancelled. A batch that fails here is abandoned by the
+// caller.
+func (c *Consumer) store(pb *preparedBatch) error {
+	p, b, ctx, span := pb.p, pb.b, pb.ctx, pb.span
 	if b.Rows() > 0 {
 		if err := c.retry("insert", func() error {
 			start := time.Now()
@@ -454,12 +593,10 @@ func (c *Consumer) flush(p *pending) error {
 		c.m.batchRows.Record(ctx, int64(b.Rows()))
 		c.m.rowsInserted.Add(ctx, int64(b.Rows()))
 	}
-	if err := auditStored(); err != nil { // before the commit, with or without rows inserted
+	if err := pb.auditStored(); err != nil { // before the commit, with or without rows inserted
 		return err
 	}
-	inserted = true
-	<-c.filtering
-	c.windowStored(b)
+	c.flights.end(pb.flight)
 	if b.skipped > 0 {
 		c.m.rowsSkipped.Add(ctx, int64(b.skipped))
 		c.log.Info("skipped redelivered messages already stored", "count", b.skipped)
@@ -482,9 +619,10 @@ func (c *Consumer) flush(p *pending) error {
 			c.log.Warn("forgetting a committed batch", "err", err)
 		}
 	}
-	span.SetAttributes(attribute.Int("telemetry.batch.messages", len(p.msgs)), attribute.Int("telemetry.batch.rows", b.Rows()),
+	span.SetAttributes(attribute.Int("telemetry.batch.messages", pb.messages), attribute.Int("telemetry.batch.rows", b.Rows()),
 		attribute.Int("telemetry.batch.dead_letters", len(p.bad)))
-	c.log.DebugContext(ctx, "batch stored", "messages", len(p.msgs), "rows", b.Rows(), "dead_letters", len(p.bad), "age", time.Since(p.first))
+	c.log.DebugContext(ctx, "batch stored", "messages", pb.messages, "rows", b.Rows(), "dead_letters", len(p.bad), "age", time.Since(p.first))
+	span.End()
 	*p = pending{}
 	return nil
 }
@@ -536,8 +674,9 @@ type position struct {
 // offsets are asked of each record's own topic, as the insert writes it:
 // a batch may mix sources (a local log and Kafka share one table, and so
 // do several all-in-one instances), and one source's offsets say nothing
-// about another's.
-func (c *Consumer) newBatch(records []record) (*Batch, error) {
+// about another's. cols, when set, are the rows of every record, in order
+// (pending.cols): the batch takes them when it keeps every record.
+func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
 	ranges := map[position][2]int64{}
 	parts := map[string][]int{} // topic -> partitions, in first-seen order
 	var topics []string
@@ -554,12 +693,10 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 		rg[0], rg[1] = min(rg[0], r.offset), max(rg[1], r.offset)
 		ranges[pos] = rg
 	}
-	b := &Batch{cols: newColumns()}
+	b := &Batch{}
 	if len(records) == 0 {
+		b.cols = newColumns(c.native())
 		return b, nil
-	}
-	for _, col := range b.cols {
-		col.reserve(len(records))
 	}
 	stored := make(map[position]int64, len(ranges))
 	for _, topic := range topics {
@@ -577,19 +714,46 @@ func (c *Consumer) newBatch(records []record) (*Batch, error) {
 		}
 	}
 	resends := 0
+	var kept []int // the records kept, once one is left out (nil while all are)
 	for i := range records {
 		r := &records[i]
+		keep := true
 		if hw, ok := stored[position{r.topic, r.partition}]; ok && r.offset <= hw {
-			continue
-		}
-		if storedAt, ok := c.win.get(r.id); ok && !c.storedCopyDeleted(r, storedAt) {
+			keep = false
+		} else if storedAt, ok := c.win.get(r.id); ok && !c.storedCopyDeleted(r, storedAt) {
 			resends++
 			b.resent = append(b.resent, r)
-			continue
+			keep = false
+		} else {
+			c.win.add(r.id, r.e.ReceivedAt)
 		}
-		c.win.add(r.id, r.e.ReceivedAt)
+		switch {
+		case !keep && kept == nil:
+			kept = make([]int, i, len(records))
+			for j := range kept {
+				kept[j] = j
+			}
+		case keep && kept != nil:
+			kept = append(kept, i)
+		}
+	}
+	if kept == nil && cols != nil && cols[0].len() == len(records) {
+		b.cols = cols
+	} else {
+		if kept == nil {
+			kept = make([]int, len(records))
+			for i := range kept {
+				kept[i] = i
+			}
+		}
+		b.cols = newColumns(c.native())
 		for _, col := range b.cols {
-			col.add(r)
+			col.reserve(len(kept))
+		}
+		for _, i := range kept {
+			for _, col := range b.cols {
+				col.add(&records[i])
+			}
 		}
 	}
 	if resends > 0 {
@@ -627,6 +791,16 @@ type recoveringSink interface {
 	Recover(ctx context.Context) (int, error)
 }
 
+// preparingSink is a Sink that does a batch's costly preparation (the
+// engine's: encoding its Native block) apart from WriteBatch, so that the
+// consumer prepares the next batch while the previous one is inserted.
+type preparingSink interface {
+	// Prepare does b's preparation; WriteBatch then uses it.
+	Prepare(b *Batch) error
+	// Discard drops what Prepare made for a batch that is not written.
+	Discard(b *Batch)
+}
+
 // committedSink is a Sink told when a batch's position is committed.
 type committedSink interface {
 	Committed(b *Batch) error
@@ -642,8 +816,7 @@ func (c *Consumer) recoverInserts() error {
 	// A deletion's Barrier waits for the recovery as for a batch in
 	// flight: the blocks hold events received before any deletion that
 	// comes now, which must find them stored.
-	c.filtering <- struct{}{}
-	defer func() { <-c.filtering }()
+	defer c.flights.end(c.flights.begin())
 	return c.retry("complete unfinished inserts", func() error {
 		n, err := s.Recover(c.ctx)
 		if n > 0 {

@@ -33,8 +33,13 @@ type Engine interface {
 // them: the all-in-one `telemetry serve` uses it. It asks the same
 // questions as ClickHouseSink, in the same SQL.
 type EngineSink struct {
-	engine Engine
-	table  string
+	// inserts runs the events inserts; queries runs the rest (stored
+	// offsets and ids, audit rows), on a connection of its own: a
+	// connection runs one statement at a time, and the consumer prepares
+	// the next batch, asking its stored offsets, while the engine inserts
+	// the previous one.
+	inserts, queries Engine
+	table            string
 	// dataDir is the engine's data directory; batches' blocks are kept
 	// under it.
 	dataDir string
@@ -42,10 +47,33 @@ type EngineSink struct {
 	mu sync.Mutex // one insert or recovery at a time
 }
 
-// NewEngineSink writes to database.events through engine, whose data
-// directory is dataDir.
-func NewEngineSink(engine Engine, dataDir, database string) *EngineSink {
-	return &EngineSink{engine: engine, dataDir: dataDir, table: database + ".events"}
+// NewEngineSink writes to database.events through inserts and asks its
+// questions through queries (two connections, e.g. chdb.Sessions; the
+// same one serialises them), on the engine whose data directory is
+// dataDir.
+func NewEngineSink(inserts, queries Engine, dataDir, database string) *EngineSink {
+	return &EngineSink{inserts: inserts, queries: queries, dataDir: dataDir, table: database + ".events"}
+}
+
+// Prepare encodes b's Native block into a temporary file beside the kept
+// blocks, for WriteBatch: the consumer prepares the next batch so while
+// the engine inserts the previous one.
+func (s *EngineSink) Prepare(b *Batch) error {
+	path, err := s.encode(b.WriteNative)
+	if err != nil {
+		return err
+	}
+	b.block = path
+	return nil
+}
+
+// Discard removes the block Prepare encoded for a batch that is not
+// written (a block already kept stays: Recover inserts it).
+func (s *EngineSink) Discard(b *Batch) {
+	if b.block != "" {
+		os.Remove(b.block)
+		b.block = ""
+	}
 }
 
 // WriteBatch inserts b with its deduplication token; the engine has
@@ -54,7 +82,14 @@ func NewEngineSink(engine Engine, dataDir, database string) *EngineSink {
 func (s *EngineSink) WriteBatch(ctx context.Context, b *Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path, err := s.keep(b.Token, b.WriteNative, b.waitReady)
+	if b.block == "" {
+		if err := s.Prepare(b); err != nil {
+			return err
+		}
+	}
+	tmp := b.block
+	b.block = "" // keep takes it, kept or removed: a retry encodes anew
+	path, err := s.keep(b.Token, tmp, b.waitReady)
 	if err != nil {
 		return err
 	}
@@ -93,6 +128,14 @@ func (s *EngineSink) Recover(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("listing unfinished batches: %w", err)
 	}
+	// Blocks encoded and never kept: their batches were never inserted,
+	// and they come again from the bus.
+	unkept, _ := filepath.Glob(filepath.Join(s.dir(), "writing-*.native"))
+	for _, path := range unkept {
+		if err := os.Remove(path); err != nil {
+			return 0, fmt.Errorf("removing a block never kept: %w", err)
+		}
+	}
 	for _, path := range paths {
 		token := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "pending-"), ".native")
 		if err := s.insert(ctx, token, path); err != nil {
@@ -115,18 +158,15 @@ func (s *EngineSink) pendingPath(token string) string {
 	return filepath.Join(s.dir(), "pending-"+token+".native")
 }
 
-// keep writes the batch's block with write to its pending file, whole or
-// not at all (a temporary file renamed), and returns its path. ready, when
-// set, is waited for before the rename: a kept block is as good as stored
-// (Recover inserts it), so nothing that must precede the rows
-// (Batch.ready) may come after it.
-func (s *EngineSink) keep(token string, write func(io.Writer) error, ready func() error) (string, error) {
+// encode writes a block with write to a new temporary file under dir()
+// and returns its path.
+func (s *EngineSink) encode(write func(io.Writer) error) (string, error) {
 	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
 		return "", fmt.Errorf("creating %s: %w", s.dir(), err)
 	}
 	f, err := os.CreateTemp(s.dir(), "writing-*.native")
 	if err != nil {
-		return "", fmt.Errorf("keeping the batch's block: %w", err)
+		return "", fmt.Errorf("encoding the batch's block: %w", err)
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	if err = write(w); err == nil {
@@ -135,19 +175,32 @@ func (s *EngineSink) keep(token string, write func(io.Writer) error, ready func(
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && ready != nil {
-		if err = ready(); err != nil {
-			os.Remove(f.Name())
-			return "", err
-		}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("encoding the batch's block: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// keep makes the encoded block in tmp the batch's pending block, renamed
+// whole, and returns its path; tmp is gone either way. ready, when set,
+// is waited for before the rename: a kept block is as good as stored
+// (Recover inserts it), so nothing that must precede the rows
+// (Batch.ready) may come after it.
+func (s *EngineSink) keep(token, tmp string, ready func() error) (string, error) {
+	var err error
+	if ready != nil {
+		err = ready()
 	}
 	path := s.pendingPath(token)
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		if err = os.Rename(tmp, path); err != nil {
+			err = fmt.Errorf("keeping the batch's block: %w", err)
+		}
 	}
 	if err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("keeping the batch's block: %w", err)
+		os.Remove(tmp)
+		return "", err
 	}
 	return path, nil
 }
@@ -166,7 +219,7 @@ func (s *EngineSink) insert(ctx context.Context, token, path string) error {
 		sql.WriteString(kv[0] + " = " + chdb.QuoteString(kv[1]))
 	}
 	sql.WriteString(" FORMAT Native")
-	_, err := s.engine.Exec(ctx, chdb.Request{SQL: sql.String()})
+	_, err := s.inserts.Exec(ctx, chdb.Request{SQL: sql.String()})
 	return err
 }
 
@@ -214,7 +267,7 @@ func (s *EngineSink) query(ctx context.Context, sql string, params map[string]st
 	for k, v := range params {
 		req.Params = append(req.Params, chdb.Param{Name: k, Value: v})
 	}
-	res, err := s.engine.Exec(ctx, req)
+	res, err := s.queries.Exec(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -54,10 +55,11 @@ func (c *Consumer) SetFilter(f Filter) error {
 }
 
 // applyFilter returns the records the filter keeps, corrected (records
-// itself when there is no filter), counting the others in a.
-func (c *Consumer) applyFilter(records []record, a *batchAudit) []record {
+// itself when there is no filter), counting the others in a, and whether
+// it dropped or corrected any.
+func (c *Consumer) applyFilter(records []record, a *batchAudit) ([]record, bool) {
 	if c.filter == nil || len(records) == 0 {
-		return records
+		return records, false
 	}
 	kept := make([]record, 0, len(records))
 	corrected := 0
@@ -82,7 +84,7 @@ func (c *Consumer) applyFilter(records []record, a *batchAudit) []record {
 		c.corrected.Add(context.Background(), int64(corrected))
 		c.log.Info("corrected events of data subjects", "count", corrected)
 	}
-	return kept
+	return kept, len(kept) < len(records) || corrected > 0
 }
 
 // storedCopyDeleted reports whether the copy of r's event stored at
@@ -103,11 +105,83 @@ func (c *Consumer) storedCopyDeleted(r *record, storedAt time.Time) bool {
 // deleting rows: a batch filtered just before the tombstone could
 // otherwise insert the subject's events after the deletion ran.
 func (c *Consumer) Barrier(ctx context.Context) error {
-	select {
-	case c.filtering <- struct{}{}:
-		<-c.filtering
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the consumer's batch in flight: %w", ctx.Err())
+	if err := c.flights.wait(ctx); err != nil {
+		return fmt.Errorf("waiting for the consumer's batches in flight: %w", err)
+	}
+	return nil
+}
+
+// flights tracks the batches between their filter and the end of their
+// insert (or their abandonment), each by a ticket in the order they began.
+// The zero value is ready to use.
+type flights struct {
+	mu      sync.Mutex
+	next    uint64
+	open    map[uint64]struct{}
+	changed chan struct{} // closed and replaced when a flight ends
+}
+
+// begin starts a flight and returns its ticket, for end.
+func (f *flights) begin() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.open == nil {
+		f.open, f.changed = map[uint64]struct{}{}, make(chan struct{})
+	}
+	t := f.next
+	f.next++
+	f.open[t] = struct{}{}
+	return t
+}
+
+// end ends the flight of ticket t; ending it again does nothing.
+func (f *flights) end(t uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.open[t]; !ok {
+		return
+	}
+	delete(f.open, t)
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// wait returns once every flight begun before the call has ended, or when
+// ctx ends.
+func (f *flights) wait(ctx context.Context) error {
+	return f.waitFor(ctx, f.mark())
+}
+
+// mark returns the bound of the flights begun so far, for waitFor.
+func (f *flights) mark() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.next
+}
+
+// waitFor returns once every flight begun before mark (mark's result) has
+// ended, or when ctx ends.
+func (f *flights) waitFor(ctx context.Context, target uint64) error {
+	f.mu.Lock()
+	for {
+		waiting := false
+		for t := range f.open {
+			if t < target {
+				waiting = true
+				break
+			}
+		}
+		if !waiting {
+			f.mu.Unlock()
+			return nil
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		f.mu.Lock()
 	}
 }

@@ -101,11 +101,21 @@ var sinks = []struct {
 	}},
 }
 
-// engineSink writes to database db of the test engine, in process.
+// engineSink writes to database db of the test engine, in process, on
+// two connections of its own, as `telemetry serve` does.
 func engineSink(t testing.TB, db string) *EngineSink {
 	t.Helper()
 	engine := testenv.Engine(t)
-	return NewEngineSink(engine, engine.Path(), db)
+	var conns [2]Engine
+	for i := range conns {
+		sess, err := engine.OpenSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sess.Close() })
+		conns[i] = sess
+	}
+	return NewEngineSink(conns[0], conns[1], engine.Path(), db)
 }
 
 // startSink runs a consumer of e's topic writing to sink.
