@@ -17,10 +17,10 @@
 #      freshness, RSS, acknowledged against stored)
 #   7. the same beside a dashboard query every second (BENCH_QUERY_RATE,
 #      BENCH_QUERY_SECONDS, BENCH_QUERY_PREFILL, BENCH_QUERY_PANEL)
-#   8. the completeness audit's cost: ingest -> Kafka at full speed with
-#      audit.enabled false beside the same runs with it on (section 3
-#      runs with the default, on), and BenchmarkAuditCost (the consumer
-#      from the local log, audit off and on, and each half of the cost)
+#   8. the completeness audit's cost: ingest -> Kafka at full speed, batches
+#      and beacons, audit.enabled false and true in two processes with
+#      alternating runs, and BenchmarkAuditCost (the consumer from the
+#      local log, audit off and on alternating, and each half of the cost)
 #   9. scale out on a private three-broker cluster (TestClusterScaling, as
 #      make bench-cluster): ingest with 1 and 2 processes beside the
 #      broker's own producer against the cluster, consumers with 1 to 3
@@ -105,15 +105,32 @@ run --mode batch --batch 50 --concurrency "$conc" --unique-ua --seed 77 >"$work/
 rss_flood=$(rss)
 kill $pid; wait $pid 2>/dev/null || true
 
-echo "== 8a. ingest -> Kafka with the audit off (audit.enabled=false), beside section 3's full-speed runs" >&2
-./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
-  --set data_dir="$work/data-noaudit" --set ingest.max_inflight=1024 --set ingest.rate_limit_per_key.rate=0 --set audit.enabled=false \
-  --listen 127.0.0.1:18080 2>>"$work/serve.log" &
-pid=$!
-for _ in $(seq 150); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
-./bin/telemetry loadgen --url http://127.0.0.1:18080 --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
-for i in 1 2 3; do run --mode batch --batch 50 --concurrency "$conc" >"$work/noaudit-$i.json"; done
-kill $pid; wait $pid 2>/dev/null || true
+echo "== 8a. ingest -> Kafka, the audit off (audit.enabled=false) and on, alternating runs" >&2
+# Two fresh processes side by side, one per setting, and the runs alternate
+# between them (on, off, on, off, ...): a broker or disk hiccup, or the
+# broker's log growing over the run, lands on both alike.
+start_ingest() { # port data audit
+	./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
+	  --set data_dir="$work/$2" --set ingest.max_inflight=1024 --set ingest.rate_limit_per_key.rate=0 --set audit.enabled="$3" \
+	  --listen 127.0.0.1:"$1" 2>>"$work/serve.log" &
+	echo $!
+}
+on_pid=$(start_ingest 18081 data-audit true)
+off_pid=$(start_ingest 18082 data-noaudit false)
+pid="$on_pid $off_pid"
+for port in 18081 18082; do
+	for _ in $(seq 150); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.2; done
+	./bin/telemetry loadgen --url http://127.0.0.1:$port --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
+done
+ab() { ./bin/telemetry loadgen --url "http://127.0.0.1:$1" --json --duration "${secs}s" "${@:2}" 2>/dev/null; }
+for i in 1 2 3; do
+	ab 18081 --mode batch --batch 50 --concurrency "$conc" >"$work/audit-$i.json"
+	ab 18082 --mode batch --batch 50 --concurrency "$conc" >"$work/noaudit-$i.json"
+	ab 18081 --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/audit-beacon-$i.json"
+	ab 18082 --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/noaudit-beacon-$i.json"
+done
+kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
+pid=
 
 over_inflight=32
 echo "== 3b. overload: 8x the senders, max_inflight $over_inflight" >&2

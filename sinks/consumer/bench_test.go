@@ -407,12 +407,12 @@ func BenchmarkRowPath(b *testing.B) {
 // off's rate: the machine is shared, and the best run is the one least
 // disturbed. Each run's figures and the engine's inserts and merges during
 // it go to stderr (a run whose parts differ merges differently, which
-// shows there). BENCH_ROWS sets the rows (default 300,000);
+// shows there). BENCH_ROWS sets the rows (default 1,000,000);
 // BENCH_AUDIT_WAYS a comma-separated subset of the ways, default all (e.g.
 // to profile one).
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x
 func BenchmarkAuditCost(b *testing.B) {
-	n := 300_000
+	n := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROWS")); err == nil && v > 0 {
 		n = v
 	}
@@ -422,14 +422,12 @@ func BenchmarkAuditCost(b *testing.B) {
 	}
 	e := newEnv(b)
 	e.cfg.BatchInterval = DefaultConfig().BatchInterval
-	// Batches of 50,000 events, six inserts either way (batch_rows counts
-	// events, not the audit records between them; when it counted
-	// messages, the "on" log's 2% more made a seventh, short insert, which
-	// at 100,000 per batch waited out batch_interval: 44% "cost" in a
-	// 2026-12-01 run). Twice the batches of the default count the
-	// per-batch audit insert twice as often: the figure errs on the high
-	// side.
-	e.cfg.BatchRows = 50_000
+	// The default batch size (batch_rows counts events, not the audit
+	// records between them: when it counted messages, the "on" log's 2%
+	// more made an extra, short insert that waited out batch_interval: 44%
+	// "cost" in a 2026-12-01 run). A run is ten batches: at 300,000 rows a
+	// run took a second and a half, and the fill and drain of the
+	// consumer's stages decided a good part of it.
 	// Requests of 50 events each, 2,000 a second, each followed by its
 	// ingest audit record; the "off" log holds only the events.
 	withAudit := auditBenchMessages(b, n)
