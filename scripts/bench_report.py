@@ -347,7 +347,7 @@ below it, measured in the same run.
 request's events and its audit record in one publish (a group commit of whole requests) before the 2xx; the consumer writes its counts in an insert
 of its own beside each batch's rows, and the events table's view counts the inserted rows. Ingest
 runs in two processes side by side, one per setting, the runs alternating between them (median of 3
-each). The consumer's ways are the best of BENCH_AUDIT_ROUNDS alternating runs (BenchmarkAuditCost),
+each). The consumer's ways are the median of BENCH_AUDIT_ROUNDS alternating runs (BenchmarkAuditCost),
 at the default batch size. The target is at most 3% of each.
 
 | measure | audit off | audit on | cost (throughput lost; CPU added) |
