@@ -120,13 +120,30 @@ def audit_rows():
         a, b = float(hb.group(1)), float(hba.group(1))
         out.append(f"| whole `/v1/events` handler, batch of 50, no broker (CPU per event) | {a / 1000:.2f} µs | {b / 1000:.2f} µs | {(b - a) / a:+.1%} |")
     off = auditcost.get("audit_off_rows/s")
+    runs = audit_runs()
     for way, what in AUDIT_WAYS[1:]:
         rate = auditcost.get(f"{way}_rows/s")
         cost = f"{(off - rate) / off:+.1%}" if off and rate else "not measured"
-        out.append(f"| consumer from the local log, {what} | off {fig(auditcost, 'audit_off_rows/s')} rows/s, "
-                   f"{fig(auditcost, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row | {fig(auditcost, f'{way}_rows/s')} rows/s, "
-                   f"{fig(auditcost, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row | {cost} |")
+        out.append(f"| consumer from the local log, {what}, median of {len(runs.get(way, []))} | off {fig(auditcost, 'audit_off_rows/s')} rows/s, "
+                   f"{fig(auditcost, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row (runs: {spread(runs, 'audit_off')}) | {fig(auditcost, f'{way}_rows/s')} rows/s, "
+                   f"{fig(auditcost, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row (runs: {spread(runs, way)}) | {cost} |")
     return "\n".join(out)
+
+
+def audit_runs():
+    """Each way's rates, run by run, from BenchmarkAuditCost's round lines."""
+    runs = {}
+    for line in raw_lines("auditcost.txt", "BenchmarkAuditCost round:").splitlines():
+        m = re.search(r"round: (\w+)\s+([\d.]+) rows/s", line)
+        if m:
+            runs.setdefault(m.group(1), []).append(float(m.group(2)))
+    return runs
+
+
+def spread(runs, way):
+    """The lowest and highest rate of a way's runs."""
+    r = runs.get(way)
+    return f"{min(r):,.0f} to {max(r):,.0f}" if r else "none"
 sink = bench_line("sink.txt", "Sink")
 PATHS = (("limit", "engine's own in-process Native insert (the limit)"),
          ("kafka", "consumer draining a pre-filled Kafka topic, in-process engine"),
