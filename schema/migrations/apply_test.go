@@ -314,3 +314,43 @@ func TestHourlyRollupCountsARetriedInsertOnce(t *testing.T) {
 		t.Fatalf("rollups_daily %d events, rollups_hourly %d", daily[0].N, total)
 	}
 }
+
+// TestDailyRollupCountsEventsOlderThanTheHourlyRetention: rollups_daily
+// is fed from rollups_hourly's inserts (0011), so an event older than the
+// hourly rollup's retention (92 days) but within the daily one's (a late
+// upload, a backfill) must still reach rollups_daily, and every event
+// counts once in both.
+func TestDailyRollupCountsEventsOlderThanTheHourlyRetention(t *testing.T) {
+	ctx := context.Background()
+	conn, db := migratedEngine(t)
+	old := time.Now().UTC().AddDate(0, 0, -200).Truncate(time.Hour)
+	recent := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Hour)
+	var values []string
+	for i, ts := range []time.Time{old, old.Add(time.Minute), recent} {
+		values = append(values, fmt.Sprintf("(toUUID('00000000-0000-4000-8000-%012d'), 'generation_requested', 'pro', toDateTime64('%s', 3, 'UTC'), 'user-%d', %d)",
+			i, ts.Format(time.DateTime), i, 100*(i+1)))
+	}
+	if err := conn.Exec(ctx, "INSERT INTO "+db+".events (event_id, type, plan, timestamp, user_id, latency_ms) VALUES "+strings.Join(values, ", ")); err != nil {
+		t.Fatal(err)
+	}
+	var days []struct {
+		Day    time.Time `ch:"day"`
+		Events uint64    `ch:"events"`
+		Users  uint64    `ch:"users"`
+	}
+	if err := conn.Select(ctx, &days, "SELECT day, countMerge(events) AS events, uniqMerge(users) AS users FROM "+db+".rollups_daily GROUP BY day ORDER BY day"); err != nil {
+		t.Fatal(err)
+	}
+	if len(days) != 2 || days[0].Events != 2 || days[0].Users != 2 || days[1].Events != 1 ||
+		days[0].Day.Format(time.DateOnly) != old.Format(time.DateOnly) || days[1].Day.Format(time.DateOnly) != recent.Format(time.DateOnly) {
+		t.Fatalf("rollups_daily: %+v, want 2 events of 2 users on %s and 1 on %s", days, old.Format(time.DateOnly), recent.Format(time.DateOnly))
+	}
+	var p50 float64
+	if err := conn.QueryRow(ctx, "SELECT quantilesIfMerge(0.5, 0.9, 0.99)(latency_ms)[1] FROM "+db+".rollups_daily WHERE day = toDate({d:String})",
+		clickhouse.Named("d", recent.Format(time.DateOnly))).Scan(&p50); err != nil {
+		t.Fatal(err)
+	}
+	if p50 != 300 {
+		t.Errorf("the recent day's latency p50 %v, want 300", p50)
+	}
+}

@@ -390,6 +390,19 @@ ORDER BY (metric, time, process, attrs);
 CREATE TABLE IF NOT EXISTS telemetry.pipeline_metrics ON CLUSTER analytics AS telemetry.pipeline_metrics_local
 ENGINE = Distributed(analytics, telemetry, pipeline_metrics_local, rand());
 
+-- migration 0011_daily_from_hourly (sha256 0d68c831ccc982de87fa4fd82d81da19c203b2c0436cda9a3f45de0b4b4ece1a)
+DROP VIEW IF EXISTS telemetry.rollups_daily_mv_local ON CLUSTER analytics;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry.rollups_daily_mv_local ON CLUSTER analytics TO telemetry.rollups_daily_local AS
+SELECT
+    toDate(hour) AS day, type, plan, quality, resolution, aspect_ratio,
+    device_class, device_os, device_browser,
+    countMergeState(events) AS events,
+    uniqMergeState(users) AS users,
+    quantilesIfMergeState(0.5, 0.9, 0.99)(latency_ms) AS latency_ms
+FROM telemetry.rollups_hourly_local
+GROUP BY day, type, plan, quality, resolution, aspect_ratio, device_class, device_os, device_browser;
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL

@@ -343,6 +343,19 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time)
 ORDER BY (metric, time, process, attrs);
 
+-- migration 0011_daily_from_hourly (sha256 0d68c831ccc982de87fa4fd82d81da19c203b2c0436cda9a3f45de0b4b4ece1a)
+DROP VIEW IF EXISTS tele.rollups_daily_mv;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tele.rollups_daily_mv TO tele.rollups_daily AS
+SELECT
+    toDate(hour) AS day, type, plan, quality, resolution, aspect_ratio,
+    device_class, device_os, device_browser,
+    countMergeState(events) AS events,
+    uniqMergeState(users) AS users,
+    quantilesIfMergeState(0.5, 0.9, 0.99)(latency_ms) AS latency_ms
+FROM tele.rollups_hourly
+GROUP BY day, type, plan, quality, resolution, aspect_ratio, device_class, device_os, device_browser;
+
 -- retention events
 ALTER TABLE tele.events
 MODIFY TTL
