@@ -112,8 +112,8 @@ echo "== 8a. ingest -> Kafka, the audit off (audit.enabled=false) and on, altern
 start_ingest() { # port data audit
 	./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
 	  --set data_dir="$work/$2" --set ingest.max_inflight=1024 --set ingest.rate_limit_per_key.rate=0 --set audit.enabled="$3" \
-	  --listen 127.0.0.1:"$1" 2>>"$work/serve.log" &
-	echo $!
+	  --listen 127.0.0.1:"$1" >/dev/null 2>>"$work/serve.log" &
+	echo $! # stdout is not the process's: $(...) would wait for it to exit
 }
 on_pid=$(start_ingest 18081 data-audit true)
 off_pid=$(start_ingest 18082 data-noaudit false)
