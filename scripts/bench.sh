@@ -152,6 +152,11 @@ kill $pid; wait $pid 2>/dev/null || true
 pid=
 
 echo "== 4. bus -> engine ($rows rows)" >&2
+# The sections above wrote some GB to the broker: let the page cache's
+# writeback end before the consumer is measured (its figure in make bench
+# ran 10-15% under standalone runs of the same code on 2026-12-01).
+sync
+scripts/kafka.sh settle
 BENCH_ROWS=$rows go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x -timeout 40m | tee "$work/sink.txt" >&2
 
 echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
