@@ -29,6 +29,8 @@ type auditPublisher struct {
 	records   []audit.Record
 	rows      map[string]audit.Row
 	publishes int
+	// inflight is the publishes under way, most the largest it was.
+	inflight, most int
 	// unmatched counts publishes whose events were not counted accepted
 	// by the records in the same publish.
 	unmatched int
@@ -45,9 +47,14 @@ func (p *auditPublisher) Publish(ctx context.Context, msgs []bus.Message) error 
 }
 
 func (p *auditPublisher) PublishRouted(_ context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (bool, error) {
+	p.mu.Lock()
+	p.inflight++
+	p.most = max(p.most, p.inflight)
+	p.mu.Unlock()
 	time.Sleep(p.delay)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.inflight--
 	p.publishes++
 	if p.fail != nil {
 		if p.partial && tail != nil {
@@ -233,27 +240,53 @@ func TestAuditCountsRefusedAndWhollyRejectedRequestsWithTheNextFlush(t *testing.
 // TestAuditGroupCommitSharesPublishes: concurrent one-event requests (as
 // beacons are) each get their 2xx only with their events and counts
 // durable, and share publishes and records instead of one each.
+// TestAuditGroupCommitSharesPublishes: requests of one event gather while
+// a group publishes, one group at a time, a record shared by many; requests
+// of parallelEvents events publish side by side (see auditor), each
+// answered once its events and counts are durable.
 func TestAuditGroupCommitSharesPublishes(t *testing.T) {
-	pub := &auditPublisher{delay: 20 * time.Millisecond}
-	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
-	const n = 40
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
-				body: mustJSON(t, map[string]any{"events": []any{event()}})}); w.Code != http.StatusOK {
-				t.Errorf("%d %s", w.Code, w.Body)
+	for _, tc := range []struct {
+		name   string
+		events int
+		// side says whether groups publish side by side.
+		side bool
+	}{
+		{"small requests", 1, false},
+		{"large requests", parallelEvents, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub := &auditPublisher{delay: 20 * time.Millisecond}
+			s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
+			const n = 40
+			evs := make([]any, tc.events)
+			for i := range evs {
+				evs[i] = event()
 			}
-		}()
-	}
-	wg.Wait()
-	if got := pub.counts()["accepted/"]; got != n || len(pub.events) != n || pub.unmatched != 0 {
-		t.Fatalf("%d accepted counted, %d events, %d publishes without their counts; want %d, %d, 0", got, len(pub.events), pub.unmatched, n, n)
-	}
-	if pub.publishes >= n/2 || len(pub.records) >= n/2 {
-		t.Fatalf("%d publishes and %d records for %d requests: no group commit", pub.publishes, len(pub.records), n)
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
+						body: mustJSON(t, map[string]any{"events": evs})}); w.Code != http.StatusOK {
+						t.Errorf("%d %s", w.Code, w.Body)
+					}
+				}()
+			}
+			wg.Wait()
+			want := uint64(n * tc.events)
+			if got := pub.counts()["accepted/"]; got != want || uint64(len(pub.events)) != want || pub.unmatched != 0 {
+				t.Fatalf("%d accepted counted, %d events, %d publishes without their counts; want %d, %d, 0", got, len(pub.events), pub.unmatched, want, want)
+			}
+			switch {
+			case !tc.side && (pub.publishes >= n/2 || len(pub.records) >= n/2):
+				t.Fatalf("%d publishes and %d records for %d requests: no group commit", pub.publishes, len(pub.records), n)
+			case !tc.side && pub.most != 1:
+				t.Fatalf("%d groups of small requests published at once; want 1", pub.most)
+			case tc.side && (pub.most < 2 || pub.most > publishSlots):
+				t.Fatalf("%d groups of large requests published at once; want 2 to %d", pub.most, publishSlots)
+			}
+		})
 	}
 }
 
