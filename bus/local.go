@@ -35,13 +35,40 @@ func NewLogReader(l *wal.Log, cursor, topic string) (*LogReader, error) {
 // ends. A record that is not an encoded Message comes back with its raw
 // bytes as the value, so the consumer dead-letters it.
 func (r *LogReader) Fetch(ctx context.Context) (Message, error) {
-	if len(r.buf) == 0 {
-		recs, err := r.log.Read(ctx, r.cursor, 1000, 4<<20)
-		if err != nil {
-			return Message{}, err
-		}
-		r.buf = recs
+	if err := r.fill(ctx); err != nil {
+		return Message{}, err
 	}
+	return r.next(), nil
+}
+
+// FetchBatch is Fetch for up to max records: those read ahead, or the
+// next read's (see BatchSource).
+func (r *LogReader) FetchBatch(ctx context.Context, buf []Message, max int) ([]Message, error) {
+	if err := r.fill(ctx); err != nil {
+		return buf, err
+	}
+	for n := 0; n < max && len(r.buf) > 0; n++ {
+		buf = append(buf, r.next())
+	}
+	return buf, nil
+}
+
+// fill reads ahead when nothing read is left, blocking until a record is
+// appended or ctx ends.
+func (r *LogReader) fill(ctx context.Context) error {
+	if len(r.buf) > 0 {
+		return nil
+	}
+	recs, err := r.log.Read(ctx, r.cursor, 1000, 4<<20)
+	if err != nil {
+		return err
+	}
+	r.buf = recs
+	return nil
+}
+
+// next decodes the next record read ahead.
+func (r *LogReader) next() Message {
 	rec := r.buf[0]
 	r.buf = r.buf[1:]
 	m, err := DecodeMessage(rec.Payload)
@@ -49,7 +76,7 @@ func (r *LogReader) Fetch(ctx context.Context) (Message, error) {
 		m = Message{Value: rec.Payload}
 	}
 	m.Topic, m.Partition, m.Offset = r.topic, 0, int64(rec.Seq)
-	return m, nil
+	return m
 }
 
 // Commit durably records delivery up to the highest offset given.

@@ -125,3 +125,50 @@ func TestAdoptLegacyLogID(t *testing.T) {
 		})
 	}
 }
+
+// TestLogReaderFetchBatchHandsOverWhatWasReadInOrder: FetchBatch returns
+// up to max of the records read, in order, mixed with Fetch, and blocks
+// only for the first.
+func TestLogReaderFetchBatchHandsOverWhatWasReadInOrder(t *testing.T) {
+	l, err := wal.Open(wal.Config{Dir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	var msgs []Message
+	for _, v := range []string{"a", "b", "c", "d", "e"} {
+		msgs = append(msgs, Message{Value: []byte(v)})
+	}
+	if err := NewLogPublisher(l).Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewLogReader(l, "consumer", LogTopic(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	first, err := r.FetchBatch(ctx, nil, 3)
+	if err != nil || len(first) != 3 {
+		t.Fatalf("first batch %v, %v; want 3 messages", first, err)
+	}
+	m, err := r.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := r.FetchBatch(ctx, nil, 3)
+	if err != nil || len(rest) != 1 {
+		t.Fatalf("last batch %v, %v; want the 1 message left", rest, err)
+	}
+	for _, m := range append(append(first, m), rest...) {
+		got += string(m.Value)
+	}
+	if got != "abcde" {
+		t.Fatalf("got %q, want abcde", got)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if b, err := r.FetchBatch(wctx, nil, 3); err == nil {
+		t.Fatalf("FetchBatch of a drained log returned %v; want it to block until ctx ends", b)
+	}
+}

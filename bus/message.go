@@ -59,6 +59,15 @@ type Source interface {
 	Close() error
 }
 
+// BatchSource is a Source that hands over, in one call, what it has read
+// already: FetchBatch appends to buf at least one message and at most max,
+// blocking like Fetch for the first only. A consumer that takes messages
+// one by one pays a channel hand-off and its bookkeeping per message; at
+// 150k messages/s that was a twentieth of its CPU.
+type BatchSource interface {
+	FetchBatch(ctx context.Context, buf []Message, max int) ([]Message, error)
+}
+
 // DeadLetters takes messages that cannot be stored: the dead-letter topic
 // (bus/broker) or a local log (LogWriter).
 type DeadLetters interface {

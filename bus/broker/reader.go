@@ -327,21 +327,49 @@ func (r *Reader) Fetch(ctx context.Context) (bus.Message, error) {
 		case <-r.done:
 			return bus.Message{}, net.ErrClosed
 		}
-		gen := f.gen
-		gen.mu.Lock()
-		if gen.ended {
-			// Read before the revocation, handed to nobody: its next
-			// owner reads it again from the committed offset.
-			gen.mu.Unlock()
-			continue
+		if m, ok := r.hand(f); ok {
+			return m, nil
 		}
-		gen.outstanding[f.m.Partition] = f.m.Offset
-		gen.mu.Unlock()
-		r.mu.Lock()
-		r.handed[f.m.Partition] = gen
-		r.mu.Unlock()
-		return toBus(f.m), nil
 	}
+}
+
+// FetchBatch is Fetch for up to max messages: the first as Fetch, then
+// those the partition readers have read already (see bus.BatchSource).
+func (r *Reader) FetchBatch(ctx context.Context, buf []bus.Message, max int) ([]bus.Message, error) {
+	m, err := r.Fetch(ctx)
+	if err != nil {
+		return buf, err
+	}
+	buf = append(buf, m)
+	for len(buf) < max {
+		select {
+		case f := <-r.msgs:
+			if m, ok := r.hand(f); ok {
+				buf = append(buf, m)
+			}
+		default:
+			return buf, nil
+		}
+	}
+	return buf, nil
+}
+
+// hand records f as handed out and returns it, unless its generation was
+// revoked: read before the revocation, handed to nobody, its next owner
+// reads it again from the committed offset.
+func (r *Reader) hand(f fetched) (bus.Message, bool) {
+	gen := f.gen
+	gen.mu.Lock()
+	if gen.ended {
+		gen.mu.Unlock()
+		return bus.Message{}, false
+	}
+	gen.outstanding[f.m.Partition] = f.m.Offset
+	gen.mu.Unlock()
+	r.mu.Lock()
+	r.handed[f.m.Partition] = gen
+	r.mu.Unlock()
+	return toBus(f.m), true
 }
 
 func toBus(m kafka.Message) bus.Message {

@@ -65,8 +65,13 @@ const (
 	HeaderOffset    = "source_offset"
 )
 
-// fetchQueue bounds the messages fetched ahead of the batcher.
-const fetchQueue = 8192
+// The fetcher hands messages to the batcher in chunks of at most
+// fetchChunk (what the source has read already: bus.BatchSource), at most
+// fetchQueue messages ahead.
+const (
+	fetchChunk = 512
+	fetchQueue = 8192
+)
 
 // drainIdle is how long a large batch may see no new message before the
 // batcher takes the source as drained and cuts it (see run).
@@ -145,7 +150,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.stopping, c.done = make(chan struct{}), make(chan struct{})
 	c.started = true
-	msgs := make(chan bus.Message, fetchQueue)
+	msgs := make(chan []bus.Message, fetchQueue/fetchChunk)
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.fetch(msgs) }()
 	go func() {
@@ -200,12 +205,12 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	return errors.Join(err, c.r.Close(), c.dlq.Close())
 }
 
-// fetch feeds msgs until the consumer is cancelled.
-func (c *Consumer) fetch(msgs chan<- bus.Message) {
+// fetch feeds msgs, in chunks, until the consumer is cancelled.
+func (c *Consumer) fetch(msgs chan<- []bus.Message) {
 	defer close(msgs)
 	bo := c.newBackoff()
 	for {
-		m, err := c.r.Fetch(c.ctx)
+		chunk, err := c.fetchChunk()
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
@@ -217,15 +222,35 @@ func (c *Consumer) fetch(msgs chan<- bus.Message) {
 			continue
 		}
 		bo.Reset()
-		if m.HighWater > 0 {
-			c.m.setLag(m.Partition, m.HighWater-m.Offset-1)
+		for i, m := range chunk {
+			// The lag of each partition as of its last message here.
+			if m.HighWater > 0 && (i == len(chunk)-1 || chunk[i+1].Partition != m.Partition) {
+				c.m.setLag(m.Partition, m.HighWater-m.Offset-1)
+			}
 		}
 		select {
-		case msgs <- m:
+		case msgs <- chunk:
 		case <-c.ctx.Done():
 			return
 		}
 	}
+}
+
+// fetchChunk returns the next messages: what the source has read, up to
+// fetchChunk, or the next one.
+func (c *Consumer) fetchChunk() ([]bus.Message, error) {
+	if bs, ok := c.r.(bus.BatchSource); ok {
+		chunk, err := bs.FetchBatch(c.ctx, make([]bus.Message, 0, fetchChunk), fetchChunk)
+		if err != nil {
+			return nil, err
+		}
+		return chunk, nil
+	}
+	m, err := c.r.Fetch(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []bus.Message{m}, nil
 }
 
 // pending is the batch being assembled.
@@ -250,7 +275,7 @@ type pending struct {
 // batch_rows messages, batch_bytes or batch_interval after its first
 // message; while the flusher is busy, a ready batch keeps growing up to
 // batch_rows. On shutdown the batch in progress is flushed last.
-func (c *Consumer) run(msgs <-chan bus.Message) error {
+func (c *Consumer) run(msgs <-chan []bus.Message) error {
 	batches := make(chan *pending)
 	failed := make(chan error, 1)
 	flusherDone := make(chan struct{})
@@ -293,9 +318,21 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 	idle := time.NewTicker(drainIdle)
 	defer idle.Stop()
 	seen := 0 // len(p.msgs) at the last tick
+	// carry is the rest of the last chunk: its messages go into the batch
+	// until it is full, the others into the next.
+	var carry []bus.Message
+	full := func() bool { return p.events >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes }
 	for {
+		for len(carry) > 0 && !full() {
+			if len(p.msgs) == 0 {
+				p.first = time.Now()
+				timer.Reset(c.cfg.BatchInterval)
+			}
+			c.add(p, carry[0])
+			carry = carry[1:]
+		}
 		in, out := msgs, chan<- *pending(nil)
-		if p.events >= c.cfg.BatchRows || p.bytes >= c.cfg.BatchBytes {
+		if full() {
 			in, ready = nil, true // full: wait for the flusher
 		}
 		if ready {
@@ -303,15 +340,11 @@ func (c *Consumer) run(msgs <-chan bus.Message) error {
 		}
 		size := len(p.msgs) // read before the flusher owns p
 		select {
-		case m, ok := <-in:
+		case chunk, ok := <-in:
 			if !ok {
 				return finish(&pending{}, c.ctx.Err())
 			}
-			if len(p.msgs) == 0 {
-				p.first = time.Now()
-				timer.Reset(c.cfg.BatchInterval)
-			}
-			c.add(p, m)
+			carry = chunk
 		case <-timer.C:
 			ready = len(p.msgs) > 0
 		case <-idle.C:

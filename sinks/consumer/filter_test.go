@@ -151,3 +151,78 @@ func TestDrainedBatchIsNotHeldForTheInterval(t *testing.T) {
 		})
 	}
 }
+
+// chunkSource is a bus.BatchSource handing out msgs in chunks of up to
+// chunk messages; commits are no-ops.
+type chunkSource struct {
+	chanSource
+	chunk int
+}
+
+func (s chunkSource) FetchBatch(ctx context.Context, buf []bus.Message, n int) ([]bus.Message, error) {
+	m, err := s.Fetch(ctx)
+	if err != nil {
+		return buf, err
+	}
+	buf = append(buf, m)
+	for len(buf) < min(n, s.chunk) {
+		select {
+		case m := <-s.msgs:
+			buf = append(buf, m)
+		default:
+			return buf, nil
+		}
+	}
+	return buf, nil
+}
+
+// offsetsSink reports the offsets of each batch written.
+type offsetsSink struct {
+	gatedSink
+	batches chan []int64
+}
+
+func (s *offsetsSink) WriteBatch(_ context.Context, b *Batch) error {
+	s.batches <- b.Values(len(b.cols) - 1).([]int64) // kafka_offset
+	return nil
+}
+
+// TestChunksFromTheSourceAreCutAtBatchRows: a source that hands over
+// messages in chunks (bus.BatchSource) larger than what is left of a
+// batch: the batch is cut at batch_rows and the rest of the chunk starts
+// the next one, every message once and in order.
+func TestChunksFromTheSourceAreCutAtBatchRows(t *testing.T) {
+	src := chunkSource{chanSource: chanSource{msgs: make(chan bus.Message, 64)}, chunk: 7}
+	sink := &offsetsSink{batches: make(chan []int64, 16)}
+	cfg := DefaultConfig()
+	cfg.BatchRows, cfg.BatchInterval = 10, time.Hour
+	c, err := New(cfg, src, nopDLQ{}, sink, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := range n {
+		src.msgs <- bus.Message{Value: marshal(t, event(i)).Value, Offset: int64(i)}
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(c)
+	var next int64
+	for next < n {
+		select {
+		case offs := <-sink.batches:
+			if len(offs) != cfg.BatchRows {
+				t.Fatalf("a batch of %d rows, want batch_rows (%d): %v", len(offs), cfg.BatchRows, offs)
+			}
+			for _, o := range offs {
+				if o != next {
+					t.Fatalf("offset %d stored where %d was next: %v", o, next, offs)
+				}
+				next++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stored up to offset %d of %d", next, n)
+		}
+	}
+}
