@@ -98,6 +98,12 @@ type Consumer struct {
 	// flights are the batches between their filter and the end of their
 	// insert; Barrier waits for them (see filter.go).
 	flights flights
+	// spare holds the cleared arrays of a prepared batch's messages and
+	// records for a batch to come (see fresh).
+	spare chan spareArrays
+	// lastCols are the columns of the batch assembled last, which size
+	// the next one's (newPendingColumns). The batcher's only.
+	lastCols []column
 
 	// win remembers the event ids stored recently (window.go); only the
 	// flusher's prepare stage uses it.
@@ -136,7 +142,7 @@ func New(cfg Config, src bus.Source, dlq bus.DeadLetters, sink Sink, log *slog.L
 	}
 	c := &Consumer{cfg: cfg, r: src, dlq: dlq, sink: sink, log: log.With("component", "consumer"), m: m,
 		tracer: otel.Tracer("github.com/sora3web/telemetry/sinks/consumer"),
-		win:    newWindow(cfg.DedupWindow, cfg.DedupMaxIDs)}
+		win:    newWindow(cfg.DedupWindow, cfg.DedupMaxIDs), spare: make(chan spareArrays, 1)}
 	return c, nil
 }
 
@@ -300,12 +306,6 @@ func (c *Consumer) run(msgs <-chan []bus.Message) error {
 		return err
 	}
 
-	// Each batch starts with room for as many messages as the last one
-	// had: growing a slice of 100k records by doubling copied them over
-	// and over (a tenth of the consumer's CPU).
-	fresh := func(n int) *pending {
-		return &pending{msgs: make([]bus.Message, 0, n), records: make([]record, 0, n)}
-	}
 	p := &pending{}
 	ready := false
 	timer := time.NewTimer(time.Hour)
@@ -354,7 +354,7 @@ func (c *Consumer) run(msgs <-chan []bus.Message) error {
 			seen = len(p.msgs)
 		case out <- p:
 			timer.Stop()
-			p, ready = fresh(size), false
+			p, ready = c.fresh(size), false
 		case err := <-failed:
 			failed <- err
 			return finish(&pending{}, nil)
@@ -362,6 +362,41 @@ func (c *Consumer) run(msgs <-chan []bus.Message) error {
 			timer.Stop()
 			return finish(p, nil)
 		}
+	}
+}
+
+// spareArrays are a batch's arrays of messages and records, cleared.
+type spareArrays struct {
+	msgs    []bus.Message
+	records []record
+}
+
+// fresh returns an empty batch with room for n messages: as many as the
+// last one had, as growing a slice of 100k records by doubling copied
+// them over and over (a tenth of the consumer's CPU). Its arrays are a
+// prepared batch's when one has left them (recycle) and they are large
+// enough: a new array of 100k records (76 MB) is memory the process
+// touches for the first time, and its page faults, as each record was
+// appended, were a sixteenth of the consumer's CPU in a Kafka drain.
+func (c *Consumer) fresh(n int) *pending {
+	select {
+	case s := <-c.spare:
+		if cap(s.msgs) >= n && cap(s.records) >= n {
+			return &pending{msgs: s.msgs, records: s.records}
+		}
+	default:
+	}
+	return &pending{msgs: make([]bus.Message, 0, n), records: make([]record, 0, n)}
+}
+
+// recycle clears msgs and records (so they hold no message's bytes) and
+// keeps their arrays for fresh, unless some are kept already.
+func (c *Consumer) recycle(msgs []bus.Message, records []record) {
+	clear(msgs)
+	clear(records)
+	select {
+	case c.spare <- spareArrays{msgs: msgs[:0], records: records[:0]}:
+	default:
 	}
 }
 
@@ -398,14 +433,30 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 	}
 	p.records = append(p.records, r)
 	if p.cols == nil {
-		p.cols = newColumns(c.native())
-		for _, col := range p.cols {
-			col.reserve(cap(p.records))
-		}
+		p.cols = c.newPendingColumns(cap(p.records))
 	}
 	for _, col := range p.cols {
 		col.add(&r)
 	}
+}
+
+// newPendingColumns returns the columns of a batch of up to n records,
+// with room for them: an encoding string column gets the bytes per row
+// of the last batch's, so that its buffer is not grown by doubling (each
+// step a copy of what it held and new memory to fault in: the string
+// columns of 100k rows are some 70 MB).
+func (c *Consumer) newPendingColumns(n int) []column {
+	cols := newColumns(c.native())
+	for i, col := range cols {
+		col.reserve(n)
+		if s, ok := col.(*strCol); ok && s.encoding && i < len(c.lastCols) {
+			if last := c.lastCols[i].(*strCol); last.rows > 0 {
+				s.enc.Buf = make([]byte, 0, len(last.enc.Buf)/last.rows*n*9/8+64)
+			}
+		}
+	}
+	c.lastCols = cols
+	return cols
 }
 
 // native reports whether batches are written as Native blocks (the
@@ -575,7 +626,9 @@ func (c *Consumer) prepare(p *pending) (*preparedBatch, error) {
 	// The rows are in b's columns: the records are not needed past here,
 	// and of the messages only what the commit needs.
 	pb.messages = len(p.msgs)
+	msgs, recs := p.msgs, p.records
 	p.records, p.cols, b.resent, p.msgs = nil, nil, nil, commitPoints(p.msgs)
+	c.recycle(msgs, recs)
 	pb.auditStored = c.startAudit(p)
 	b.ready = pb.auditStored
 	// The window holds b's ids from here on (newBatch added them): the
