@@ -166,7 +166,7 @@ func NewLogPublisher(l *wal.Log) *LogPublisher { return &LogPublisher{log: l} }
 // fsync policy.
 func (p *LogPublisher) Publish(ctx context.Context, msgs []Message) error {
 	if _, _, err := p.log.Append(ctx, encodeAll(msgs)); err != nil {
-		return fmt.Errorf("appending %d messages to the local log: %w", len(msgs), err)
+		return fmt.Errorf("appending %d messages to the local log: %w", len(msgs), notStored(err))
 	}
 	return nil
 }

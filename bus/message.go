@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Header is one message header (trace context, dead-letter reasons).
@@ -73,6 +74,22 @@ type BatchSource interface {
 type DeadLetters interface {
 	WriteMessages(ctx context.Context, msgs ...Message) error
 	Close() error
+}
+
+// ErrNotStored marks a publish error after which nothing of the publish
+// was stored (the local log refused the append as a whole: full, closed,
+// a write error), so nothing of it can reach a reader. Ingest's audit
+// then need not void the records of the publish (collector/audit.go).
+var ErrNotStored = errors.New("nothing of the publish was stored")
+
+// notStored wraps err, an error of a local log's append of a whole
+// publish, with ErrNotStored unless ctx ended while the append waited
+// for its fsync: the records may then be in the log (wal.Log.Append).
+func notStored(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrNotStored, err)
 }
 
 // ErrNotReady is returned by a publisher's Ready before the first

@@ -144,7 +144,9 @@ func (p *SpoolPublisher) PublishRoute(ctx context.Context, msgs []Message) (spoo
 // copied for the record of their group. A Publisher keeps no slice it was
 // given (see Publisher), so overwriting the first try's tail is safe.
 func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail func(spooled bool) []Message) (spooled bool, err error) {
+	triedKafka := false
 	if !p.spooling.Load() && p.kafka.Ready() == nil {
+		triedKafka = true
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
 		err := p.kafka.Publish(dctx, withTail(msgs, tail, false))
 		cancel()
@@ -158,6 +160,9 @@ func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail
 	defer p.mu.RUnlock()
 	p.spooling.Store(true)
 	if _, _, err := p.wal.Append(ctx, encodeAll(all)); err != nil {
+		if !triedKafka { // else Kafka may have taken some of it
+			err = notStored(err)
+		}
 		return true, fmt.Errorf("spooling %d messages to the local log: %w", len(all), err)
 	}
 	return true, nil

@@ -204,6 +204,14 @@ func TestSpoolAnswersErrorWhenKafkaIsDownAndTheLogIsFull(t *testing.T) {
 	if !errors.Is(err2, wal.ErrFull) {
 		t.Fatalf("got %v, want ErrFull", err2)
 	}
+	// Spooling already, Kafka was not tried: nothing of it is anywhere.
+	if !errors.Is(err2, ErrNotStored) {
+		t.Fatalf("got %v, want ErrNotStored", err2)
+	}
+	lp := NewLogPublisher(l)
+	if err := lp.Publish(context.Background(), []Message{{Value: make([]byte, 500)}}); !errors.Is(err, ErrNotStored) || !errors.Is(err, wal.ErrFull) {
+		t.Fatalf("the log publisher on a full log: got %v, want ErrNotStored and ErrFull", err)
+	}
 	if p.Ready() == nil {
 		t.Fatal("ready while kafka is down and the log is full")
 	}

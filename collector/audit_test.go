@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -381,5 +382,46 @@ func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
 	got := k.store.counts()
 	if got["accepted/"] != n || got["published/"] != n || len(k.store.events) != n {
 		t.Fatalf("counts %v, %d events on Kafka: want %d accepted, published and events (the first record voided)", got, len(k.store.events), n)
+	}
+}
+
+// TestAuditPublishThatStoredNothingIsNotVoided: a publish the bus refused
+// whole (bus.ErrNotStored: the local log full) leaves no record behind,
+// so no void is kept for it: while the log stays full, the failed
+// publishes do not pile voids onto every next try.
+func TestAuditPublishThatStoredNothingIsNotVoided(t *testing.T) {
+	pub := &auditPublisher{fail: fmt.Errorf("appending to the local log: %w: wal: log full", bus.ErrNotStored)}
+	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
+	send := func() int {
+		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
+			body: mustJSON(t, map[string]any{"events": []any{event(), event()}})})
+		return w.Code
+	}
+	for range 20 {
+		if code := send(); code != http.StatusServiceUnavailable {
+			t.Fatalf("%d: want 503", code)
+		}
+	}
+	s.aud.mu.Lock()
+	voids := len(s.aud.voids)
+	s.aud.mu.Unlock()
+	if voids != 0 {
+		t.Fatalf("%d voids kept after publishes that stored nothing; want 0", voids)
+	}
+	pub.set(func(p *auditPublisher) { p.fail = nil })
+	if code := send(); code != http.StatusOK {
+		t.Fatalf("resend: %d", code)
+	}
+	if got := pub.counts(); got["accepted/"] != 2 || got["refused/unavailable"] != 20 || len(pub.events) != 2 {
+		t.Fatalf("counts %v, %d events: want the resend's 2 accepted and the 20 refused", got, len(pub.events))
+	}
+	for _, r := range pub.records {
+		var n uint64
+		for _, c := range r.Counts {
+			n += c.N
+		}
+		if n == 0 {
+			t.Fatalf("a void was published: %+v", r)
+		}
 	}
 }
