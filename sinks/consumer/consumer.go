@@ -246,11 +246,7 @@ func (c *Consumer) fetch(msgs chan<- []bus.Message) {
 // fetchChunk, or the next one.
 func (c *Consumer) fetchChunk() ([]bus.Message, error) {
 	if bs, ok := c.r.(bus.BatchSource); ok {
-		chunk, err := bs.FetchBatch(c.ctx, make([]bus.Message, 0, fetchChunk), fetchChunk)
-		if err != nil {
-			return nil, err
-		}
-		return chunk, nil
+		return bs.FetchBatch(c.ctx, make([]bus.Message, 0, fetchChunk), fetchChunk)
 	}
 	m, err := c.r.Fetch(c.ctx)
 	if err != nil {
