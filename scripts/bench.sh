@@ -10,7 +10,10 @@
 #      max_inflight), with the collector's RSS
 #   4. bus -> engine: the consumer draining a pre-filled Kafka topic, the
 #      local log and (over HTTP) into the engine, beside the engine's own
-#      in-process Native insert of the same rows (BenchmarkSink)
+#      in-process Native insert of the same rows (BenchmarkSink); 4b. the
+#      engine's inserts at 50,000 rows a second with their merges
+#      (BenchmarkInsertAndMerge), as migrated and with the default merge
+#      selector
 #   5. end-to-end freshness (2xx -> visible to a query) under 5,000 events/s
 #   6. all-in-one, sustained: `telemetry serve` as its own process at
 #      BENCH_SUSTAIN_RATE events/s for BENCH_SUSTAIN_SECONDS (backlog,
@@ -158,6 +161,12 @@ echo "== 4. bus -> engine ($rows rows)" >&2
 sync
 scripts/kafka.sh settle
 BENCH_ROWS=$rows go test ./sinks/consumer -run '^$' -bench '^BenchmarkSink$' -benchtime 1x -timeout 40m | tee "$work/sink.txt" >&2
+
+echo "== 4b. the engine's inserts with their merges (BenchmarkInsertAndMerge)" >&2
+# A second of `telemetry serve` at 50,000 events/s, 80 times over, with the
+# merges it sets off: the events table as migrated beside the engine's
+# default merge selector (base 5).
+BENCH_ROWS=4000000 BENCH_VARIANTS=base5,as_migrated go test ./sinks/consumer -run '^$' -bench '^BenchmarkInsertAndMerge$' -benchtime 1x -timeout 30m 2>&1 | tee "$work/merge.txt" >&2
 
 echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # Five alternating rounds (two took 25 s, five about a minute): with two, one

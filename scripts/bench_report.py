@@ -171,6 +171,22 @@ def sink_target(cond):
     return "yes" if cond(sink["kafka_rows/s"], sink["limit_rows/s"]) else "no"
 
 
+merge = bench_line("merge.txt", "InsertAndMerge")
+MERGE_VARIANTS = (("base5", "the engine's default merge selector (`merge_selector_base` 5)"),
+                  ("as_migrated", "as migrated (`merge_selector_base` 20, migration 0012)"))
+
+
+def merge_rows():
+    """One table row per variant of BenchmarkInsertAndMerge: CPU per row
+    with the merges, and the merges' line from the benchmark's output."""
+    lines = raw_lines("merge.txt", "BenchmarkInsertAndMerge ").splitlines()
+    out = []
+    for name, what in MERGE_VARIANTS:
+        detail = next((l.split(";", 2)[-1].strip() for l in lines if l.split()[1:2] == [name]), "not measured")
+        out.append(f"| {what} | {fig(merge, f'{name}_cpu_us/row', '{:.2f}', ' µs')} | {detail} |")
+    return "\n".join(out)
+
+
 sustain, queries = bench_line("sustain.txt", "Sustained"), bench_line("queries.txt", "QueriesBesideInserts")
 
 
@@ -383,6 +399,15 @@ engine's own in-process insert of the same rows in the same batches.
 
 Largest part count of the events table during the runs: {fig(sink, 'max_parts')}.
 
+The limit above stops at its last insert, before most of the merges its parts set off. With them:
+`BenchmarkInsertAndMerge` inserts 4,000,000 generated events in Native batches of 50,000, one a
+second (`telemetry serve` at 50,000 events/s), and counts the process's CPU until no merge has run
+for 3 s.
+
+| events table | CPU per row, inserts and merges | merges |
+|---|---|---|
+{merge_rows()}
+
 | measure | figure | limit below (same run) |
 |---|---|---|
 | freshness (2xx -> visible to a query) of {fresh_probes:,.0f} probes under {fresh_rate:,.0f} events/s, all-in-one, in-process | p50 {f50:.2f} s, **p95 {f95:.2f} s**, p99 {f99:.2f} s | consumer.batch_interval {settings['batch_interval']} |
@@ -446,6 +471,7 @@ engine process share the same {os.cpu_count()} cores: the cores, not Kafka, boun
 {text('perf70.txt').strip().splitlines()[-1]}
 {raw_lines("sink.txt", "rows/s")}
 {raw_lines("auditcost.txt", "rows/s")}
+{raw_lines("merge.txt", "BenchmarkInsertAndMerge ")}
 {chr(10).join(l for l in fresh.splitlines() if 'fresh' in l)}
 {raw_lines("sustain.txt", "fresh")}
 {raw_lines("queries.txt", "fresh")}

@@ -356,6 +356,9 @@ SELECT
 FROM tele.rollups_hourly
 GROUP BY day, type, plan, quality, resolution, aspect_ratio, device_class, device_os, device_browser;
 
+-- migration 0012_merge_selector_base (sha256 9c4fd91f33cb1c0e9bd7e89bdcde8380051eb19225c1c84f2c89105aeddd99c6)
+ALTER TABLE tele.events MODIFY SETTING merge_selector_base = 20;
+
 -- retention events
 ALTER TABLE tele.events
 MODIFY TTL

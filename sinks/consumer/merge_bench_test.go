@@ -1,0 +1,147 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sora3web/telemetry/bus"
+	"github.com/sora3web/telemetry/internal/gen"
+	"github.com/sora3web/telemetry/internal/testenv"
+	"github.com/sora3web/telemetry/schema"
+)
+
+// mergeVariants are the table settings BenchmarkInsertAndMerge compares:
+// statements run on a freshly migrated database ({db}) before the inserts.
+var mergeVariants = map[string][]string{
+	"as_migrated": nil,
+	// The default merge selector (before migration 0012).
+	"base5":  {"ALTER TABLE {db}.events MODIFY SETTING merge_selector_base = 5"},
+	"base10": {"ALTER TABLE {db}.events MODIFY SETTING merge_selector_base = 10"},
+	// No column statistics (the engine's default auto_statistics_types
+	// computes minmax and uniq of every column at each merge).
+	"no_stats": {"ALTER TABLE {db}.events MODIFY SETTING auto_statistics_types = '', materialize_statistics_on_merge = 0"},
+	// Faster compression of the long text columns.
+	"zstd1": {"ALTER TABLE {db}.events MODIFY COLUMN context_page_url String CODEC(ZSTD(1)), MODIFY COLUMN context_referrer String CODEC(ZSTD(1)), " +
+		"MODIFY COLUMN context_user_agent String CODEC(ZSTD(1)), MODIFY COLUMN prompt String CODEC(ZSTD(1)), " +
+		"MODIFY COLUMN error_message String CODEC(ZSTD(1)), MODIFY COLUMN error_stack String CODEC(ZSTD(1))"},
+}
+
+// BenchmarkInsertAndMerge measures what the engine spends per row on an
+// endless stream of consumer inserts: its merges included, which
+// BenchmarkSink's limit leaves mostly out (it stops at the last insert).
+// For each variant of the events table's settings (mergeVariants) it
+// migrates a fresh database, inserts BENCH_ROWS (default 4,000,000)
+// generated events (internal/gen, as ingest publishes them) in Native
+// batches of BENCH_BATCH_ROWS (default 50,000: a second of `telemetry
+// serve` at 50,000 events/s), one every BENCH_PACE_MS (default 1000; 0
+// inserts back to back), and waits until no merge has run for 3 s. It
+// reports, per variant, the process's CPU µs per row over inserts and
+// merges, the merges and rows merged, and the active parts of events
+// left. BENCH_VARIANTS is a comma-separated list of variants, run in that
+// order (default base5,as_migrated,base5,as_migrated: alternating, as the
+// machine's speed drifts).
+// Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkInsertAndMerge$' -benchtime 1x
+func BenchmarkInsertAndMerge(b *testing.B) {
+	n := testenv.EnvInt(b, "BENCH_ROWS", 4_000_000)
+	batchRows := testenv.EnvInt(b, "BENCH_BATCH_ROWS", 50_000)
+	pace := time.Duration(testenv.EnvInt(b, "BENCH_PACE_MS", 1000)) * time.Millisecond
+	names := []string{"base5", "as_migrated", "base5", "as_migrated"}
+	if v := os.Getenv("BENCH_VARIANTS"); v != "" {
+		names = strings.Split(v, ",")
+	}
+	for _, name := range names {
+		if _, ok := mergeVariants[name]; !ok {
+			b.Fatalf("BENCH_VARIANTS: no variant %q", name)
+		}
+	}
+	e := newEnv(b)
+	g := gen.New(1, 10000)
+	values := make([][]byte, n)
+	for i := range values {
+		now := time.Now().UTC()
+		out := schema.Enriched{Event: g.Event(), ReceivedAt: now, Timestamp: now, Source: "web", IP: "203.0.113.0",
+			Device: schema.Device{Class: "desktop", OS: "Windows", OSVersion: "10", Browser: "Chrome", BrowserVersion: "131.0"}}
+		out.Context.UserAgent = "" // parsed and dropped by ingest
+		values[i] = marshal(b, out).Value
+	}
+	b.ResetTimer()
+	for range b.N {
+		for _, name := range names {
+			insertAndMerge(b, e, name, values, batchRows, pace)
+		}
+	}
+}
+
+// insertAndMerge is one variant's run of BenchmarkInsertAndMerge.
+func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRows int, pace time.Duration) {
+	b.Helper()
+	fresh := *e
+	fresh.db = e.db + "_" + name + "_" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
+	migrate(b, &fresh)
+	for _, q := range mergeVariants[name] {
+		if err := e.conn.Exec(context.Background(), strings.ReplaceAll(q, "{db}", fresh.db)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sink := engineSink(b, fresh.db)
+	var tokens, paths []string
+	for lo := 0; lo < len(values); lo += batchRows {
+		batch := &Batch{cols: newColumns(true), Token: fmt.Sprint("merge-", lo)}
+		for i, v := range values[lo:min(lo+batchRows, len(values))] {
+			r, err := decode(bus.Message{Value: v, Topic: "merge", Offset: int64(lo + i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, col := range batch.cols {
+				col.add(&r)
+			}
+		}
+		if err := sink.Prepare(batch); err != nil {
+			b.Fatal(err)
+		}
+		path, err := sink.keep(batch.Token, batch.block, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens, paths = append(tokens, batch.Token), append(paths, path)
+	}
+	defer func() {
+		for _, p := range paths {
+			os.Remove(p)
+		}
+	}()
+	before := engineCounters(b, e)
+	c0, t0 := cpuTime(b), time.Now()
+	for i := range paths {
+		time.Sleep(time.Until(t0.Add(time.Duration(i) * pace)))
+		if err := sink.insert(context.Background(), tokens[i], paths[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	inserted := time.Since(t0)
+	var quiet time.Time // since when no merge has run
+	for quiet.IsZero() || time.Since(quiet) < 3*time.Second {
+		switch running := e.count(b, "SELECT count() FROM system.merges WHERE database = '"+fresh.db+"'"); {
+		case running > 0:
+			quiet = time.Time{}
+		case quiet.IsZero():
+			quiet = time.Now()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cpu := cpuTime(b) - c0
+	after := engineCounters(b, e)
+	parts := e.count(b, "SELECT count() FROM system.parts WHERE active AND database = '"+fresh.db+"' AND table = 'events'")
+	n := len(values)
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), name+"_cpu_us/row")
+	// On stderr: b.Log keeps only a benchmark's first lines.
+	fmt.Fprintf(os.Stderr, "BenchmarkInsertAndMerge %-12s %7.0f rows/s inserted; %5.2f CPU µs/row with the merges; %d merges of %d rows; %d active parts of events left\n",
+		name, float64(n)/inserted.Seconds(), float64(cpu.Microseconds())/float64(n),
+		after["Merge"]-before["Merge"], after["MergedRows"]-before["MergedRows"], parts)
+	dropDatabase(b, &fresh)
+}
