@@ -9,12 +9,12 @@
 package audit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/sora3web/telemetry/bus"
 )
