@@ -101,9 +101,10 @@ type Consumer struct {
 	// spare holds the cleared arrays of a prepared batch's messages and
 	// records for a batch to come (see fresh).
 	spare chan spareArrays
-	// lastCols are the columns of the batch assembled last, which size
-	// the next one's (newPendingColumns). The batcher's only.
-	lastCols []column
+	// strBytes are the bytes per row of each encoding string column of
+	// the batch handed over last (by column index, 0 for the others),
+	// which size the next batch's (newPendingColumns). The batcher's only.
+	strBytes []int
 
 	// win remembers the event ids stored recently (window.go); only the
 	// flusher's prepare stage uses it.
@@ -335,6 +336,9 @@ func (c *Consumer) run(msgs <-chan []bus.Message) error {
 			out = batches
 		}
 		size := len(p.msgs) // read before the flusher owns p
+		if out != nil {
+			c.measureColumns(p.cols) // likewise; a batch that grows on is measured again
+		}
 		select {
 		case chunk, ok := <-in:
 			if !ok {
@@ -445,14 +449,28 @@ func (c *Consumer) newPendingColumns(n int) []column {
 	cols := newColumns(c.native())
 	for i, col := range cols {
 		col.reserve(n)
-		if s, ok := col.(*strCol); ok && s.encoding && i < len(c.lastCols) {
-			if last := c.lastCols[i].(*strCol); last.rows > 0 {
-				s.enc.Buf = make([]byte, 0, len(last.enc.Buf)/last.rows*n*9/8+64)
-			}
+		if s, ok := col.(*strCol); ok && s.encoding && i < len(c.strBytes) && c.strBytes[i] > 0 {
+			s.enc.Buf = make([]byte, 0, c.strBytes[i]*n*9/8+64)
 		}
 	}
-	c.lastCols = cols
 	return cols
+}
+
+// measureColumns keeps the bytes per row of cols' encoding string
+// columns for newPendingColumns: numbers, not the columns, so that a
+// batch's memory is not held once it is stored.
+func (c *Consumer) measureColumns(cols []column) {
+	if len(cols) == 0 {
+		return
+	}
+	if len(c.strBytes) != len(cols) {
+		c.strBytes = make([]int, len(cols))
+	}
+	for i, col := range cols {
+		if s, ok := col.(*strCol); ok && s.encoding && s.rows > 0 {
+			c.strBytes[i] = len(s.enc.Buf) / s.rows
+		}
+	}
 }
 
 // native reports whether batches are written as Native blocks (the

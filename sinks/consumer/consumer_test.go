@@ -9,6 +9,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/transform"
@@ -377,5 +378,39 @@ func TestClickHouseUnavailablePausesAndLosesNothing(t *testing.T) {
 	}
 	if got := e.count(t, "SELECT count() FROM {t}"); got != 40 {
 		t.Errorf("%d rows, want 40", got)
+	}
+}
+
+// TestStringColumnsAreSizedFromTheLastBatch: a batch's encoding string
+// columns start with room for its rows at the bytes per row of the batch
+// measured last, so that they are not grown by doubling.
+func TestStringColumnsAreSizedFromTheLastBatch(t *testing.T) {
+	c := &Consumer{sink: (*EngineSink)(nil)}
+	const first, next = 100, 1000
+	cols := c.newPendingColumns(first)
+	for i := range first {
+		r, err := decode(bus.Message{Value: marshal(t, event(i)).Value, Topic: "t", Offset: int64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, col := range cols {
+			col.add(&r)
+		}
+	}
+	c.measureColumns(cols)
+	sized := 0
+	for i, col := range c.newPendingColumns(next) {
+		s, ok := col.(*strCol)
+		if !ok || !s.encoding {
+			continue
+		}
+		last := cols[i].(*strCol)
+		if want := len(last.enc.Buf) / last.rows * next; cap(s.enc.Buf) < want {
+			t.Errorf("column %d: room for %d bytes, want at least %d (%d bytes in %d rows before)", i, cap(s.enc.Buf), want, len(last.enc.Buf), last.rows)
+		}
+		sized++
+	}
+	if sized == 0 {
+		t.Fatal("no encoding string column: the sink does not prepare Native blocks")
 	}
 }
