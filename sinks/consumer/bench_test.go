@@ -206,11 +206,32 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 	fresh.db = e.db + "_limit"
 	migrate(b, &fresh)
 	sink := engineSink(b, fresh.db)
-	var tokens, paths []string
-	for lo := 0; lo < len(values); lo += e.cfg.BatchRows {
-		batch := &Batch{cols: newColumns(true), Token: fmt.Sprint("limit-", lo)}
-		for i, v := range values[lo:min(lo+e.cfg.BatchRows, len(values))] {
-			r, err := decode(bus.Message{Value: v, Topic: "limit", Offset: int64(lo + i)})
+	tokens, paths := nativeBlocks(b, sink, "limit", values, e.cfg.BatchRows)
+	r := measure(b, "", len(values), func() {
+		for i := range paths {
+			if err := sink.insert(context.Background(), tokens[i], paths[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	removeAll(paths)
+	dropDatabase(b, &fresh)
+	r.fromWhat = fmt.Sprintf("%d Native inserts of %d rows, encoded and written beforehand", len(paths), e.cfg.BatchRows)
+	report(b, "limit", r)
+}
+
+// nativeBlocks decodes values and writes them as Native blocks of
+// batchRows for sink's insert, as the consumer prepares a batch: it
+// returns each block's dedup token and file (removed when b ends at the
+// latest: removeAll them once inserted, as they take GBs). The rows are
+// read from topic name at offsets 0 to len(values)-1.
+func nativeBlocks(b *testing.B, sink *EngineSink, name string, values [][]byte, batchRows int) (tokens, paths []string) {
+	b.Helper()
+	b.Cleanup(func() { removeAll(paths) })
+	for lo := 0; lo < len(values); lo += batchRows {
+		batch := &Batch{cols: newColumns(true), Token: fmt.Sprint(name, "-", lo)}
+		for i, v := range values[lo:min(lo+batchRows, len(values))] {
+			r, err := decode(bus.Message{Value: v, Topic: name, Offset: int64(lo + i)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -227,19 +248,14 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 		}
 		tokens, paths = append(tokens, batch.Token), append(paths, path)
 	}
-	r := measure(b, "", len(values), func() {
-		for i := range paths {
-			if err := sink.insert(context.Background(), tokens[i], paths[i]); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	return tokens, paths
+}
+
+// removeAll removes the files at paths, those that exist.
+func removeAll(paths []string) {
 	for _, p := range paths {
 		os.Remove(p)
 	}
-	dropDatabase(b, &fresh)
-	r.fromWhat = fmt.Sprintf("%d Native inserts of %d rows, encoded and written beforehand", len(paths), e.cfg.BatchRows)
-	report(b, "limit", r)
 }
 
 func migrate(b *testing.B, e *env) {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/gen"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
@@ -38,8 +37,8 @@ var mergeVariants = map[string][]string{
 // migrates a fresh database, inserts BENCH_ROWS (default 4,000,000)
 // generated events (internal/gen, as ingest publishes them) in Native
 // batches of BENCH_BATCH_ROWS (default 50,000: a second of `telemetry
-// serve` at 50,000 events/s), one every BENCH_PACE_MS (default 1000; 0
-// inserts back to back), and waits until no merge has run for 3 s. It
+// serve` at 50,000 events/s), one every BENCH_PACE_MS (default 1000; 1 is
+// about back to back), and waits until no merge has run for 3 s. It
 // reports, per variant, the process's CPU µs per row over inserts and
 // merges, the merges and rows merged, and the active parts of events
 // left. BENCH_VARIANTS is a comma-separated list of variants, run in that
@@ -89,32 +88,8 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 		}
 	}
 	sink := engineSink(b, fresh.db)
-	var tokens, paths []string
-	for lo := 0; lo < len(values); lo += batchRows {
-		batch := &Batch{cols: newColumns(true), Token: fmt.Sprint("merge-", lo)}
-		for i, v := range values[lo:min(lo+batchRows, len(values))] {
-			r, err := decode(bus.Message{Value: v, Topic: "merge", Offset: int64(lo + i)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, col := range batch.cols {
-				col.add(&r)
-			}
-		}
-		if err := sink.Prepare(batch); err != nil {
-			b.Fatal(err)
-		}
-		path, err := sink.keep(batch.Token, batch.block, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tokens, paths = append(tokens, batch.Token), append(paths, path)
-	}
-	defer func() {
-		for _, p := range paths {
-			os.Remove(p)
-		}
-	}()
+	tokens, paths := nativeBlocks(b, sink, "merge", values, batchRows)
+	defer removeAll(paths)
 	before := engineCounters(b, e)
 	c0, t0 := cpuTime(b), time.Now()
 	for i := range paths {
