@@ -223,6 +223,16 @@ func (g *Generator) EventOf(typ string, u User) schema.Event {
 	return ev
 }
 
+// Enriched returns the next event as the collector publishes it, received
+// at now: a desktop Chrome on Windows, the user agent parsed and dropped,
+// the IP anonymised.
+func (g *Generator) Enriched(now time.Time) schema.Enriched {
+	out := schema.Enriched{Event: g.Event(), ReceivedAt: now, Timestamp: now, Source: "web", IP: "203.0.113.0",
+		Device: schema.Device{Class: "desktop", OS: "Windows", OSVersion: "10", Browser: "Chrome", BrowserVersion: "131.0"}}
+	out.Context.UserAgent = ""
+	return out
+}
+
 // EnrichedSize returns the average size in bytes of n generated events as
 // the collector publishes them (enriched, user agent parsed and dropped),
 // for sizing broker benchmarks beside the collector's: the same bytes.
@@ -230,11 +240,7 @@ func EnrichedSize(n int) int {
 	g := New(1, 10000)
 	total := 0
 	for range n {
-		ev := g.Event()
-		out := schema.Enriched{Event: ev, ReceivedAt: time.Now(), Timestamp: time.Now(), Source: "web", IP: "203.0.113.0",
-			Device: schema.Device{Class: "desktop", OS: "Windows", OSVersion: "10", Browser: "Chrome", BrowserVersion: "131.0"}}
-		out.Context.UserAgent = ""
-		b, err := json.Marshal(out)
+		b, err := json.Marshal(g.Enriched(time.Now()))
 		if err != nil {
 			panic(fmt.Sprintf("gen: marshalling a generated event: %v", err)) // generated events always marshal
 		}
