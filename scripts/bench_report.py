@@ -205,7 +205,7 @@ def soak_rows(d, name):
     verdict = "FAILED: events lost or duplicated, load shed, or the load generator failed" if failed(name) else "passed"
     return f"""| load: `/v1/events`, batches of 50, open loop, {fig(d, 'run_s')} s | **{fig(d, 'load_ev/s')} events/s** accepted | target {fig(d, 'target_ev/s')} events/s; {fig(d, 'failed_events')} events failed |
 | ingest round trip of the load's requests | p99 {fig(d, 'ingest_p99_ms', '{:,.0f}', ' ms')}, max {fig(d, 'ingest_max_ms', '{:,.0f}', ' ms')} | {fig(d, 'probes_refused')} probes answered 503 (ingest.max_inflight full) |
-| freshness (2xx -> visible to a query) of {fig(d, 'probes')} probes, one every 100 ms | p50 {fig(d, 'fresh_p50_s', '{:.2f}', ' s')}, **p99 {fig(d, 'fresh_p99_s', '{:.2f}', ' s')}**, max {fig(d, 'fresh_max_s', '{:.2f}', ' s')} | limit p99 < 3 s |
+| freshness (2xx -> visible to a query) of {fig(d, 'probes')} probes, one every 100 ms, looked for every {fig(d, 'poll_ms')} ms | p50 {fig(d, 'fresh_p50_s', '{:.2f}', ' s')}, **p99 {fig(d, 'fresh_p99_s', '{:.2f}', ' s')}**, max {fig(d, 'fresh_max_s', '{:.2f}', ' s')} | limit p99 < 3 s |
 | local log backlog (consumer cursor lag on `/metrics`, sampled every second) | max **{fig(d, 'backlog_max')} records**; the log's directory at most {fig(d, 'log_max_MiB', '{:,.0f}', ' MiB')} | drained {fig(d, 'drain_s', '{:.1f}', ' s')} after the load stopped |
 | server RSS (VmHWM of the `telemetry serve` process alone; the load generator runs in the benchmark's process) | max **{fig(d, 'rss_max_MiB', '{:,.0f}', ' MiB')}** | |
 | acknowledged against stored | {fig(d, 'acked')} acknowledged; lost {fig(d, 'lost')}, duplicated {fig(d, 'duplicated')} | {verdict} |"""
