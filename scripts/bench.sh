@@ -110,8 +110,8 @@ kill $pid; wait $pid 2>/dev/null || true
 
 echo "== 8a. ingest -> Kafka, the audit off (audit.enabled=false) and on, alternating runs" >&2
 # Two fresh processes side by side, one per setting, and the runs alternate
-# between them (on, off, on, off, ...): a broker or disk hiccup, or the
-# broker's log growing over the run, lands on both alike.
+# between them: a broker or disk hiccup, or the broker's log growing over
+# the run, lands on both alike.
 start_ingest() { # port data audit
 	./bin/telemetry ingest --set log.level=warn --set bus=kafka --set kafka.events_topic="$topic" --set kafka.dead_letter_topic="$topic-dlq" \
 	  --set data_dir="$work/$2" --set ingest.max_inflight=1024 --set ingest.rate_limit_per_key.rate=0 --set audit.enabled="$3" \
@@ -126,11 +126,21 @@ for port in 18081 18082; do
 	./bin/telemetry loadgen --url http://127.0.0.1:$port --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
 done
 ab() { ./bin/telemetry loadgen --url "http://127.0.0.1:$1" --json --duration "${secs}s" "${@:2}" 2>/dev/null; }
+# The order within a pair turns each round (on first, then off first), so
+# a drift within a pair does not always land on the same side.
 for i in 1 2 3; do
-	ab 18081 --mode batch --batch 50 --concurrency "$conc" >"$work/audit-$i.json"
-	ab 18082 --mode batch --batch 50 --concurrency "$conc" >"$work/noaudit-$i.json"
-	ab 18081 --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/audit-beacon-$i.json"
-	ab 18082 --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/noaudit-beacon-$i.json"
+	ports="18081 18082"
+	[ $((i % 2)) -eq 0 ] && ports="18082 18081"
+	for port in $ports; do
+		name=audit
+		[ "$port" = 18082 ] && name=noaudit
+		ab "$port" --mode batch --batch 50 --concurrency "$conc" >"$work/$name-$i.json"
+	done
+	for port in $ports; do
+		name=audit-beacon
+		[ "$port" = 18082 ] && name=noaudit-beacon
+		ab "$port" --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/$name-$i.json"
+	done
 done
 kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
 pid=
