@@ -22,10 +22,11 @@ import (
 // BENCH_SUSTAIN_SECONDS (default 300) through /v1/events, with a probe
 // event every 100ms for freshness, looked for every BENCH_POLL_MS
 // (default 200: each look is a query of the engine under test, on its
-// cores; a probe's freshness is an upper bound by at most that). It reports the load achieved, freshness
-// p50/p99/max, the local log's largest backlog (the consumer cursor's lag
-// on /metrics) and size, the server's peak RSS (VmHWM: the server alone,
-// not this process, which runs the load generator), and acknowledged
+// cores; a probe's freshness is an upper bound by at most that). It
+// reports the load achieved, freshness p50/p99/max, the local log's
+// largest backlog (the consumer cursor's lag on /metrics) and size, the
+// server's peak RSS (VmHWM: the server alone, not this process, which runs
+// the load generator), and acknowledged
 // against stored events after the backlog drained. It fails only when the
 // load generator failed or an acknowledged event was lost or stored twice.
 // Run: go test ./internal/soak -run '^$' -bench '^BenchmarkSustained$' -benchtime 1x -timeout 30m
