@@ -131,15 +131,15 @@ ab() { ./bin/telemetry loadgen --url "http://127.0.0.1:$1" --json --duration "${
 for i in 1 2 3; do
 	ports="18081 18082"
 	[ $((i % 2)) -eq 0 ] && ports="18082 18081"
-	for port in $ports; do
-		name=audit
-		[ "$port" = 18082 ] && name=noaudit
-		ab "$port" --mode batch --batch 50 --concurrency "$conc" >"$work/$name-$i.json"
-	done
-	for port in $ports; do
-		name=audit-beacon
-		[ "$port" = 18082 ] && name=noaudit-beacon
-		ab "$port" --mode beacon --batch 1 --concurrency $((conc * 4)) >"$work/$name-$i.json"
+	for load in "batch 50 $conc" "beacon 1 $((conc * 4))"; do
+		read -r mode batch senders <<<"$load"
+		suffix=
+		[ "$mode" = beacon ] && suffix=-beacon
+		for port in $ports; do
+			name=audit
+			[ "$port" = 18082 ] && name=noaudit
+			ab "$port" --mode "$mode" --batch "$batch" --concurrency "$senders" >"$work/$name$suffix-$i.json"
+		done
 	done
 done
 kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
