@@ -57,8 +57,8 @@ type Config struct {
 	// ProbeEvery is the interval between probe events.
 	ProbeEvery time.Duration
 	// PollEvery is the interval between the watcher's queries for the
-	// probes not yet seen (default 50ms): a probe's freshness is an upper
-	// bound by at most one PollEvery. Each poll is a query of the engine,
+	// probes not yet seen (0: DefaultPollEvery): a probe's freshness is an
+	// upper bound by at most one PollEvery. Each poll is a query of the engine,
 	// which shares the server's cores with what is measured.
 	PollEvery time.Duration
 	// Query, when not empty, runs every QueryEvery beside the load (one at
@@ -378,11 +378,16 @@ type prober struct {
 
 func newProber(cfg Config, ch *clickhouse) *prober {
 	if cfg.PollEvery <= 0 {
-		cfg.PollEvery = 50 * time.Millisecond
+		cfg.PollEvery = DefaultPollEvery
 	}
 	return &prober{cfg: cfg, ch: ch, hc: &http.Client{Timeout: 30 * time.Second}, gen: gen.New(99, 100),
 		done: make(chan struct{}), pending: map[string]sentProbe{}, over: make(chan struct{})}
 }
+
+// DefaultPollEvery is Config.PollEvery's default: each look for the
+// probes is a query of the engine under test, on its cores, so they are
+// looked for less often than they are sent.
+const DefaultPollEvery = 200 * time.Millisecond
 
 // sentProbe is a probe posted and acknowledged, not yet seen.
 type sentProbe struct {

@@ -73,7 +73,7 @@ func measure(b *testing.B, cfg Config) {
 	cfg.IngestURL, cfg.ClickHouseURL, cfg.PID, cfg.LogDir = srv.ingest, srv.clickhouse, srv.cmd.Process.Pid, filepath.Join(srv.dataDir, "wal")
 	cfg.Database, cfg.WriteKey = config.Default().ClickHouse.Database, config.DevWriteKey
 	cfg.ProbeEvery, cfg.DrainTimeout = 100*time.Millisecond, 5*time.Minute
-	cfg.PollEvery = time.Duration(testenv.EnvInt(b, "BENCH_POLL_MS", 200)) * time.Millisecond
+	cfg.PollEvery = time.Duration(testenv.EnvInt(b, "BENCH_POLL_MS", int(DefaultPollEvery/time.Millisecond))) * time.Millisecond
 	b.ResetTimer()
 	r, err := Run(context.Background(), cfg)
 	b.StopTimer()
