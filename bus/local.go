@@ -75,7 +75,8 @@ func (r *LogReader) next() Message {
 	if err != nil {
 		m = Message{Value: rec.Payload}
 	}
-	m.Topic, m.Partition, m.Offset = r.topic, 0, int64(rec.Seq)
+	// One reader holds its cursor from NewLogReader to Close: one epoch.
+	m.Topic, m.Partition, m.Offset, m.Epoch = r.topic, 0, int64(rec.Seq), 1
 	return m
 }
 

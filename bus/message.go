@@ -34,6 +34,15 @@ type Message struct {
 	// HighWater is the partition's next offset when the message was read
 	// (0 when the source does not say), for the consumer's lag.
 	HighWater int64
+	// Epoch names the source's hold on the message's partition: messages
+	// of one partition with the same non-zero Epoch were read in one
+	// uninterrupted hold, during which no other reader of the source took
+	// the partition's messages. A consumer that asked what was stored at
+	// the hold's start then knows the rest from its own writes (see
+	// sinks/consumer's stored offsets). 0: the source does not say, and
+	// the consumer asks before every batch. Epochs are the reader's own:
+	// they compare only among messages of one Source value.
+	Epoch int64
 }
 
 // Publisher makes messages durable. Publish returns nil only once every

@@ -62,6 +62,10 @@ type Reader struct {
 	// handed maps a partition to the generation its last handed-out
 	// message came from; Commit commits through that generation.
 	handed map[int]*generation
+	// epochs counts the generations joined; each hands out its messages
+	// with its count as bus.Message.Epoch (kafka's generation ids are the
+	// group's, and need not differ across a coordinator's restart).
+	epochs int64
 
 	msgs   chan fetched  // from the partition readers of the current generation
 	closed chan struct{} // Close was called
@@ -86,7 +90,8 @@ func (r *Reader) fenceTimeout() time.Duration {
 
 // generation is the reader's side of one group generation.
 type generation struct {
-	g *kafka.Generation
+	g     *kafka.Generation
+	epoch int64 // the reader's count of this generation (Reader.epochs)
 
 	mu          sync.Mutex
 	ended       bool          // revoked: hand out nothing more
@@ -224,7 +229,8 @@ func (r *Reader) generations(g *kafka.ConsumerGroup) {
 			r.log.Warn("kafka reader: joining the next group generation", "err", err)
 			continue
 		}
-		gen := &generation{g: kg, outstanding: map[int]int64{}, drained: make(chan struct{})}
+		r.epochs++
+		gen := &generation{g: kg, epoch: r.epochs, outstanding: map[int]int64{}, drained: make(chan struct{})}
 		var parts []int
 		for _, a := range kg.Assignments[r.cfg.EventsTopic] {
 			parts = append(parts, a.ID)
@@ -369,7 +375,9 @@ func (r *Reader) hand(f fetched) (bus.Message, bool) {
 	r.mu.Lock()
 	r.handed[f.m.Partition] = gen
 	r.mu.Unlock()
-	return toBus(f.m), true
+	m := toBus(f.m)
+	m.Epoch = gen.epoch
+	return m, true
 }
 
 func toBus(m kafka.Message) bus.Message {

@@ -31,6 +31,7 @@ type record struct {
 	topic     string
 	partition int
 	offset    int64
+	epoch     int64 // bus.Message.Epoch
 }
 
 // minTime and maxTime bound DateTime64(3).
@@ -41,7 +42,7 @@ var (
 
 // decode maps a message to a record or says why it cannot be stored.
 func decode(m bus.Message) (record, error) {
-	r := record{topic: m.Topic, partition: m.Partition, offset: m.Offset}
+	r := record{topic: m.Topic, partition: m.Partition, offset: m.Offset, epoch: m.Epoch}
 	// ZeroCopy: the event's strings alias the message's bytes, which the
 	// source hands over for good (kafka-go and the local log allocate each
 	// message anew), instead of a copy per field.
