@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/sora3web/telemetry/bus"
@@ -222,55 +225,64 @@ func (s *ClickHouseSink) auditTable() string {
 	return strings.TrimSuffix(s.table, ".events") + ".pipeline_audit"
 }
 
-// WriteAudit inserts rows into pipeline_audit, inline (VALUES: the
-// engine parses the data after the statement whatever its size). It does
-// not take the sink's lock: it runs while WriteBatch encodes the batch's
-// block (Batch.ready), and touches no kept block.
+// WriteAudit inserts rows into pipeline_audit as a Native block, through
+// a file as the batches' blocks go (EngineSink.insert). It does not take
+// the sink's lock: it runs while WriteBatch encodes the batch's block
+// (Batch.ready), and touches no kept block. Native, not VALUES: the
+// engine parsed a VALUES row in about 4.5 µs, which for a batch of
+// 100,000 events (4,000 audit rows: two per request of 50) was a quarter
+// of a microsecond per event.
 func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
 	table := strings.TrimSuffix(s.table, ".events") + ".pipeline_audit"
-	sql := auditInsertSQL(table, token, rows)
+	path, err := s.encode(func(w io.Writer) error {
+		_, err := w.Write(auditNative(rows))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("encoding %d rows for %s: %w", len(rows), table, err)
+	}
+	defer os.Remove(path)
+	// async_insert = 0 as for the events (insertSettings).
+	sql := "INSERT INTO " + table + " (" + auditColumns + ") FROM INFILE " + chdb.QuoteString(path) +
+		" SETTINGS insert_deduplication_token = " + chdb.QuoteString(token) + ", async_insert = 0 FORMAT Native"
 	if _, err := s.queries.Exec(ctx, chdb.Request{SQL: sql}); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", len(rows), table, err)
 	}
 	return nil
 }
 
-// auditInsertSQL is the insert of rows into table with token, the rows
-// inline as VALUES.
-func auditInsertSQL(table, token string, rows []audit.Row) string {
-	var b strings.Builder
-	b.Grow(128 + len(rows)*(len(rows[0].RecordID)+64))
-	// async_insert = 0 as for the events (insertSettings).
-	b.WriteString("INSERT INTO " + table + " (" + auditColumns + ") SETTINGS insert_deduplication_token = " +
-		chdb.QuoteString(token) + ", async_insert = 0 VALUES ")
-	// Sources, stages and reasons are few: each is quoted once.
-	quoted := map[string]string{}
-	quote := func(v string) string {
-		q, ok := quoted[v]
-		if !ok {
-			q = chdb.QuoteString(v)
-			quoted[v] = q
-		}
-		return q
+// auditNative is rows as one Native block of auditColumns. The
+// LowCardinality columns go as String, as the events' do (col.native).
+func auditNative(rows []audit.Row) []byte {
+	var buf proto.Buffer
+	buf.PutUVarInt(6)
+	buf.PutUVarInt(uint64(len(rows)))
+	buf.PutString("window_start")
+	buf.PutString("DateTime('UTC')")
+	for _, r := range rows {
+		buf.PutUInt32(uint32(r.Window.Unix()))
 	}
-	var num []byte
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteByte(',')
+	for _, c := range []struct {
+		name string
+		get  func(audit.Row) string
+	}{
+		{"source", func(r audit.Row) string { return r.Source }},
+		{"stage", func(r audit.Row) string { return r.Stage }},
+		{"reason", func(r audit.Row) string { return r.Reason }},
+		{"record_id", func(r audit.Row) string { return r.RecordID }},
+	} {
+		buf.PutString(c.name)
+		buf.PutString("String")
+		for _, r := range rows {
+			buf.PutString(c.get(r))
 		}
-		b.WriteByte('(')
-		num = strconv.AppendInt(num[:0], r.Window.Unix(), 10)
-		b.Write(num)
-		for _, v := range [...]string{quote(r.Source), quote(r.Stage), quote(r.Reason), chdb.QuoteString(r.RecordID)} {
-			b.WriteByte(',')
-			b.WriteString(v)
-		}
-		b.WriteByte(',')
-		num = strconv.AppendUint(num[:0], r.N, 10)
-		b.Write(num)
-		b.WriteByte(')')
 	}
-	return b.String()
+	buf.PutString("n")
+	buf.PutString("UInt64")
+	for _, r := range rows {
+		buf.PutUInt64(r.N)
+	}
+	return buf.Buf
 }
 
 // addAuditRecord takes an ingest audit record into the batch: its rows are

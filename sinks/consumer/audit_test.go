@@ -202,7 +202,7 @@ func TestAuditTokenNamesTheRowsAndCounts(t *testing.T) {
 
 // TestAuditRowsAreStoredExactlyThroughEitherSink: values that need
 // quoting (quotes, backslashes, a newline, a NUL) are stored as given,
-// through clickhouse-go and through the engine's inline insert.
+// through clickhouse-go and through the engine's Native block.
 func TestAuditRowsAreStoredExactlyThroughEitherSink(t *testing.T) {
 	window := time.Date(2026, 12, 1, 10, 1, 0, 0, time.UTC)
 	rows := []audit.Row{ // in record_id order
