@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/internal/gen"
 	"github.com/sora3web/telemetry/internal/testenv"
 )
@@ -30,6 +31,32 @@ var mergeVariants = map[string][]string{
 	// Sizes (300,000 rows): 80.4, 80.9 and 85.3 compressed bytes/row.
 	"zstd1": {textCodec("ZSTD(1)")},
 	"lz4":   {textCodec("LZ4")},
+	// Without the audit's view of inserted rows (migration 0008): its
+	// share of the events insert, and of pipeline_audit's merges.
+	"no_audit_view": {"DROP VIEW {db}.pipeline_audit_inserted_mv"},
+	// As migrated, and before each batch the consumer's audit insert
+	// (auditVariants).
+	"audit_rows": nil,
+}
+
+// auditVariants are the variants that also insert, before each batch, the
+// audit rows a consumer with the audit on writes for it: ingest's records
+// of its requests of 50 events (accepted and published: two rows each)
+// and the consumer's counts.
+var auditVariants = map[string]bool{"audit_rows": true}
+
+// auditRowsFor returns the audit rows of batch i of n rows received at at.
+func auditRowsFor(i, n int, at time.Time) []audit.Row {
+	var rows []audit.Row
+	window := audit.MinuteOf(at)
+	for r := range n / 50 {
+		id := "bench-" + strconv.Itoa(i) + "-" + strconv.Itoa(r)
+		for _, stage := range []string{audit.Accepted, audit.Published} {
+			rows = append(rows, audit.Row{Window: window, Source: "web", Stage: stage, RecordID: id + "/" + stage + "/", N: 50})
+		}
+	}
+	return append(rows, audit.Row{Window: window, Source: "web", Stage: audit.Consumed,
+		RecordID: audit.Consumed + "/merge/0/" + strconv.Itoa(i*n), N: uint64(n)})
 }
 
 // textColumns are the events table's long text columns, which carry an
@@ -105,9 +132,20 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 	tokens, paths := nativeBlocks(b, sink, "merge", values, batchRows)
 	defer removeAll(paths)
 	before := engineCounters(b, e)
+	var auditRows [][]audit.Row
+	if auditVariants[name] {
+		for i := range paths {
+			auditRows = append(auditRows, auditRowsFor(i, batchRows, time.Now()))
+		}
+	}
 	c0, t0 := cpuTime(b), time.Now()
 	for i := range paths {
 		time.Sleep(time.Until(t0.Add(time.Duration(i) * pace)))
+		if auditRows != nil {
+			if err := sink.WriteAudit(context.Background(), auditToken(auditRows[i]), auditRows[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if err := sink.insert(context.Background(), tokens[i], paths[i]); err != nil {
 			b.Fatal(err)
 		}

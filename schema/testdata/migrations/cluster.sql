@@ -406,6 +406,9 @@ GROUP BY day, type, plan, quality, resolution, aspect_ratio, device_class, devic
 -- migration 0012_merge_selector_base (sha256 9c4fd91f33cb1c0e9bd7e89bdcde8380051eb19225c1c84f2c89105aeddd99c6)
 ALTER TABLE telemetry.events_local ON CLUSTER analytics MODIFY SETTING merge_selector_base = 20;
 
+-- migration 0013_pipeline_audit_merges (sha256 b0e3de1a64ed7e44f8d4ff558aef066af16dc09575ed80a986810bcce79cd928)
+ALTER TABLE telemetry.pipeline_audit_local ON CLUSTER analytics MODIFY SETTING merge_selector_base = 20;
+
 -- retention events
 ALTER TABLE telemetry.events_local ON CLUSTER analytics
 MODIFY TTL
