@@ -423,10 +423,10 @@ func BenchmarkRowPath(b *testing.B) {
 //     and writes its audit rows before each insert, and the view counts
 //     the inserted rows.
 //
-// The ways alternate BENCH_AUDIT_ROUNDS times (default 5) and the median
-// run of each is reported (rows/s, CPU µs per row), with on's cost as a
-// share of off's rate, the median of the rounds' own (off then on, back
-// to back): the machine is shared and one run swings by 10%
+// The ways alternate BENCH_AUDIT_ROUNDS times (default 5), in reverse
+// order every other round, and the median run of each is reported
+// (rows/s, CPU µs per row), with on's cost as a share of off's rate, the
+// median of the rounds' own (off and on back to back): the machine is shared and one run swings by 10%
 // either way; a best-of took one lucky run of either side (a 14% "cost"
 // in one run, on 2026-12-01, where the CPU profiles of the two ways
 // differed by 2%). Each run's figures and the engine's inserts and merges during
@@ -481,8 +481,17 @@ func BenchmarkAuditCost(b *testing.B) {
 	}
 	runs := make([][]result, len(ways))
 	for range b.N {
-		for range rounds {
-			for i, w := range ways {
+		for round := range rounds {
+			for j := range ways {
+				// Every other round runs the ways in reverse: whatever the
+				// first run of a round gains or loses (the previous run's
+				// database still being removed, the page cache) falls on
+				// each way in turn.
+				i := j
+				if round%2 == 1 {
+					i = len(ways) - 1 - j
+				}
+				w := ways[i]
 				if len(only) > 0 && !only[w.name] {
 					continue
 				}
@@ -510,7 +519,8 @@ func BenchmarkAuditCost(b *testing.B) {
 		}
 	}
 	// The cost is the median over rounds of each round's own cost: a
-	// round runs the ways back to back, so the machine's speed, which
+	// round runs the ways back to back (off and on next to each other
+	// when BENCH_AUDIT_WAYS is audit_off,audit_on, as in make bench), so the machine's speed, which
 	// drifts by more than the cost within minutes, is nearly the same for
 	// both halves of a pair, and a slow minute moves one round, not the
 	// comparison of two medians taken from different rounds (9% against
@@ -576,7 +586,7 @@ func BenchmarkAuditBatch(b *testing.B) {
 				if on {
 					rows := p.audit.all()
 					_ = auditToken(rows)
-					_ = auditInsertSQL("db.pipeline_audit", "token", rows)
+					_ = auditNative(rows)
 				}
 			}
 			b.StopTimer()
