@@ -180,10 +180,13 @@ BENCH_ROWS=4000000 BENCH_VARIANTS=base5,as_migrated go test ./sinks/consumer -ru
 
 echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # Five alternating rounds (two took 25 s, five about a minute): with two, one
-# disturbed round moved the best-of figure by several percent. 2M rows a run
-# (twenty batches): at 1M a run was ten batches, and one big merge of events
-# landing in it or not moved a round by up to 20%.
-BENCH_ROWS=${BENCH_AUDIT_ROWS:-2000000} BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
+# disturbed round moved the best-of figure by several percent. Run one after
+# the other, a round still moved by up to 20% either way (the machine's speed
+# drifts within minutes): the ways' CPU per row and their spread are shown,
+# and the cost is taken side by side (BenchmarkAuditCostSideBySide: off and on
+# draining at the same time, in one process).
+BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
+BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 30m 2>&1 | tee "$work/auditside.txt" >&2
 
 echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2

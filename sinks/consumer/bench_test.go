@@ -22,6 +22,7 @@ import (
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/bus/wal"
 	"github.com/sora3web/telemetry/internal/audit"
+	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/transform"
 )
 
@@ -452,19 +453,7 @@ func BenchmarkAuditCost(b *testing.B) {
 	// "cost" in a 2026-12-01 run). A run is ten batches: at 300,000 rows a
 	// run took a second and a half, and the fill and drain of the
 	// consumer's stages decided a good part of it.
-	// Requests of 50 events each, 2,000 a second, each followed by its
-	// ingest audit record; the "off" log holds only the events.
-	withAudit := auditBenchMessages(b, n)
-	values := make([][]byte, 0, n)
-	for _, m := range withAudit {
-		if !audit.IsRecord(m) {
-			values = append(values, m.Value)
-		}
-	}
-	offDir, onDir := b.TempDir(), b.TempDir()
-	fillLog(b, offDir, values)
-	fillLogMessages(b, onDir, withAudit)
-	logs := [2]*wal.Log{openLog(b, offDir), openLog(b, onDir)}
+	logs := auditLogs(b, n)
 	b.ResetTimer()
 	// The four ways: audit off; on; only the view (the consumer counts
 	// nothing: the events table's share of the cost); only the consumer's
@@ -544,6 +533,162 @@ func BenchmarkAuditCost(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(rounds), "rounds")
+}
+
+// auditLogs returns the two logs the audit's cost is measured on: the
+// "off" log holds n events, in requests of 50 each, 2,000 a second; the
+// "on" log the same events, each request followed by its ingest audit
+// record.
+func auditLogs(b *testing.B, n int) [2]*wal.Log {
+	b.Helper()
+	withAudit := auditBenchMessages(b, n)
+	values := make([][]byte, 0, n)
+	for _, m := range withAudit {
+		if !audit.IsRecord(m) {
+			values = append(values, m.Value)
+		}
+	}
+	offDir, onDir := b.TempDir(), b.TempDir()
+	fillLog(b, offDir, values)
+	fillLogMessages(b, onDir, withAudit)
+	return [2]*wal.Log{openLog(b, offDir), openLog(b, onDir)}
+}
+
+// BenchmarkAuditCostSideBySide measures the consumer's audit cost side by
+// side, as issue 17 asks: in each round a consumer with the audit off and
+// one with it on (BenchmarkAuditCost's "off" and "on") drain their logs at
+// the same time, each into fresh tables of its own, in one process and
+// one engine. Both so run on the same machine at the same minute: run one
+// after the other, the machine's speed, which drifts by more than the
+// cost within minutes, moved single rounds by up to 20% either way, and
+// five rounds could not tell 3% from 10%.
+//
+// Each way's rate is taken over the time both run: from its first insert
+// to its last one before the first of the two has stored all its rows
+// (the count of a table moves by whole batches, so the rate is between
+// the insert times, not at a poll). The round's cost is 1 - on's rate /
+// off's; which way starts first alternates by round. The median round's
+// cost is reported as audit_cost_%, each round on stderr. BENCH_ROWS sets
+// the rows per way (default 2,000,000: twenty batches),
+// BENCH_AUDIT_ROUNDS the rounds (default 5).
+// Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
+func BenchmarkAuditCostSideBySide(b *testing.B) {
+	n := testenv.EnvInt(b, "BENCH_ROWS", 2_000_000)
+	rounds := testenv.EnvInt(b, "BENCH_AUDIT_ROUNDS", 5)
+	e := newEnv(b)
+	e.cfg.BatchInterval = DefaultConfig().BatchInterval
+	logs := auditLogs(b, n)
+	b.ResetTimer()
+	var costs []float64
+	var rates [2][]float64
+	for range b.N {
+		for round := range rounds {
+			envs := [2]*env{}
+			for i := range envs {
+				fresh := *e
+				fresh.db = fmt.Sprintf("%s_%d_%d", e.db, round, i)
+				fresh.cfg.GroupID = e.cfg.GroupID + "-" + fresh.db
+				migrate(b, &fresh)
+				if i == 0 { // off: no view counting inserted rows
+					if err := e.conn.Exec(context.Background(), "DROP VIEW "+fresh.db+".pipeline_audit_inserted_mv"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				envs[i] = &fresh
+			}
+			var cs [2]*Consumer
+			for j := range cs {
+				i := (j + round) % 2 // off first in even rounds
+				cs[i] = startOnLog(b, envs[i], logs[i], engineSink(b, envs[i].db), func(c *Consumer) error { return c.SetAudit(i == 1) })
+			}
+			steps := insertSteps(b, envs, n)
+			for i, c := range cs {
+				if err := shutdown(c); err != nil {
+					b.Fatal(err)
+				}
+				dropDatabase(b, envs[i])
+			}
+			r := sharedRates(steps, n)
+			if r[0] == 0 || r[1] == 0 {
+				b.Fatalf("round %d: a way stored its rows in one insert while the other ran: %v", round+1, steps)
+			}
+			costs = append(costs, 100*(1-r[1]/r[0]))
+			rates[0], rates[1] = append(rates[0], r[0]), append(rates[1], r[1])
+			fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide round %d (%s started first): off %.0f rows/s, on %.0f rows/s while both ran: cost %+.1f%%\n",
+				round+1, [2]string{"off", "on"}[round%2], r[0], r[1], costs[len(costs)-1])
+		}
+	}
+	slices.Sort(costs)
+	b.ReportMetric(costs[len(costs)/2], "audit_cost_%")
+	for i, name := range []string{"audit_off", "audit_on"} {
+		slices.Sort(rates[i])
+		b.ReportMetric(rates[i][len(rates[i])/2], name+"_rows/s")
+	}
+	b.ReportMetric(float64(rounds), "rounds")
+	fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide cost per round, sorted: %.1f %%\n", costs)
+}
+
+// step is a table's row count seen to change, and when.
+type step struct {
+	at   time.Time
+	rows uint64
+}
+
+// insertSteps polls the events tables of envs until each holds n rows
+// and returns, per table, every count it was seen at with when it was
+// first seen.
+func insertSteps(b *testing.B, envs [2]*env, n int) [2][]step {
+	b.Helper()
+	var steps [2][]step
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		done := 0
+		for i, e := range envs {
+			s := steps[i]
+			if len(s) > 0 && s[len(s)-1].rows == uint64(n) {
+				done++
+				continue
+			}
+			if c := e.count(b, "SELECT count() FROM {t}"); len(s) == 0 || c != s[len(s)-1].rows {
+				steps[i] = append(s, step{time.Now(), c})
+			}
+		}
+		if done == len(envs) {
+			return steps
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("not every table holds %d rows after 10 minutes: %v", n, steps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sharedRates is each table's insert rate while both were being filled:
+// rows between its first insert and its last one at or before the moment
+// the first table held all n rows, over the time between them.
+func sharedRates(steps [2][]step, n int) [2]float64 {
+	end := time.Time{}
+	for _, s := range steps {
+		if t := s[len(s)-1].at; end.IsZero() || t.Before(end) {
+			end = t
+		}
+	}
+	var out [2]float64
+	for i, s := range steps {
+		first := 0
+		for first < len(s) && s[first].rows == 0 {
+			first++
+		}
+		last := first
+		for j := first; j < len(s) && !s[j].at.After(end); j++ {
+			last = j
+		}
+		if first >= len(s) || last == first {
+			continue // one insert only while both ran: no rate
+		}
+		out[i] = float64(s[last].rows-s[first].rows) / s[last].at.Sub(s[first].at).Seconds()
+	}
+	return out
 }
 
 // BenchmarkAuditBatch measures the consumer's own audit work per batch,
