@@ -102,19 +102,23 @@ AUDIT_WAYS = (("audit_off", "audit off: no counting, no view on events"),
 
 
 def audit_rows():
-    """Ingest with the audit off beside on (alternating runs of two
-    processes), then the consumer's ways of BenchmarkAuditCost."""
+    """Ingest with the audit off beside on (two processes loaded at the
+    same time), then the consumer's: side by side, and BenchmarkAuditCost's
+    ways one after the other."""
     out = []
     rate = lambda r: r["events_per_sec"]
     count = lambda v: f"{v:,.0f}"
     for what, on_prefix, off_prefix in (
-            (f"ingest -> Kafka, batches of 50, {conc} senders, median of 3", "audit", "noaudit"),
-            (f"ingest -> Kafka, beacons (one event per request), {int(conc) * 4} senders, median of 3", "audit-beacon", "noaudit-beacon")):
+            (f"ingest -> Kafka, batches of 50, {conc} senders each, side by side, median of 3", "audit", "noaudit"),
+            (f"ingest -> Kafka, beacons (one event per request), {int(conc) * 4} senders each, side by side, median of 3", "audit-beacon", "noaudit-beacon")):
         try:
             on, on_runs = median_run(on_prefix, key=rate, show=count)
             off, off_runs = median_run(off_prefix, key=rate, show=count)
+            # Run i of each setting ran at the same time: the cost is the
+            # median of the runs' own.
+            pairs = [(rate(j(f"{off_prefix}-{i}.json")), rate(j(f"{on_prefix}-{i}.json"))) for i in (1, 2, 3)]
             out.append(f"| {what} | off **{rate(off):,.0f}** events/s (runs: {off_runs}) "
-                       f"| on **{rate(on):,.0f}** (runs: {on_runs}) | {(rate(off) - rate(on)) / rate(off):+.1%} |")
+                       f"| on **{rate(on):,.0f}** (runs: {on_runs}) | {paired_cost(*zip(*pairs))} |")
         except OSError:
             out.append(f"| {what} | not measured | not measured | |")
     if hb and hba:
@@ -148,8 +152,8 @@ def audit_runs():
 
 def paired_cost(off, on):
     """The median over rounds of each round's cost: a round runs the ways
-    back to back, so both halves of a pair see nearly the same machine,
-    whose speed drifts by more than the cost within minutes."""
+    back to back (or at once), so both halves of a pair see nearly the same
+    machine, whose speed drifts by more than the cost within minutes."""
     if not off or len(off) != len(on):
         return "not measured"
     costs = sorted((a - b) / a for a, b in zip(off, on))
@@ -395,8 +399,8 @@ below it, measured in the same run.
 `audit.enabled` (default true) beside false, in this run. Ingest with the audit on publishes a
 request's events and its audit record in one publish (a group commit of whole requests) before the 2xx; the consumer writes its counts in an insert
 of its own beside each batch's rows, and the events table's view counts the inserted rows. Ingest
-runs in two processes side by side, one per setting, the runs alternating between them (median of 3
-each). The consumer's ways alternate BENCH_AUDIT_ROUNDS times (BenchmarkAuditCost), at the default batch
+runs in two processes, one per setting, loaded at the same time by a load generator each (so each
+has about half the machine; median of 3 runs each). The consumer's ways alternate BENCH_AUDIT_ROUNDS times (BenchmarkAuditCost), at the default batch
 size: their rates are each way's median run, their cost the median of the rounds' own costs (each round
 runs the ways back to back); these swing by up to 20% a round with the machine's speed. So the
 consumer's cost is also taken side by side (BenchmarkAuditCostSideBySide): off and on drain their logs
