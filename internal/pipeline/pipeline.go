@@ -377,7 +377,7 @@ const auditFlushInterval = 5 * time.Second
 
 func (p *Pipeline) startEngine(ctx context.Context) error {
 	dir := filepath.Join(p.cfg.DataDir, "clickhouse")
-	engine, err := chdb.Open(chdb.Config{Path: dir, LibPath: p.cfg.Embedded.LibPath})
+	engine, err := chdb.Open(chdb.Config{Path: dir, LibPath: p.cfg.Embedded.LibPath, MergeNice: p.cfg.Embedded.MergeNice})
 	if err != nil {
 		return fmt.Errorf("opening the embedded ClickHouse engine in %s (run `make chdb` to fetch libchdb.so): %w", dir, err)
 	}

@@ -68,6 +68,12 @@ type Config struct {
 	// LibPath is the path of libchdb.so. Empty means $CHDB_LIB_PATH, else
 	// DefaultLibPath().
 	LibPath string
+	// MergeNice is the nice value of the engine's merge and mutation
+	// threads while they run a task (ClickHouse's server setting
+	// os_threads_nice_value_merge_mutate): above 0 the kernel gives the
+	// cores to the inserts and queries first and to merges what is left.
+	// 0 to 19; 0 leaves them at the process's own.
+	MergeNice int
 }
 
 // Validate reports whether the configuration can be used.
@@ -77,6 +83,10 @@ func (c Config) Validate() error {
 	}
 	if c.Path == ":memory:" {
 		return errors.New("chdb: config: Path must be a directory, not :memory:")
+	}
+	if c.MergeNice < 0 || c.MergeNice > 19 {
+		// Below 0 needs CAP_SYS_NICE, which the engine then silently lacks.
+		return fmt.Errorf("chdb: config: MergeNice must be 0 to 19, got %d", c.MergeNice)
 	}
 	return nil
 }
@@ -241,10 +251,11 @@ type conn struct {
 	ptr, handle unsafe.Pointer
 }
 
-// connect opens a connection on the data directory dir. The first one
-// boots the engine; later ones join it.
-func connect(l *lib, dir string) (*conn, error) {
-	args := []string{"clickhouse", "--path=" + dir}
+// connect opens a connection on the data directory dir, with settings
+// (--name=value) for the engine. The first one boots the engine; later
+// ones join it.
+func connect(l *lib, dir string, settings []string) (*conn, error) {
+	args := append([]string{"clickhouse", "--path=" + dir}, settings...)
 	cargs := make([]*byte, len(args)+1)
 	keep := make([][]byte, len(args))
 	for i, a := range args {
@@ -286,8 +297,9 @@ func (c *conn) close() {
 // (Query, Exec) share one connection; OpenSession gives a connection of
 // its own.
 type Engine struct {
-	lib  *lib
-	path string
+	lib      *lib
+	path     string
+	settings []string // the engine's settings, as connect takes them
 
 	main *conn // Query and Exec
 	// control runs KILL QUERY for queries whose context ended: on a
@@ -322,17 +334,21 @@ func Open(cfg Config) (*Engine, error) {
 	if openCount > 0 {
 		return nil, ErrAlreadyOpen
 	}
-	main, err := connect(l, dir)
+	var settings []string
+	if cfg.MergeNice != 0 {
+		settings = append(settings, "--os_threads_nice_value_merge_mutate="+strconv.Itoa(cfg.MergeNice))
+	}
+	main, err := connect(l, dir, settings)
 	if err != nil {
 		return nil, err
 	}
-	control, err := connect(l, dir)
+	control, err := connect(l, dir, settings)
 	if err != nil {
 		main.close()
 		return nil, fmt.Errorf("chdb: opening the control connection: %w", err)
 	}
 	openCount++
-	return &Engine{lib: l, path: dir, main: main, control: control, sessions: map[*Session]struct{}{}}, nil
+	return &Engine{lib: l, path: dir, settings: settings, main: main, control: control, sessions: map[*Session]struct{}{}}, nil
 }
 
 // Path returns the absolute data directory.
@@ -377,7 +393,7 @@ func (e *Engine) OpenSession() (*Session, error) {
 	if e.sessions == nil {
 		return nil, ErrClosed
 	}
-	c, err := connect(e.lib, e.path)
+	c, err := connect(e.lib, e.path, e.settings)
 	if err != nil {
 		return nil, fmt.Errorf("chdb: opening a session: %w", err)
 	}

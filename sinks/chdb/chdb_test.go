@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +50,8 @@ func TestMain(m *testing.M) {
 
 // child opens dir in a fresh process, runs sql and prints the result.
 func child(dir, sql string) int {
-	e, err := Open(Config{Path: dir})
+	nice, _ := strconv.Atoi(os.Getenv("CHDB_TEST_CHILD_NICE"))
+	e, err := Open(Config{Path: dir, MergeNice: nice})
 	if err != nil {
 		os.Stderr.WriteString(err.Error())
 		return 2
@@ -66,10 +68,10 @@ func child(dir, sql string) int {
 	return 0
 }
 
-func runChild(t *testing.T, dir, sql string) string {
+func runChild(t *testing.T, dir, sql string, env ...string) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "CHDB_TEST_CHILD_DIR="+dir, "CHDB_TEST_CHILD_SQL="+sql)
+	cmd.Env = append(append(os.Environ(), "CHDB_TEST_CHILD_DIR="+dir, "CHDB_TEST_CHILD_SQL="+sql), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -87,6 +89,18 @@ func TestTablesSurviveProcessRestart(t *testing.T) {
 	}
 }
 
+// TestMergeNiceIsTheEnginesSetting: Config.MergeNice reaches the engine
+// as its server setting, which it applies to merge threads while they
+// merge; left 0, the engine's default (0) stays.
+func TestMergeNiceIsTheEnginesSetting(t *testing.T) {
+	q := "SELECT value FROM system.server_settings WHERE name = 'os_threads_nice_value_merge_mutate'"
+	for _, c := range []struct{ nice, want string }{{"10", "10\n"}, {"0", "0\n"}} {
+		if got := runChild(t, t.TempDir(), q, "CHDB_TEST_CHILD_NICE="+c.nice); got != c.want {
+			t.Errorf("MergeNice %s: the engine's setting is %q, want %q", c.nice, got, c.want)
+		}
+	}
+}
+
 func TestOnlyOneEnginePerProcess(t *testing.T) {
 	engine(t)
 	_, err := Open(Config{Path: t.TempDir()})
@@ -96,7 +110,7 @@ func TestOnlyOneEnginePerProcess(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	for _, c := range []Config{{}, {Path: ":memory:"}} {
+	for _, c := range []Config{{}, {Path: ":memory:"}, {Path: "x", MergeNice: -1}, {Path: "x", MergeNice: 20}} {
 		if c.Validate() == nil {
 			t.Errorf("Validate(%+v) = nil, want error", c)
 		}
