@@ -87,6 +87,10 @@ type Report struct {
 	BacklogMax int64
 	// LogBytesMax is the largest size of the local log's directory.
 	LogBytesMax int64
+	// PartsMax and PartsEnd are the largest and the last count of the
+	// events table's active parts, sampled every 5 seconds: merges that
+	// fall behind (embedded.merge_nice yields them the cores) show here.
+	PartsMax, PartsEnd int64
 	// RSSMax is the server's peak RSS (VmHWM) in bytes.
 	RSSMax int64
 	// Queries holds the dashboard queries' durations (sorted); QueryErrors
@@ -145,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // before the Wait above
 	wg.Add(1)
-	go func() { defer wg.Done(); sampleServer(ctx, cfg, r) }()
+	go func() { defer wg.Done(); sampleServer(ctx, cfg, ch, r) }()
 	if cfg.Query != "" {
 		wg.Add(1)
 		go func() { defer wg.Done(); runQueries(ctx, ch, cfg, r) }()
@@ -220,17 +224,24 @@ func drain(ctx context.Context, ch *clickhouse, timeout time.Duration, r *Report
 	}
 }
 
-// sampleServer records the backlog and the RSS every second until ctx ends.
-func sampleServer(ctx context.Context, cfg Config, r *Report) {
+// sampleServer records the backlog and the RSS every second, and the
+// events table's active parts every 5 seconds, until ctx ends.
+func sampleServer(ctx context.Context, cfg Config, ch *clickhouse, r *Report) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	tk := time.NewTicker(time.Second)
 	defer tk.Stop()
-	for {
+	for i := 0; ; i++ {
 		if text, err := get(ctx, hc, cfg.IngestURL+"/metrics"); err == nil {
 			r.BacklogMax = max(r.BacklogMax, metricValue(text, "telemetry_wal_cursor_lag", `cursor="clickhouse"`))
 		}
 		r.LogBytesMax = max(r.LogBytesMax, dirBytes(cfg.LogDir))
 		r.RSSMax = max(r.RSSMax, procStatus(cfg.PID, "VmRSS:"))
+		if i%5 == 0 {
+			out, err := ch.query(ctx, "SELECT count() FROM system.parts WHERE active AND database = '{db}' AND table = 'events'")
+			if n, perr := strconv.ParseInt(strings.TrimSpace(out), 10, 64); err == nil && perr == nil {
+				r.PartsEnd, r.PartsMax = n, max(r.PartsMax, n)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -96,6 +96,8 @@ func measure(b *testing.B, cfg Config) {
 	b.ReportMetric(float64(r.BacklogMax), "backlog_max")
 	b.ReportMetric(float64(r.LogBytesMax)/(1<<20), "log_max_MiB")
 	b.ReportMetric(float64(r.RSSMax)/(1<<20), "rss_max_MiB")
+	b.ReportMetric(float64(r.PartsMax), "parts_max")
+	b.ReportMetric(float64(r.PartsEnd), "parts_end")
 	b.ReportMetric(float64(r.Acked), "acked")
 	b.ReportMetric(float64(r.Lost()), "lost")
 	b.ReportMetric(float64(r.Duplicated()), "duplicated")
@@ -111,9 +113,9 @@ func measure(b *testing.B, cfg Config) {
 			b.Logf("last failed query: %s", r.LastQueryError)
 		}
 	}
-	b.Logf("%.0f ev/s for %v (target %.0f): freshness p50 %.2fs p99 %.2fs max %.2fs over %d probes; backlog max %d records (%.0f MiB of log); RSS max %.0f MiB; acked %d stored %d distinct %d (drained in %.1fs)",
+	b.Logf("%.0f ev/s for %v (target %.0f): freshness p50 %.2fs p99 %.2fs max %.2fs over %d probes; backlog max %d records (%.0f MiB of log); RSS max %.0f MiB; events' active parts max %d, at the end %d; acked %d stored %d distinct %d (drained in %.1fs)",
 		r.Load.EventsPerSec, cfg.Duration, cfg.Rate, secs(Quantile(r.Fresh, 0.5)), secs(Quantile(r.Fresh, 0.99)), secs(Quantile(r.Fresh, 1)), r.Probes,
-		r.BacklogMax, float64(r.LogBytesMax)/(1<<20), float64(r.RSSMax)/(1<<20), r.Acked, r.Stored, r.Distinct, secs(r.Drain))
+		r.BacklogMax, float64(r.LogBytesMax)/(1<<20), float64(r.RSSMax)/(1<<20), r.PartsMax, r.PartsEnd, r.Acked, r.Stored, r.Distinct, secs(r.Drain))
 	if r.Load.TransportErrs > 0 {
 		b.Errorf("load generator: %d transport errors", r.Load.TransportErrs)
 	}
