@@ -98,7 +98,8 @@ auditside = bench_line("auditside.txt", "AuditCostSideBySide")
 AUDIT_WAYS = (("audit_off", "audit off: no counting, no view on events"),
               ("audit_on", "audit on (the default)"),
               ("view_only", "only the view counting inserted rows"),
-              ("consumer_only", "only the consumer's counts and ingest's records"))
+              ("consumer_only", "only the consumer's counts and ingest's records"),
+              ("off_on_log", "audit off, reading the log that holds ingest's audit records (only committed)"))
 
 
 def audit_rows():
