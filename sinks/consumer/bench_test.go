@@ -462,8 +462,9 @@ func BenchmarkAuditCost(b *testing.B) {
 	// "on" log (the records only committed: the share of the log that
 	// holds them). On 2026-12-02 the last was slower than "on" in both of
 	// two rounds (157,731 and 150,765 rows/s against 176,232 and 160,937;
-	// off 180,119 and 181,634): the one-after-the-other cost follows the
-	// log, not the consumer's audit work.
+	// off 180,119 and 181,634), and faster than off in a third (185,657
+	// against 161,828): one after the other, these runs still swing by
+	// more than the audit's cost.
 	ways := []struct {
 		name     string
 		view, on bool
