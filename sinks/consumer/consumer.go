@@ -776,12 +776,10 @@ type position struct {
 
 // newBatch builds the insert of records whose positions the sink does not
 // hold yet (a crash between insert and commit redelivers them), with a
-// token naming the offset range of each (topic, partition). The stored
-// offsets are asked of each record's own topic, as the insert writes it:
-// a batch may mix sources (a local log and Kafka share one table, and so
-// do several all-in-one instances), and one source's offsets say nothing
-// about another's. cols, when set, are the rows of every record, in order
-// (pending.cols): the batch takes them when it keeps every record.
+// token naming the offset range of each (topic, partition); the stored
+// offsets come from storedOffsets. cols, when set, are the rows of every
+// record, in order (pending.cols): the batch takes them when it keeps
+// every record.
 func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
 	ranges := map[position][2]int64{}
 	epochs := map[position]hold{}
@@ -901,14 +899,17 @@ type hold struct {
 // records are not all of the epoch in which it asked last (c.held): a new
 // hold (a start, an assignment), where another reader may have stored
 // offsets since. Asked in a batch that spans two holds, the answer covers
-// the later one (its messages were read after its assignment). Within one hold nobody else writes the position, so its
-// stored high water is what the consumer prepared last (win.loaded; a
-// batch that fails to store stops the consumer). Asking per batch cost
-// the engine a query per batch, about 20 ms of its time beside inserts.
-// The stored offsets are asked of each record's own topic, as the insert
-// writes it: a batch may mix sources, and one source's offsets say
-// nothing about another's. asked are the positions asked, with their
-// records' epoch: newBatch marks them held once the window has them.
+// the later one (its messages were read after its assignment). Within one
+// hold nobody else writes the position, so its stored high water is what
+// the consumer prepared last (win.loaded; a batch that fails to store
+// stops the consumer). Asking per batch cost the engine a query per batch,
+// about 20 ms of its time beside inserts. The offsets are asked of each
+// record's own topic, as the insert writes it: a batch may mix sources (a
+// local log and Kafka share one table, and so do several all-in-one
+// instances), and one source's offsets say nothing about another's.
+// asked are the positions asked, with their records' epoch: newBatch marks
+// them held once the window has them. It takes the entries of epochs it
+// visits out of the map.
 func (c *Consumer) storedOffsets(records []record, epochs map[position]hold) (stored, asked map[position]int64, err error) {
 	stored = make(map[position]int64, len(epochs))
 	asked = map[position]int64{}
