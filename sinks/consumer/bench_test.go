@@ -142,11 +142,8 @@ func measure(b *testing.B, what string, rows int, f func()) result {
 // its first rows visible to its last (sustained, without the start).
 func measureConsumer(b *testing.B, e *env, n int, start func(*env) *Consumer) result {
 	b.Helper()
-	fresh := *e
-	fresh.db = e.db + "_" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
-	fresh.cfg.GroupID = e.cfg.GroupID + "-" + fresh.db
-	migrate(b, &fresh)
-	c := start(&fresh)
+	fresh := freshEnv(b, e, strconv.Itoa(int(time.Now().UnixNano()%1e6)))
+	c := start(fresh)
 	var first uint64
 	for first = fresh.count(b, "SELECT count() FROM {t}"); first == 0; first = fresh.count(b, "SELECT count() FROM {t}") {
 		time.Sleep(20 * time.Millisecond)
@@ -162,7 +159,7 @@ func measureConsumer(b *testing.B, e *env, n int, start func(*env) *Consumer) re
 	if got := fresh.count(b, "SELECT count() FROM {t}"); got != uint64(n) {
 		b.Fatalf("%d rows stored, want %d", got, n)
 	}
-	dropDatabase(b, &fresh)
+	dropDatabase(b, fresh)
 	return r
 }
 
@@ -203,9 +200,7 @@ func dropDatabase(b *testing.B, e *env) {
 // of batch_rows beforehand, then inserted one block after another.
 func insertNative(b *testing.B, e *env, values [][]byte) {
 	b.Helper()
-	fresh := *e
-	fresh.db = e.db + "_limit"
-	migrate(b, &fresh)
+	fresh := freshEnv(b, e, "limit")
 	sink := engineSink(b, fresh.db)
 	tokens, paths := nativeBlocks(b, sink, "limit", values, e.cfg.BatchRows)
 	r := measure(b, "", len(values), func() {
@@ -216,7 +211,7 @@ func insertNative(b *testing.B, e *env, values [][]byte) {
 		}
 	})
 	removeAll(paths)
-	dropDatabase(b, &fresh)
+	dropDatabase(b, fresh)
 	r.fromWhat = fmt.Sprintf("%d Native inserts of %d rows, encoded and written beforehand", len(paths), e.cfg.BatchRows)
 	report(b, "limit", r)
 }
@@ -256,6 +251,29 @@ func nativeBlocks(b *testing.B, sink *EngineSink, name string, values [][]byte, 
 func removeAll(paths []string) {
 	for _, p := range paths {
 		os.Remove(p)
+	}
+}
+
+// freshEnv returns a copy of e on a database of its own (e's name and
+// suffix), migrated, with a consumer group of its own.
+func freshEnv(b *testing.B, e *env, suffix string) *env {
+	b.Helper()
+	fresh := *e
+	fresh.db = e.db + "_" + suffix
+	fresh.cfg.GroupID = e.cfg.GroupID + "-" + fresh.db
+	migrate(b, &fresh)
+	return &fresh
+}
+
+// dropAuditViewSQL drops the events table's view counting inserted rows
+// (migration 0008): with the audit off nothing counts them.
+const dropAuditViewSQL = "DROP VIEW {db}.pipeline_audit_inserted_mv"
+
+// dropAuditView runs dropAuditViewSQL on e's database.
+func dropAuditView(b *testing.B, e *env) {
+	b.Helper()
+	if err := e.conn.Exec(context.Background(), strings.ReplaceAll(dropAuditViewSQL, "{db}", e.db)); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -500,9 +518,7 @@ func BenchmarkAuditCost(b *testing.B) {
 				before := engineCounters(b, e)
 				r := measureConsumer(b, e, n, func(e *env) *Consumer {
 					if !w.view {
-						if err := e.conn.Exec(context.Background(), "DROP VIEW "+e.db+".pipeline_audit_inserted_mv"); err != nil {
-							b.Fatal(err)
-						}
+						dropAuditView(b, e)
 					}
 					return startOnLog(b, e, l, engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 				})
@@ -517,8 +533,8 @@ func BenchmarkAuditCost(b *testing.B) {
 		}
 	}
 	// The cost is the median over rounds of each round's own cost: a
-	// round runs the ways back to back (off and on next to each other
-	// when BENCH_AUDIT_WAYS is audit_off,audit_on, as in make bench), so the machine's speed, which
+	// round runs the ways back to back (off and on, the first two, next
+	// to each other in either order), so the machine's speed, which
 	// drifts by more than the cost within minutes, is nearly the same for
 	// both halves of a pair, and a slow minute moves one round, not the
 	// comparison of two medians taken from different rounds (9% against
@@ -594,16 +610,10 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 		for round := range rounds {
 			envs := [2]*env{}
 			for i := range envs {
-				fresh := *e
-				fresh.db = fmt.Sprintf("%s_%d_%d", e.db, round, i)
-				fresh.cfg.GroupID = e.cfg.GroupID + "-" + fresh.db
-				migrate(b, &fresh)
-				if i == 0 { // off: no view counting inserted rows
-					if err := e.conn.Exec(context.Background(), "DROP VIEW "+fresh.db+".pipeline_audit_inserted_mv"); err != nil {
-						b.Fatal(err)
-					}
+				envs[i] = freshEnv(b, e, fmt.Sprintf("%d_%d", round, i))
+				if i == 0 { // off
+					dropAuditView(b, envs[i])
 				}
-				envs[i] = &fresh
 			}
 			var cs [2]*Consumer
 			for j := range cs {

@@ -33,7 +33,7 @@ var mergeVariants = map[string][]string{
 	"lz4":   {textCodec("LZ4")},
 	// Without the audit's view of inserted rows (migration 0008): its
 	// share of the events insert, and of pipeline_audit's merges.
-	"no_audit_view": {"DROP VIEW {db}.pipeline_audit_inserted_mv"},
+	"no_audit_view": {dropAuditViewSQL},
 	// As migrated, and before each batch the consumer's audit insert
 	// (auditVariants).
 	"audit_rows": nil,
@@ -120,9 +120,7 @@ func BenchmarkInsertAndMerge(b *testing.B) {
 // insertAndMerge is one variant's run of BenchmarkInsertAndMerge.
 func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRows int, pace time.Duration) {
 	b.Helper()
-	fresh := *e
-	fresh.db = e.db + "_" + name + "_" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
-	migrate(b, &fresh)
+	fresh := freshEnv(b, e, name+"_"+strconv.Itoa(int(time.Now().UnixNano()%1e6)))
 	for _, q := range mergeVariants[name] {
 		if err := e.conn.Exec(context.Background(), strings.ReplaceAll(q, "{db}", fresh.db)); err != nil {
 			b.Fatal(err)
@@ -174,5 +172,5 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 	fmt.Fprintf(os.Stderr, "BenchmarkInsertAndMerge %-12s %7.0f rows/s inserted; %5.2f CPU µs/row with the merges; %d merges of %d rows; %d active parts of events left; %.1f compressed bytes/row of events\n",
 		name, float64(n)/inserted.Seconds(), float64(cpu.Microseconds())/float64(n),
 		after["Merge"]-before["Merge"], after["MergedRows"]-before["MergedRows"], parts, float64(size)/float64(n))
-	dropDatabase(b, &fresh)
+	dropDatabase(b, fresh)
 }
