@@ -434,6 +434,34 @@ func BenchmarkRowPath(b *testing.B) {
 	}
 }
 
+// auditWays are the ways BenchmarkAuditCost and
+// BenchmarkAuditCostSideBySide run the consumer: audit off; on; only the
+// view (the consumer counts nothing: the events table's share of the
+// cost); only the consumer's counts and records (no view: the consumer's
+// share); off reading the "on" log (the records only committed: the share
+// of the log that holds them).
+var auditWays = []auditWay{{"audit_off", false, false, false}, {"audit_on", true, true, true}, {"view_only", true, false, false},
+	{"consumer_only", false, true, true}, {"off_on_log", false, false, true}}
+
+// auditWay is one way of auditWays.
+type auditWay struct {
+	name     string
+	view, on bool // the view of inserted rows kept; the consumer's audit on
+	onLog    bool // reads the log with ingest's audit records
+}
+
+// auditWayNamed returns the way of auditWays called name.
+func auditWayNamed(b *testing.B, name string) auditWay {
+	b.Helper()
+	for _, w := range auditWays {
+		if w.name == name {
+			return w
+		}
+	}
+	b.Fatalf("no audit way %q", name)
+	return auditWay{}
+}
+
 // BenchmarkAuditCost measures the consumer with the completeness audit off
 // and on, side by side in one run, from two pre-filled local logs of the
 // same rows into the in-process engine (as `telemetry serve` does), and
@@ -477,21 +505,12 @@ func BenchmarkAuditCost(b *testing.B) {
 	// consumer's stages decided a good part of it.
 	logs := auditLogs(b, n)
 	b.ResetTimer()
-	// The five ways: audit off; on; only the view (the consumer counts
-	// nothing: the events table's share of the cost); only the consumer's
-	// counts and records (no view: the consumer's share); off reading the
-	// "on" log (the records only committed: the share of the log that
-	// holds them). On 2026-12-02 the last was slower than "on" in both of
-	// two rounds (157,731 and 150,765 rows/s against 176,232 and 160,937;
-	// off 180,119 and 181,634), and faster than off in a third (185,657
-	// against 161,828): one after the other, these runs still swing by
-	// more than the audit's cost.
-	ways := []struct {
-		name     string
-		view, on bool
-		onLog    bool // reads the log with ingest's audit records
-	}{{"audit_off", false, false, false}, {"audit_on", true, true, true}, {"view_only", true, false, false},
-		{"consumer_only", false, true, true}, {"off_on_log", false, false, true}}
+	// On 2026-12-02 off_on_log was slower than "on" in both of two rounds
+	// (157,731 and 150,765 rows/s against 176,232 and 160,937; off 180,119
+	// and 181,634), and faster than off in a third (185,657 against
+	// 161,828): one after the other, these runs swing by more than the
+	// audit's cost.
+	ways := auditWays
 	only := map[string]bool{}
 	for _, w := range strings.Split(os.Getenv("BENCH_AUDIT_WAYS"), ",") {
 		if w = strings.TrimSpace(w); w != "" {
@@ -612,21 +631,30 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 // and the CPU added per row (on's / off's - 1); the medians of the rounds
 // are reported as audit_cost_% and audit_cpu_cost_%, each round on
 // stderr. BENCH_ROWS sets the rows per way (default 2,000,000: twenty
-// batches), BENCH_AUDIT_ROUNDS the rounds (default 5).
+// batches), BENCH_AUDIT_ROUNDS the rounds (default 5), BENCH_AUDIT_PAIR
+// two other ways of auditWays to compare (e.g. "audit_off,view_only").
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
 func BenchmarkAuditCostSideBySide(b *testing.B) {
 	if way := os.Getenv(auditChildEnv); way != "" {
-		auditCostChild(b, way == "on")
+		auditCostChild(b, auditWayNamed(b, way))
 		return
 	}
 	n := testenv.EnvInt(b, "BENCH_ROWS", 2_000_000)
 	rounds := testenv.EnvInt(b, "BENCH_AUDIT_ROUNDS", 5)
+	pair := [2]string{"audit_off", "audit_on"}
+	if v := os.Getenv("BENCH_AUDIT_PAIR"); v != "" {
+		names := strings.Split(v, ",")
+		if len(names) != 2 {
+			b.Fatalf("BENCH_AUDIT_PAIR=%q: want two ways", v)
+		}
+		pair = [2]string{auditWayNamed(b, names[0]).name, auditWayNamed(b, names[1]).name}
+	}
 	b.ResetTimer()
 	var costs, cpuCosts []float64
 	var rates, cpus [2][]float64
 	for range b.N {
 		for round := range rounds {
-			steps := sideBySide(b, n)
+			steps := sideBySide(b, n, pair)
 			r, cpu := sharedRates(steps, n)
 			if r[0] == 0 || r[1] == 0 {
 				b.Fatalf("round %d: a way stored its rows in one insert while the other ran: %v", round+1, steps)
@@ -636,13 +664,13 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 			for i := range rates {
 				rates[i], cpus[i] = append(rates[i], r[i]), append(cpus[i], cpu[i])
 			}
-			fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide round %d: off %.0f rows/s %.2f CPU µs/row, on %.0f rows/s %.2f CPU µs/row while both ran: cost %+.1f%%, CPU %+.1f%%\n",
-				round+1, r[0], cpu[0], r[1], cpu[1], costs[len(costs)-1], cpuCosts[len(cpuCosts)-1])
+			fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide round %d: %s %.0f rows/s %.2f CPU µs/row, %s %.0f rows/s %.2f CPU µs/row while both ran: cost %+.1f%%, CPU %+.1f%%\n",
+				round+1, pair[0], r[0], cpu[0], pair[1], r[1], cpu[1], costs[len(costs)-1], cpuCosts[len(cpuCosts)-1])
 		}
 	}
 	b.ReportMetric(median(costs), "audit_cost_%")
 	b.ReportMetric(median(cpuCosts), "audit_cpu_cost_%")
-	for i, name := range []string{"audit_off", "audit_on"} {
+	for i, name := range pair {
 		b.ReportMetric(median(rates[i]), name+"_rows/s")
 		b.ReportMetric(median(cpus[i]), name+"_cpu_us/row")
 	}
@@ -658,7 +686,7 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// auditChildEnv names the way ("off" or "on") a child process of
+// auditChildEnv names the way (of auditWays) a child process of
 // BenchmarkAuditCostSideBySide runs.
 const auditChildEnv = "BENCH_AUDIT_CHILD"
 
@@ -671,9 +699,9 @@ type step struct {
 }
 
 // sideBySide runs one round of BenchmarkAuditCostSideBySide: it starts the
-// two child processes (off, then on), lets them prepare their logs and
+// two child processes (the ways of pair), lets them prepare their logs and
 // tables, tells both to start at once and returns their steps.
-func sideBySide(b *testing.B, n int) [2][]step {
+func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
 	b.Helper()
 	type child struct {
 		cmd   *exec.Cmd
@@ -682,7 +710,7 @@ func sideBySide(b *testing.B, n int) [2][]step {
 		steps []step
 	}
 	var cs [2]*child
-	for i, way := range []string{"off", "on"} {
+	for i, way := range pair {
 		cmd := exec.Command(os.Args[0], "-test.run", "^$", "-test.bench", "^BenchmarkAuditCostSideBySide$", "-test.benchtime", "1x")
 		cmd.Env = append(os.Environ(), auditChildEnv+"="+way, "BENCH_ROWS="+strconv.Itoa(n))
 		cmd.Stderr = os.Stderr
@@ -737,29 +765,29 @@ func sideBySide(b *testing.B, n int) [2][]step {
 }
 
 // auditCostChild is one side of a BenchmarkAuditCostSideBySide round, in
-// a process of its own: it fills its log (BenchmarkAuditCost's "off" or
-// "on"), migrates fresh tables, says "audit-child ready" on stdout, and
+// a process of its own, the way w of auditWays: it fills its log,
+// migrates fresh tables, says "audit-child ready" on stdout, and
 // at the line "go" on stdin starts its consumer; it polls the events
 // table until it holds all rows and prints every count it saw, with when
 // and the process's CPU time then, as "audit-child steps" and JSON.
-func auditCostChild(b *testing.B, on bool) {
+func auditCostChild(b *testing.B, w auditWay) {
 	n := testenv.EnvInt(b, "BENCH_ROWS", 2_000_000)
 	e := newEnv(b)
 	e.cfg.BatchInterval = DefaultConfig().BatchInterval
 	msgs := auditBenchMessages(b, n)
-	if !on {
+	if !w.onLog {
 		msgs = eventsOnly(msgs)
 	}
 	l := logOf(b, msgs)
 	fresh := freshEnv(b, e, "side")
-	if !on {
+	if !w.view {
 		dropAuditView(b, fresh)
 	}
 	fmt.Println("audit-child ready")
 	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil || line != "go\n" {
 		b.Fatalf("waiting for go: %q, %v", line, err)
 	}
-	c := startOnLog(b, fresh, l, engineSink(b, fresh.db), func(c *Consumer) error { return c.SetAudit(on) })
+	c := startOnLog(b, fresh, l, engineSink(b, fresh.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 	var steps []step
 	deadline := time.Now().Add(10 * time.Minute)
 	for len(steps) == 0 || steps[len(steps)-1].Rows < uint64(n) {
