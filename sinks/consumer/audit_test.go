@@ -217,6 +217,7 @@ func TestAuditRowsAreStoredExactlyThroughEitherSink(t *testing.T) {
 			if err := as.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
 				t.Fatal(err)
 			}
+			flushKept(t, as)
 			got, err := e.conn.Query(context.Background(), "SELECT window_start, source, stage, reason, record_id, n FROM "+e.db+".pipeline_audit FINAL ORDER BY record_id")
 			if err != nil {
 				t.Fatal(err)
@@ -359,12 +360,103 @@ func TestAuditRowsAreStoredBeforeTheirEventsAndTheCommit(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Kept, and inserted when due (keptAudit) or at the shutdown.
+	if err := shutdown(c); err != nil {
+		t.Fatal(err)
+	}
 	if n := e.count(t, "SELECT sum(n) FROM "+e.db+".pipeline_audit FINAL WHERE stage = 'consumed'"); n != 20 {
 		t.Fatalf("consumed %d, want 20", n)
 	}
 	if n := e.count(t, "SELECT sum(n) FROM "+e.db+".pipeline_audit FINAL WHERE stage = 'accepted'"); n != 20 {
 		t.Fatalf("accepted %d, want 20", n)
 	}
+}
+
+// flushKept inserts the audit rows as keeps and has not inserted yet.
+func flushKept(t *testing.T, as AuditSink) {
+	t.Helper()
+	if f, ok := as.(auditFlusher); ok {
+		if err := f.FlushAudit(context.Background(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestKeptAuditRowsAreInsertedOnceDueOrRecovered: the engine sink keeps
+// each batch's audit rows as a file and inserts them in bulk: not before
+// they are due, then in one insert in which a later row of a key (a
+// record's void) replaced the earlier; and what a stopped process kept
+// and never inserted is inserted by the next one's Recover, file by file
+// in the order kept, so that the void still wins.
+func TestKeptAuditRowsAreInsertedOnceDueOrRecovered(t *testing.T) {
+	window := time.Date(2026, 12, 1, 10, 1, 0, 0, time.UTC)
+	record := audit.Row{Window: window, Source: "web", Stage: audit.Accepted, RecordID: "r1/accepted/", N: 50}
+	void := record
+	void.N = 0
+	other := audit.Row{Window: window, Source: "web", Stage: audit.Consumed, RecordID: "consumed/t/0/7", N: 9}
+	writes := [][]audit.Row{{record}, {other, void}}
+	sum := func(e *env) uint64 {
+		return e.count(t, "SELECT sum(n) FROM "+e.db+".pipeline_audit FINAL")
+	}
+	rowsStored := func(e *env) uint64 { return e.count(t, "SELECT count() FROM "+e.db+".pipeline_audit") }
+
+	t.Run("due", func(t *testing.T) {
+		e := newEnv(t)
+		if err := e.conn.Exec(context.Background(), "SYSTEM STOP MERGES "+e.db+".pipeline_audit"); err != nil {
+			t.Fatal(err)
+		}
+		s := engineSink(t, e.db)
+		for _, rows := range writes {
+			if err := s.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.FlushAudit(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+		if n := rowsStored(e); n != 0 {
+			t.Fatalf("%d rows inserted before they were due", n)
+		}
+		if kept, _ := filepath.Glob(filepath.Join(s.dir(), auditFilePrefix+"*")); len(kept) != len(writes) {
+			t.Fatalf("kept files %v, want %d", kept, len(writes))
+		}
+		s.audit.since = s.audit.since.Add(-auditFlushAge) // as if the first were kept auditFlushAge ago
+		if err := s.FlushAudit(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+		// One insert of one row per key: no FINAL needed.
+		if n := rowsStored(e); n != 2 {
+			t.Fatalf("%d rows inserted, want 2 (the void replaced its record before the insert)", n)
+		}
+		if n := sum(e); n != other.N {
+			t.Fatalf("sum %d, want %d", n, other.N)
+		}
+		if kept, _ := filepath.Glob(filepath.Join(s.dir(), auditFilePrefix+"*")); len(kept) != 0 {
+			t.Fatalf("files left after the insert: %v", kept)
+		}
+	})
+	t.Run("recovered", func(t *testing.T) {
+		e := newEnv(t)
+		stopped := engineSink(t, e.db)
+		for _, rows := range writes {
+			if err := stopped.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := rowsStored(e); n != 0 {
+			t.Fatalf("%d rows inserted before they were due", n)
+		}
+		next := engineSink(t, e.db)
+		if _, err := next.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := sum(e); n != other.N {
+			t.Fatalf("sum %d after the recovery, want %d (the void last)", n, other.N)
+		}
+		if kept, _ := filepath.Glob(filepath.Join(next.dir(), auditFilePrefix+"*")); len(kept) != 0 {
+			t.Fatalf("files left after the recovery: %v", kept)
+		}
+	})
 }
 
 // rowsSink reports the rows of each batch written.
@@ -460,7 +552,8 @@ func TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch(t *testing.T) {
 
 // TestRetriedAuditInsertIsStoredOnce: the same audit rows written twice
 // with their token (a retry whose first answer was lost) are one insert,
-// through either sink, even before a merge (no FINAL).
+// through either sink, even before a merge (no FINAL). The engine sink
+// keeps them and inserts them later, one row per key (keptAudit).
 func TestRetriedAuditInsertIsStoredOnce(t *testing.T) {
 	rows := []audit.Row{{Window: time.Date(2026, 12, 1, 10, 1, 0, 0, time.UTC), Source: "web", Stage: audit.Accepted, RecordID: "r1/accepted/", N: 50}}
 	for _, sk := range sinks {
@@ -475,6 +568,7 @@ func TestRetriedAuditInsertIsStoredOnce(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			flushKept(t, as)
 			var n uint64
 			if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM "+e.db+".pipeline_audit").Scan(&n); err != nil {
 				t.Fatal(err)

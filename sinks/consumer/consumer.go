@@ -171,6 +171,10 @@ func (c *Consumer) Start(ctx context.Context) error {
 		defer close(c.done)
 		c.runErr = c.run(msgs)
 	}()
+	if f, ok := c.sink.(auditFlusher); ok && c.audit {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.flushAudit(f) }()
+	}
 	c.log.Info("consumer started")
 	return nil
 }
@@ -216,6 +220,37 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, c.runErr)
 	}
 	return errors.Join(err, c.r.Close(), c.dlq.Close())
+}
+
+// auditFlusher is an AuditSink that keeps audit rows before it inserts
+// them (EngineSink): the consumer has it insert them when due, and all of
+// them once its last batch is stored.
+type auditFlusher interface {
+	FlushAudit(ctx context.Context, all bool) error
+}
+
+// flushAudit has f insert its kept audit rows when due, checking every
+// fifth of auditFlushAge, and all of them once run has returned (the last
+// batch stored), within flushGrace. Rows it leaves kept are inserted by
+// the next start (Recover).
+func (c *Consumer) flushAudit(f auditFlusher) {
+	tick := time.NewTicker(auditFlushAge / 5)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if err := f.FlushAudit(c.ctx, false); err != nil && c.ctx.Err() == nil {
+				c.log.Warn("inserting kept audit rows; they stay kept for the next try", "err", err)
+			}
+		case <-c.done:
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), flushGrace)
+			defer cancel()
+			if err := f.FlushAudit(ctx, true); err != nil {
+				c.log.Warn("inserting kept audit rows at shutdown; the next start inserts them", "err", err)
+			}
+			return
+		}
+	}
 }
 
 // fetch feeds msgs, in chunks, until the consumer is cancelled.

@@ -45,6 +45,9 @@ type EngineSink struct {
 	dataDir string
 
 	mu sync.Mutex // one insert or recovery at a time
+
+	// audit holds the audit rows kept and not yet inserted (audit.go).
+	audit keptAudit
 }
 
 // NewEngineSink writes to database.events through inserts and asks its
@@ -119,8 +122,9 @@ func (s *EngineSink) Committed(b *Batch) error {
 // each table takes only the blocks it has not got (events, errors and
 // rollups_daily keep a deduplication window; migrations 0001 and 0006). A
 // block whose insert never started is simply stored now; its redelivered
-// messages are skipped by the stored offsets. The consumer calls Recover
-// before its first batch.
+// messages are skipped by the stored offsets. It inserts the audit rows
+// kept and not inserted (keptAudit) the same way, before the blocks. The
+// consumer calls Recover before its first batch.
 func (s *EngineSink) Recover(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -135,6 +139,10 @@ func (s *EngineSink) Recover(ctx context.Context) (int, error) {
 		if err := os.Remove(path); err != nil {
 			return 0, fmt.Errorf("removing a block never kept: %w", err)
 		}
+	}
+	// The audit rows first: a batch's were kept before its block.
+	if _, err := s.recoverAudit(ctx); err != nil {
+		return 0, err
 	}
 	for _, path := range paths {
 		token := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "pending-"), ".native")
