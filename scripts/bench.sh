@@ -182,7 +182,7 @@ echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # the other, a round still moved by up to 20% either way (the machine's speed
 # drifts within minutes): the ways' CPU per row and their spread are shown,
 # and the cost is taken side by side (BenchmarkAuditCostSideBySide: off and on
-# draining at the same time, in one process).
+# draining at the same time, each in a process of its own with its engine).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 30m 2>&1 | tee "$work/auditside.txt" >&2
 
