@@ -54,13 +54,11 @@ func (c *Consumer) SetAudit(on bool) error {
 // counts by their position, so a batch redelivered after a crash writes
 // the same ids again and is counted once.
 type batchAudit struct {
-	rows []audit.Row
-	// recorded indexes the rows of ingest's records by their key in
-	// pipeline_audit: a later record with the same id (a void, the
-	// spooled form of a record Kafka took first) replaces the earlier in
-	// the batch itself, so the outcome never rests on the order the
-	// engine keeps rows of one insert in.
-	recorded map[rowKey]int
+	// rows are the rows of ingest's records, one per key: a later record
+	// with the same id (a void, the spooled form of a record Kafka took
+	// first) replaces the earlier in the batch itself; then the
+	// consumer's per-message rows (message).
+	rows keyedRows
 	// consumed counts the event messages per window, source and position,
 	// named by the first offset, in the order first seen. A batch's
 	// messages come in runs of one key (a request's events share their
@@ -95,18 +93,29 @@ func unixMinute(t time.Time) int64 {
 }
 
 // record adds an ingest audit record's rows.
-func (a *batchAudit) record(r audit.Record) {
-	if a.recorded == nil {
-		a.recorded = map[rowKey]int{}
+func (a *batchAudit) record(r audit.Record) { a.rows.add(r.Rows()) }
+
+// keyedRows are audit rows, one per key (rowKey): a later row of a key
+// replaces the earlier, so that the outcome of an insert of them never
+// rests on the order the engine keeps the rows of one insert in.
+type keyedRows struct {
+	rows  []audit.Row
+	index map[rowKey]int
+}
+
+// add adds rows, each replacing the row of its key if there is one.
+func (k *keyedRows) add(rows []audit.Row) {
+	if k.index == nil {
+		k.index = map[rowKey]int{}
 	}
-	for _, row := range r.Rows() {
-		k := rowKey{row.Window, row.Source, row.Stage, row.Reason, row.RecordID}
-		if i, ok := a.recorded[k]; ok {
-			a.rows[i] = row
+	for _, r := range rows {
+		key := rowKey{r.Window, r.Source, r.Stage, r.Reason, r.RecordID}
+		if i, ok := k.index[key]; ok {
+			k.rows[i] = r
 			continue
 		}
-		a.recorded[k] = len(a.rows)
-		a.rows = append(a.rows, row)
+		k.index[key] = len(k.rows)
+		k.rows = append(k.rows, r)
 	}
 }
 
@@ -140,15 +149,17 @@ func (a *batchAudit) consume(at time.Time, source string, m bus.Message) {
 // message counts one message's outcome (deduplicated, dead_lettered,
 // filtered), named by its position.
 func (a *batchAudit) message(at time.Time, source, stage, reason string, topic string, partition int, offset int64) {
-	a.rows = append(a.rows, audit.Row{Window: audit.MinuteOf(at), Source: source, Stage: stage, Reason: reason,
+	// Not keyed: its id names one message's position, which no other row
+	// of the batch counts.
+	a.rows.rows = append(a.rows.rows, audit.Row{Window: audit.MinuteOf(at), Source: source, Stage: stage, Reason: reason,
 		RecordID: stage + "/" + topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10), N: 1})
 }
 
 // all returns every row, the consumed counts included, in the order they
 // were counted: the same messages give the same rows in the same order.
 func (a *batchAudit) all() []audit.Row {
-	out := make([]audit.Row, 0, len(a.rows)+len(a.consumed))
-	out = append(out, a.rows...)
+	out := make([]audit.Row, 0, len(a.rows.rows)+len(a.consumed))
+	out = append(out, a.rows.rows...)
 	for _, c := range a.consumed {
 		k := c.key
 		out = append(out, audit.Row{Window: time.Unix(k.minute*60, 0).UTC(), Source: k.source, Stage: audit.Consumed,
@@ -262,12 +273,9 @@ const auditFilePrefix = "audit-"
 type keptAudit struct {
 	mu    sync.Mutex // one write, flush or recovery at a time
 	files []string   // kept files, oldest first
-	// rows are their rows, one per key (rowKey): a later row of a key
-	// (a record's void, a batch's rows kept again) replaced the earlier,
-	// so that one insert of them never rests on the order the engine
-	// keeps the rows of an insert in.
-	rows  []audit.Row
-	index map[rowKey]int
+	// rows are their rows, one per key: a later row of a key (a
+	// record's void, a batch's rows kept again) replaced the earlier.
+	rows  keyedRows
 	since time.Time // when files[0] was kept
 }
 
@@ -294,18 +302,7 @@ func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.
 		os.Remove(tmp)
 		return fmt.Errorf("keeping %d audit rows: %w", len(rows), err)
 	}
-	if a.index == nil {
-		a.index = map[rowKey]int{}
-	}
-	for _, r := range rows {
-		k := rowKey{r.Window, r.Source, r.Stage, r.Reason, r.RecordID}
-		if i, ok := a.index[k]; ok {
-			a.rows[i] = r
-			continue
-		}
-		a.index[k] = len(a.rows)
-		a.rows = append(a.rows, r)
-	}
+	a.rows.add(rows)
 	if len(a.files) == 0 {
 		a.since = now
 	}
@@ -318,7 +315,7 @@ func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.
 
 // due says whether the kept rows are to be inserted now; a.mu is held.
 func (a *keptAudit) due(now time.Time) bool {
-	return len(a.files) > 0 && (len(a.rows) >= auditFlushRows || now.Sub(a.since) >= auditFlushAge)
+	return len(a.files) > 0 && (len(a.rows.rows) >= auditFlushRows || now.Sub(a.since) >= auditFlushAge)
 }
 
 // FlushAudit inserts the kept audit rows: all of them, or only when that
@@ -339,25 +336,24 @@ func (s *EngineSink) FlushAudit(ctx context.Context, all bool) error {
 func (s *EngineSink) flushAuditLocked(ctx context.Context) error {
 	a := &s.audit
 	path, err := s.encode(func(w io.Writer) error {
-		_, err := w.Write(auditNative(a.rows))
+		_, err := w.Write(auditNative(a.rows.rows))
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("encoding %d kept audit rows: %w", len(a.rows), err)
+		return fmt.Errorf("encoding %d kept audit rows: %w", len(a.rows.rows), err)
 	}
 	defer os.Remove(path)
 	// Unique: the files' names are (the time kept and the rows' token).
 	token := strings.TrimSuffix(filepath.Base(a.files[0]), ".native") + "+" + strconv.Itoa(len(a.files))
 	if err := s.insertAudit(ctx, token, path); err != nil {
-		return fmt.Errorf("inserting %d kept audit rows of %d batches: %w", len(a.rows), len(a.files), err)
+		return fmt.Errorf("inserting %d kept audit rows of %d batches: %w", len(a.rows.rows), len(a.files), err)
 	}
 	for _, f := range a.files {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing an inserted audit file: %w", err)
 		}
 	}
-	a.files, a.rows, a.since = nil, nil, time.Time{}
-	clear(a.index)
+	a.files, a.rows, a.since = nil, keyedRows{}, time.Time{}
 	return nil
 }
 
