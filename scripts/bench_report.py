@@ -215,9 +215,18 @@ def merge_rows():
 sustain, queries = bench_line("sustain.txt", "Sustained"), bench_line("queries.txt", "QueriesBesideInserts")
 
 
+def soak_summary(name):
+    """The summary lines a failed all-in-one run logged (no result line
+    then), joined; "" when there are none."""
+    parts = (l.split(".go:", 1)[-1].split(": ", 1)[-1].strip() for l in raw_lines(name, "soak_test.go:").splitlines())
+    return "; ".join(p for p in parts if not p.endswith(":"))  # not the heading of the server's log
+
+
 def soak_rows(d, name):
     """The table rows of one all-in-one load run (internal/soak)."""
     if not d:
+        if soak_summary(name):
+            return f"| the run, as it logged itself (it failed, so no result line) | {soak_summary(name)} | FAILED |"
         return "| (not measured) | | |"
     verdict = "FAILED: events lost or duplicated, load shed, or the load generator failed" if failed(name) else "passed"
     return f"""| load: `/v1/events`, batches of 50, open loop, {fig(d, 'run_s')} s | **{fig(d, 'load_ev/s')} events/s** accepted | target {fig(d, 'target_ev/s')} events/s; {fig(d, 'failed_events')} events failed |
@@ -233,7 +242,7 @@ def keeps_up(d):
     """Target verdict of the sustained run: 50,000 events/s for 5 minutes
     with freshness p99 < 3 s and nothing lost or duplicated."""
     if not d:
-        return "not measured"
+        return f"no (the run failed: {soak_summary('sustain.txt')})" if soak_summary("sustain.txt") else "not measured"
     if d["target_ev/s"] < 50000 or d["run_s"] < 300:
         return f"not measured at the target (this run: {d['target_ev/s']:,.0f} events/s for {d['run_s']:.0f} s)"
     ok = d["load_ev/s"] >= 0.98 * d["target_ev/s"] and d["fresh_p99_s"] < 3 and not failed("sustain.txt")
@@ -403,8 +412,9 @@ below it, measured in the same run.
 ## Completeness audit: cost
 
 `audit.enabled` (default true) beside false, in this run. Ingest with the audit on publishes a
-request's events and its audit record in one publish (a group commit of whole requests) before the 2xx; the consumer writes its counts in an insert
-of its own beside each batch's rows, and the events table's view counts the inserted rows. Ingest
+request's events and its audit record in one publish (a group commit of whole requests) before the 2xx; the consumer keeps its counts (and ingest's
+records) durable before each batch's rows and inserts those of several batches at once (the engine sink: every
+50,000 rows or 5 s), and the events table's view counts the inserted rows. Ingest
 runs in two processes, one per setting, loaded at the same time by a load generator each (so each
 has about half the machine; median of 3 runs each). The consumer's ways alternate BENCH_AUDIT_ROUNDS times (BenchmarkAuditCost), at the default batch
 size: their rates are each way's median run, their cost the median of the rounds' own costs (each round
