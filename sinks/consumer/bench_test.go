@@ -704,6 +704,7 @@ type step struct {
 func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
 	b.Helper()
 	type child struct {
+		way   string
 		cmd   *exec.Cmd
 		in    io.WriteCloser
 		out   *bufio.Scanner
@@ -727,7 +728,7 @@ func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
 		}
 		sc := bufio.NewScanner(out)
 		sc.Buffer(nil, 64<<20)
-		cs[i] = &child{cmd: cmd, in: in, out: sc}
+		cs[i] = &child{way: way, cmd: cmd, in: in, out: sc}
 	}
 	// expect reads the child's stdout up to the line that starts with
 	// prefix and returns the rest of it.
@@ -738,7 +739,7 @@ func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
 			}
 		}
 		c.cmd.Wait()
-		b.Fatalf("the %s child ended before it said %q: %v", c.cmd.Env[len(c.cmd.Env)-2], prefix, c.out.Err())
+		b.Fatalf("the %s child ended before it said %q: %v", c.way, prefix, c.out.Err())
 		return ""
 	}
 	for _, c := range cs {
@@ -758,7 +759,7 @@ func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
 		for c.out.Scan() { // the test binary's own lines (PASS)
 		}
 		if err := c.cmd.Wait(); err != nil {
-			b.Fatalf("the %s child: %v", c.cmd.Env[len(c.cmd.Env)-2], err)
+			b.Fatalf("the %s child: %v", c.way, err)
 		}
 	}
 	return steps
