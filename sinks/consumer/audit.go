@@ -219,7 +219,7 @@ const auditColumns = "window_start, source, stage, reason, record_id, n"
 
 // WriteAudit inserts rows into pipeline_audit.
 func (s *ClickHouseSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
-	table := s.auditTable()
+	table := auditTable(s.table)
 	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token, "async_insert": 0})),
 		"INSERT INTO "+table+" ("+auditColumns+")")
 	if err != nil {
@@ -237,8 +237,10 @@ func (s *ClickHouseSink) WriteAudit(ctx context.Context, token string, rows []au
 	return nil
 }
 
-func (s *ClickHouseSink) auditTable() string {
-	return strings.TrimSuffix(s.table, ".events") + ".pipeline_audit"
+// auditTable is the pipeline_audit table beside the events table events
+// (database.events).
+func auditTable(events string) string {
+	return strings.TrimSuffix(events, ".events") + ".pipeline_audit"
 }
 
 // Audit rows through the engine are kept, then inserted in bulk.
@@ -391,7 +393,7 @@ func (s *EngineSink) recoverAudit(ctx context.Context) (int, error) {
 
 // insertAudit inserts the Native block of audit rows in path with token.
 func (s *EngineSink) insertAudit(ctx context.Context, token, path string) error {
-	table := strings.TrimSuffix(s.table, ".events") + ".pipeline_audit"
+	table := auditTable(s.table)
 	// async_insert = 0 as for the events (insertSettings).
 	sql := "INSERT INTO " + table + " (" + auditColumns + ") FROM INFILE " + chdb.QuoteString(path) +
 		" SETTINGS insert_deduplication_token = " + chdb.QuoteString(token) + ", async_insert = 0 FORMAT Native"

@@ -34,8 +34,9 @@ var mergeVariants = map[string][]string{
 	// Without the audit's view of inserted rows (migration 0008): its
 	// share of the events insert, and of pipeline_audit's merges.
 	"no_audit_view": {dropAuditViewSQL},
-	// As migrated, and before each batch the consumer's audit insert
-	// (auditVariants).
+	// As migrated, and before each batch the consumer's audit rows,
+	// through the engine sink's WriteAudit (auditVariants): kept, and
+	// inserted several batches at a time (keptAudit).
 	"audit_rows": nil,
 }
 
@@ -145,6 +146,11 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 			}
 		}
 		if err := sink.insert(context.Background(), tokens[i], paths[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if auditRows != nil { // the last kept rows, as the consumer's stop inserts them
+		if err := sink.FlushAudit(context.Background(), true); err != nil {
 			b.Fatal(err)
 		}
 	}
