@@ -230,8 +230,8 @@ func nativeBlocks(b *testing.B, sink *EngineSink, name string, values [][]byte, 
 	for lo := 0; lo < len(values); lo += batchRows {
 		batch := &Batch{cols: newColumns(true), Token: fmt.Sprint(name, "-", lo)}
 		for i, v := range values[lo:min(lo+batchRows, len(values))] {
-			r, err := decode(bus.Message{Value: v, Topic: name, Offset: int64(lo + i)})
-			if err != nil {
+			var r record
+			if err := decode(bus.Message{Value: v, Topic: name, Offset: int64(lo + i)}, &r); err != nil {
 				b.Fatal(err)
 			}
 			for _, col := range batch.cols {
@@ -420,8 +420,8 @@ func BenchmarkRowPath(b *testing.B) {
 			col.reserve(batch) // as newBatch does
 		}
 		for i, v := range values {
-			r, err := decode(bus.Message{Value: v, Topic: "bench", Offset: int64(i)})
-			if err != nil {
+			var r record
+			if err := decode(bus.Message{Value: v, Topic: "bench", Offset: int64(i)}, &r); err != nil {
 				b.Fatal(err)
 			}
 			for _, col := range bt.cols {

@@ -458,7 +458,15 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 		return
 	}
 	p.events++
-	r, err := decode(m)
+	// The record is decoded in its place in the batch: a copy of it is
+	// some 800 bytes.
+	if n := len(p.records); n < cap(p.records) {
+		p.records = p.records[:n+1]
+	} else {
+		p.records = append(p.records, record{})
+	}
+	r := &p.records[len(p.records)-1]
+	err := decode(m, r)
 	reason := "decode"
 	if errors.Is(err, ErrMap) {
 		reason = "map"
@@ -474,18 +482,19 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 		}
 	}
 	if err != nil {
+		*r = record{}
+		p.records = p.records[:len(p.records)-1]
 		c.deadLetter(p, m, err, reason)
 		return
 	}
 	if r.e.Device.Pending {
-		c.finishDevice(&r)
+		c.finishDevice(r)
 	}
-	p.records = append(p.records, r)
 	if p.cols == nil {
 		p.cols = c.newPendingColumns(cap(p.records))
 	}
 	for _, col := range p.cols {
-		col.add(&r)
+		col.add(r)
 	}
 }
 

@@ -389,8 +389,8 @@ func TestStringColumnsAreSizedFromTheLastBatch(t *testing.T) {
 	const first, next = 100, 1000
 	cols := c.newPendingColumns(first)
 	for i := range first {
-		r, err := decode(bus.Message{Value: marshal(t, event(i)).Value, Topic: "t", Offset: int64(i)})
-		if err != nil {
+		var r record
+		if err := decode(bus.Message{Value: marshal(t, event(i)).Value, Topic: "t", Offset: int64(i)}, &r); err != nil {
 			t.Fatal(err)
 		}
 		for _, col := range cols {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/google/uuid"
-	"github.com/segmentio/encoding/json"
 
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/schema"
@@ -40,31 +39,29 @@ var (
 	maxTime = time.Date(2299, 12, 31, 23, 59, 59, 0, time.UTC)
 )
 
-// decode maps a message to a record or says why it cannot be stored.
-func decode(m bus.Message) (record, error) {
-	r := record{topic: m.Topic, partition: m.Partition, offset: m.Offset, epoch: m.Epoch}
-	// ZeroCopy: the event's strings alias the message's bytes, which the
-	// source hands over for good (kafka-go and the local log allocate each
-	// message anew), instead of a copy per field.
-	rest, err := json.Parse(m.Value, &r.e, json.ZeroCopy)
-	if err == nil && len(rest) != 0 {
-		err = fmt.Errorf("unexpected %q after the event", rest[:min(len(rest), 16)])
+// decode maps a message to the record r (every field set) or says why it
+// cannot be stored. The event's strings alias the message's bytes
+// (schema.ParseEnriched), which the source hands over for good (kafka-go
+// and the local log allocate each message anew), instead of a copy per
+// field.
+func decode(m bus.Message, r *record) error {
+	r.topic, r.partition, r.offset, r.epoch, r.id = m.Topic, m.Partition, m.Offset, m.Epoch, uuid.UUID{}
+	if err := schema.ParseEnriched(m.Value, &r.e); err != nil {
+		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
-	if err != nil {
-		return r, fmt.Errorf("%w: %w", ErrDecode, err)
-	}
+	var err error
 	if r.id, err = uuid.Parse(r.e.EventID); err != nil {
-		return r, fmt.Errorf("%w: event_id %q: not a UUID", ErrMap, r.e.EventID)
+		return fmt.Errorf("%w: event_id %q: not a UUID", ErrMap, r.e.EventID)
 	}
 	if r.e.Type == "" {
-		return r, fmt.Errorf("%w: type: required", ErrMap)
+		return fmt.Errorf("%w: type: required", ErrMap)
 	}
 	for _, f := range []struct {
 		name string
 		t    time.Time
 	}{{"timestamp", r.e.Timestamp}, {"occurred_at", r.e.OccurredAt}, {"sent_at", r.e.SentAt}, {"received_at", r.e.ReceivedAt}} {
 		if f.t.Before(minTime) || f.t.After(maxTime) {
-			return r, fmt.Errorf("%w: %s %s: outside DateTime64 range", ErrMap, f.name, f.t.Format(time.RFC3339))
+			return fmt.Errorf("%w: %s %s: outside DateTime64 range", ErrMap, f.name, f.t.Format(time.RFC3339))
 		}
 	}
 	for _, f := range []struct {
@@ -82,13 +79,13 @@ func decode(m bus.Message) (record, error) {
 		{"context.unload_seq", int64(r.e.Context.UnloadSeq), math.MaxUint32},
 	} {
 		if f.v < 0 || f.v > f.limit {
-			return r, fmt.Errorf("%w: %s %d: outside 0..%d", ErrMap, f.name, f.v, f.limit)
+			return fmt.Errorf("%w: %s %d: outside 0..%d", ErrMap, f.name, f.v, f.limit)
 		}
 	}
 	if d := r.e.Properties.DurationS; math.IsNaN(d) || math.IsInf(d, 0) || math.Abs(d) > math.MaxFloat32 {
-		return r, fmt.Errorf("%w: properties.duration_s: not a finite float32", ErrMap)
+		return fmt.Errorf("%w: properties.duration_s: not a finite float32", ErrMap)
 	}
-	return r, nil
+	return nil
 }
 
 // column accumulates one column of a batch.
