@@ -11,8 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/segmentio/asm/ascii"
-	fastjson "github.com/segmentio/encoding/json"
 	"github.com/segmentio/encoding/iso8601"
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // ParseEnriched decodes the JSON of an enriched event (a bus message's
