@@ -833,18 +833,37 @@ type position struct {
 // record, in order (pending.cols): the batch takes them when it keeps
 // every record.
 func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
-	ranges := map[position][2]int64{}
-	epochs := map[position]hold{}
-	for _, r := range records {
-		pos := position{r.topic, r.partition}
-		rg, ok := ranges[pos]
-		if !ok {
-			rg = [2]int64{r.offset, r.offset}
+	// Per position: its offsets' range and its records' epoch. A batch's
+	// records come in runs of one position, so the maps are asked once a
+	// run, not once a record.
+	type span struct {
+		pos position
+		rg  [2]int64
+		h   hold
+	}
+	var spans []span
+	index := map[position]int{}
+	last := -1
+	for i := range records {
+		r := &records[i]
+		if last < 0 || spans[last].pos.partition != r.partition || spans[last].pos.topic != r.topic {
+			pos := position{r.topic, r.partition}
+			j, ok := index[pos]
+			if !ok {
+				j = len(spans)
+				index[pos] = j
+				spans = append(spans, span{pos: pos, rg: [2]int64{r.offset, r.offset}, h: hold{epoch: r.epoch}})
+			}
+			last = j
 		}
-		h := epochs[pos]
-		epochs[pos] = hold{epoch: r.epoch, mixed: h.mixed || ok && h.epoch != r.epoch}
-		rg[0], rg[1] = min(rg[0], r.offset), max(rg[1], r.offset)
-		ranges[pos] = rg
+		sp := &spans[last]
+		sp.h = hold{epoch: r.epoch, mixed: sp.h.mixed || sp.h.epoch != r.epoch}
+		sp.rg[0], sp.rg[1] = min(sp.rg[0], r.offset), max(sp.rg[1], r.offset)
+	}
+	ranges := make(map[position][2]int64, len(spans))
+	epochs := make(map[position]hold, len(spans))
+	for _, sp := range spans {
+		ranges[sp.pos], epochs[sp.pos] = sp.rg, sp.h
 	}
 	b := &Batch{}
 	if len(records) == 0 {
@@ -869,10 +888,17 @@ func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
 	}
 	resends := 0
 	var kept []int // the records kept, once one is left out (nil while all are)
+	var hwPos position // the position of hw and hwOK
+	var hw int64
+	hwOK := false
 	for i := range records {
 		r := &records[i]
+		if i == 0 || r.partition != hwPos.partition || r.topic != hwPos.topic {
+			hwPos = position{r.topic, r.partition}
+			hw, hwOK = stored[hwPos]
+		}
 		keep := true
-		if hw, ok := stored[position{r.topic, r.partition}]; ok && r.offset <= hw {
+		if hwOK && r.offset <= hw {
 			keep = false
 		} else if storedAt, ok := c.win.get(r.id); ok && !c.storedCopyDeleted(r, storedAt) {
 			resends++
