@@ -788,6 +788,7 @@ func auditCostChild(b *testing.B, w auditWay) {
 	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil || line != "go\n" {
 		b.Fatalf("waiting for go: %q, %v", line, err)
 	}
+	stop := profile(b, "side-"+w.name)
 	c := startOnLog(b, fresh, l, engineSink(b, fresh.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 	var steps []step
 	deadline := time.Now().Add(10 * time.Minute)
@@ -800,6 +801,7 @@ func auditCostChild(b *testing.B, w auditWay) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	stop()
 	if err := shutdown(c); err != nil {
 		b.Fatal(err)
 	}
