@@ -887,7 +887,7 @@ func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
 		}
 	}
 	resends := 0
-	var kept []int // the records kept, once one is left out (nil while all are)
+	var kept []int     // the records kept, once one is left out (nil while all are)
 	var hwPos position // the position of hw and hwOK
 	var hw int64
 	hwOK := false
