@@ -39,11 +39,11 @@ var (
 	maxTime = time.Date(2299, 12, 31, 23, 59, 59, 0, time.UTC)
 )
 
-// decode maps a message to the record r (every field set) or says why it
-// cannot be stored. The event's strings alias the message's bytes
-// (schema.ParseEnriched), which the source hands over for good (kafka-go
-// and the local log allocate each message anew), instead of a copy per
-// field.
+// decode maps a message to the record r, setting every field, or says
+// why it cannot be stored (r then holds what was read). The event's
+// strings alias the message's bytes (schema.ParseEnriched), which the
+// source hands over for good (kafka-go and the local log allocate each
+// message anew), instead of a copy per field.
 func decode(m bus.Message, r *record) error {
 	r.topic, r.partition, r.offset, r.epoch, r.id = m.Topic, m.Partition, m.Offset, m.Epoch, uuid.UUID{}
 	if err := schema.ParseEnriched(m.Value, &r.e); err != nil {
