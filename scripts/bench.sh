@@ -210,8 +210,9 @@ head -1 /proc/stat >"$work/stat.end" 2>/dev/null || true
 ua_budget=$(./bin/telemetry config | awk '$1 == "ua_parse_budget:" {print $2}')
 batch_interval=$(./bin/telemetry config | awk '$1 == "batch_interval:" {print $2}')
 max_query_time=$(./bin/telemetry config | awk '$1 == "max_query_time:" {print $2}')
-printf '{"ua_parse_budget": %s, "overload_max_inflight": %s, "batch_interval": "%s", "max_query_time": "%s"}\n' \
-  "$ua_budget" "$over_inflight" "$batch_interval" "$max_query_time" >"$work/settings.json"
+go_procs=$(./bin/telemetry config | awk '$1 == "go_procs_per_cpu:" {print $2}')
+printf '{"ua_parse_budget": %s, "overload_max_inflight": %s, "batch_interval": "%s", "max_query_time": "%s", "go_procs_per_cpu": %s}\n' \
+  "$ua_budget" "$over_inflight" "$batch_interval" "$max_query_time" "$go_procs" >"$work/settings.json"
 python3 scripts/bench_report.py "$work" "$broker_rate" "$msg_size" "$rss_peak" "$rss_flood" "$rss_over" "$secs" "$conc" "$rows" >"$out"
 echo "wrote $out" >&2
 exit $failed

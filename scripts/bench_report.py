@@ -234,7 +234,7 @@ def soak_rows(d, name):
 | freshness (2xx -> visible to a query) of {fig(d, 'probes')} probes, one every 100 ms, looked for every {fig(d, 'poll_ms')} ms | p50 {fig(d, 'fresh_p50_s', '{:.2f}', ' s')}, **p99 {fig(d, 'fresh_p99_s', '{:.2f}', ' s')}**, max {fig(d, 'fresh_max_s', '{:.2f}', ' s')} | limit p99 < 3 s |
 | local log backlog (consumer cursor lag on `/metrics`, sampled every second) | max **{fig(d, 'backlog_max')} records**; the log's directory at most {fig(d, 'log_max_MiB', '{:,.0f}', ' MiB')} | drained {fig(d, 'drain_s', '{:.1f}', ' s')} after the load stopped |
 | server RSS (VmHWM of the `telemetry serve` process alone; the load generator runs in the benchmark's process) | max **{fig(d, 'rss_max_MiB', '{:,.0f}', ' MiB')}** | |
-| events table's active parts, sampled every 5 s (merges run at `embedded.merge_nice`) | max {fig(d, 'parts_max')}, at the end of the load {fig(d, 'parts_end')} | |
+| events table's active parts, sampled every 5 s (merges run at `embedded.merge_nice`) | max {fig(d, 'parts_max')}, at the end of the load {fig(d, 'parts_end')} | Go threads: `embedded.go_procs_per_cpu` {settings['go_procs_per_cpu']} per CPU |
 | acknowledged against stored | {fig(d, 'acked')} acknowledged; lost {fig(d, 'lost')}, duplicated {fig(d, 'duplicated')} | {verdict} |"""
 
 

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,9 @@ func newServeCmd(g *globalFlags, name, short string, only func(*config.Config)) 
 				only(&cfg)
 			}
 			log := obs.NewLogger(cfg.Log, os.Stderr)
+			if cfg.RunsEngine() {
+				setGoProcs(cfg.Embedded.GoProcsPerCPU, log)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
@@ -81,4 +86,16 @@ func newServeCmd(g *globalFlags, name, short string, only func(*config.Config)) 
 // ingestOnly narrows serve to the ingest endpoints (publishing to the bus).
 func ingestOnly(c *config.Config) {
 	c.Serve.Consumer, c.Serve.Migrate = false, false
+}
+
+// setGoProcs lets perCPU times Go's default number of threads run Go code
+// at once (embedded.go_procs_per_cpu), unless the GOMAXPROCS environment
+// variable chose it. Called once, before anything starts.
+func setGoProcs(perCPU int, log *slog.Logger) {
+	if perCPU <= 1 || os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	n := runtime.GOMAXPROCS(0) * perCPU
+	runtime.GOMAXPROCS(n)
+	log.Info("Go threads set for the embedded engine beside them", "gomaxprocs", n, "cpus", runtime.NumCPU())
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -225,4 +227,30 @@ func TestIngestStopsCleanlyWhenOTLPIsDown(t *testing.T) {
 	testenv.WaitReady(t, "http://"+listen)
 	cancel()
 	stopped(t, done)
+}
+
+func TestSetGoProcsMultipliesGoDefaultUnlessTheEnvironmentChose(t *testing.T) {
+	base := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(base) })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cases := []struct {
+		name   string
+		env    string
+		perCPU int
+		want   int
+	}{
+		{"one per CPU is Go's default", "", 1, base},
+		{"twice", "", 2, 2 * base},
+		{"the environment wins", "3", 2, base},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(base)
+			t.Setenv("GOMAXPROCS", c.env) // Go read it at start; set here, setGoProcs sees it was chosen
+			setGoProcs(c.perCPU, log)
+			if got := runtime.GOMAXPROCS(0); got != c.want {
+				t.Fatalf("GOMAXPROCS %d, want %d", got, c.want)
+			}
+		})
+	}
 }

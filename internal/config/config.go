@@ -140,6 +140,19 @@ type EmbeddedConfig struct {
 	// minutes on 2 cores kept freshness p99 at 3.5 s where it reached
 	// 19.8 s at 0, in back-to-back runs (docs/capacity.md).
 	MergeNice int `mapstructure:"merge_nice"`
+	// GoProcsPerCPU multiplies how many threads run Go code at once
+	// (GOMAXPROCS, Go's default being one per CPU the process may use) in
+	// a process that runs the engine: the engine's own threads (inserts,
+	// queries) share the cores with Go's, and each insert and query holds
+	// a Go thread in the engine while it runs. With one Go thread per core
+	// the kernel gave ingest and the consumer's decoding too small a share:
+	// `telemetry serve` at 50,000 events/s for 5 minutes on 2 cores, in an
+	// hour when the machine ran slow, had freshness p99 3.87 s and 5.31 s
+	// at 1, 2.67 s and 2.74 s at 2 (alternating runs, 2026-12-02). The
+	// merges then get fewer of the cores and the events table holds more
+	// parts (max 75 at 1, 94 and 103 at 2). 1 to 8; 1 leaves Go's default.
+	// The GOMAXPROCS environment variable, when set, wins. Default 2.
+	GoProcsPerCPU int `mapstructure:"go_procs_per_cpu"`
 }
 
 // ServeConfig chooses the parts of the pipeline `telemetry serve` runs.
@@ -190,10 +203,17 @@ func Default() Config {
 		Bus:      "log",
 		WAL:      walDefaults(),
 		Spool:    SpoolConfig{Enabled: true, SpoolConfig: bus.DefaultSpoolConfig()},
-		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123", MaxQueryTime: 2 * time.Second, Connections: 4, MergeNice: 10},
+		Embedded: EmbeddedConfig{Enabled: true, Listen: "127.0.0.1:8123", MaxQueryTime: 2 * time.Second, Connections: 4, MergeNice: 10, GoProcsPerCPU: 2},
 		Serve:    ServeConfig{Ingest: true, Consumer: true, Migrate: true, MetricsListen: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
 		OTel:     obs.DefaultOTelConfig(),
 	}
+}
+
+// RunsEngine reports whether a process with this configuration runs the
+// embedded engine in-process: when it is enabled and the consumer or the
+// migrations run (the ingest command alone does not).
+func (c Config) RunsEngine() bool {
+	return c.Embedded.Enabled && (c.Serve.Consumer || c.Serve.Migrate)
 }
 
 // walDefaults are wal's defaults with the directory left to data_dir.
@@ -234,6 +254,9 @@ func (c Config) Validate() error {
 		}
 		if c.Embedded.MergeNice < 0 || c.Embedded.MergeNice > 19 {
 			errs = append(errs, fmt.Errorf("embedded.merge_nice: must be 0 to 19, got %d", c.Embedded.MergeNice))
+		}
+		if c.Embedded.GoProcsPerCPU < 1 || c.Embedded.GoProcsPerCPU > 8 {
+			errs = append(errs, fmt.Errorf("embedded.go_procs_per_cpu: must be 1 to 8, got %d", c.Embedded.GoProcsPerCPU))
 		}
 	}
 	if c.Serve.ShutdownTimeout <= 0 {

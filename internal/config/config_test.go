@@ -73,6 +73,7 @@ func TestLoadRefusesInvalidConfigNamingTheField(t *testing.T) {
 		{"dev staff token outside dev", map[string]string{"TELEMETRY_DEV": "false", "TELEMETRY_ADMIN_TOKEN": "prod-admin-token-0123456789abcdef0123"}, "", "dashboard.token: the development token is refused"},
 		{"short staff token outside dev", map[string]string{"TELEMETRY_DEV": "false", "TELEMETRY_DASHBOARD_TOKEN": "short-staff-token"}, "", "dashboard.token: must be at least 32 characters"},
 		{"dashboard listen", nil, "dashboard:\n  listen: nowhere\n", "dashboard.listen: must be host:port"},
+		{"go procs per cpu", map[string]string{"TELEMETRY_EMBEDDED_GO_PROCS_PER_CPU": "0"}, "", "embedded.go_procs_per_cpu: must be 1 to 8, got 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

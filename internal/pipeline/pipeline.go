@@ -169,7 +169,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		}
 	}()
 	s := p.cfg.Serve
-	if p.cfg.Embedded.Enabled && (s.Consumer || s.Migrate) {
+	if p.cfg.RunsEngine() {
 		if err := p.startEngine(ctx); err != nil {
 			return err
 		}
