@@ -172,5 +172,13 @@ func (p *LogPublisher) Publish(ctx context.Context, msgs []Message) error {
 	return nil
 }
 
+// PublishRouted publishes msgs followed by tail(false) (tail may be nil)
+// in one append, as SpoolPublisher.PublishRouted does: the log stores an
+// append's records in order and keeps a prefix of them after a crash, so
+// a tail stored means every message before it is. spooled is always false.
+func (p *LogPublisher) PublishRouted(ctx context.Context, msgs []Message, tail func(spooled bool) []Message) (spooled bool, err error) {
+	return false, p.Publish(ctx, withTail(msgs, tail, false))
+}
+
 // Ready is nil while the log accepts appends.
 func (p *LogPublisher) Ready() error { return p.log.Healthy() }

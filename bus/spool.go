@@ -133,22 +133,35 @@ func (p *SpoolPublisher) PublishRoute(ctx context.Context, msgs []Message) (spoo
 }
 
 // PublishRouted is PublishRoute for a batch whose last messages depend on
-// where it goes: tail(false) is appended to msgs for Kafka, tail(true) for
-// the local log (ingest's audit records say "published" or "spooled"). A
-// Kafka publish that fails may still have stored some of its messages,
-// the tail among them; the spooled tail is then forwarded to Kafka after
-// them, so a reader that keeps the last copy of a record sees the spooled
-// one. tail may be nil. The tail is appended to msgs in place when msgs
-// has room for it (each try overwrites the last one's), so the caller must
-// not use msgs' capacity beyond its length; a request's events need not be
-// copied for the record of their group. A Publisher keeps no slice it was
-// given (see Publisher), so overwriting the first try's tail is safe.
+// where it goes: tail(false) follows msgs to Kafka, tail(true) to the
+// local log (ingest's audit records say "published" or "spooled"). tail
+// may be nil.
+//
+// To Kafka the tail goes in a write of its own, once Kafka acknowledged
+// every message of msgs: one write spreads its messages over partitions
+// that each store theirs or not, so a process killed during it could
+// leave the tail stored without some of the messages it counts (an audit
+// reporting as lost events its client was never answered for, and sent
+// again). A crash between the two writes leaves the messages without
+// their tail instead. A Kafka publish that fails may still have stored
+// some of msgs, or all of them and the tail; the spooled tail is then
+// forwarded to Kafka after them, so a reader that keeps the last copy of
+// a record sees the spooled one.
+//
+// To the local log the tail is appended to msgs in one append (the log
+// keeps a prefix of an append after a crash), in place when msgs has room
+// for it, so the caller must not use msgs' capacity beyond its length; a
+// request's events need not be copied for the record of their group. A
+// Publisher keeps no slice it was given (see Publisher), so that is safe.
 func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail func(spooled bool) []Message) (spooled bool, err error) {
 	triedKafka := false
 	if !p.spooling.Load() && p.kafka.Ready() == nil {
 		triedKafka = true
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
-		err := p.kafka.Publish(dctx, withTail(msgs, tail, false))
+		err := p.kafka.Publish(dctx, msgs)
+		if err == nil {
+			err = p.kafka.Publish(dctx, withTail(nil, tail, false))
+		}
 		cancel()
 		if err == nil {
 			return false, nil

@@ -336,20 +336,24 @@ func (s *Server) refused(status int) {
 }
 
 // routedPublisher says where a publish went and lets the last messages
-// depend on it: bus.SpoolPublisher.
+// depend on it, and stores them only with every message before them:
+// bus.SpoolPublisher and bus.LogPublisher.
 type routedPublisher interface {
 	PublishRouted(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (spooled bool, err error)
 }
 
 // publish publishes msgs followed by tail(spooled), spooled saying
-// whether they go to the spool instead of the bus (tail may be nil).
+// whether they go to the spool instead of the bus (tail may be nil). The
+// tail (the audit records counting msgs) is stored only once msgs are:
+// another publisher (Kafka without the spool) gets it in a publish of its
+// own after theirs succeeded.
 func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) error {
 	if rp, ok := s.pub.(routedPublisher); ok {
 		_, err := rp.PublishRouted(ctx, msgs, tail)
 		return err
 	}
-	if tail != nil {
-		msgs = append(msgs, tail(false)...) // in place when msgs has room, as PublishRouted does
+	if err := s.pub.Publish(ctx, msgs); err != nil || tail == nil {
+		return err
 	}
-	return s.pub.Publish(ctx, msgs)
+	return s.pub.Publish(ctx, tail(false))
 }

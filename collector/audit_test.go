@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -291,23 +292,27 @@ func TestAuditGroupCommitSharesPublishes(t *testing.T) {
 	}
 }
 
-// recordsFirstKafka stands in for Kafka behind a real bus.SpoolPublisher:
-// it keeps the audit records it is given in an auditPublisher (events
-// too, once healthy), and while failing it keeps only the records and
-// answers an error: a publish the broker took in part.
-type recordsFirstKafka struct {
+// unackedRecordsKafka stands in for Kafka behind a real
+// bus.SpoolPublisher: it keeps what it is given in an auditPublisher
+// (not the spool's filler), and while failing it answers an error to a
+// publish that carries audit records, after keeping them: the broker took
+// a request's events, acknowledged them, then took their audit record and
+// the acknowledgement was lost.
+type unackedRecordsKafka struct {
 	store   *auditPublisher
 	mu      sync.Mutex
 	failing bool
 }
 
-func (k *recordsFirstKafka) Publish(_ context.Context, msgs []bus.Message) error {
+func (k *unackedRecordsKafka) Publish(_ context.Context, msgs []bus.Message) error {
 	k.mu.Lock()
 	failing := k.failing
 	k.mu.Unlock()
 	var keep []bus.Message
+	records := false
 	for _, m := range msgs {
-		if audit.IsRecord(m) || (!failing && string(m.Value) != "filler") {
+		records = records || audit.IsRecord(m)
+		if string(m.Value) != "filler" {
 			keep = append(keep, m)
 		}
 	}
@@ -317,19 +322,20 @@ func (k *recordsFirstKafka) Publish(_ context.Context, msgs []bus.Message) error
 	if err != nil {
 		return err
 	}
-	if failing {
+	if failing && records {
 		return errors.New("not acknowledged")
 	}
 	return nil
 }
 
-func (k *recordsFirstKafka) Ready() error { return nil }
+func (k *unackedRecordsKafka) Ready() error { return nil }
 
 // TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull: through the real
-// spool: Kafka takes a request's audit record but not its events, the
-// spool cannot take the batch (larger than wal.max_bytes), the answer is
-// 503; once Kafka is back the resend is counted accepted once, the first
-// record voided.
+// spool: Kafka takes a request's events and its audit record but the
+// record's write is not acknowledged, the spool cannot take the batch
+// (larger than wal.max_bytes), the answer is 503; once Kafka is back the
+// resend is counted accepted once, the first record voided (the events'
+// second copies are the consumer's to count as deduplicated).
 func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
 	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
 	l, err := wal.Open(wal.Config{Dir: t.TempDir(), SegmentBytes: 4096, MaxBytes: 4096}, lg)
@@ -337,7 +343,7 @@ func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	k := &recordsFirstKafka{store: &auditPublisher{}, failing: true}
+	k := &unackedRecordsKafka{store: &auditPublisher{}, failing: true}
 	sp, err := bus.NewSpoolPublisher(bus.DefaultSpoolConfig(), k, l, lg)
 	if err != nil {
 		t.Fatal(err)
@@ -361,8 +367,8 @@ func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
 	if code := send(); code != http.StatusServiceUnavailable {
 		t.Fatalf("%d: want 503 with Kafka failing and the spool full", code)
 	}
-	if got := k.store.counts()["accepted/"]; got != n || len(k.store.events) != 0 {
-		t.Fatalf("accepted %d, %d events on Kafka: the test needs the record taken without its events", got, len(k.store.events))
+	if got := k.store.counts()["accepted/"]; got != n || len(k.store.events) != n {
+		t.Fatalf("accepted %d, %d events on Kafka: the test needs the record taken with its events", got, len(k.store.events))
 	}
 	k.mu.Lock()
 	k.failing = false
@@ -380,8 +386,8 @@ func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
 		t.Fatalf("resend: %d", code)
 	}
 	got := k.store.counts()
-	if got["accepted/"] != n || got["published/"] != n || len(k.store.events) != n {
-		t.Fatalf("counts %v, %d events on Kafka: want %d accepted, published and events (the first record voided)", got, len(k.store.events), n)
+	if got["accepted/"] != n || got["published/"] != n || len(k.store.events) != 2*n {
+		t.Fatalf("counts %v, %d events on Kafka: want %d accepted and published (the first record voided), and each event twice", got, len(k.store.events), n)
 	}
 }
 
@@ -422,6 +428,63 @@ func TestAuditPublishThatStoredNothingIsNotVoided(t *testing.T) {
 		}
 		if n == 0 {
 			t.Fatalf("a void was published: %+v", r)
+		}
+	}
+}
+
+// callsPublisher is a plain bus.Publisher (no PublishRouted, as Kafka
+// without the spool) that records each publish and fails those holding
+// events while failEvents is set, after storing nothing.
+type callsPublisher struct {
+	mu         sync.Mutex
+	calls      [][]bus.Message
+	failEvents bool
+}
+
+func (p *callsPublisher) Publish(_ context.Context, msgs []bus.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range msgs {
+		if !audit.IsRecord(m) && p.failEvents {
+			return errors.New("broker down")
+		}
+	}
+	p.calls = append(p.calls, slices.Clone(msgs))
+	return nil
+}
+
+func (p *callsPublisher) Ready() error { return nil }
+
+// TestAuditRecordFollowsItsEventsOnlyOnceTheyArePublished: through a
+// plain publisher, a request's audit record goes in a publish of its own
+// after its events' succeeded, and not at all when theirs failed: a
+// record on the bus means its events are there.
+func TestAuditRecordFollowsItsEventsOnlyOnceTheyArePublished(t *testing.T) {
+	for _, failEvents := range []bool{false, true} {
+		pub := &callsPublisher{failEvents: failEvents}
+		s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
+		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
+			body: mustJSON(t, map[string]any{"events": []any{event(), event()}})})
+		pub.mu.Lock()
+		var shape []string
+		for _, c := range pub.calls {
+			kinds := ""
+			for _, m := range c {
+				if audit.IsRecord(m) {
+					kinds += "r"
+				} else {
+					kinds += "e"
+				}
+			}
+			shape = append(shape, kinds)
+		}
+		pub.mu.Unlock()
+		want, code := []string{"ee", "r"}, http.StatusOK
+		if failEvents {
+			want, code = nil, http.StatusServiceUnavailable
+		}
+		if w.Code != code || !slices.Equal(shape, want) {
+			t.Fatalf("failing events %v: answer %d, publishes %v; want %d, %v", failEvents, w.Code, shape, code, want)
 		}
 	}
 }
