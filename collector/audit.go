@@ -36,27 +36,37 @@ import (
 // one group's acknowledgement and the next group's publish. With every
 // request a group of its own, beacons took 14% fewer: a record per event.
 //
-// The events and the records of a group go in one publish, so they are
-// durable together: bus.SpoolPublisher sends a batch either to Kafka or,
-// on any Kafka error, whole to the spool (one append); a record stored
-// both ways is one record (the same id: pipeline_audit keeps one row per
-// record id). Its route is the publisher's to say, so each record comes in
-// two forms with the same id, "published" for Kafka and "spooled" (with
-// published 0) for the spool, and the publisher appends the one that fits
-// (bus.SpoolPublisher.PublishRouted).
+// The records of a group are stored only with its events: to the local
+// log (as the bus, or as Kafka's spool) they go in one append with them,
+// which the log keeps whole or as a prefix after a crash; to Kafka they
+// go in a write of their own once Kafka acknowledged the events
+// (bus.SpoolPublisher.PublishRouted; a plain publisher the same, see
+// Server.publish). One Kafka write of both spread them over partitions
+// that each store theirs or not: a process killed during it left a record
+// on the bus without some of the events it counts, and the client's
+// resend counted accepted again, a false loss (make chaos-cluster,
+// 2026-12-02). A crash between the two writes leaves events without their
+// count instead, which the report shows as surplus. The second write is a
+// second round trip to Kafka for each group (docs/benchmarks.md, the
+// audit's cost). A record stored both ways (Kafka, then the spool after a
+// Kafka error) is one record (the same id: pipeline_audit keeps one row
+// per record id). Its route is the publisher's to say, so each record
+// comes in two forms with the same id, "published" for Kafka and
+// "spooled" (with published 0) for the spool, and the publisher appends
+// the one that fits.
 //
 // When the publish fails (Kafka and the spool both did), the requests are
-// answered 503 and their clients resend, but Kafka may have taken a record
-// without every event it counts: the resend would count them accepted
-// again beside a copy never stored, a false loss. So each record of a
-// failed group is voided: the same record with every count 0, kept and
+// answered 503 and their clients resend, but Kafka may have taken the
+// events and their record (a write whose acknowledgement was lost): the
+// resend would count them accepted again, a false loss. So each record of
+// a failed group is voided: the same record with every count 0, kept and
 // published with a later group or the periodic flush (retried like the
 // loose counts) until it is durable, after the record on the same
 // partition (same key), where it replaces it. A process that ends before
 // its voids are published (a crash, Kafka and the spool still failing at
-// shutdown) leaves the records of its failed groups counted, with at most
-// those groups' events reported lost where the bus had taken the record
-// but not the events; the log says so at shutdown.
+// shutdown) leaves the records of its failed groups counted; their events
+// are on the bus too, so the resends show as deduplicated, and the log
+// says so at shutdown.
 //
 // Counts no answer waits for (rejections of a request with nothing
 // accepted, refused requests) ride along with the next group, or the
