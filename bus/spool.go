@@ -158,10 +158,7 @@ func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail
 	if !p.spooling.Load() && p.kafka.Ready() == nil {
 		triedKafka = true
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
-		err := p.kafka.Publish(dctx, msgs)
-		if err == nil {
-			err = p.kafka.Publish(dctx, withTail(nil, tail, false))
-		}
+		err := PublishThenTail(dctx, p.kafka, msgs, tail)
 		cancel()
 		if err == nil {
 			return false, nil
@@ -179,6 +176,21 @@ func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail
 		return true, fmt.Errorf("spooling %d messages to the local log: %w", len(all), err)
 	}
 	return true, nil
+}
+
+// PublishThenTail publishes msgs to p, then, once p acknowledged every one
+// of them, tail(false) (tail may be nil) in a publish of its own: for a
+// publisher whose one publish may store some of its messages and not
+// others (Kafka, over partitions), so that a stored tail means its
+// messages are stored.
+func PublishThenTail(ctx context.Context, p Publisher, msgs []Message, tail func(spooled bool) []Message) error {
+	if err := p.Publish(ctx, msgs); err != nil {
+		return err
+	}
+	if t := withTail(nil, tail, false); len(t) > 0 {
+		return p.Publish(ctx, t)
+	}
+	return nil
 }
 
 // withTail is msgs followed by tail(spooled), appended in place when msgs

@@ -362,8 +362,5 @@ func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail func(spoo
 		_, err := rp.PublishRouted(ctx, msgs, tail)
 		return err
 	}
-	if err := s.pub.Publish(ctx, msgs); err != nil || tail == nil {
-		return err
-	}
-	return s.pub.Publish(ctx, tail(false))
+	return bus.PublishThenTail(ctx, s.pub, msgs, tail)
 }
