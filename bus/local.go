@@ -158,7 +158,7 @@ type LogPublisher struct {
 	log *wal.Log
 }
 
-var _ Publisher = (*LogPublisher)(nil)
+var _ TailPublisher = (*LogPublisher)(nil)
 
 // NewLogPublisher publishes into l.
 func NewLogPublisher(l *wal.Log) *LogPublisher { return &LogPublisher{log: l} }
@@ -167,17 +167,18 @@ func NewLogPublisher(l *wal.Log) *LogPublisher { return &LogPublisher{log: l} }
 // fsync policy.
 func (p *LogPublisher) Publish(ctx context.Context, msgs []Message) error {
 	if _, _, err := p.log.Append(ctx, encodeAll(msgs)); err != nil {
-		return fmt.Errorf("appending %d messages to the local log: %w", len(msgs), notStored(err))
+		return fmt.Errorf("appending %d messages to the local log: %w", len(msgs), err)
 	}
 	return nil
 }
 
-// PublishRouted publishes msgs followed by tail(false) (tail may be nil)
-// in one append, as SpoolPublisher.PublishRouted does: the log stores an
-// append's records in order and keeps a prefix of them after a crash, so
-// a tail stored means every message before it is. spooled is always false.
-func (p *LogPublisher) PublishRouted(ctx context.Context, msgs []Message, tail func(spooled bool) []Message) (spooled bool, err error) {
-	return false, p.Publish(ctx, withTail(msgs, tail, false))
+// PublishTails publishes msgs followed by their tail (tail may be nil) in
+// one append: the log stores an append's records in order and keeps a
+// prefix of them after a crash, so a tail stored means every message
+// before it is. The log is one partition: the tail is called once, for all
+// of msgs, with spooled false (the log is the bus).
+func (p *LogPublisher) PublishTails(ctx context.Context, msgs []Message, tail Tail) error {
+	return p.Publish(ctx, withTail(msgs, tail, false))
 }
 
 // Ready is nil while the log accepts appends.

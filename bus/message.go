@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"errors"
-	"fmt"
 )
 
 // Header is one message header (trace context, dead-letter reasons).
@@ -85,20 +84,63 @@ type DeadLetters interface {
 	Close() error
 }
 
-// ErrNotStored marks a publish error after which nothing of the publish
-// was stored (the local log refused the append as a whole: full, closed,
-// a write error), so nothing of it can reach a reader. Ingest's audit
-// then need not void the records of the publish (collector/audit.go).
-var ErrNotStored = errors.New("nothing of the publish was stored")
+// Tail gives the messages that close the share of one publish that goes
+// to one partition: idx are the indices of that share's messages in the
+// publish's msgs, in order; spooled says whether they go to the local
+// spool rather than to the bus directly. Ingest's audit records are the
+// tail of the events they count (collector/audit.go).
+type Tail func(idx []int, spooled bool) []Message
 
-// notStored wraps err, an error of a local log's append of a whole
-// publish, with ErrNotStored unless ctx ended while the append waited
-// for its fsync: the records may then be in the log (wal.Log.Append).
-func notStored(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// TailPublisher is a Publisher that stores each partition's share of a
+// publish together with its tail, all or none: on Kafka one record batch
+// of the partition (bus/broker), in a local log one append, which the log
+// keeps whole or as a prefix after a crash, the tails last.
+type TailPublisher interface {
+	Publisher
+	PublishTails(ctx context.Context, msgs []Message, tail Tail) error
+}
+
+// PublishWithTail publishes msgs to p, each partition's share followed by
+// its tail (tail may be nil). A TailPublisher stores a share and its tail
+// in one write. Another publisher may store some messages of a publish
+// and not others, so it gets the tail of all of msgs in a publish of its
+// own, once it acknowledged every one of them: a stored tail always means
+// its messages are stored.
+func PublishWithTail(ctx context.Context, p Publisher, msgs []Message, tail Tail) error {
+	if tail == nil {
+		return p.Publish(ctx, msgs)
+	}
+	if tp, ok := p.(TailPublisher); ok {
+		return tp.PublishTails(ctx, msgs, tail)
+	}
+	if err := p.Publish(ctx, msgs); err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrNotStored, err)
+	if t := tail(Indices(len(msgs)), false); len(t) > 0 {
+		return p.Publish(ctx, t)
+	}
+	return nil
+}
+
+// Indices is 0, 1, ..., n-1: the idx of a Tail over a whole publish.
+func Indices(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// withTail is msgs followed by their tail as one share, appended in
+// place when msgs has room.
+func withTail(msgs []Message, tail Tail, spooled bool) []Message {
+	if tail == nil {
+		return msgs
+	}
+	if t := tail(Indices(len(msgs)), spooled); len(t) > 0 {
+		return append(msgs, t...)
+	}
+	return msgs
 }
 
 // ErrNotReady is returned by a publisher's Ready before the first

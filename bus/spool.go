@@ -61,7 +61,7 @@ type SpoolPublisher struct {
 	done   chan struct{}
 }
 
-var _ Publisher = (*SpoolPublisher)(nil)
+var _ TailPublisher = (*SpoolPublisher)(nil)
 
 // NewSpoolPublisher spools for k into l. l must have been opened with the
 // spool's cursor or accept new cursors.
@@ -122,46 +122,35 @@ func (p *SpoolPublisher) Spooling() bool { return p.spooling.Load() }
 
 // Publish makes msgs durable on Kafka or, failing that, in the local log.
 func (p *SpoolPublisher) Publish(ctx context.Context, msgs []Message) error {
-	_, err := p.PublishRoute(ctx, msgs)
-	return err
+	return p.PublishTails(ctx, msgs, nil)
 }
 
-// PublishRoute is Publish, and says whether msgs went to the local log
-// (spooled) rather than to Kafka: what ingest's audit counts.
-func (p *SpoolPublisher) PublishRoute(ctx context.Context, msgs []Message) (spooled bool, err error) {
-	return p.PublishRouted(ctx, msgs, nil)
-}
-
-// PublishRouted is PublishRoute for a batch whose last messages depend on
-// where it goes: tail(false) follows msgs to Kafka, tail(true) to the
-// local log (ingest's audit records say "published" or "spooled"). tail
-// may be nil.
+// PublishTails is Publish for a publish whose partitions' shares each end
+// with a tail (tail may be nil), which depends on where they go:
+// tail(idx, false) to Kafka, tail(idx, true) to the local log (ingest's
+// audit records say "published" or "spooled").
 //
-// To Kafka the tail goes in a write of its own, once Kafka acknowledged
-// every message of msgs: one write spreads its messages over partitions
-// that each store theirs or not, so a process killed during it could
-// leave the tail stored without some of the messages it counts (an audit
-// reporting as lost events its client was never answered for, and sent
-// again). A crash between the two writes leaves the messages without
-// their tail instead. A Kafka publish that fails may still have stored
-// some of msgs, or all of them and the tail; the spooled tail is then
-// forwarded to Kafka after them, so a reader that keeps the last copy of
-// a record sees the spooled one.
+// To Kafka each partition's share goes with its tail in one record batch
+// (PublishWithTail), stored all or none: a process killed during a write
+// over several partitions leaves some shares stored with their tails and
+// the others not at all, never a tail without its messages. A Kafka
+// publish that fails may have stored some shares; the local log then
+// takes all of msgs with the spooled tail of all of them, which the
+// forwarder sends to Kafka after them (the copies are deduplicated by the
+// consumer, which counts them so).
 //
 // To the local log the tail is appended to msgs in one append (the log
 // keeps a prefix of an append after a crash), in place when msgs has room
 // for it, so the caller must not use msgs' capacity beyond its length; a
 // request's events need not be copied for the record of their group. A
 // Publisher keeps no slice it was given (see Publisher), so that is safe.
-func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail func(spooled bool) []Message) (spooled bool, err error) {
-	triedKafka := false
+func (p *SpoolPublisher) PublishTails(ctx context.Context, msgs []Message, tail Tail) error {
 	if !p.spooling.Load() && p.kafka.Ready() == nil {
-		triedKafka = true
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.DirectTimeout)
-		err := PublishThenTail(dctx, p.kafka, msgs, tail)
+		err := PublishWithTail(dctx, p.kafka, msgs, tail)
 		cancel()
 		if err == nil {
-			return false, nil
+			return nil
 		}
 		p.logger.Warn("kafka publish failed; spooling to the local log", "events", len(msgs), "err", err)
 	}
@@ -170,40 +159,9 @@ func (p *SpoolPublisher) PublishRouted(ctx context.Context, msgs []Message, tail
 	defer p.mu.RUnlock()
 	p.spooling.Store(true)
 	if _, _, err := p.wal.Append(ctx, encodeAll(all)); err != nil {
-		if !triedKafka { // else Kafka may have taken some of it
-			err = notStored(err)
-		}
-		return true, fmt.Errorf("spooling %d messages to the local log: %w", len(all), err)
-	}
-	return true, nil
-}
-
-// PublishThenTail publishes msgs to p, then, once p acknowledged every one
-// of them, tail(false) (tail may be nil) in a publish of its own: for a
-// publisher whose one publish may store some of its messages and not
-// others (Kafka, over partitions), so that a stored tail means its
-// messages are stored.
-func PublishThenTail(ctx context.Context, p Publisher, msgs []Message, tail func(spooled bool) []Message) error {
-	if err := p.Publish(ctx, msgs); err != nil {
-		return err
-	}
-	if t := withTail(nil, tail, false); len(t) > 0 {
-		return p.Publish(ctx, t)
+		return fmt.Errorf("spooling %d messages to the local log: %w", len(all), err)
 	}
 	return nil
-}
-
-// withTail is msgs followed by tail(spooled), appended in place when msgs
-// has room.
-func withTail(msgs []Message, tail func(spooled bool) []Message, spooled bool) []Message {
-	if tail == nil {
-		return msgs
-	}
-	t := tail(spooled)
-	if len(t) == 0 {
-		return msgs
-	}
-	return append(msgs, t...)
 }
 
 // forward replays the log to Kafka in order, committing after each

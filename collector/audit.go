@@ -2,7 +2,6 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,62 +16,54 @@ import (
 // auditor makes a request's events and their counts (internal/audit)
 // durable in one publish: a group commit. A request with events to
 // publish adds them and its counts to the next group and waits; one of
-// the group's waiters (its leader) publishes the group: every event of its
-// requests followed by one audit record per window and source, and answers
-// them all.
+// the group's waiters (its leader) publishes the group: its requests'
+// events, each partition's share followed by the audit records that count
+// it (accepted, and published or spooled, per window and source), and
+// answers them all.
 //
 // When to publish a group trades the records' number against the
 // requests' wait. A group publishes at once when nothing else is
 // publishing; while another group is, it waits for that one unless it
 // holds at least parallelEvents events (and fewer than publishSlots
 // groups are publishing). So small requests (a beacon of one event) gather
-// for a round trip and share a record, as when one group published at a
-// time, and there is at most one record per parallelEvents events or per
-// round trip, whichever is more; batches of events do not wait behind
-// each other. With one group at a time, batches of 50 sent by 16 senders
-// took 7-9% fewer events per second with the audit on than off (bench.sh
-// 8a, 2026-12-01) at the same CPU per event: the producer (bus/broker),
-// which batches concurrent publishes itself, had nothing queued between
-// one group's acknowledgement and the next group's publish. With every
-// request a group of its own, beacons took 14% fewer: a record per event.
+// for a round trip and share records, and batches of events do not wait
+// behind each other. With one group at a time, batches of 50 sent by 16
+// senders took 7-9% fewer events per second with the audit on than off
+// (bench.sh 8a, 2026-12-01): the producer (bus/broker), which batches
+// concurrent publishes itself, had nothing queued between one group's
+// acknowledgement and the next group's publish. With every request a
+// group of its own, beacons took 14% fewer: a record per event.
 //
-// The records of a group are stored only with its events: to the local
-// log (as the bus, or as Kafka's spool) they go in one append with them,
-// which the log keeps whole or as a prefix after a crash; to Kafka they
-// go in a write of their own once Kafka acknowledged the events
-// (bus.SpoolPublisher.PublishRouted; a plain publisher the same, see
-// Server.publish). One Kafka write of both spread them over partitions
-// that each store theirs or not: a process killed during it left a record
-// on the bus without some of the events it counts, and the client's
-// resend counted accepted again, a false loss (make chaos-cluster,
-// 2026-12-02). A crash between the two writes leaves events without their
-// count instead, which the report shows as surplus. The second write is a
-// second round trip to Kafka for each group (docs/benchmarks.md, the
-// audit's cost). A record stored both ways (Kafka, then the spool after a
-// Kafka error) is one record (the same id: pipeline_audit keeps one row
-// per record id). Its route is the publisher's to say, so each record
-// comes in two forms with the same id, "published" for Kafka and
-// "spooled" (with published 0) for the spool, and the publisher appends
-// the one that fits.
+// The records of a partition's share are stored only with it, and it only
+// with them: on Kafka they are the share's tail in one record batch
+// (bus.TailPublisher, broker.Producer.ProduceWithTails), which the broker
+// stores whole or not at all; in the local log (as the bus, or as Kafka's
+// spool) the group's events and its records are one append, kept whole or
+// as a prefix after a crash, the records last. So whatever part of a
+// group is stored, with the publish answered or not, carries the counts of
+// exactly its events: a client that resends after a failed or unanswered
+// publish has the copies the bus took counted as deduplicated by the
+// consumer, and the resend accepted again, which balances. (One record
+// for the whole group, in the same write over several partitions, left a
+// record on the bus without some of the events it counts when the process
+// was killed during the write: a false loss, make chaos-cluster,
+// 2026-12-02. Sending it in a write of its own after the events were
+// acknowledged made the clients wait a second round trip: 14.6% fewer
+// events per second, docs/benchmarks.md of that day.) The price is a
+// record per partition a group's events touch, per window and source: a
+// request's events share a key when they come from one browser, so a
+// partition each.
 //
-// When the publish fails (Kafka and the spool both did), the requests are
-// answered 503 and their clients resend, but Kafka may have taken the
-// events and their record (a write whose acknowledgement was lost): the
-// resend would count them accepted again, a false loss. So each record of
-// a failed group is voided: the same record with every count 0, kept and
-// published with a later group or the periodic flush (retried like the
-// loose counts) until it is durable, after the record on the same
-// partition (same key), where it replaces it. A process that ends before
-// its voids are published (a crash, Kafka and the spool still failing at
-// shutdown) leaves the records of its failed groups counted; their events
-// are on the bus too, so the resends show as deduplicated, and the log
-// says so at shutdown.
-//
-// Counts no answer waits for (rejections of a request with nothing
-// accepted, refused requests) ride along with the next group, or the
-// periodic flush of a started server.
+// Counts no answer waits for (rejections and drops, refused requests)
+// ride along with the next group, or the periodic flush of a started
+// server; a group's own go there once it is published (counted when its
+// requests are answered 2xx, not when they are answered 503 and resent).
+// They are made into records with ids before their first publish, and a
+// publish that fails keeps those records for the next: a copy the bus
+// took anyway has the same id, and pipeline_audit keeps one row per
+// record id.
 type auditor struct {
-	publish func(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) error
+	publish func(ctx context.Context, msgs []bus.Message, tail bus.Tail) error
 	log     *slog.Logger
 	timeout time.Duration
 
@@ -80,8 +71,8 @@ type auditor struct {
 	next       *group         // the group the next requests join
 	publishing int            // groups (and loose flushes) publishing now
 	freed      chan struct{}  // closed, and replaced, when one of them ends
-	loose      *audit.Tally   // counts nobody waits for
-	voids      []audit.Record // voids of the records of failed publishes, not yet durable
+	loose      *audit.Tally   // counts nobody waits for, not in a record yet
+	records    []audit.Record // loose counts' records not yet durable
 }
 
 // A group publishes beside others only with at least parallelEvents
@@ -99,23 +90,33 @@ const (
 // waiting on done.
 type group struct {
 	msgs   []bus.Message
-	counts *audit.Tally
+	spans  []span       // one per request, in the order of msgs
+	counts *audit.Tally // the requests' counts besides their accepted events
 	done   chan struct{}
 	err    error
 }
 
+// span is one request's events in a group: msgs[previous span's end:end],
+// received in the window of at from source.
+type span struct {
+	end    int
+	at     time.Time
+	source string
+}
+
 func newGroup() *group { return &group{counts: audit.NewTally(), done: make(chan struct{})} }
 
-func newAuditor(publish func(context.Context, []bus.Message, func(bool) []bus.Message) error, log *slog.Logger, timeout time.Duration) *auditor {
+func newAuditor(publish func(context.Context, []bus.Message, bus.Tail) error, log *slog.Logger, timeout time.Duration) *auditor {
 	return &auditor{publish: publish, log: log, timeout: timeout, next: newGroup(), freed: make(chan struct{}), loose: audit.NewTally()}
 }
 
-// commit publishes msgs with the counts add adds and returns once both are
-// durable on the bus, or why not.
-// On an error msgs may be stored in part, without their counts. The group
-// may append to msgs in place: the caller leaves msgs' capacity beyond its
-// length unused (see bus.SpoolPublisher.PublishRouted).
-func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audit.Tally)) error {
+// commit publishes msgs, the accepted events of a request received at at
+// from source, with their counts, and the request's other counts add adds,
+// and returns once the events and their counts are durable on the bus, or
+// why not. On an error msgs may be stored in part, each part with its
+// counts. The group may append to msgs in place: the caller leaves msgs'
+// capacity beyond its length unused (see bus.SpoolPublisher.PublishTails).
+func (a *auditor) commit(ctx context.Context, msgs []bus.Message, at time.Time, source string, add func(*audit.Tally)) error {
 	a.mu.Lock()
 	g := a.next
 	if len(g.msgs) == 0 {
@@ -123,6 +124,7 @@ func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audi
 	} else {
 		g.msgs = append(g.msgs, msgs...)
 	}
+	g.spans = append(g.spans, span{end: len(g.msgs), at: at, source: source})
 	add(g.counts)
 	for a.next == g && !a.mayPublish(len(g.msgs)) {
 		freed := a.freed
@@ -134,7 +136,7 @@ func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audi
 			// g is published anyway (by the next request to join it): if it
 			// succeeds, the resend of the events is counted by the consumer
 			// as deduplicated.
-			return fmt.Errorf("waiting for the events and their audit record to be published: %w", ctx.Err())
+			return fmt.Errorf("waiting for the events and their audit records to be published: %w", ctx.Err())
 		}
 		a.mu.Lock()
 	}
@@ -144,13 +146,16 @@ func (a *auditor) commit(ctx context.Context, msgs []bus.Message, add func(*audi
 		case <-g.done:
 			return g.err
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the events and their audit record to be published: %w", ctx.Err())
+			return fmt.Errorf("waiting for the events and their audit records to be published: %w", ctx.Err())
 		}
 	}
 	a.next = newGroup()
 	a.publishing++
 	a.mu.Unlock()
-	g.err = a.flush(g.msgs, g.counts)
+	g.err = a.flush(g.msgs, g.spans)
+	if g.err == nil {
+		a.note(func(t *audit.Tally) { t.Merge(g.counts) })
+	}
 	a.ended()
 	close(g.done)
 	return g.err
@@ -178,9 +183,8 @@ func (a *auditor) note(add func(*audit.Tally)) {
 	a.mu.Unlock()
 }
 
-// flushLoose publishes the counts nobody waits for and the pending voids
-// (periodically and at shutdown), keeping them for the next try when that
-// fails.
+// flushLoose publishes the counts nobody waits for (periodically and at
+// shutdown), keeping their records for the next try when that fails.
 func (a *auditor) flushLoose() error {
 	a.mu.Lock()
 	if a.publishing > 0 {
@@ -190,94 +194,107 @@ func (a *auditor) flushLoose() error {
 	a.publishing++
 	a.mu.Unlock()
 	defer a.ended()
-	return a.flush(nil, audit.NewTally())
+	return a.flush(nil, nil)
 }
 
-// flush publishes msgs followed by one record per window and source of
-// counts and the loose counts, and the pending voids, in one publish. When
-// that fails the loose counts and the voids are kept for the next flush,
-// with the voids of this flush's records; counts are not (their requests
-// answer 503).
-func (a *auditor) flush(msgs []bus.Message, counts *audit.Tally) error {
+// flush publishes msgs, each partition's share followed by the records of
+// its accepted events (spans say whose they are), and the records of the
+// loose counts after the first share (or alone). When that fails the loose
+// counts' records are kept, with their ids, for the next flush.
+func (a *auditor) flush(msgs []bus.Message, spans []span) error {
 	a.mu.Lock()
-	loose, voids := a.loose, a.voids
-	a.loose, a.voids = audit.NewTally(), nil
+	records := a.records
+	if a.loose.Len() > 0 {
+		records = append(records, a.loose.Records()...)
+		a.loose = audit.NewTally()
+	}
+	a.records = nil
 	a.mu.Unlock()
-	counts.Merge(loose)
-	if len(msgs) == 0 && counts.Len() == 0 && len(voids) == 0 {
+	loose, err := encodeRecords(records)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 && len(loose) == 0 {
 		return nil
 	}
-	direct, spool := routed(counts.Records())
-	var tails [2][]bus.Message
-	for i, recs := range [2][]audit.Record{direct, spool} {
-		var err error
-		if tails[i], err = encodeRecords(recs, voids); err != nil {
-			return err
-		}
-	}
+	t := &tail{spans: spans, loose: loose}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
-	err := a.publish(ctx, msgs, func(spooled bool) []bus.Message {
-		if spooled {
-			return tails[1]
-		}
-		return tails[0]
-	})
+	if len(msgs) == 0 {
+		err = a.publish(ctx, loose, nil)
+	} else {
+		err = a.publish(ctx, msgs, t.of)
+	}
+	if err == nil {
+		err = t.err
+	}
 	if err != nil {
 		a.mu.Lock()
-		a.loose.Merge(loose)
-		a.voids = append(a.voids, voids...)
-		// A publish that stored nothing (the local log refused it whole)
-		// left no record to void. Voiding them anyway piled up a void per
-		// failed publish while the log stayed full, all carried by every
-		// next try (hundreds per publish in make bench's overload).
-		if !errors.Is(err, bus.ErrNotStored) {
-			for _, r := range spool { // the spooled form names every stage of both
-				a.voids = append(a.voids, r.Void())
-			}
-		}
+		a.records = append(records, a.records...)
 		a.mu.Unlock()
-		return fmt.Errorf("publishing %d events with %d audit records: %w", len(msgs), len(spool)+len(voids), err)
+		return fmt.Errorf("publishing %d events with their audit records: %w", len(msgs), err)
 	}
 	return nil
 }
 
-// routed returns recs in the two forms of their route: published (to the
-// bus directly) and spooled, which also says published 0 so that stored
-// after a published form of the same record (a Kafka publish that failed
-// in part before the spool took the batch) it replaces its count.
-func routed(recs []audit.Record) (direct, spooled []audit.Record) {
-	direct = make([]audit.Record, len(recs))
-	spooled = make([]audit.Record, len(recs))
-	for i, r := range recs {
-		direct[i], spooled[i] = r, r
-		var accepted uint64
-		for _, c := range r.Counts {
-			if c.Stage == audit.Accepted {
-				accepted = c.N
-			}
-		}
-		if accepted == 0 {
-			continue
-		}
-		n := len(r.Counts)
-		direct[i].Counts = append(r.Counts[:n:n], audit.Count{Stage: audit.Published, N: accepted})
-		spooled[i].Counts = append(r.Counts[:n:n], audit.Count{Stage: audit.Published}, audit.Count{Stage: audit.Spooled, N: accepted})
-	}
-	return direct, spooled
+// tail makes the audit records that close each partition's share of a
+// group's publish (a bus.Tail).
+type tail struct {
+	spans []span
+	loose []bus.Message // the loose counts' records, after the first share of each route
+	sent  [2]bool       // loose went with a share: directly, spooled
+	err   error         // the first record that could not be encoded
 }
 
-// encodeRecords encodes recs and then voids as bus messages.
-func encodeRecords(recs, voids []audit.Record) ([]bus.Message, error) {
-	out := make([]bus.Message, 0, len(recs)+len(voids))
-	for _, list := range [2][]audit.Record{voids, recs} {
-		for _, r := range list {
-			m, err := r.Message()
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
+// of returns the records of the events idx of the group (in order), in
+// the form of their route: accepted and published, or accepted and
+// spooled; the loose records follow the first share of each route.
+func (t *tail) of(idx []int, spooled bool) []bus.Message {
+	route := audit.Published
+	if spooled {
+		route = audit.Spooled
+	}
+	counts := audit.NewTally()
+	s, n := 0, uint64(0)
+	for k, i := range idx {
+		for t.spans[s].end <= i {
+			s++
 		}
+		n++
+		if k+1 == len(idx) || idx[k+1] >= t.spans[s].end { // the end of a request's events in this share
+			sp := t.spans[s]
+			counts.Add(sp.at, sp.source, audit.Accepted, "", n)
+			counts.Add(sp.at, sp.source, route, "", n)
+			n = 0
+		}
+	}
+	out, err := encodeRecords(counts.Records())
+	if err != nil && t.err == nil {
+		t.err = err
+	}
+	if r := btoi(spooled); !t.sent[r] {
+		t.sent[r] = true
+		out = append(out, t.loose...)
+	}
+	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// encodeRecords encodes recs as bus messages.
+func encodeRecords(recs []audit.Record) ([]bus.Message, error) {
+	out := make([]bus.Message, 0, len(recs))
+	for _, r := range recs {
+		m, err := r.Message()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }
@@ -291,14 +308,7 @@ func (a *auditor) run(ctx context.Context, interval time.Duration) {
 		select {
 		case <-ctx.Done():
 			if err := a.flushLoose(); err != nil {
-				a.mu.Lock()
-				voids := len(a.voids)
-				a.mu.Unlock()
 				a.log.Warn("the last audit counts of refused and rejected requests could not be published", "err", err)
-				if voids > 0 {
-					a.log.Error("audit records of failed publishes could not be voided: their windows may report events lost that were answered 503 and resent",
-						"records", voids)
-				}
 			}
 			return
 		case <-t.C:
@@ -345,22 +355,8 @@ func (s *Server) refused(status int) {
 	s.aud.note(func(t *audit.Tally) { t.Add(now, "", audit.Refused, reason, 1) })
 }
 
-// routedPublisher says where a publish went and lets the last messages
-// depend on it, and stores them only with every message before them:
-// bus.SpoolPublisher and bus.LogPublisher.
-type routedPublisher interface {
-	PublishRouted(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (spooled bool, err error)
-}
-
-// publish publishes msgs followed by tail(spooled), spooled saying
-// whether they go to the spool instead of the bus (tail may be nil). The
-// tail (the audit records counting msgs) is stored only once msgs are:
-// another publisher (Kafka without the spool) gets it in a publish of its
-// own after theirs succeeded.
-func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) error {
-	if rp, ok := s.pub.(routedPublisher); ok {
-		_, err := rp.PublishRouted(ctx, msgs, tail)
-		return err
-	}
-	return bus.PublishThenTail(ctx, s.pub, msgs, tail)
+// publish publishes msgs, each partition's share followed by its tail
+// (tail may be nil; see bus.PublishWithTail).
+func (s *Server) publish(ctx context.Context, msgs []bus.Message, tail bus.Tail) error {
+	return bus.PublishWithTail(ctx, s.pub, msgs, tail)
 }

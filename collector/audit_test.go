@@ -18,13 +18,15 @@ import (
 	"github.com/sora3web/telemetry/internal/audit"
 )
 
-// auditPublisher stands in for bus.SpoolPublisher (a routedPublisher):
+// auditPublisher stands in for a bus.TailPublisher (Kafka, the spool):
 // it keeps the events and, as pipeline_audit read with FINAL does, the
-// last row of each audit record id, in publish order. spooled says a
-// publish went to the spool; fail makes publishes fail, and with partial
-// the failed publish had stored its records' Kafka form but not the
-// events (a Kafka publish that failed in part, then the spool failed too).
-// delay is each publish's round trip.
+// last row of each audit record id, in publish order. Message i of a
+// publish goes to partition i % partitions (at least 1). spooled says a
+// publish went to the spool (one append: one share); fail makes publishes
+// fail, and with partial the failed publish had stored the shares of the
+// even partitions with their tails, or a publish without tails whole (a
+// Kafka publish that failed in part, an acknowledgement lost). delay is
+// each publish's round trip.
 type auditPublisher struct {
 	mu        sync.Mutex
 	events    []bus.Message
@@ -33,22 +35,26 @@ type auditPublisher struct {
 	publishes int
 	// inflight is the publishes under way, most the largest it was.
 	inflight, most int
-	// unmatched counts publishes whose events were not counted accepted
-	// by the records in the same publish.
+	// unmatched counts shares whose events were not counted accepted by
+	// the records that closed them.
 	unmatched int
 
-	fail    error
-	partial bool
-	spooled bool
-	delay   time.Duration
+	partitions int
+	fail       error
+	failNext   int // the next publishes fail so too, then fail decides
+	partial    bool
+	spooled    bool
+	delay      time.Duration
 }
+
+// filler is a message auditPublisher does not keep.
+const filler = "filler"
 
 func (p *auditPublisher) Publish(ctx context.Context, msgs []bus.Message) error {
-	_, err := p.PublishRouted(ctx, msgs, nil)
-	return err
+	return p.PublishTails(ctx, msgs, nil)
 }
 
-func (p *auditPublisher) PublishRouted(_ context.Context, msgs []bus.Message, tail func(spooled bool) []bus.Message) (bool, error) {
+func (p *auditPublisher) PublishTails(_ context.Context, msgs []bus.Message, tail bus.Tail) error {
 	p.mu.Lock()
 	p.inflight++
 	p.most = max(p.most, p.inflight)
@@ -58,19 +64,38 @@ func (p *auditPublisher) PublishRouted(_ context.Context, msgs []bus.Message, ta
 	defer p.mu.Unlock()
 	p.inflight--
 	p.publishes++
-	if p.fail != nil {
-		if p.partial && tail != nil {
-			if err := p.store(tail(false)); err != nil {
-				return false, err
+	fail := p.fail
+	if p.failNext > 0 {
+		p.failNext--
+		fail = errors.New("not acknowledged")
+	}
+	var shares [][]bus.Message
+	if tail == nil {
+		shares = [][]bus.Message{msgs}
+	} else if parts := max(p.partitions, 1); p.spooled {
+		shares = [][]bus.Message{append(msgs[:len(msgs):len(msgs)], tail(bus.Indices(len(msgs)), true)...)}
+	} else {
+		for part := range parts {
+			var idx []int
+			var share []bus.Message
+			for i := part; i < len(msgs); i += parts {
+				idx = append(idx, i)
+				share = append(share, msgs[i])
+			}
+			if len(idx) > 0 {
+				shares = append(shares, append(share, tail(idx, false)...))
 			}
 		}
-		return false, p.fail
 	}
-	all := msgs
-	if tail != nil {
-		all = append(all[:len(all):len(all)], tail(p.spooled)...)
+	for i, share := range shares {
+		if fail != nil && (!p.partial || i%2 == 1) {
+			continue
+		}
+		if err := p.store(share); err != nil {
+			return err
+		}
 	}
-	return p.spooled, p.store(all)
+	return fail
 }
 
 // store keeps msgs; p.mu is held.
@@ -80,6 +105,9 @@ func (p *auditPublisher) store(msgs []bus.Message) error {
 	}
 	var events, accepted uint64
 	for _, m := range msgs {
+		if string(m.Value) == filler {
+			continue
+		}
 		if !audit.IsRecord(m) {
 			p.events = append(p.events, m)
 			events++
@@ -97,7 +125,7 @@ func (p *auditPublisher) store(msgs []bus.Message) error {
 			}
 		}
 	}
-	if events != accepted {
+	if events > 0 && events != accepted {
 		p.unmatched++
 	}
 	return nil
@@ -122,20 +150,25 @@ func (p *auditPublisher) set(f func(p *auditPublisher)) {
 	f(p)
 }
 
+// TestAuditRecordRidesInThePublishOfItsEvents: each partition's share of
+// a request's events is closed by the records counting exactly its
+// events, in the form of their route, in one publish; the request's other
+// counts (a rejection) follow with the next publish once it was answered.
 func TestAuditRecordRidesInThePublishOfItsEvents(t *testing.T) {
 	cases := []struct {
-		name    string
-		spooled bool
-		want    map[string]uint64
+		name       string
+		spooled    bool
+		partitions int
+		records    int
+		want       map[string]uint64
 	}{
-		{"published", false, map[string]uint64{"accepted/": 3, "published/": 3, "rejected/plan": 1}},
-		// The spool's form says published 0: stored after a Kafka form of
-		// the same record, it replaces that count.
-		{"spooled", true, map[string]uint64{"accepted/": 3, "published/": 0, "spooled/": 3, "rejected/plan": 1}},
+		{"published, one partition", false, 1, 1, map[string]uint64{"accepted/": 3, "published/": 3}},
+		{"published, two partitions", false, 2, 2, map[string]uint64{"accepted/": 3, "published/": 3}},
+		{"spooled", true, 2, 1, map[string]uint64{"accepted/": 3, "spooled/": 3}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			pub := &auditPublisher{spooled: c.spooled}
+			pub := &auditPublisher{spooled: c.spooled, partitions: c.partitions}
 			s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
 			bad := event(func(e map[string]any) { e["plan"] = "gold" })
 			w, resp := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
@@ -143,9 +176,9 @@ func TestAuditRecordRidesInThePublishOfItsEvents(t *testing.T) {
 			if w.Code != http.StatusMultiStatus || resp.Accepted != 3 {
 				t.Fatalf("%d %+v", w.Code, resp)
 			}
-			if pub.publishes != 1 || pub.unmatched != 0 || len(pub.events) != 3 {
-				t.Fatalf("%d publishes (%d without their counts), %d events: want the 3 events and their record in one publish",
-					pub.publishes, pub.unmatched, len(pub.events))
+			if pub.publishes != 1 || pub.unmatched != 0 || len(pub.events) != 3 || len(pub.records) != c.records {
+				t.Fatalf("%d publishes (%d shares without their counts), %d events, %d records: want the 3 events and %d records in one publish",
+					pub.publishes, pub.unmatched, len(pub.events), len(pub.records), c.records)
 			}
 			if got := pub.counts(); !maps.Equal(got, c.want) {
 				t.Fatalf("counts %v, want %v", got, c.want)
@@ -154,62 +187,71 @@ func TestAuditRecordRidesInThePublishOfItsEvents(t *testing.T) {
 			if r.Source != "web" || !r.Window.Equal(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)) {
 				t.Fatalf("record %+v: want source web, window 12:00", r)
 			}
+			if err := s.aud.flushLoose(); err != nil {
+				t.Fatal(err)
+			}
+			if got := pub.counts()["rejected/plan"]; got != 1 {
+				t.Fatalf("rejected/plan %d after the next flush, want 1", got)
+			}
 		})
 	}
 }
 
-// TestAuditFailedPublishVoidsItsRecord: a publish that failed after the
-// bus took the audit record but not the events answers 503; the client
-// resends; the first record is voided, so the events are counted accepted
-// once, also when the void itself has to wait for the bus.
-func TestAuditFailedPublishVoidsItsRecord(t *testing.T) {
-	pub := &auditPublisher{fail: errors.New("broker gone, spool full"), partial: true}
+// TestAuditCountsEveryCopyTheBusTook: a publish that failed after the bus
+// took some partitions' shares answers 503 and the client resends; each
+// share the bus took carries the count of its events, so the events
+// counted accepted are the copies stored (the consumer counts the second
+// copies as deduplicated), never one without the other.
+func TestAuditCountsEveryCopyTheBusTook(t *testing.T) {
+	pub := &auditPublisher{fail: errors.New("broker gone, spool full"), partial: true, partitions: 2}
 	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
 	send := func() int {
 		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
-			body: mustJSON(t, map[string]any{"events": []any{event(), event()}})})
+			body: mustJSON(t, map[string]any{"events": []any{event(), event(), event()}})})
 		return w.Code
 	}
 	if code := send(); code != http.StatusServiceUnavailable {
 		t.Fatalf("%d: want 503", code)
 	}
-	if got := pub.counts()["accepted/"]; got != 2 || len(pub.events) != 0 {
-		t.Fatalf("accepted %d, %d events: the fake should have stored the record alone", got, len(pub.events))
-	}
-	// The periodic flush cannot publish the void yet: it keeps it.
-	if err := s.aud.flushLoose(); err == nil {
-		t.Fatal("flush succeeded while the bus fails")
+	if got := pub.counts()["accepted/"]; got != 2 || len(pub.events) != 2 {
+		t.Fatalf("accepted %d, %d events: the fake should have stored one partition's share with its record", got, len(pub.events))
 	}
 	pub.set(func(p *auditPublisher) { p.fail = nil })
 	if code := send(); code != http.StatusOK {
 		t.Fatalf("resend: %d", code)
 	}
-	if got := pub.counts(); got["accepted/"] != 2 || got["published/"] != 2 {
-		t.Fatalf("counts %v: want the resend's 2 accepted and published, the failed publish's record voided", got)
+	if err := s.aud.flushLoose(); err != nil {
+		t.Fatal(err)
 	}
-	if len(pub.events) != 2 {
-		t.Fatalf("%d events stored, want 2", len(pub.events))
+	got := pub.counts()
+	if got["accepted/"] != 5 || len(pub.events) != 5 || pub.unmatched != 0 || got["refused/unavailable"] != 1 {
+		t.Fatalf("counts %v, %d events stored: want every stored copy counted accepted (5) and the 503 refused", got, len(pub.events))
 	}
 }
 
-// TestAuditVoidIsPublishedByThePeriodicFlush: with no request after the
-// failure, the periodic flush voids the record.
-func TestAuditVoidIsPublishedByThePeriodicFlush(t *testing.T) {
-	pub := &auditPublisher{fail: errors.New("broker gone, spool full"), partial: true}
+// TestAuditLooseRecordsKeepTheirIdsAcrossFailures: counts nobody waits
+// for, published in a publish that failed after the bus took it, are
+// published again under the same record ids: counted once.
+func TestAuditLooseRecordsKeepTheirIdsAcrossFailures(t *testing.T) {
+	pub := &auditPublisher{fail: errors.New("no acknowledgement"), partial: true}
 	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
-	if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
-		body: mustJSON(t, map[string]any{"events": []any{event()}})}); w.Code != http.StatusServiceUnavailable {
-		t.Fatalf("%d: want 503", w.Code)
+	if w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json",
+		body: mustJSON(t, map[string]any{"events": []any{event()}})}); w.Code != http.StatusUnauthorized {
+		t.Fatalf("no key: %d", w.Code)
+	}
+	for range 3 {
+		if err := s.aud.flushLoose(); err == nil {
+			t.Fatal("flush succeeded while the bus fails")
+		}
 	}
 	pub.set(func(p *auditPublisher) { p.fail = nil })
 	if err := s.aud.flushLoose(); err != nil {
 		t.Fatal(err)
 	}
-	got := pub.counts()
-	if got["accepted/"] != 0 || got["refused/unavailable"] != 1 {
-		t.Fatalf("counts %v: want accepted voided to 0 and the 503 counted as refused", got)
+	if got := pub.counts()["refused/unauthorized"]; got != 1 || len(pub.records) != 4 {
+		t.Fatalf("refused/unauthorized %d from %d stored copies of its record: want 1 from 4", got, len(pub.records))
 	}
-	if err := s.aud.flushLoose(); err != nil || pub.publishes != 2 {
+	if err := s.aud.flushLoose(); err != nil || pub.publishes != 4 {
 		t.Fatalf("%v, %d publishes: an empty flush must publish nothing", err, pub.publishes)
 	}
 }
@@ -292,148 +334,88 @@ func TestAuditGroupCommitSharesPublishes(t *testing.T) {
 	}
 }
 
-// unackedRecordsKafka stands in for Kafka behind a real
-// bus.SpoolPublisher: it keeps what it is given in an auditPublisher
-// (not the spool's filler), and while failing it answers an error to a
-// publish that carries audit records, after keeping them: the broker took
-// a request's events, acknowledged them, then took their audit record and
-// the acknowledgement was lost.
-type unackedRecordsKafka struct {
-	store   *auditPublisher
-	mu      sync.Mutex
-	failing bool
-}
-
-func (k *unackedRecordsKafka) Publish(_ context.Context, msgs []bus.Message) error {
-	k.mu.Lock()
-	failing := k.failing
-	k.mu.Unlock()
-	var keep []bus.Message
-	records := false
-	for _, m := range msgs {
-		records = records || audit.IsRecord(m)
-		if string(m.Value) != "filler" {
-			keep = append(keep, m)
-		}
-	}
-	k.store.mu.Lock()
-	err := k.store.store(keep)
-	k.store.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if failing && records {
-		return errors.New("not acknowledged")
-	}
-	return nil
-}
-
-func (k *unackedRecordsKafka) Ready() error { return nil }
-
-// TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull: through the real
-// spool: Kafka takes a request's events and its audit record but the
-// record's write is not acknowledged, the spool cannot take the batch
-// (larger than wal.max_bytes), the answer is 503; once Kafka is back the
-// resend is counted accepted once, the first record voided (the events'
-// second copies are the consumer's to count as deduplicated).
-func TestAuditVoidsTheRecordKafkaTookWhenTheSpoolIsFull(t *testing.T) {
-	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := wal.Open(wal.Config{Dir: t.TempDir(), SegmentBytes: 4096, MaxBytes: 4096}, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	k := &unackedRecordsKafka{store: &auditPublisher{}, failing: true}
-	sp, err := bus.NewSpoolPublisher(bus.DefaultSpoolConfig(), k, l, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := sp.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Shutdown(ctx)
-	s := newTestServer(t, testConfig(), sp, WithAudit(time.Hour))
-	const n = 8 // more than 4 KiB
-	evs := make([]any, n)
-	for i := range evs {
-		evs[i] = event()
-	}
-	body := mustJSON(t, map[string]any{"events": evs})
-	send := func() int {
-		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(), body: body})
-		return w.Code
-	}
-	if code := send(); code != http.StatusServiceUnavailable {
-		t.Fatalf("%d: want 503 with Kafka failing and the spool full", code)
-	}
-	if got := k.store.counts()["accepted/"]; got != n || len(k.store.events) != n {
-		t.Fatalf("accepted %d, %d events on Kafka: the test needs the record taken with its events", got, len(k.store.events))
-	}
-	k.mu.Lock()
-	k.failing = false
-	k.mu.Unlock()
-	// The spool holds nothing; a small publish through it lets the
-	// forwarder see the log drained and go back to Kafka directly.
-	if err := sp.Publish(ctx, []bus.Message{{Value: []byte("filler")}}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for sp.Spooling() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if code := send(); code != http.StatusOK {
-		t.Fatalf("resend: %d", code)
-	}
-	got := k.store.counts()
-	if got["accepted/"] != n || got["published/"] != n || len(k.store.events) != 2*n {
-		t.Fatalf("counts %v, %d events on Kafka: want %d accepted and published (the first record voided), and each event twice", got, len(k.store.events), n)
+// TestAuditThroughTheSpoolCountsEveryCopy: through the real spool, Kafka
+// takes one partition's share of a request with its record and fails the
+// rest. With the spool full the answer is 503 and the client resends;
+// with room, the spool takes the request whole with its spooled record
+// and forwards both. Either way the events counted accepted are the
+// copies Kafka got.
+func TestAuditThroughTheSpoolCountsEveryCopy(t *testing.T) {
+	for _, full := range []bool{true, false} {
+		t.Run(fmt.Sprintf("spool full %v", full), func(t *testing.T) {
+			lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+			max := int64(4096)
+			if !full {
+				max = 1 << 20
+			}
+			l, err := wal.Open(wal.Config{Dir: t.TempDir(), SegmentBytes: 4096, MaxBytes: max}, lg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			// Kafka fails the request's publish in part; the forwarder's
+			// replay then succeeds.
+			k := &auditPublisher{failNext: 1, partial: true, partitions: 2}
+			sp, err := bus.NewSpoolPublisher(bus.DefaultSpoolConfig(), k, l, lg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := sp.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Shutdown(ctx)
+			s := newTestServer(t, testConfig(), sp, WithAudit(time.Hour))
+			const n = 8 // more than 4 KiB
+			evs := make([]any, n)
+			for i := range evs {
+				evs[i] = event()
+			}
+			body := mustJSON(t, map[string]any{"events": evs})
+			send := func() int {
+				w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(), body: body})
+				return w.Code
+			}
+			want := http.StatusServiceUnavailable
+			if !full {
+				want = http.StatusOK
+			}
+			if code := send(); code != want {
+				t.Fatalf("%d: want %d", code, want)
+			}
+			if full {
+				// The spool holds nothing; a small publish through it lets
+				// the forwarder see the log drained and go back to Kafka
+				// directly.
+				if err := sp.Publish(ctx, []bus.Message{{Value: []byte(filler)}}); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(10 * time.Second)
+				for sp.Spooling() && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if code := send(); code != http.StatusOK {
+					t.Fatalf("resend: %d", code)
+				}
+			}
+			// 1.5 n: half of the first try, then the resend or the spool's copy.
+			deadline := time.Now().Add(10 * time.Second)
+			for (len(k.events) < n+n/2 || sp.Spooling()) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			k.mu.Lock()
+			events, unmatched := len(k.events), k.unmatched
+			k.mu.Unlock()
+			got := k.counts()
+			if got["accepted/"] != uint64(events) || events != n+n/2 || unmatched != 0 {
+				t.Fatalf("counts %v, %d events on Kafka (%d shares unmatched): want every copy counted accepted (%d)", got, events, unmatched, n+n/2)
+			}
+		})
 	}
 }
 
-// TestAuditPublishThatStoredNothingIsNotVoided: a publish the bus refused
-// whole (bus.ErrNotStored: the local log full) leaves no record behind,
-// so no void is kept for it: while the log stays full, the failed
-// publishes do not pile voids onto every next try.
-func TestAuditPublishThatStoredNothingIsNotVoided(t *testing.T) {
-	pub := &auditPublisher{fail: fmt.Errorf("appending to the local log: %w: wal: log full", bus.ErrNotStored)}
-	s := newTestServer(t, testConfig(), pub, WithAudit(time.Hour))
-	send := func() int {
-		w, _ := do(t, s.Handler(), req{path: "/v1/events", ctype: "application/json", headers: auth(),
-			body: mustJSON(t, map[string]any{"events": []any{event(), event()}})})
-		return w.Code
-	}
-	for range 20 {
-		if code := send(); code != http.StatusServiceUnavailable {
-			t.Fatalf("%d: want 503", code)
-		}
-	}
-	s.aud.mu.Lock()
-	voids := len(s.aud.voids)
-	s.aud.mu.Unlock()
-	if voids != 0 {
-		t.Fatalf("%d voids kept after publishes that stored nothing; want 0", voids)
-	}
-	pub.set(func(p *auditPublisher) { p.fail = nil })
-	if code := send(); code != http.StatusOK {
-		t.Fatalf("resend: %d", code)
-	}
-	if got := pub.counts(); got["accepted/"] != 2 || got["refused/unavailable"] != 20 || len(pub.events) != 2 {
-		t.Fatalf("counts %v, %d events: want the resend's 2 accepted and the 20 refused", got, len(pub.events))
-	}
-	for _, r := range pub.records {
-		var n uint64
-		for _, c := range r.Counts {
-			n += c.N
-		}
-		if n == 0 {
-			t.Fatalf("a void was published: %+v", r)
-		}
-	}
-}
-
-// callsPublisher is a plain bus.Publisher (no PublishRouted, as Kafka
-// without the spool) that records each publish and fails those holding
+// callsPublisher is a plain bus.Publisher (no PublishTails: one that may
+// store some messages of a publish and not others, all of its own) that records each publish and fails those holding
 // events while failEvents is set, after storing nothing.
 type callsPublisher struct {
 	mu         sync.Mutex
@@ -456,7 +438,7 @@ func (p *callsPublisher) Publish(_ context.Context, msgs []bus.Message) error {
 func (p *callsPublisher) Ready() error { return nil }
 
 // TestAuditRecordFollowsItsEventsOnlyOnceTheyArePublished: through a
-// plain publisher, a request's audit record goes in a publish of its own
+// plain publisher (no bus.TailPublisher), a request's audit record goes in a publish of its own
 // after its events' succeeded, and not at all when theirs failed: a
 // record on the bus means its events are there.
 func TestAuditRecordFollowsItsEventsOnlyOnceTheyArePublished(t *testing.T) {

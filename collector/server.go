@@ -411,9 +411,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 		buf, key = appendPartitionKey(buf, &out)
 		msgs = append(msgs, bus.Message{Key: key, Value: val, Headers: headers})
 	}
+	// The counts besides the accepted events, which the auditor counts per
+	// partition (auditor.commit).
 	counts := func(t *audit.Tally) {
 		at := ri.receivedAt
-		t.Add(at, ri.source, audit.Accepted, "", uint64(len(msgs))) // its route: auditor.flush
 		t.Add(at, ri.source, audit.Dropped, "under_13", uint64(resp.Dropped))
 		for field, n := range rejectedBy {
 			t.Add(at, ri.source, audit.Rejected, field, n)
@@ -423,7 +424,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ndjson bool, onB
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 		start := time.Now()
 		if s.aud != nil {
-			err = s.aud.commit(ctx, msgs, counts)
+			err = s.aud.commit(ctx, msgs, ri.receivedAt, ri.source, counts)
 		} else {
 			err = s.publish(ctx, msgs, nil)
 		}

@@ -412,7 +412,7 @@ below it, measured in the same run.
 ## Completeness audit: cost
 
 `audit.enabled` (default true) beside false, in this run. Ingest with the audit on publishes a
-group's events (a group commit of whole requests), then, once Kafka acknowledged them, their audit records in a write of their own, before the 2xx (to the local log: one append); the consumer keeps its counts (and ingest's
+group's events (a group commit of whole requests), each partition's share closed by the audit records counting it in the same record batch, before the 2xx (to the local log: one append); the consumer keeps its counts (and ingest's
 records) durable before each batch's rows and inserts those of several batches at once (the engine sink: every
 50,000 rows or 5 s), and the events table's view counts the inserted rows. Ingest
 runs in two processes, one per setting, loaded at the same time by a load generator each (so each

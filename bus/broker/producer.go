@@ -93,22 +93,45 @@ type partBatches struct {
 	queue     []*batch // guarded by Producer.mu; the last one may still fill
 }
 
-// add appends m to the batch still filling, or to a new one when that is
-// full (maxRecords, or maxBytes unless it is empty), and returns the batch.
-func (pb *partBatches) add(m bus.Message, now time.Time, maxRecords int, maxBytes int64) *batch {
-	size := int64(len(m.Key) + len(m.Value) + recordOverhead)
+// add appends run, the messages of one publish to this partition, to the
+// batch still filling, or to a new one when that cannot take all of them
+// (maxRecords, or maxBytes unless it is empty), so that the broker stores
+// them all or none (one record batch is appended and replicated whole).
+// A run larger than one batch may hold is split over as many as it fills.
+// It calls added for each batch it put messages in, and once more for a
+// batch that filled up.
+func (pb *partBatches) add(run []bus.Message, now time.Time, maxRecords int, maxBytes int64, added func(b *batch, fresh bool)) {
+	var size int64
+	for _, m := range run {
+		size += recordSize(m)
+	}
 	var b *batch
 	if q := pb.queue; len(q) > 0 {
 		b = q[len(q)-1]
 	}
-	if b == nil || len(b.records) >= maxRecords || (b.bytes+size > maxBytes && len(b.records) > 0) {
-		b = &batch{done: make(chan struct{}), time: now}
-		pb.queue = append(pb.queue, b)
+	fits := len(run) <= maxRecords && size <= maxBytes
+	if b != nil && fits && (len(b.records)+len(run) > maxRecords || b.bytes+size > maxBytes) {
+		b = nil // the run whole in a batch of its own
 	}
-	b.records = append(b.records, m)
-	b.bytes += size
-	return b
+	fresh := false
+	for _, m := range run {
+		size := recordSize(m)
+		if b == nil || len(b.records) >= maxRecords || (b.bytes+size > maxBytes && len(b.records) > 0) {
+			if b != nil {
+				added(b, fresh)
+			}
+			b = &batch{done: make(chan struct{}), time: now}
+			pb.queue = append(pb.queue, b)
+			fresh = true
+		}
+		b.records = append(b.records, m)
+		b.bytes += size
+	}
+	added(b, fresh)
 }
+
+// recordSize is m's estimated size in a batch.
+func recordSize(m bus.Message) int64 { return int64(len(m.Key) + len(m.Value) + recordOverhead) }
 
 // full reports whether b holds as much as one request may carry for a
 // partition; it then leaves without waiting out a linger.
@@ -157,6 +180,17 @@ func NewProducer(cfg Config, topic string) (*Producer, error) {
 // have been stored; callers that resend must tolerate duplicates. ctx bounds
 // the wait, not the request: messages already queued are still sent.
 func (p *Producer) Produce(ctx context.Context, msgs []bus.Message) error {
+	return p.ProduceWithTails(ctx, msgs, nil)
+}
+
+// ProduceWithTails is Produce, each partition's share of msgs followed by
+// tail(idx) (idx: the share's indices in msgs, in order; tail may be nil),
+// and the share and its tail in one record batch, which the broker stores
+// all or none. So when some partitions' writes fail (or the process dies
+// during the request), a tail stored means its share is stored. A share
+// with its tail larger than one batch (Config.BatchSize, BatchBytes) is
+// split, and is then not stored all or none.
+func (p *Producer) ProduceWithTails(ctx context.Context, msgs []bus.Message, tail func(idx []int) []bus.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -164,6 +198,34 @@ func (p *Producer) Produce(ctx context.Context, msgs []bus.Message) error {
 	if err != nil {
 		return err
 	}
+	// The partition of each message (the balancer's round robin for keyless
+	// messages is the producer's, so this reads it under mu), then each
+	// partition's share, in the order of their first messages.
+	byPart := make([][]int, len(parts))
+	var order []int
+	p.mu.Lock()
+	for i, m := range msgs {
+		part := p.balancer.Balance(kafka.Message{Key: m.Key}, p.ids...)
+		if byPart[part] == nil {
+			order = append(order, part)
+		}
+		byPart[part] = append(byPart[part], i)
+	}
+	p.mu.Unlock()
+	runs := make([][]bus.Message, len(order))
+	for j, part := range order {
+		idx := byPart[part]
+		var t []bus.Message
+		if tail != nil {
+			t = tail(idx)
+		}
+		run := make([]bus.Message, len(idx), len(idx)+len(t))
+		for k, i := range idx {
+			run[k] = msgs[i]
+		}
+		runs[j] = append(run, t...)
+	}
+
 	var waits []*batch
 	p.mu.Lock()
 	if p.closed {
@@ -171,22 +233,23 @@ func (p *Producer) Produce(ctx context.Context, msgs []bus.Message) error {
 		return ErrProducerClosed
 	}
 	now := time.Now()
-	for _, m := range msgs {
-		pb := parts[p.balancer.Balance(kafka.Message{Key: m.Key}, p.ids...)]
-		b := pb.add(m, now, p.cfg.BatchSize, p.cfg.BatchBytes)
-		if !slices.Contains(waits, b) {
-			waits = append(waits, b)
-		}
-		if len(b.records) == 1 || b.full(p.cfg.BatchSize, p.cfg.BatchBytes) {
-			// A new batch (the first of an idle partition, or one started
-			// because the last filled up) or a batch that just filled:
-			// either may end a linger. Other records need no signal: their
-			// batch's sender already knows of it.
-			select {
-			case p.senders[pb.sender].wake <- struct{}{}:
-			default:
+	for j, part := range order {
+		pb := parts[part]
+		pb.add(runs[j], now, p.cfg.BatchSize, p.cfg.BatchBytes, func(b *batch, fresh bool) {
+			if !slices.Contains(waits, b) {
+				waits = append(waits, b)
 			}
-		}
+			if fresh || b.full(p.cfg.BatchSize, p.cfg.BatchBytes) {
+				// A new batch (the first of an idle partition, or one started
+				// because the last filled up) or a batch that filled: either
+				// may end a linger. Other batches need no signal: their
+				// sender already knows of them.
+				select {
+				case p.senders[pb.sender].wake <- struct{}{}:
+				default:
+				}
+			}
+		})
 	}
 	p.mu.Unlock()
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -96,5 +97,57 @@ func TestStaleLeader(t *testing.T) {
 		if got := staleLeader(tc.err); got != tc.want {
 			t.Errorf("staleLeader(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestAddKeepsARunInOneBatch: one publish's messages to a partition (its
+// share and the share's tail, ingest's audit record) go in one batch, so
+// the broker stores them all or none: a new batch when the filling one
+// cannot take them all, split only when one batch cannot hold them.
+func TestAddKeepsARunInOneBatch(t *testing.T) {
+	msg := bus.Message{Value: make([]byte, 100-recordOverhead)} // 100 bytes in a batch
+	run := func(n int) []bus.Message { return slices.Repeat([]bus.Message{msg}, n) }
+	for _, tc := range []struct {
+		name       string
+		queued     []int // records in the batches already queued
+		run        int
+		maxRecords int
+		want       []int // records per batch after the add
+		fresh      int   // new batches the add reported
+	}{
+		{"idle partition", nil, 3, 10, []int{3}, 1},
+		{"fits the filling batch", []int{4}, 3, 10, []int{7}, 0},
+		{"fills it exactly", []int{7}, 3, 10, []int{10}, 0},
+		{"does not fit: a batch of its own", []int{8}, 3, 10, []int{8, 3}, 1},
+		{"too many for the bytes: a batch of its own", []int{5}, 6, 100, []int{5, 6}, 1}, // 1,100 bytes > 1,000
+		{"larger than a batch: split", []int{8}, 25, 10, []int{10, 10, 10, 3}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pb := &partBatches{}
+			for _, n := range tc.queued {
+				pb.queue = append(pb.queue, &batch{records: run(n), bytes: int64(n) * 100, done: make(chan struct{})})
+			}
+			fresh := 0
+			var touched []*batch
+			pb.add(run(tc.run), time.Now(), tc.maxRecords, 1000, func(b *batch, isNew bool) {
+				touched = append(touched, b)
+				if isNew {
+					fresh++
+				}
+			})
+			var got []int
+			for _, b := range pb.queue {
+				got = append(got, len(b.records))
+				if b.bytes != int64(len(b.records))*100 {
+					t.Errorf("batch of %d records counts %d bytes", len(b.records), b.bytes)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) || fresh != tc.fresh {
+				t.Fatalf("batches %v (%d new), want %v (%d new)", got, fresh, tc.want, tc.fresh)
+			}
+			if last := pb.queue[len(pb.queue)-1]; touched[len(touched)-1] != last {
+				t.Fatal("the batch holding the run's last message was not reported")
+			}
+		})
 	}
 }

@@ -296,3 +296,85 @@ func TestProducerBrokerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProducerTailsCloseTheirShares: each partition's share of a call
+// (ProduceWithTails) is followed on that partition by the tail made for
+// it, whatever its key, and the tail is given exactly the share's indices;
+// concurrent callers' shares interleave, never a tail before its share.
+func TestProducerTailsCloseTheirShares(t *testing.T) {
+	cfg := newTopic(t)
+	p, err := broker.NewProducer(cfg, cfg.EventsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers, calls, perCall = 4, 25, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				msgs := make([]bus.Message, perCall)
+				for j := range msgs {
+					msgs[j] = bus.Message{Key: []byte(fmt.Sprintf("user-%d", j)), Value: []byte(fmt.Sprintf("%d:%d:%d", c, i, j))}
+				}
+				tail := func(idx []int) []bus.Message {
+					var ids []string
+					for _, k := range idx {
+						ids = append(ids, strconv.Itoa(k))
+					}
+					return []bus.Message{{Key: []byte("tail"), Value: []byte(fmt.Sprintf("tail %d:%d:%s", c, i, strings.Join(ids, ",")))}}
+				}
+				if err := p.ProduceWithTails(context.Background(), msgs, tail); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, cfg, callers*calls*perCall)
+	// Per partition, the messages of each call seen so far; a tail must
+	// name exactly those.
+	seen := map[int]map[string][]string{}
+	tails, events := 0, 0
+	for _, m := range got {
+		if seen[m.Partition] == nil {
+			seen[m.Partition] = map[string][]string{}
+		}
+		v := string(m.Value)
+		if rest, ok := strings.CutPrefix(v, "tail "); ok {
+			call, idx, _ := strings.Cut(rest, ":")
+			call2, idx2, _ := strings.Cut(idx, ":")
+			call += ":" + call2
+			if want := strings.Join(seen[m.Partition][call], ","); idx2 != want {
+				t.Fatalf("partition %d: tail of call %s names %q, the share there is %q", m.Partition, call, idx2, want)
+			}
+			delete(seen[m.Partition], call)
+			tails++
+			continue
+		}
+		parts := strings.Split(v, ":")
+		call := parts[0] + ":" + parts[1]
+		seen[m.Partition][call] = append(seen[m.Partition][call], parts[2])
+		events++
+	}
+	for part, calls := range seen {
+		if len(calls) > 0 {
+			t.Fatalf("partition %d: shares without their tail: %v", part, calls)
+		}
+	}
+	if events != callers*calls*perCall || tails < callers*calls {
+		t.Fatalf("%d events, %d tails; want %d events and a tail per share", events, tails, callers*calls*perCall)
+	}
+}

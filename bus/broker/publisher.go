@@ -23,7 +23,7 @@ type KafkaPublisher struct {
 	wg     sync.WaitGroup
 }
 
-var _ bus.Publisher = (*KafkaPublisher)(nil)
+var _ bus.TailPublisher = (*KafkaPublisher)(nil)
 
 // NewKafkaPublisher makes a publisher; it does no I/O until Start.
 func NewKafkaPublisher(cfg Config, log *slog.Logger) (*KafkaPublisher, error) {
@@ -88,10 +88,21 @@ func (p *KafkaPublisher) Ready() error { return *p.ready.Load() }
 
 // Publish writes msgs and waits for all in-sync replicas to acknowledge.
 func (p *KafkaPublisher) Publish(ctx context.Context, msgs []bus.Message) error {
+	return p.PublishTails(ctx, msgs, nil)
+}
+
+// PublishTails is Publish with each partition's share of msgs followed by
+// tail(idx, false) in the same record batch (Producer.ProduceWithTails):
+// stored all or none.
+func (p *KafkaPublisher) PublishTails(ctx context.Context, msgs []bus.Message, tail bus.Tail) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := p.producer.Produce(ctx, msgs); err != nil {
+	var pt func(idx []int) []bus.Message
+	if tail != nil {
+		pt = func(idx []int) []bus.Message { return tail(idx, false) }
+	}
+	if err := p.producer.ProduceWithTails(ctx, msgs, pt); err != nil {
 		err = fmt.Errorf("publishing %d messages to %s: %w", len(msgs), p.cfg.EventsTopic, err)
 		p.setReady(err)
 		return err

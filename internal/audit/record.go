@@ -149,17 +149,3 @@ func (r Record) Rows() []Row {
 	}
 	return out
 }
-
-// Void is r with every count 0: the same record id, window, source and
-// stages, so that stored after r it replaces r's rows (pipeline_audit
-// keeps the last row of a record id). Ingest publishes it when the publish
-// that carried r failed and the client was answered 503: the bus may have
-// taken r without every event it counts, and the client resends them.
-func (r Record) Void() Record {
-	v := r
-	v.Counts = make([]Count, len(r.Counts))
-	for i, c := range r.Counts {
-		v.Counts[i] = Count{Stage: c.Stage, Reason: c.Reason}
-	}
-	return v
-}

@@ -372,7 +372,7 @@ func (p *Pipeline) ingestOptions() []collector.Option {
 }
 
 // auditFlushInterval is how often ingest publishes the audit counts no
-// answer waits for (refused and wholly rejected requests).
+// answer waits for (refused requests, rejections, drops).
 const auditFlushInterval = 5 * time.Second
 
 func (p *Pipeline) startEngine(ctx context.Context) error {

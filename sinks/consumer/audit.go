@@ -55,8 +55,7 @@ func (c *Consumer) SetAudit(on bool) error {
 // the same ids again and is counted once.
 type batchAudit struct {
 	// rows are the rows of ingest's records, one per key: a later record
-	// with the same id (a void, the spooled form of a record Kafka took
-	// first) replaces the earlier in the batch itself; then the
+	// with the same id (a copy, a later form) replaces the earlier in the batch itself; then the
 	// consumer's per-message rows (message).
 	rows keyedRows
 	// consumed counts the event messages per window, source and position,
@@ -276,7 +275,7 @@ type keptAudit struct {
 	mu    sync.Mutex // one write, flush or recovery at a time
 	files []string   // kept files, oldest first
 	// rows are their rows, one per key: a later row of a key (a
-	// record's void, a batch's rows kept again) replaced the earlier.
+	// a batch's rows kept again) replaced the earlier.
 	rows  keyedRows
 	since time.Time // when files[0] was kept
 }

@@ -508,8 +508,8 @@ func TestBatchRowsCountsEventsNotAuditRecords(t *testing.T) {
 	}
 }
 
-// TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch: a void (or the
-// spooled form of a record Kafka took first) in the same batch as the
+// TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch: a later form of
+// a record (other counts under the same id) in the same batch as the
 // record it replaces leaves one row per key, the later one's, so the
 // outcome does not rest on the order the engine keeps within one insert.
 func TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch(t *testing.T) {
@@ -518,6 +518,8 @@ func TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch(t *testing.T) {
 		Counts: []audit.Count{{Stage: audit.Accepted, N: 50}, {Stage: audit.Published, N: 50}}}
 	spooled := rec
 	spooled.Counts = []audit.Count{{Stage: audit.Accepted, N: 50}, {Stage: audit.Published}, {Stage: audit.Spooled, N: 50}}
+	zeroed := rec
+	zeroed.Counts = []audit.Count{{Stage: audit.Accepted}, {Stage: audit.Published}}
 	other := audit.Record{ID: "00000000-0000-4000-8000-000000000002", Source: "web", Window: at,
 		Counts: []audit.Count{{Stage: audit.Accepted, N: 7}}}
 	for _, tc := range []struct {
@@ -525,7 +527,7 @@ func TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch(t *testing.T) {
 		records []audit.Record
 		want    map[string]uint64 // record id -> n
 	}{
-		{"void", []audit.Record{rec, other, rec.Void()}, map[string]uint64{
+		{"zeroed", []audit.Record{rec, other, zeroed}, map[string]uint64{
 			rec.ID + "/accepted/": 0, rec.ID + "/published/": 0, other.ID + "/accepted/": 7}},
 		{"spooled form", []audit.Record{rec, spooled}, map[string]uint64{
 			rec.ID + "/accepted/": 50, rec.ID + "/published/": 0, rec.ID + "/spooled/": 50}},
