@@ -73,10 +73,10 @@ def split(r):
     return f"round trip p99 {ms(r['round_trip']['P99'])}, waiting for a free sender p99 {ms(r['sender_wait']['P99'])}"
 
 
-def median_run(prefix, key=lambda r: r["latency"]["P99"], show=lambda v: ms(v)):
-    """The run of three with the median key (p99 unless told), and every run's key."""
-    runs = sorted((j(f"{prefix}-{i}.json") for i in (1, 2, 3)), key=key)
-    return runs[1], ", ".join(show(key(r)) for r in runs)
+def median_run(prefix, key=lambda r: r["latency"]["P99"], show=lambda v: ms(v), n=3):
+    """The run of n (three unless told) with the median key (p99 unless told), and every run's key."""
+    runs = sorted((j(f"{prefix}-{i}.json") for i in range(1, n + 1)), key=key)
+    return runs[n // 2], ", ".join(show(key(r)) for r in runs)
 
 
 peak, peak_runs = median_run("peak", key=lambda r: r["events_per_sec"], show=lambda v: f"{v:,.0f}")
@@ -102,6 +102,10 @@ AUDIT_WAYS = (("audit_off", "audit off: no counting, no view on events"),
               ("off_on_log", "audit off, reading the log that holds ingest's audit records (only committed)"))
 
 
+# The side-by-side runs of ingest with the audit off and on (bench.sh 8a).
+AUDIT_INGEST_RUNS = 5
+
+
 def audit_rows():
     """Ingest with the audit off beside on (two processes loaded at the
     same time), then the consumer's: side by side, and BenchmarkAuditCost's
@@ -110,14 +114,14 @@ def audit_rows():
     rate = lambda r: r["events_per_sec"]
     count = lambda v: f"{v:,.0f}"
     for what, on_prefix, off_prefix in (
-            (f"ingest -> Kafka, batches of 50, {conc} senders each, side by side, median of 3", "audit", "noaudit"),
-            (f"ingest -> Kafka, beacons (one event per request), {int(conc) * 4} senders each, side by side, median of 3", "audit-beacon", "noaudit-beacon")):
+            (f"ingest -> Kafka, batches of 50, {conc} senders each, side by side, median of {AUDIT_INGEST_RUNS}", "audit", "noaudit"),
+            (f"ingest -> Kafka, beacons (one event per request), {int(conc) * 4} senders each, side by side, median of {AUDIT_INGEST_RUNS}", "audit-beacon", "noaudit-beacon")):
         try:
-            on, on_runs = median_run(on_prefix, key=rate, show=count)
-            off, off_runs = median_run(off_prefix, key=rate, show=count)
+            on, on_runs = median_run(on_prefix, key=rate, show=count, n=AUDIT_INGEST_RUNS)
+            off, off_runs = median_run(off_prefix, key=rate, show=count, n=AUDIT_INGEST_RUNS)
             # Run i of each setting ran at the same time: the cost is the
             # median of the runs' own.
-            pairs = [(rate(j(f"{off_prefix}-{i}.json")), rate(j(f"{on_prefix}-{i}.json"))) for i in (1, 2, 3)]
+            pairs = [(rate(j(f"{off_prefix}-{i}.json")), rate(j(f"{on_prefix}-{i}.json"))) for i in range(1, AUDIT_INGEST_RUNS + 1)]
             out.append(f"| {what} | off **{rate(off):,.0f}** events/s (runs: {off_runs}) "
                        f"| on **{rate(on):,.0f}** (runs: {on_runs}) | {paired_cost(*zip(*pairs))} |")
         except OSError:
@@ -416,7 +420,7 @@ group's events (a group commit of whole requests), each partition's share closed
 records) durable before each batch's rows and inserts those of several batches at once (the engine sink: every
 50,000 rows or 5 s), and the events table's view counts the inserted rows. Ingest
 runs in two processes, one per setting, loaded at the same time by a load generator each (so each
-has about half the machine; median of 3 runs each). The consumer's ways alternate BENCH_AUDIT_ROUNDS times (BenchmarkAuditCost), at the default batch
+has about half the machine; median of {AUDIT_INGEST_RUNS} runs each). The consumer's ways alternate BENCH_AUDIT_ROUNDS times (BenchmarkAuditCost), at the default batch
 size: their rates are each way's median run, their cost the median of the rounds' own costs (each round
 runs the ways back to back); these swing by up to 20% a round with the machine's speed. So the
 consumer's cost is also taken side by side (BenchmarkAuditCostSideBySide): off and on drain their logs
