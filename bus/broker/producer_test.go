@@ -75,6 +75,31 @@ func readAll(t *testing.T, cfg broker.Config, want int) []kafka.Message {
 	return out
 }
 
+// fromCallers runs callers goroutines, caller c calling call(c, i) for i
+// from 0 to calls-1 until one fails, and fails t with their errors.
+func fromCallers(t *testing.T, callers, calls int, call func(c, i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				if err := call(c, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
 // TestProducerDeliversInOrderAndBatches: concurrent callers each produce a
 // numbered sequence; every message arrives exactly once, on the partition
 // kafka-go's Hash balancer gives its key, in each caller's order, and
@@ -88,33 +113,17 @@ func TestProducerDeliversInOrderAndBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	const callers, calls, perCall = 8, 100, 10
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range calls {
-				msgs := make([]bus.Message, perCall)
-				for j := range msgs {
-					msgs[j] = bus.Message{
-						Key:     []byte(fmt.Sprintf("user-%d-%d", c, j%3)),
-						Value:   []byte(fmt.Sprintf("%d:%d", c, i*perCall+j)),
-						Headers: []bus.Header{{Key: "h", Value: []byte("v")}},
-					}
-				}
-				if err := p.Produce(context.Background(), msgs); err != nil {
-					errs <- err
-					return
-				}
+	fromCallers(t, callers, calls, func(c, i int) error {
+		msgs := make([]bus.Message, perCall)
+		for j := range msgs {
+			msgs[j] = bus.Message{
+				Key:     []byte(fmt.Sprintf("user-%d-%d", c, j%3)),
+				Value:   []byte(fmt.Sprintf("%d:%d", c, i*perCall+j)),
+				Headers: []bus.Header{{Key: "h", Value: []byte("v")}},
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		}
+		return p.Produce(context.Background(), msgs)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p.Close(ctx); err != nil {
@@ -308,36 +317,20 @@ func TestProducerTailsCloseTheirShares(t *testing.T) {
 		t.Fatal(err)
 	}
 	const callers, calls, perCall = 4, 25, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range calls {
-				msgs := make([]bus.Message, perCall)
-				for j := range msgs {
-					msgs[j] = bus.Message{Key: []byte(fmt.Sprintf("user-%d", j)), Value: []byte(fmt.Sprintf("%d:%d:%d", c, i, j))}
-				}
-				tail := func(idx []int) []bus.Message {
-					var ids []string
-					for _, k := range idx {
-						ids = append(ids, strconv.Itoa(k))
-					}
-					return []bus.Message{{Key: []byte("tail"), Value: []byte(fmt.Sprintf("tail %d:%d:%s", c, i, strings.Join(ids, ",")))}}
-				}
-				if err := p.ProduceWithTails(context.Background(), msgs, tail); err != nil {
-					errs <- err
-					return
-				}
+	fromCallers(t, callers, calls, func(c, i int) error {
+		msgs := make([]bus.Message, perCall)
+		for j := range msgs {
+			msgs[j] = bus.Message{Key: []byte(fmt.Sprintf("user-%d", j)), Value: []byte(fmt.Sprintf("%d:%d:%d", c, i, j))}
+		}
+		tail := func(idx []int) []bus.Message {
+			var ids []string
+			for _, k := range idx {
+				ids = append(ids, strconv.Itoa(k))
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			return []bus.Message{{Key: []byte("tail"), Value: []byte(fmt.Sprintf("tail %d:%d:%s", c, i, strings.Join(ids, ",")))}}
+		}
+		return p.ProduceWithTails(context.Background(), msgs, tail)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p.Close(ctx); err != nil {
