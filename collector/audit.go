@@ -2,12 +2,15 @@ package collector
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/audit"
@@ -217,7 +220,7 @@ func (a *auditor) flush(msgs []bus.Message, spans []span) error {
 	if len(msgs) == 0 && len(loose) == 0 {
 		return nil
 	}
-	t := &tail{spans: spans, loose: loose}
+	t := &tail{spans: spans, loose: loose, base: uuid.New()}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	if len(msgs) == 0 {
@@ -244,39 +247,83 @@ type tail struct {
 	loose []bus.Message // the loose counts' records, after the first share of each route
 	sent  [2]bool       // loose went with a share: directly, spooled
 	err   error         // the first record that could not be encoded
+	// base is the first record's id; the others' differ from it in
+	// their last bytes by their number, made (next) in this publish.
+	base uuid.UUID
+	next uint32
+}
+
+// shareCount is the events of one window and source in a share.
+type shareCount struct {
+	window time.Time
+	source string
+	n      uint64
 }
 
 // of returns the records of the events idx of the group (in order), in
 // the form of their route: accepted and published, or accepted and
-// spooled; the loose records follow the first share of each route.
+// spooled; the loose records follow the first share of each route. A
+// share's events come in runs of one request each, and the requests of a
+// group mostly share their window and source: the counts are a short list
+// searched in place, not a map.
 func (t *tail) of(idx []int, spooled bool) []bus.Message {
 	route := audit.Published
 	if spooled {
 		route = audit.Spooled
 	}
-	counts := audit.NewTally()
+	var counts []shareCount
 	s, n := 0, uint64(0)
 	for k, i := range idx {
 		for t.spans[s].end <= i {
 			s++
 		}
 		n++
-		if k+1 == len(idx) || idx[k+1] >= t.spans[s].end { // the end of a request's events in this share
-			sp := t.spans[s]
-			counts.Add(sp.at, sp.source, audit.Accepted, "", n)
-			counts.Add(sp.at, sp.source, route, "", n)
-			n = 0
+		if k+1 < len(idx) && idx[k+1] < t.spans[s].end {
+			continue
 		}
+		// The end of a request's events in this share.
+		sp := t.spans[s]
+		w := audit.MinuteOf(sp.at)
+		j := 0
+		for j < len(counts) && !(counts[j].window.Equal(w) && counts[j].source == sp.source) {
+			j++
+		}
+		if j == len(counts) {
+			counts = append(counts, shareCount{window: w, source: sp.source})
+		}
+		counts[j].n += n
+		n = 0
 	}
-	out, err := encodeRecords(counts.Records())
-	if err != nil && t.err == nil {
-		t.err = err
+	out := make([]bus.Message, 0, len(counts)+len(t.loose))
+	for _, c := range counts {
+		r := audit.Record{ID: t.id(), Source: c.source, Window: c.window,
+			Counts: []audit.Count{{Stage: audit.Accepted, N: c.n}, {Stage: route, N: c.n}}}
+		m, err := r.Message()
+		if err != nil {
+			if t.err == nil {
+				t.err = err
+			}
+			continue
+		}
+		out = append(out, m)
 	}
 	if r := btoi(spooled); !t.sent[r] {
 		t.sent[r] = true
 		out = append(out, t.loose...)
 	}
 	return out
+}
+
+// id returns a new record id: the publish's random base, its last four
+// bytes xored with the record's number (a version 4 UUID still: the
+// version and variant bits are elsewhere). One random id per publish, not
+// per record: a group's events spread over every partition make a record
+// per partition.
+func (t *tail) id() string {
+	u := t.base
+	binary.BigEndian.PutUint32(u[12:], binary.BigEndian.Uint32(u[12:])^t.next)
+	t.next++
+	return u.String()
 }
 
 func btoi(b bool) int {
