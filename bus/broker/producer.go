@@ -93,28 +93,35 @@ type partBatches struct {
 	queue     []*batch // guarded by Producer.mu; the last one may still fill
 }
 
-// add appends run, the messages of one publish to this partition, to the
-// batch still filling, or to a new one when that cannot take all of them
-// (maxRecords, or maxBytes unless it is empty), so that the broker stores
-// them all or none (one record batch is appended and replicated whole).
-// A run larger than one batch may hold is split over as many as it fills.
-// It calls added for each batch it put messages in, and once more for a
-// batch that filled up.
-func (pb *partBatches) add(run []bus.Message, now time.Time, maxRecords int, maxBytes int64, added func(b *batch, fresh bool)) {
-	var size int64
-	for _, m := range run {
-		size += recordSize(m)
+// add appends a run, the messages of one publish to this partition
+// (msgs[i] for i in idx, then tail), to the batch still filling, or to a
+// new one when that cannot take all of them (maxRecords, or maxBytes
+// unless it is empty), so that the broker stores them all or none (one
+// record batch is appended and replicated whole). A run larger than one
+// batch may hold is split over as many as it fills. It calls added for
+// each batch it put messages in, and once more for a batch that filled up.
+func (pb *partBatches) add(msgs []bus.Message, idx []int, tail []bus.Message, now time.Time, maxRecords int, maxBytes int64, added func(b *batch, fresh bool)) {
+	each := func(f func(m bus.Message)) {
+		for _, i := range idx {
+			f(msgs[i])
+		}
+		for _, m := range tail {
+			f(m)
+		}
 	}
+	var size int64
+	each(func(m bus.Message) { size += recordSize(m) })
+	n := len(idx) + len(tail)
 	var b *batch
 	if q := pb.queue; len(q) > 0 {
 		b = q[len(q)-1]
 	}
-	fits := len(run) <= maxRecords && size <= maxBytes
-	if b != nil && fits && (len(b.records)+len(run) > maxRecords || b.bytes+size > maxBytes) {
+	fits := n <= maxRecords && size <= maxBytes
+	if b != nil && fits && (len(b.records)+n > maxRecords || b.bytes+size > maxBytes) {
 		b = nil // the run whole in a batch of its own
 	}
 	fresh := false
-	for _, m := range run {
+	each(func(m bus.Message) {
 		size := recordSize(m)
 		if b == nil || len(b.records) >= maxRecords || (b.bytes+size > maxBytes && len(b.records) > 0) {
 			if b != nil {
@@ -126,7 +133,7 @@ func (pb *partBatches) add(run []bus.Message, now time.Time, maxRecords int, max
 		}
 		b.records = append(b.records, m)
 		b.bytes += size
-	}
+	})
 	added(b, fresh)
 }
 
@@ -212,18 +219,11 @@ func (p *Producer) ProduceWithTails(ctx context.Context, msgs []bus.Message, tai
 		byPart[part] = append(byPart[part], i)
 	}
 	p.mu.Unlock()
-	runs := make([][]bus.Message, len(order))
-	for j, part := range order {
-		idx := byPart[part]
-		var t []bus.Message
-		if tail != nil {
-			t = tail(idx)
+	tails := make([][]bus.Message, len(order))
+	if tail != nil {
+		for j, part := range order {
+			tails[j] = tail(byPart[part])
 		}
-		run := make([]bus.Message, len(idx), len(idx)+len(t))
-		for k, i := range idx {
-			run[k] = msgs[i]
-		}
-		runs[j] = append(run, t...)
 	}
 
 	var waits []*batch
@@ -235,7 +235,7 @@ func (p *Producer) ProduceWithTails(ctx context.Context, msgs []bus.Message, tai
 	now := time.Now()
 	for j, part := range order {
 		pb := parts[part]
-		pb.add(runs[j], now, p.cfg.BatchSize, p.cfg.BatchBytes, func(b *batch, fresh bool) {
+		pb.add(msgs, byPart[part], tails[j], now, p.cfg.BatchSize, p.cfg.BatchBytes, func(b *batch, fresh bool) {
 			if !slices.Contains(waits, b) {
 				waits = append(waits, b)
 			}

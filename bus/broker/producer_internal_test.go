@@ -129,7 +129,12 @@ func TestAddKeepsARunInOneBatch(t *testing.T) {
 			}
 			fresh := 0
 			var touched []*batch
-			pb.add(run(tc.run), time.Now(), tc.maxRecords, 1000, func(b *batch, isNew bool) {
+			msgs := run(tc.run)
+			idx := make([]int, len(msgs))
+			for i := range idx {
+				idx[i] = i
+			}
+			pb.add(msgs, idx, nil, time.Now(), tc.maxRecords, 1000, func(b *batch, isNew bool) {
 				touched = append(touched, b)
 				if isNew {
 					fresh++
