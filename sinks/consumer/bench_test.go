@@ -381,11 +381,18 @@ func watchParts(b *testing.B, e *env) func() uint64 {
 
 // cpuTime is the CPU time this process used so far, user and system.
 func cpuTime(b *testing.B) time.Duration {
+	ru := rusage(b)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rusage is the process's resource usage so far.
+func rusage(b *testing.B) syscall.Rusage {
+	b.Helper()
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return ru
 }
 
 // warmGroupCoordinator joins a throwaway consumer group on e's topic and
@@ -615,7 +622,8 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 // side, as issue 17 asks: in each round two processes, one consumer with
 // the audit off and one with it on (BenchmarkAuditCost's "off" and "on"),
 // each with its engine and its log, drain their logs at the same time on
-// the same machine (auditCostChild). Run one after the other, the
+// the same machine (auditCostChild), each on half of the CPUs, trading
+// halves twice a second (coreHalves). Run one after the other, the
 // machine's speed, which drifts by more than the cost within minutes,
 // moved single rounds by 15% either way (2026-12-02: "on" faster than
 // "off" in two of three rounds, slower by 15% in the third).
@@ -625,22 +633,32 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 // parts' merges) with the "off" side, hiding part of the cost. Each
 // process's CPU time is its own, its engine's merges included.
 //
+// Even so a round is one draw: two identical consumers side by side
+// (BENCH_AUDIT_PAIR=audit_off,audit_off) differed by up to 19% in a round
+// on 2026-12-03, in user and system CPU alike, as if one process had been
+// given a slower machine for its life (the host's memory behind it, most
+// likely). So the figure is the median of many short rounds, with a
+// confidence interval: each round starts its two processes in turn in the
+// other order, and the halves they start on change every other round.
+//
 // Each way's figures are taken over the time both run: from its first
 // insert to its last one before the first of the two has stored all its
 // rows. The round's costs are the throughput lost (1 - on's rate / off's)
 // and the CPU added per row (on's / off's - 1); the medians of the rounds
-// are reported as audit_cost_% and audit_cpu_cost_%, each round on
-// stderr. BENCH_ROWS sets the rows per way (default 2,000,000: twenty
-// batches), BENCH_AUDIT_ROUNDS the rounds (default 5), BENCH_AUDIT_PAIR
-// two other ways of auditWays to compare (e.g. "audit_off,view_only").
+// are reported as audit_cost_% and audit_cpu_cost_%, with the bounds of a
+// distribution-free 95% interval of the median cost (audit_cost_lo_%,
+// audit_cost_hi_%; medianInterval), each round on stderr. BENCH_ROWS sets
+// the rows per way (default 1,000,000: twenty batches), BENCH_AUDIT_ROUNDS
+// the rounds (default 15), BENCH_AUDIT_PAIR two other ways of auditWays
+// to compare (e.g. "audit_off,view_only").
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
 func BenchmarkAuditCostSideBySide(b *testing.B) {
 	if way := os.Getenv(auditChildEnv); way != "" {
 		auditCostChild(b, auditWayNamed(b, way))
 		return
 	}
-	n := testenv.EnvInt(b, "BENCH_ROWS", 2_000_000)
-	rounds := testenv.EnvInt(b, "BENCH_AUDIT_ROUNDS", 5)
+	n := testenv.EnvInt(b, "BENCH_ROWS", 1_000_000)
+	rounds := testenv.EnvInt(b, "BENCH_AUDIT_ROUNDS", 15)
 	pair := [2]string{"audit_off", "audit_on"}
 	if v := os.Getenv("BENCH_AUDIT_PAIR"); v != "" {
 		names := strings.Split(v, ",")
@@ -654,7 +672,7 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 	var rates, cpus [2][]float64
 	for range b.N {
 		for round := range rounds {
-			steps := sideBySide(b, n, pair)
+			steps := sideBySide(b, n, round, pair)
 			r, cpu := sharedRates(steps, n)
 			if r[0] == 0 || r[1] == 0 {
 				b.Fatalf("round %d: a way stored its rows in one insert while the other ran: %v", round+1, steps)
@@ -668,7 +686,10 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 				round+1, pair[0], r[0], cpu[0], pair[1], r[1], cpu[1], costs[len(costs)-1], cpuCosts[len(cpuCosts)-1])
 		}
 	}
+	lo, hi := medianInterval(costs)
 	b.ReportMetric(median(costs), "audit_cost_%")
+	b.ReportMetric(lo, "audit_cost_lo_%")
+	b.ReportMetric(hi, "audit_cost_hi_%")
 	b.ReportMetric(median(cpuCosts), "audit_cpu_cost_%")
 	for i, name := range pair {
 		b.ReportMetric(median(rates[i]), name+"_rows/s")
@@ -677,13 +698,8 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 	b.ReportMetric(float64(rounds), "rounds")
 	slices.Sort(costs)
 	slices.Sort(cpuCosts)
-	fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide cost per round, sorted: %.1f %%; CPU: %.1f %%\n", costs, cpuCosts)
-}
-
-// median returns the median of xs (sorting a copy).
-func median(xs []float64) float64 {
-	s := slices.Sorted(slices.Values(xs))
-	return s[len(s)/2]
+	fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide cost per round, sorted: %.1f %%; CPU: %.1f %%; median cost %+.1f%%, 95%% interval %+.1f%% to %+.1f%%\n",
+		costs, cpuCosts, median(costs), lo, hi)
 }
 
 // auditChildEnv names the way (of auditWays) a child process of
@@ -701,7 +717,7 @@ type step struct {
 // sideBySide runs one round of BenchmarkAuditCostSideBySide: it starts the
 // two child processes (the ways of pair), lets them prepare their logs and
 // tables, tells both to start at once and returns their steps.
-func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
+func sideBySide(b *testing.B, n, round int, pair [2]string) [2][]step {
 	b.Helper()
 	type child struct {
 		way   string
@@ -711,8 +727,20 @@ func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
 		steps []step
 	}
 	var cs [2]*child
-	for i, way := range pair {
-		cmd := exec.Command(os.Args[0], "-test.run", "^$", "-test.bench", "^BenchmarkAuditCostSideBySide$", "-test.benchtime", "1x")
+	// The ways start, and are told to go, in turn in the other order;
+	// their first halves change every other round.
+	order := [2]int{0, 1}
+	if round%2 == 1 {
+		order = [2]int{1, 0}
+	}
+	halves, pinned := coreHalves(b)
+	for _, i := range order {
+		way := pair[i]
+		args := []string{os.Args[0], "-test.run", "^$", "-test.bench", "^BenchmarkAuditCostSideBySide$", "-test.benchtime", "1x"}
+		if pinned {
+			args = append([]string{"taskset", "-c", cpuList(halves[(i+round/2)%2])}, args...)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), auditChildEnv+"="+way, "BENCH_ROWS="+strconv.Itoa(n))
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
@@ -742,13 +770,17 @@ func sideBySide(b *testing.B, n int, pair [2]string) [2][]step {
 		b.Fatalf("the %s child ended before it said %q: %v", c.way, prefix, c.out.Err())
 		return ""
 	}
-	for _, c := range cs {
-		expect(c, "audit-child ready")
+	for _, i := range order {
+		expect(cs[i], "audit-child ready")
 	}
-	for _, c := range cs {
-		if _, err := io.WriteString(c.in, "go\n"); err != nil {
+	for _, i := range order {
+		if _, err := io.WriteString(cs[i].in, "go\n"); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if pinned {
+		stop := swapCores(b, [2]int{cs[0].cmd.Process.Pid, cs[1].cmd.Process.Pid}, halves, round/2)
+		defer stop()
 	}
 	var steps [2][]step
 	for i, c := range cs {
@@ -791,6 +823,7 @@ func auditCostChild(b *testing.B, w auditWay) {
 	stop := profile(b, "side-"+w.name)
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
+	r0 := rusage(b)
 	c := startOnLog(b, fresh, l, engineSink(b, fresh.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 	var steps []step
 	deadline := time.Now().Add(10 * time.Minute)
@@ -805,10 +838,13 @@ func auditCostChild(b *testing.B, w auditWay) {
 	}
 	stop()
 	runtime.ReadMemStats(&m1)
+	r1 := rusage(b)
 	// The Go heap's share of the way's cost: what its drain allocated and
-	// how many collections that took (on stderr, beside the rounds).
-	fmt.Fprintf(os.Stderr, "audit-child %s: %.0f bytes and %.1f objects allocated per row; %d GCs; heap in use %d MiB at the end\n",
-		w.name, float64(m1.TotalAlloc-m0.TotalAlloc)/float64(n), float64(m1.Mallocs-m0.Mallocs)/float64(n), m1.NumGC-m0.NumGC, m1.HeapInuse>>20)
+	// how many collections that took; and the process's user and system
+	// CPU and page faults (on stderr, beside the rounds).
+	fmt.Fprintf(os.Stderr, "audit-child %s: %.0f bytes and %.1f objects allocated per row; %d GCs; heap in use %d MiB at the end; user %.2f, system %.2f CPU µs/row; %.2f page faults/row\n",
+		w.name, float64(m1.TotalAlloc-m0.TotalAlloc)/float64(n), float64(m1.Mallocs-m0.Mallocs)/float64(n), m1.NumGC-m0.NumGC, m1.HeapInuse>>20,
+		float64(r1.Utime.Nano()-r0.Utime.Nano())/1e3/float64(n), float64(r1.Stime.Nano()-r0.Stime.Nano())/1e3/float64(n), float64(r1.Minflt-r0.Minflt)/float64(n))
 	if err := shutdown(c); err != nil {
 		b.Fatal(err)
 	}
