@@ -300,6 +300,7 @@ func (c *Consumer) fetchChunk() ([]bus.Message, error) {
 // pending is the batch being assembled.
 type pending struct {
 	msgs    []bus.Message
+	hint    int // the messages of the batch before (fresh)
 	events  int // msgs that are events (not audit records): what batch_rows counts
 	records []record
 	// cols are the records' rows, added as each is decoded (its message
@@ -412,30 +413,58 @@ type spareArrays struct {
 	records []record
 }
 
-// fresh returns an empty batch with room for n messages: as many as the
-// last one had, as growing a slice of 100k records by doubling copied
-// them over and over (a tenth of the consumer's CPU). Its arrays are a
-// prepared batch's when one has left them (recycle) and they are large
-// enough: a new array of 100k records (76 MB) is memory the process
-// touches for the first time, and its page faults, as each record was
-// appended, were a sixteenth of the consumer's CPU in a Kafka drain.
+// fresh returns an empty batch for about n messages (the last batch's).
+// Its arrays are the ones a prepared batch left (recycle), whatever their
+// size: the arrays only grow (grow), so once they have held the largest
+// batch no batch allocates them again or copies them as they fill.
+// Growing a slice of 100k records by doubling copied them over and over
+// (a tenth of the consumer's CPU), and a new array of 100k records (76
+// MB) is memory the process touches for the first time: its page faults,
+// as each record was appended, were a sixteenth of the consumer's CPU in
+// a Kafka drain.
 //
-// New arrays have an eighth more room than n: batches are cut by their
-// events, and the audit records between them vary from batch to batch,
-// so arrays of exactly the last batch's size were too small for the next
-// one about every other batch. New arrays then made the audit's CPU per
-// row 10% more than without it (two processes side by side, 2026-12-02),
-// mostly in page faults and the collector.
+// Until 2026-12-03 a spare array smaller than the last batch was dropped
+// for a new one, an eighth larger than the last batch, and a batch larger
+// than its array grew it by append. Batches cut by batch_interval while
+// the flusher is busy vary (33k to 98k messages in one drain of the audit
+// bench), so some batches did one or the other, faulting in fresh pages:
+// in one round of BenchmarkAuditCostSideBySide under perf, the audit-on
+// consumer spent 8% of its CPU clearing pages for add's appends. With
+// arrays that only grow, the next round under perf had none there. The
+// audit's cost side by side did not move with it (a median of +11% in 9
+// rounds): both processes still spend 15-19% of their CPU clearing pages,
+// for the log's read buffers, decoded strings and the engine.
 func (c *Consumer) fresh(n int) *pending {
+	p := &pending{hint: n}
 	select {
 	case s := <-c.spare:
-		if cap(s.msgs) >= n && cap(s.records) >= n {
-			return &pending{msgs: s.msgs, records: s.records}
-		}
+		p.msgs, p.records = s.msgs, s.records
 	default:
+		n += n / 8
+		p.msgs, p.records = make([]bus.Message, 0, n), make([]record, 0, n)
 	}
-	n += n / 8
-	return &pending{msgs: make([]bus.Message, 0, n), records: make([]record, 0, n)}
+	return p
+}
+
+// grow returns s with room for one more element: when it is full, room
+// for twice as many, but not past a full batch (batch_rows, and an eighth
+// more for the audit records among the messages) until it holds one. So
+// an array of a large batch grows in a step or two, and a trickle's stays
+// small.
+func grow[T any](s []T, batchRows int) []T {
+	n := len(s)
+	if n < cap(s) {
+		return s
+	}
+	more := n
+	if full := batchRows + batchRows/8; n < full {
+		more = min(n, full-n)
+	}
+	// Not slices.Grow: append's growth would round the room up by as
+	// much as doubling it.
+	t := make([]T, n, n+max(more, 1))
+	copy(t, s)
+	return t
 }
 
 // recycle clears msgs and records (so they hold no message's bytes) and
@@ -451,7 +480,7 @@ func (c *Consumer) recycle(msgs []bus.Message, records []record) {
 
 // add decodes m into p; a message that cannot be stored becomes a dead letter.
 func (c *Consumer) add(p *pending, m bus.Message) {
-	p.msgs = append(p.msgs, m)
+	p.msgs = append(grow(p.msgs, c.cfg.BatchRows), m)
 	p.bytes += len(m.Value)
 	if audit.IsRecord(m) {
 		c.addAuditRecord(p, m)
@@ -460,11 +489,8 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 	p.events++
 	// The record is decoded in its place in the batch: a copy of it is
 	// some 800 bytes.
-	if n := len(p.records); n < cap(p.records) {
-		p.records = p.records[:n+1]
-	} else {
-		p.records = append(p.records, record{})
-	}
+	p.records = grow(p.records, c.cfg.BatchRows)
+	p.records = p.records[:len(p.records)+1]
 	r := &p.records[len(p.records)-1]
 	err := decode(m, r)
 	reason := "decode"
@@ -491,7 +517,10 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 		c.finishDevice(r)
 	}
 	if p.cols == nil {
-		p.cols = c.newPendingColumns(cap(p.records))
+		// Room for the last batch's rows and an eighth more, not for the
+		// largest batch the arrays held: a trickle after a burst would
+		// otherwise allocate (and clear) columns of a full batch each time.
+		p.cols = c.newPendingColumns(min(cap(p.records), max(p.hint+p.hint/8, 1)))
 	}
 	for _, col := range p.cols {
 		col.add(r)

@@ -381,6 +381,49 @@ func TestClickHouseUnavailablePausesAndLosesNothing(t *testing.T) {
 	}
 }
 
+// TestBatchArraysOnlyGrow: a batch takes the arrays a prepared batch left
+// whatever their size, and a full array grows by doubling, but to no more
+// than a full batch (batch_rows and an eighth) until it holds one, so that
+// a large batch's arrays grow in a step or two and are never dropped for
+// new ones (fresh).
+func TestBatchArraysOnlyGrow(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		n, batchRows     int
+		minCap, belowCap int
+	}{
+		{"empty", 0, 100, 1, 10},
+		{"small doubles", 10, 100, 20, 30},
+		{"stops at a full batch", 100, 100, 112, 150},
+		{"a full batch doubles", 112, 100, 224, 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := grow(make([]int, tc.n), tc.batchRows)
+			if len(s) != tc.n || cap(s) < tc.minCap || cap(s) >= tc.belowCap {
+				t.Errorf("len %d cap %d, want len %d and cap in [%d, %d)", len(s), cap(s), tc.n, tc.minCap, tc.belowCap)
+			}
+		})
+	}
+	if s := make([]int, 3, 8); cap(grow(s, 100)) != 8 {
+		t.Error("grew an array with room")
+	}
+
+	c := &Consumer{spare: make(chan spareArrays, 1)}
+	p := c.fresh(80)
+	if cap(p.msgs) != 90 || cap(p.records) != 90 {
+		t.Fatalf("new arrays of caps %d and %d, want 90: an eighth more than the last batch", cap(p.msgs), cap(p.records))
+	}
+	msgs, records := make([]bus.Message, 5, 50), make([]record, 5, 50)
+	c.recycle(msgs, records)
+	p = c.fresh(100)
+	if cap(p.msgs) != 50 || &p.msgs[:1][0] != &msgs[0] || &p.records[:1][0] != &records[0] || len(p.msgs)+len(p.records) != 0 {
+		t.Error("a batch larger than the last did not take the spare arrays, emptied")
+	}
+	if p.hint != 100 {
+		t.Errorf("hint %d, want 100", p.hint)
+	}
+}
+
 // TestStringColumnsAreSizedFromTheLastBatch: a batch's encoding string
 // columns start with room for its rows at the bytes per row of the batch
 // measured last, so that they are not grown by doubling.
