@@ -523,18 +523,24 @@ func TestLaterRecordOfTheSameIDReplacesTheEarlierInABatch(t *testing.T) {
 	other := audit.Record{ID: "00000000-0000-4000-8000-000000000002", Source: "web", Window: at,
 		Counts: []audit.Count{{Stage: audit.Accepted, N: 7}}}
 	for _, tc := range []struct {
-		name    string
-		records []audit.Record
-		want    map[string]uint64 // record id -> n
+		name       string
+		deadLetter bool // a message's own row (not keyed) comes first
+		records    []audit.Record
+		want       map[string]uint64 // record id -> n
 	}{
-		{"zeroed", []audit.Record{rec, other, zeroed}, map[string]uint64{
+		{"zeroed", false, []audit.Record{rec, other, zeroed}, map[string]uint64{
 			rec.ID + "/accepted/": 0, rec.ID + "/published/": 0, other.ID + "/accepted/": 7}},
-		{"spooled form", []audit.Record{rec, spooled}, map[string]uint64{
+		{"spooled form", false, []audit.Record{rec, spooled}, map[string]uint64{
 			rec.ID + "/accepted/": 50, rec.ID + "/published/": 0, rec.ID + "/spooled/": 50}},
-		{"copy", []audit.Record{rec, rec}, map[string]uint64{rec.ID + "/accepted/": 50, rec.ID + "/published/": 50}},
+		{"copy", false, []audit.Record{rec, rec}, map[string]uint64{rec.ID + "/accepted/": 50, rec.ID + "/published/": 50}},
+		{"after a dead letter", true, []audit.Record{rec, rec}, map[string]uint64{
+			"dead_lettered/t/0/7": 1, rec.ID + "/accepted/": 50, rec.ID + "/published/": 50}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a batchAudit
+			if tc.deadLetter {
+				a.message(at, "web", audit.DeadLettered, "map", "t", 0, 7)
+			}
 			for _, r := range tc.records {
 				a.record(r)
 			}

@@ -169,6 +169,28 @@ func (s *EngineSink) pendingPath(token string) string {
 // encode writes a block with write to a new temporary file under dir()
 // and returns its path.
 func (s *EngineSink) encode(write func(io.Writer) error) (string, error) {
+	return s.writeTemp(func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 1<<20)
+		if err := write(w); err != nil {
+			return err
+		}
+		return w.Flush()
+	})
+}
+
+// encoded writes a block already encoded to a new temporary file under
+// dir() and returns its path: no buffer between (encode's is a megabyte,
+// allocated and faulted in for each file).
+func (s *EngineSink) encoded(block []byte) (string, error) {
+	return s.writeTemp(func(f *os.File) error {
+		_, err := f.Write(block)
+		return err
+	})
+}
+
+// writeTemp creates a temporary file under dir(), has write fill it, and
+// returns its path; on an error the file is removed.
+func (s *EngineSink) writeTemp(write func(*os.File) error) (string, error) {
 	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
 		return "", fmt.Errorf("creating %s: %w", s.dir(), err)
 	}
@@ -176,10 +198,7 @@ func (s *EngineSink) encode(write func(io.Writer) error) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encoding the batch's block: %w", err)
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	if err = write(w); err == nil {
-		err = w.Flush()
-	}
+	err = write(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
