@@ -57,6 +57,9 @@ scripts/kafka.sh settle  # a previous run's topics are still being deleted
 head -1 /proc/stat >"$work/stat.start" 2>/dev/null || true
 scripts/chdb.sh fetch >/dev/null
 go build -o bin/telemetry ./cmd/telemetry
+# What a file costs here: every part the engine writes is a directory of
+# files, on the filesystem of $work (where the runs below keep their data).
+python3 scripts/filecreate.py "$work" /dev/shm >"$work/filecreate.json"
 
 echo "== 1. per-event CPU (go test -bench)" >&2
 go test ./collector -run '^$' -bench 'DecodeValidateEnrich|HandlerBatch50|HandlerBatch50Audit|HandlerBeacon' -benchtime 3s -benchmem | tee "$work/gobench.txt" >&2

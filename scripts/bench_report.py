@@ -323,6 +323,25 @@ def steal_share():
     return f"{d[7] / max(sum(d[:8]), 1):.0%}" if len(d) > 7 else "unknown"
 
 
+def file_price():
+    """The CPU time to create a file on the run's data filesystem and on
+    tmpfs (scripts/filecreate.py), as a sentence."""
+    try:
+        d = j("filecreate.json")
+    except (OSError, ValueError):
+        return "The price of creating a file was not measured."
+    data = next((v for k, v in d.items() if k != "/dev/shm"), None)
+    shm = d.get("/dev/shm")
+    if data is None:
+        return "The price of creating a file was not measured."
+    out = (f"Creating a file (and writing 128 bytes) took **{data['create_us']:,.0f} µs** of CPU on the "
+           f"filesystem the runs keep their data on ({data['fs']})")
+    if shm:
+        out += f", {shm['create_us']:,.0f} µs on tmpfs"
+    return out + (" ([scripts/filecreate.py](../scripts/filecreate.py), median of 3 rounds of 3,000): "
+                  "every part the engine writes, for an insert or a merge, is a directory of files.")
+
+
 def scaling_lines():
     """The figures TestClusterScaling printed (make bench-cluster), keyed by
     each line's first key=value ("ingest_processes=1", "broker_limit", ...):
@@ -386,6 +405,7 @@ Written by `make bench` ([scripts/bench.sh](../scripts/bench.sh)) on
 {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({platform.machine()}), of
 which the hypervisor gave **{steal_share()}** to other guests during the run (steal time in
 /proc/stat; this VM's figures move with it, so compare runs only beside their limits).
+{file_price()}
 The broker, the load generator and the collector share these cores, and every
 figure below comes from this one run; each is set beside the limit of the part
 below it, measured in the same run.
