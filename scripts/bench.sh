@@ -191,10 +191,11 @@ echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # and the cost is taken side by side (BenchmarkAuditCostSideBySide: off and on
 # draining at the same time, each in a process of its own with its engine).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
-# Fifteen rounds of 1,000,000 rows (about 25 s each): one round is one draw
-# of two processes' speeds, and two identical consumers differed by up to
-# 19% in a round (2026-12-03); the benchmark reports the median with its 95%
-# interval.
+# Fifteen rounds of two phases of 1,000,000 rows (about 45 s a round): in
+# each phase one process drains with the audit off and the other with it on,
+# and each process runs both ways, so that its own speed (two identical
+# consumers differed by up to 19%, 2026-12-03) cancels out of its ratio; the
+# benchmark reports the median with its 95% interval.
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-15} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 30m 2>&1 | tee "$work/auditside.txt" >&2
 
 echo "== 5. freshness" >&2

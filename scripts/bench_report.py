@@ -133,7 +133,7 @@ def audit_rows():
     side = [float(c) for c in re.findall(r"cost ([-+][\d.]+)%", rounds)]
     side_cpu = [float(c) for c in re.findall(r"CPU ([-+][\d.]+)%", rounds)]
     if auditside:
-        out.append(f"| consumer from the local log, off and on draining side by side (two processes, each with its engine and its half of the CPUs, the same minutes), median of {len(side)} rounds "
+        out.append(f"| consumer from the local log, off and on draining side by side (two processes, each with its engine and its half of the CPUs, each running off and on in turn, the other in the other order), median of {len(side)} rounds "
                    f"| {fig(auditside, 'audit_off_rows/s')} rows/s, {fig(auditside, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row "
                    f"| {fig(auditside, 'audit_on_rows/s')} rows/s, {fig(auditside, 'audit_on_cpu_us/row', '{:.2f}', ' µs')}/row "
                    f"| **{auditside['audit_cost_%']:+.1f}%**, 95% interval of the median {fig(auditside, 'audit_cost_lo_%', '{:+.1f}', '%')} to {fig(auditside, 'audit_cost_hi_%', '{:+.1f}', '%')} (rounds: {', '.join(f'{c:+.1f}%' for c in sorted(side))}); "
@@ -448,9 +448,11 @@ at the same time, each in a process of its own with its own engine, each way's r
 CPU per row taken while both run. (Two consumers in one process shared one engine, whose merges of the
 "on" side's audit parts then slowed both: that hid part of the cost.) Each process runs on half of the
 CPUs and the two trade halves twice a second: unpinned, the side with more threads was given more CPU.
-A round is still one draw of two processes' speeds (two identical consumers side by side differed by up
-to 19% in a round), so the figure is the median of many short rounds, with a distribution-free 95%
-interval of that median (the sign test). The target is at most 3% of each.
+A process's speed is a draw of its own (two identical consumers side by side differed by up to 19%), so
+each round is a crossover: two phases, one process running off then on, the other on then off; a
+round's cost is the geometric mean of each process's own on/off ratio, which neither a process's draw
+nor a drift of the machine between the phases moves. The figure is the median of the rounds, with a
+distribution-free 95% interval of that median (the sign test). The target is at most 3% of each.
 
 | measure | audit off | audit on | cost (throughput lost; CPU added) |
 |---|---|---|---|

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -643,42 +644,50 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 }
 
 // BenchmarkAuditCostSideBySide measures the consumer's audit cost side by
-// side, as issue 17 asks: in each round two processes, one consumer with
-// the audit off and one with it on (BenchmarkAuditCost's "off" and "on"),
-// each with its engine and its log, drain their logs at the same time on
-// the same machine (auditCostChild), each on half of the CPUs, trading
-// halves twice a second (coreHalves). Run one after the other, the
-// machine's speed, which drifts by more than the cost within minutes,
-// moved single rounds by 15% either way (2026-12-02: "on" faster than
-// "off" in two of three rounds, slower by 15% in the third).
+// side, as issue 17 asks: in each round two processes, each with its
+// engine and its logs, drain their logs at the same time on the same
+// machine (auditCostChild), each on half of the CPUs, trading halves
+// twice a second (coreHalves), in two phases: one process runs the audit
+// off then on, the other on then off, so that in each phase one consumer
+// with the audit off and one with it on run side by side. Run one after
+// the other, the machine's speed, which drifts by more than the cost
+// within minutes, moved single rounds by 15% either way (2026-12-02: "on"
+// faster than "off" in two of three rounds, slower by 15% in the third).
 //
 // Processes, not two consumers in one process: one engine's merge pool
 // and allocator would share the "on" side's background work (its audit
 // parts' merges) with the "off" side, hiding part of the cost. Each
 // process's CPU time is its own, its engine's merges included.
 //
-// Even so a round is one draw: two identical consumers side by side
-// (BENCH_AUDIT_PAIR=audit_off,audit_off) differed by up to 19% in a round
-// on 2026-12-03, in user and system CPU alike, as if one process had been
-// given a slower machine for its life (the host's memory behind it, most
-// likely). So the figure is the median of many short rounds, with a
-// confidence interval: each round starts its two processes in turn in the
-// other order, and the halves they start on change every other round.
+// Both ways in each process (a crossover): until 2026-12-04 each process
+// ran one way, and a round was one draw of two processes' speeds. Two
+// identical consumers side by side (BENCH_AUDIT_PAIR=audit_off,audit_off)
+// differed by up to 19% in a round on 2026-12-03, in user and system CPU
+// alike, as if one process had been given a slower machine for its life
+// (the host's memory behind it, most likely), and 15 rounds left a 95%
+// interval some 15 points wide. Now each process's cost is the ratio of
+// its own two phases, which its speed draw does not move, and the round's
+// is the geometric mean of the two processes' ratios, in which a drift of
+// the machine between the phases cancels too (it slows the second phase
+// of both, the "on" side of one and the "off" side of the other).
 //
-// Each way's figures are taken over the time both run: from its first
-// insert to its last one before the first of the two has stored all its
-// rows. The round's costs are the throughput lost (1 - on's rate / off's)
-// and the CPU added per row (on's / off's - 1); the medians of the rounds
+// Each way's figures are taken over the time both processes drain in a
+// phase: from its first insert to its last one before the first of the two
+// has stored all its rows. The round's costs are the throughput lost (1 -
+// on's rate / off's) and the CPU added per row (on's / off's - 1), each
+// the geometric mean over the two processes; the medians of the rounds
 // are reported as audit_cost_% and audit_cpu_cost_%, with the bounds of a
 // distribution-free 95% interval of the median cost (audit_cost_lo_%,
-// audit_cost_hi_%; medianInterval), each round on stderr. BENCH_ROWS sets
-// the rows per way (default 1,000,000: twenty batches), BENCH_AUDIT_ROUNDS
-// the rounds (default 15), BENCH_AUDIT_PAIR two other ways of auditWays
-// to compare (e.g. "audit_off,view_only").
+// audit_cost_hi_%; medianInterval), each round on stderr. The phases
+// start in turn in the other order, and the halves the processes start on
+// change every other round. BENCH_ROWS sets the rows per way (default
+// 1,000,000: twenty batches), BENCH_AUDIT_ROUNDS the rounds (default 15),
+// BENCH_AUDIT_PAIR two other ways of auditWays to compare (e.g.
+// "audit_off,view_only").
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
 func BenchmarkAuditCostSideBySide(b *testing.B) {
-	if way := os.Getenv(auditChildEnv); way != "" {
-		auditCostChild(b, auditWayNamed(b, way))
+	if ways := os.Getenv(auditChildEnv); ways != "" {
+		auditCostChild(b, ways)
 		return
 	}
 	n := testenv.EnvInt(b, "BENCH_ROWS", 1_000_000)
@@ -696,11 +705,7 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 	var rates, cpus [2][]float64
 	for range b.N {
 		for round := range rounds {
-			steps := sideBySide(b, n, round, pair)
-			r, cpu := sharedRates(steps, n)
-			if r[0] == 0 || r[1] == 0 {
-				b.Fatalf("round %d: a way stored its rows in one insert while the other ran: %v", round+1, steps)
-			}
+			r, cpu := crossover(b, sideBySide(b, n, round, pair))
 			costs = append(costs, 100*(1-r[1]/r[0]))
 			cpuCosts = append(cpuCosts, 100*(cpu[1]/cpu[0]-1))
 			for i := range rates {
@@ -726,8 +731,31 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 		costs, cpuCosts, median(costs), lo, hi)
 }
 
-// auditChildEnv names the way (of auditWays) a child process of
-// BenchmarkAuditCostSideBySide runs.
+// crossover returns a round's rate and CPU per row of each way of the
+// pair from its phases' steps (sideBySide): each the geometric mean of the
+// way's two runs, one in each process and phase, so that the ratio of
+// the two ways is the geometric mean of each process's own ratio.
+func crossover(b *testing.B, phases [2][2][]step) (rates, cpu [2]float64) {
+	b.Helper()
+	rates, cpu = [2]float64{1, 1}, [2]float64{1, 1}
+	for p, steps := range phases {
+		r, c := sharedRates(steps)
+		fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide phase %d: process 1 %.0f rows/s %.2f CPU µs/row, process 2 %.0f rows/s %.2f CPU µs/row\n", p+1, r[0], c[0], r[1], c[1])
+		for i := range steps {
+			if r[i] == 0 {
+				b.Fatalf("phase %d: a way stored its rows in one insert while the other ran: %v", p+1, steps)
+			}
+			// In phase p, process i runs way i^p.
+			w := i ^ p
+			rates[w] *= math.Sqrt(r[i])
+			cpu[w] *= math.Sqrt(c[i])
+		}
+	}
+	return rates, cpu
+}
+
+// auditChildEnv names the ways (of auditWays, comma-separated, in order)
+// a child process of BenchmarkAuditCostSideBySide runs.
 const auditChildEnv = "BENCH_AUDIT_CHILD"
 
 // step is a table's row count seen to change, when, and the process's
@@ -739,19 +767,21 @@ type step struct {
 }
 
 // sideBySide runs one round of BenchmarkAuditCostSideBySide: it starts the
-// two child processes (the ways of pair), lets them prepare their logs and
-// tables, tells both to start at once and returns their steps.
-func sideBySide(b *testing.B, n, round int, pair [2]string) [2][]step {
+// two child processes, the first running the ways of pair in order and the
+// second in reverse; for each phase it lets both prepare their logs and
+// tables, tells both to start at once, and takes their steps. It returns
+// the steps by phase and process.
+func sideBySide(b *testing.B, n, round int, pair [2]string) (phases [2][2][]step) {
 	b.Helper()
 	type child struct {
-		way   string
+		ways  string
 		cmd   *exec.Cmd
 		in    io.WriteCloser
 		out   *bufio.Scanner
 		steps []step
 	}
 	var cs [2]*child
-	// The ways start, and are told to go, in turn in the other order;
+	// The processes start, and are told to go, in turn in the other order;
 	// their first halves change every other round.
 	order := [2]int{0, 1}
 	if round%2 == 1 {
@@ -759,13 +789,13 @@ func sideBySide(b *testing.B, n, round int, pair [2]string) [2][]step {
 	}
 	halves, pinned := coreHalves(b)
 	for _, i := range order {
-		way := pair[i]
+		ways := pair[i] + "," + pair[1-i]
 		args := []string{os.Args[0], "-test.run", "^$", "-test.bench", "^BenchmarkAuditCostSideBySide$", "-test.benchtime", "1x"}
 		if pinned {
 			args = append([]string{"taskset", "-c", cpuList(halves[(i+round/2)%2])}, args...)
 		}
 		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = append(os.Environ(), auditChildEnv+"="+way, "BENCH_ROWS="+strconv.Itoa(n))
+		cmd.Env = append(os.Environ(), auditChildEnv+"="+ways, "BENCH_ROWS="+strconv.Itoa(n))
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -780,7 +810,7 @@ func sideBySide(b *testing.B, n, round int, pair [2]string) [2][]step {
 		}
 		sc := bufio.NewScanner(out)
 		sc.Buffer(nil, 64<<20)
-		cs[i] = &child{way: way, cmd: cmd, in: in, out: sc}
+		cs[i] = &child{ways: ways, cmd: cmd, in: in, out: sc}
 	}
 	// expect reads the child's stdout up to the line that starts with
 	// prefix and returns the rest of it.
@@ -791,59 +821,79 @@ func sideBySide(b *testing.B, n, round int, pair [2]string) [2][]step {
 			}
 		}
 		c.cmd.Wait()
-		b.Fatalf("the %s child ended before it said %q: %v", c.way, prefix, c.out.Err())
+		b.Fatalf("the child running %s ended before it said %q: %v", c.ways, prefix, c.out.Err())
 		return ""
-	}
-	for _, i := range order {
-		expect(cs[i], "audit-child ready")
-	}
-	for _, i := range order {
-		if _, err := io.WriteString(cs[i].in, "go\n"); err != nil {
-			b.Fatal(err)
-		}
 	}
 	if pinned {
 		stop := swapCores(b, [2]int{cs[0].cmd.Process.Pid, cs[1].cmd.Process.Pid}, halves, round/2)
 		defer stop()
 	}
-	var steps [2][]step
-	for i, c := range cs {
-		if err := json.Unmarshal([]byte(expect(c, "audit-child steps ")), &steps[i]); err != nil {
-			b.Fatal(err)
+	for p := range phases {
+		for _, i := range order {
+			expect(cs[i], "audit-child ready")
 		}
+		for _, i := range order {
+			if _, err := io.WriteString(cs[i].in, "go\n"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i, c := range cs {
+			if err := json.Unmarshal([]byte(expect(c, "audit-child steps ")), &phases[p][i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, c := range cs {
 		c.in.Close()
 		for c.out.Scan() { // the test binary's own lines (PASS)
 		}
 		if err := c.cmd.Wait(); err != nil {
-			b.Fatalf("the %s child: %v", c.way, err)
+			b.Fatalf("the child running %s: %v", c.ways, err)
 		}
 	}
-	return steps
+	return phases
 }
 
-// auditCostChild is one side of a BenchmarkAuditCostSideBySide round, in
-// a process of its own, the way w of auditWays: it fills its log,
-// migrates fresh tables, says "audit-child ready" on stdout, and
-// at the line "go" on stdin starts its consumer; it polls the events
-// table until it holds all rows and prints every count it saw, with when
-// and the process's CPU time then, as "audit-child steps" and JSON.
-func auditCostChild(b *testing.B, w auditWay) {
+// auditCostChild is one process of a BenchmarkAuditCostSideBySide round:
+// for each of ways (of auditWays, comma-separated) in turn, it fills a log,
+// migrates fresh tables, says "audit-child ready" on stdout, and at the
+// line "go" on stdin starts its consumer; it polls the events table until
+// it holds all rows and prints every count it saw, with when and the
+// process's CPU time then, as "audit-child steps" and JSON.
+func auditCostChild(b *testing.B, ways string) {
 	n := testenv.EnvInt(b, "BENCH_ROWS", 2_000_000)
 	e := newEnv(b)
 	e.cfg.BatchInterval = DefaultConfig().BatchInterval
-	msgs := auditBenchMessages(b, n)
-	if !w.onLog {
-		msgs = eventsOnly(msgs)
+	stdin := bufio.NewReader(os.Stdin)
+	for p, name := range strings.Split(ways, ",") {
+		w := auditWayNamed(b, name)
+		msgs := auditBenchMessages(b, n)
+		if !w.onLog {
+			msgs = eventsOnly(msgs)
+		}
+		l := logOf(b, msgs)
+		fresh := freshEnv(b, e, "side"+strconv.Itoa(p))
+		if !w.view {
+			dropAuditView(b, fresh)
+		}
+		fmt.Println("audit-child ready")
+		if line, err := stdin.ReadString('\n'); err != nil || line != "go\n" {
+			b.Fatalf("waiting for go: %q, %v", line, err)
+		}
+		steps := drainSide(b, fresh, l, w, n)
+		out, err := json.Marshal(steps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Printf("audit-child steps %s\n", out)
 	}
-	l := logOf(b, msgs)
-	fresh := freshEnv(b, e, "side")
-	if !w.view {
-		dropAuditView(b, fresh)
-	}
-	fmt.Println("audit-child ready")
-	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil || line != "go\n" {
-		b.Fatalf("waiting for go: %q, %v", line, err)
-	}
+}
+
+// drainSide runs a consumer of the way w from l into fresh until its
+// events table holds n rows, and returns the steps it saw; then it stops
+// the consumer and drops fresh's database.
+func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
+	b.Helper()
 	stop := profile(b, "side-"+w.name)
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
@@ -873,18 +923,14 @@ func auditCostChild(b *testing.B, w auditWay) {
 		b.Fatal(err)
 	}
 	dropDatabase(b, fresh)
-	out, err := json.Marshal(steps)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Printf("audit-child steps %s\n", out)
+	return steps
 }
 
 // sharedRates is each table's insert rate while both were being filled,
 // and the CPU time its process spent per row then (µs): rows between its
 // first insert and its last one at or before the moment the first table
-// held all n rows, over the time between them.
-func sharedRates(steps [2][]step, n int) (rates, cpu [2]float64) {
+// held all its rows, over the time between them.
+func sharedRates(steps [2][]step) (rates, cpu [2]float64) {
 	end := time.Time{}
 	for _, s := range steps {
 		if t := s[len(s)-1].At; end.IsZero() || t.Before(end) {
