@@ -774,11 +774,10 @@ type step struct {
 func sideBySide(b *testing.B, n, round int, pair [2]string) (phases [2][2][]step) {
 	b.Helper()
 	type child struct {
-		ways  string
-		cmd   *exec.Cmd
-		in    io.WriteCloser
-		out   *bufio.Scanner
-		steps []step
+		ways string
+		cmd  *exec.Cmd
+		in   io.WriteCloser
+		out  *bufio.Scanner
 	}
 	var cs [2]*child
 	// The processes start, and are told to go, in turn in the other order;
