@@ -445,7 +445,9 @@ size: their rates are each way's median run, their cost the median of the rounds
 runs the ways back to back); these swing by up to 20% a round with the machine's speed. So the
 consumer's cost is also taken side by side (BenchmarkAuditCostSideBySide): off and on drain their logs
 at the same time, each in a process of its own with its own engine, each way's rate and its process's
-CPU per row taken while both run. (Two consumers in one process shared one engine, whose merges of the
+CPU per row taken while both run, in the middle of their drains (from when both hold a tenth of their rows
+to when the first holds nine tenths: to the first one's end favoured it, its last batches having nothing
+after them in flight). (Two consumers in one process shared one engine, whose merges of the
 "on" side's audit parts then slowed both: that hid part of the cost.) Each process runs on half of the
 CPUs and the two trade halves twice a second: unpinned, the side with more threads was given more CPU.
 A process's speed is a draw of its own (two identical consumers side by side differed by up to 19%), so
