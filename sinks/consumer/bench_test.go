@@ -572,7 +572,8 @@ func auditWayNamed(b *testing.B, name string) auditWay {
 // it go to stderr (a run whose parts differ merges differently, which
 // shows there). BENCH_ROWS sets the rows (default 1,000,000);
 // BENCH_AUDIT_WAYS a comma-separated subset of the ways, default all (e.g.
-// to profile one).
+// to profile one); BENCH_AUDIT_EVENTS=1 also prints every engine
+// ProfileEvent that moved in each run, per 1,000 rows (printEventDeltas).
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x
 func BenchmarkAuditCost(b *testing.B) {
 	n := 1_000_000
@@ -605,6 +606,7 @@ func BenchmarkAuditCost(b *testing.B) {
 			only[w] = true
 		}
 	}
+	allEvents := os.Getenv("BENCH_AUDIT_EVENTS") != ""
 	runs := make([][]result, len(ways))
 	for range b.N {
 		for round := range rounds {
@@ -625,19 +627,22 @@ func BenchmarkAuditCost(b *testing.B) {
 				if w.onLog {
 					l = logs[1]
 				}
-				before := engineCounters(b, e)
+				before := engineCounters(b, e, allEvents)
 				r := measureConsumer(b, e, n, func(e *env) *Consumer {
 					if !w.view {
 						dropAuditView(b, e)
 					}
 					return startOnLog(b, e, l, engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 				})
-				after := engineCounters(b, e)
+				after := engineCounters(b, e, allEvents)
 				// On stderr: b.Log keeps only a benchmark's first lines, and
 				// the median of each way is reported below.
 				fmt.Fprintf(os.Stderr, "BenchmarkAuditCost round: %-13s %7.0f rows/s %6.2f CPU µs/row; engine: %d inserts, %d merges of %d rows (tables created and dropped included)\n",
 					w.name, float64(r.rows)/r.elapsed.Seconds(), float64(r.cpu.Microseconds())/float64(r.rows),
 					after["InsertQuery"]-before["InsertQuery"], after["Merge"]-before["Merge"], after["MergedRows"]-before["MergedRows"])
+				if allEvents {
+					printEventDeltas(w.name, before, after, r.rows)
+				}
 				runs[i] = append(runs[i], r)
 			}
 		}
@@ -1133,9 +1138,13 @@ func auditBenchMessages(b *testing.B, n int) []bus.Message {
 // BenchmarkAuditCost logs per run: its inserts, and its merges, which
 // differ between runs when their parts differ (as when audit records made
 // the batches smaller).
-func engineCounters(b *testing.B, e *env) map[string]uint64 {
+func engineCounters(b *testing.B, e *env, all bool) map[string]uint64 {
 	b.Helper()
-	rows, err := e.conn.Query(context.Background(), "SELECT event, value FROM system.events WHERE event IN ('InsertQuery', 'Merge', 'MergedRows')")
+	q := "SELECT event, value FROM system.events"
+	if !all {
+		q += " WHERE event IN ('InsertQuery', 'Merge', 'MergedRows')"
+	}
+	rows, err := e.conn.Query(context.Background(), q)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1153,6 +1162,24 @@ func engineCounters(b *testing.B, e *env) map[string]uint64 {
 		b.Fatal(err)
 	}
 	return out
+}
+
+// printEventDeltas prints to stderr, for the run of way, each of the
+// engine's ProfileEvents that moved during it, per 1,000 rows, sorted by
+// name: two ways' lines side by side say what extra work the engine did
+// (parts written, files created, bytes, microseconds in each step), in
+// counts that do not swing with the machine's speed as rates do.
+func printEventDeltas(way string, before, after map[string]uint64, rows int) {
+	names := make([]string, 0, len(after))
+	for k, v := range after {
+		if v != before[k] {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		fmt.Fprintf(os.Stderr, "BenchmarkAuditCost events: %-13s %-55s %14.3f per 1k rows\n", way, k, 1000*float64(after[k]-before[k])/float64(rows))
+	}
 }
 
 // BenchmarkKeptAudit measures the consumer's own work on the audit rows it

@@ -130,7 +130,7 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 	sink := engineSink(b, fresh.db)
 	tokens, paths := nativeBlocks(b, sink, "merge", values, batchRows)
 	defer removeAll(paths)
-	before := engineCounters(b, e)
+	before := engineCounters(b, e, false)
 	var auditRows [][]audit.Row
 	if auditVariants[name] {
 		for i := range paths {
@@ -166,7 +166,7 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 		time.Sleep(100 * time.Millisecond)
 	}
 	cpu := cpuTime(b) - c0
-	after := engineCounters(b, e)
+	after := engineCounters(b, e, false)
 	parts := e.count(b, "SELECT count() FROM system.parts WHERE active AND database = '"+fresh.db+"' AND table = 'events'")
 	// Compact parts keep every column in one file: only the part's size
 	// is known, not a column's.
