@@ -34,10 +34,26 @@ var mergeVariants = map[string][]string{
 	// Without the audit's view of inserted rows (migration 0008): its
 	// share of the events insert, and of pipeline_audit's merges.
 	"no_audit_view": {dropAuditViewSQL},
+	// The audit's view, writing nothing: its rows filtered out before the
+	// GROUP BY (the cost of a view's plumbing, without its work and part).
+	"audit_view_empty": {dropAuditViewSQL, auditViewSQL("WHERE kafka_offset < 0", "window_start, source, kafka_topic, kafka_partition")},
+	// The audit's view grouped by three keys, the topic taken with any():
+	// the cost of its GROUP BY's keys.
+	"audit_view_3keys": {dropAuditViewSQL, auditViewSQL("", "window_start, source, kafka_partition")},
 	// As migrated, and before each batch the consumer's audit rows,
 	// through the engine sink's WriteAudit (auditVariants): kept, and
 	// inserted several batches at a time (keptAudit).
 	"audit_rows": nil,
+}
+
+// auditViewSQL is migration 0008's view of inserted rows with where and
+// its GROUP BY keys group (the topic taken with any() when not a key).
+func auditViewSQL(where, group string) string {
+	return `CREATE MATERIALIZED VIEW {db}.pipeline_audit_inserted_mv TO {db}.pipeline_audit AS
+SELECT toStartOfMinute(received_at) AS window_start, source, 'inserted' AS stage, '' AS reason,
+    concat('inserted/', any(kafka_topic), '/', toString(kafka_partition), '/', toString(min(kafka_offset))) AS record_id,
+    count() AS n
+FROM {db}.events ` + where + ` GROUP BY ` + group
 }
 
 // auditVariants are the variants that also insert, before each batch, the
