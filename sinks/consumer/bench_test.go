@@ -1137,7 +1137,7 @@ func auditBenchMessages(b *testing.B, n int) []bus.Message {
 // engineCounters returns the engine's cumulative counters (system.events)
 // BenchmarkAuditCost logs per run: its inserts, and its merges, which
 // differ between runs when their parts differ (as when audit records made
-// the batches smaller).
+// the batches smaller); with all, every counter (BENCH_AUDIT_EVENTS).
 func engineCounters(b *testing.B, e *env, all bool) map[string]uint64 {
 	b.Helper()
 	q := "SELECT event, value FROM system.events"
