@@ -21,8 +21,9 @@ import (
 
 // Stages that are counted. Ingest counts accepted, spooled, published,
 // rejected, dropped and refused; the consumer consumed, deduplicated,
-// dead_lettered and filtered; the events table's own view counts inserted
-// in the insert that stores the rows (migration 0008).
+// dead_lettered, filtered and inserted (with a batch's other counts,
+// before its insert; migration 0014 dropped the events table's view that
+// counted inserted until then).
 const (
 	// Accepted: events made durable on the bus and answered 2xx.
 	Accepted = "accepted"
@@ -44,7 +45,7 @@ const (
 	// Consumed: event messages the consumer read (each delivery once per
 	// position).
 	Consumed = "consumed"
-	// Inserted: rows the events table took (its materialized view).
+	// Inserted: rows the consumer's insert of a batch stores.
 	Inserted = "inserted"
 	// Deduplicated: copies the consumer did not store because the same
 	// event_id was stored already (a client resend, a spool replay).

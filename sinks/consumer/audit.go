@@ -59,13 +59,11 @@ type batchAudit struct {
 	// consumer's per-message rows (message).
 	rows keyedRows
 	// consumed counts the event messages per window, source and position,
-	// named by the first offset, in the order first seen. A batch's
-	// messages come in runs of one key (a request's events share their
-	// received_at minute, source and partition), so consume compares with
-	// the last key counted and looks up index only when the key changes.
-	consumed []consumedCount
-	last     int // consumed's entry counted last
-	index    map[consumedKey]int
+	// named by the first offset.
+	consumed groupCounts
+	// inserted counts the rows the batch's insert stores, per window,
+	// source and position (see countInserted).
+	inserted groupCounts
 }
 
 type consumedKey struct {
@@ -78,6 +76,51 @@ type consumedCount struct {
 	key   consumedKey
 	first int64
 	n     uint64
+}
+
+// groupCounts counts messages per window, source and position, each group
+// named by its first offset, in the order first seen. A batch's messages
+// come in runs of one key (a request's events share their received_at
+// minute, source and partition), so add compares with the last key
+// counted and looks up index only when the key changes.
+type groupCounts struct {
+	counts []consumedCount
+	last   int // counts' entry counted last
+	index  map[consumedKey]int
+}
+
+// add adds n to k's count and offset to its offsets.
+func (g *groupCounts) add(k consumedKey, offset int64, n uint64) {
+	if len(g.counts) == 0 || g.counts[g.last].key != k {
+		i, ok := g.index[k]
+		if !ok {
+			if g.index == nil {
+				g.index = map[consumedKey]int{}
+			}
+			i = len(g.counts)
+			g.index[k] = i
+			g.counts = append(g.counts, consumedCount{key: k, first: offset})
+		}
+		g.last = i
+	}
+	c := &g.counts[g.last]
+	c.first = min(c.first, offset)
+	c.n += n
+}
+
+// appendRows appends the counts to dst as audit rows of stage.
+func (g *groupCounts) appendRows(dst []audit.Row, stage string) []audit.Row {
+	for _, c := range g.counts {
+		k := c.key
+		dst = append(dst, audit.Row{Window: time.Unix(k.minute*60, 0).UTC(), Source: k.source, Stage: stage,
+			RecordID: stage + "/" + k.pos.topic + "/" + strconv.Itoa(k.pos.partition) + "/" + strconv.FormatInt(c.first, 10), N: c.n})
+	}
+	return dst
+}
+
+// recordKey is r's group: its window, source and position.
+func recordKey(r *record) consumedKey {
+	return consumedKey{unixMinute(r.e.ReceivedAt), r.e.Source, position{r.topic, r.partition}}
 }
 
 // unixMinute is the minute of t since the Unix epoch, floored: the window
@@ -135,23 +178,42 @@ func (k *keyedRows) add(rows []audit.Row) {
 
 // consume counts one event message read.
 func (a *batchAudit) consume(at time.Time, source string, m bus.Message) {
-	k := consumedKey{unixMinute(at), source, position{m.Topic, m.Partition}}
-	if len(a.consumed) == 0 || a.consumed[a.last].key != k {
-		i, ok := a.index[k]
-		if !ok {
-			if a.index == nil {
-				a.index = map[consumedKey]int{}
-			}
-			i = len(a.consumed)
-			a.index[k] = i
-			a.consumed = append(a.consumed, consumedCount{key: k, first: m.Offset})
-		}
-		a.last = i
-	}
-	c := &a.consumed[a.last]
-	c.first = min(c.first, m.Offset)
-	c.n++
+	a.consumed.add(consumedKey{unixMinute(at), source, position{m.Topic, m.Partition}}, m.Offset, 1)
 }
+
+// nameInserted starts the batch's inserted counts (countInserted counts
+// them): a group, at 0, for each window, source and position of records
+// above the stored high water of their position, named by the first
+// offset there. records are the batch's decoded records before the
+// filter and the resend window left any out, so a group's name does not
+// depend on what became of its records: a batch is redelivered until its
+// insert succeeded and its position was committed (the counts are written
+// before the insert, with the rest), and each delivery writes the counts
+// of the rows its own insert stores under the same names, which replace
+// the earlier delivery's (pipeline_audit keeps one row per record id).
+// Records at or below the high water were stored by an earlier delivery
+// that counted them (a crash after an insert and before its commit); the
+// next group of their key above it gets a name of its own.
+func (a *batchAudit) nameInserted(records []record, stored map[position]int64) {
+	a.inserted = groupCounts{}
+	var pos position
+	var hw int64
+	hwOK := false
+	for i := range records {
+		r := &records[i]
+		if i == 0 || r.partition != pos.partition || r.topic != pos.topic {
+			pos = position{r.topic, r.partition}
+			hw, hwOK = stored[pos]
+		}
+		if !hwOK || r.offset > hw {
+			a.inserted.add(recordKey(r), r.offset, 0)
+		}
+	}
+}
+
+// countInserted counts one record the batch's insert stores (after
+// nameInserted).
+func (a *batchAudit) countInserted(r *record) { a.inserted.add(recordKey(r), r.offset, 1) }
 
 // message counts one message's outcome (deduplicated, dead_lettered,
 // filtered), named by its position.
@@ -162,17 +224,14 @@ func (a *batchAudit) message(at time.Time, source, stage, reason string, topic s
 		RecordID: stage + "/" + topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10), N: 1})
 }
 
-// all returns every row, the consumed counts included, in the order they
-// were counted: the same messages give the same rows in the same order.
+// all returns every row, the consumed and inserted counts included, in
+// the order they were counted: the same messages give the same rows in
+// the same order.
 func (a *batchAudit) all() []audit.Row {
-	out := make([]audit.Row, 0, len(a.rows.rows)+len(a.consumed))
+	out := make([]audit.Row, 0, len(a.rows.rows)+len(a.consumed.counts)+len(a.inserted.counts))
 	out = append(out, a.rows.rows...)
-	for _, c := range a.consumed {
-		k := c.key
-		out = append(out, audit.Row{Window: time.Unix(k.minute*60, 0).UTC(), Source: k.source, Stage: audit.Consumed,
-			RecordID: audit.Consumed + "/" + k.pos.topic + "/" + strconv.Itoa(k.pos.partition) + "/" + strconv.FormatInt(c.first, 10), N: c.n})
-	}
-	return out
+	out = a.consumed.appendRows(out, audit.Consumed)
+	return a.inserted.appendRows(out, audit.Inserted)
 }
 
 // startAudit stores the batch's audit rows in the background and returns

@@ -294,18 +294,6 @@ func freshEnv(b *testing.B, e *env, suffix string) *env {
 	return &fresh
 }
 
-// dropAuditViewSQL drops the events table's view counting inserted rows
-// (migration 0008): with the audit off nothing counts them.
-const dropAuditViewSQL = "DROP VIEW {db}.pipeline_audit_inserted_mv"
-
-// dropAuditView runs dropAuditViewSQL on e's database.
-func dropAuditView(b *testing.B, e *env) {
-	b.Helper()
-	if err := e.conn.Exec(context.Background(), strings.ReplaceAll(dropAuditViewSQL, "{db}", e.db)); err != nil {
-		b.Fatal(err)
-	}
-}
-
 func migrate(b *testing.B, e *env) {
 	b.Helper()
 	m, err := migrationsFor(e)
@@ -523,19 +511,18 @@ func BenchmarkRowPath(b *testing.B) {
 }
 
 // auditWays are the ways BenchmarkAuditCost and
-// BenchmarkAuditCostSideBySide run the consumer: audit off; on; only the
-// view (the consumer counts nothing: the events table's share of the
-// cost); only the consumer's counts and records (no view: the consumer's
-// share); off reading the "on" log (the records only committed: the share
-// of the log that holds them).
-var auditWays = []auditWay{{"audit_off", false, false, false}, {"audit_on", true, true, true}, {"view_only", true, false, false},
-	{"consumer_only", false, true, true}, {"off_on_log", false, false, true}}
+// BenchmarkAuditCostSideBySide run the consumer: audit off; on; off
+// reading the "on" log (the records only committed: the share of the log
+// that holds them). Until migration 0014 the events table's view counted
+// the inserted rows, and two more ways took the view and the consumer's
+// counts apart.
+var auditWays = []auditWay{{"audit_off", false, false}, {"audit_on", true, true}, {"off_on_log", false, true}}
 
 // auditWay is one way of auditWays.
 type auditWay struct {
-	name     string
-	view, on bool // the view of inserted rows kept; the consumer's audit on
-	onLog    bool // reads the log with ingest's audit records
+	name  string
+	on    bool // the consumer's audit on
+	onLog bool // reads the log with ingest's audit records
 }
 
 // auditWayNamed returns the way of auditWays called name.
@@ -553,14 +540,12 @@ func auditWayNamed(b *testing.B, name string) auditWay {
 // BenchmarkAuditCost measures the consumer with the completeness audit off
 // and on, side by side in one run, from two pre-filled local logs of the
 // same rows into the in-process engine (as `telemetry serve` does), and
-// the two halves of the cost apart (view_only, consumer_only), and off
-// reading the "on" log (off_on_log):
-//   - off: the log holds only events; the consumer counts nothing and the
-//     events table has no audit view (pipeline_audit_inserted_mv dropped);
+// off reading the "on" log (off_on_log):
+//   - off: the log holds only events; the consumer counts nothing;
 //   - on: the log also holds one ingest audit record per 50 events (one
-//     per request of 50, as ingest publishes them), the consumer counts
-//     and writes its audit rows before each insert, and the view counts
-//     the inserted rows.
+//     per request of 50, as ingest publishes them), and the consumer
+//     counts (the inserted rows too) and writes its audit rows before
+//     each insert.
 //
 // The ways alternate BENCH_AUDIT_ROUNDS times (default 5), in reverse
 // order every other round, and the median run of each is reported
@@ -629,9 +614,6 @@ func BenchmarkAuditCost(b *testing.B) {
 				}
 				before := engineCounters(b, e, allEvents)
 				r := measureConsumer(b, e, n, func(e *env) *Consumer {
-					if !w.view {
-						dropAuditView(b, e)
-					}
 					return startOnLog(b, e, l, engineSink(b, e.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 				})
 				after := engineCounters(b, e, allEvents)
@@ -743,7 +725,7 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 // change every other round. BENCH_ROWS sets the rows per way (default
 // 1,000,000: twenty batches), BENCH_AUDIT_ROUNDS the rounds (default 15),
 // BENCH_AUDIT_PAIR two other ways of auditWays to compare (e.g.
-// "audit_off,view_only").
+// "audit_off,off_on_log").
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
 func BenchmarkAuditCostSideBySide(b *testing.B) {
 	if ways := os.Getenv(auditChildEnv); ways != "" {
@@ -932,9 +914,6 @@ func auditCostChild(b *testing.B, ways string) {
 		}
 		l := logOf(b, msgs)
 		fresh := freshEnv(b, e, "side"+strconv.Itoa(p))
-		if !w.view {
-			dropAuditView(b, fresh)
-		}
 		fmt.Println("audit-child ready")
 		if line, err := stdin.ReadString('\n'); err != nil || line != "go\n" {
 			b.Fatalf("waiting for go: %q, %v", line, err)

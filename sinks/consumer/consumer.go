@@ -712,7 +712,11 @@ func (c *Consumer) prepare(p *pending) (*preparedBatch, error) {
 	}
 	if err := c.retry("read stored offsets", func() error {
 		var err error
-		pb.b, err = c.newBatch(records, cols)
+		var counts *batchAudit
+		if c.audit {
+			counts = &p.audit
+		}
+		pb.b, err = c.newBatch(records, cols, p.records, counts)
 		return err
 	}); err != nil {
 		c.abandon(pb)
@@ -860,50 +864,34 @@ type position struct {
 // token naming the offset range of each (topic, partition); the stored
 // offsets come from storedOffsets. cols, when set, are the rows of every
 // record, in order (pending.cols): the batch takes them when it keeps
-// every record.
-func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
-	// Per position: its offsets' range and its records' epoch. A batch's
-	// records come in runs of one position, so the maps are asked once a
-	// run, not once a record.
-	type span struct {
-		pos position
-		rg  [2]int64
-		h   hold
-	}
-	var spans []span
-	index := map[position]int{}
-	last := -1
-	for i := range records {
-		r := &records[i]
-		if last < 0 || spans[last].pos.partition != r.partition || spans[last].pos.topic != r.topic {
-			pos := position{r.topic, r.partition}
-			j, ok := index[pos]
-			if !ok {
-				j = len(spans)
-				index[pos] = j
-				spans = append(spans, span{pos: pos, rg: [2]int64{r.offset, r.offset}, h: hold{epoch: r.epoch}})
-			}
-			last = j
+// every record. counts, when set, gets the batch's inserted counts
+// (batchAudit.nameInserted, named over all: the records before the
+// filter left any out).
+func (c *Consumer) newBatch(records []record, cols []column, all []record, counts *batchAudit) (*Batch, error) {
+	ranges, epochs := spansOf(records)
+	// The stored offsets of every position the counts name, records' and
+	// those of records the filter left out.
+	asking := records
+	if counts != nil {
+		asking = all
+		if len(all) != len(records) {
+			_, epochs = spansOf(all)
 		}
-		sp := &spans[last]
-		sp.h = hold{epoch: r.epoch, mixed: sp.h.mixed || sp.h.epoch != r.epoch}
-		sp.rg[0], sp.rg[1] = min(sp.rg[0], r.offset), max(sp.rg[1], r.offset)
-	}
-	ranges := make(map[position][2]int64, len(spans))
-	epochs := make(map[position]hold, len(spans))
-	for _, sp := range spans {
-		ranges[sp.pos], epochs[sp.pos] = sp.rg, sp.h
 	}
 	b := &Batch{}
-	if len(records) == 0 {
+	if len(asking) == 0 {
 		b.cols = newColumns(c.native())
 		return b, nil
 	}
-	stored, asked, err := c.storedOffsets(records, epochs)
+	positions := make([]position, 0, len(epochs))
+	for pos := range epochs {
+		positions = append(positions, pos)
+	}
+	stored, asked, err := c.storedOffsets(asking, epochs)
 	if err != nil {
 		return nil, err
 	}
-	for pos := range ranges {
+	for _, pos := range positions {
 		if err := c.syncWindow(pos, stored); err != nil {
 			return nil, err
 		}
@@ -914,6 +902,13 @@ func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
 		} else {
 			delete(c.held, pos)
 		}
+	}
+	if counts != nil {
+		counts.nameInserted(all, stored)
+	}
+	if len(records) == 0 {
+		b.cols = newColumns(c.native())
+		return b, nil
 	}
 	resends := 0
 	var kept []int     // the records kept, once one is left out (nil while all are)
@@ -935,6 +930,9 @@ func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
 			keep = false
 		} else {
 			c.win.add(r.id, r.e.ReceivedAt)
+			if counts != nil {
+				counts.countInserted(r)
+			}
 		}
 		switch {
 		case !keep && kept == nil:
@@ -991,6 +989,42 @@ func (c *Consumer) newBatch(records []record, cols []column) (*Batch, error) {
 	}
 	b.Token = hex.EncodeToString(h.Sum(nil))
 	return b, nil
+}
+
+// spansOf returns, per position of records, its offsets' range and its
+// records' epoch. A batch's records come in runs of one position, so the
+// maps are asked once a run, not once a record.
+func spansOf(records []record) (ranges map[position][2]int64, epochs map[position]hold) {
+	type span struct {
+		pos position
+		rg  [2]int64
+		h   hold
+	}
+	var spans []span
+	index := map[position]int{}
+	last := -1
+	for i := range records {
+		r := &records[i]
+		if last < 0 || spans[last].pos.partition != r.partition || spans[last].pos.topic != r.topic {
+			pos := position{r.topic, r.partition}
+			j, ok := index[pos]
+			if !ok {
+				j = len(spans)
+				index[pos] = j
+				spans = append(spans, span{pos: pos, rg: [2]int64{r.offset, r.offset}, h: hold{epoch: r.epoch}})
+			}
+			last = j
+		}
+		sp := &spans[last]
+		sp.h = hold{epoch: r.epoch, mixed: sp.h.mixed || sp.h.epoch != r.epoch}
+		sp.rg[0], sp.rg[1] = min(sp.rg[0], r.offset), max(sp.rg[1], r.offset)
+	}
+	ranges = make(map[position][2]int64, len(spans))
+	epochs = make(map[position]hold, len(spans))
+	for _, sp := range spans {
+		ranges[sp.pos], epochs[sp.pos] = sp.rg, sp.h
+	}
+	return ranges, epochs
 }
 
 // hold is the epoch of a position's records in a batch: its last

@@ -98,7 +98,7 @@ func TestStoredOffsetsAreAskedOncePerHold(t *testing.T) {
 			step.before()
 		}
 		sink.asked = nil
-		b, err := c.newBatch(step.records, nil)
+		b, err := c.newBatch(step.records, nil, step.records, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}

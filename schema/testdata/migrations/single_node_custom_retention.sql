@@ -362,6 +362,9 @@ ALTER TABLE tele.events MODIFY SETTING merge_selector_base = 20;
 -- migration 0013_pipeline_audit_merges (sha256 b0e3de1a64ed7e44f8d4ff558aef066af16dc09575ed80a986810bcce79cd928)
 ALTER TABLE tele.pipeline_audit MODIFY SETTING merge_selector_base = 20;
 
+-- migration 0014_pipeline_audit_inserted_by_consumer (sha256 6bc3c5c8e03108116ad2b67e28b06ee237d68df4d055ad192475f8b2c982e731)
+DROP VIEW IF EXISTS tele.pipeline_audit_inserted_mv;
+
 -- retention events
 ALTER TABLE tele.events
 MODIFY TTL

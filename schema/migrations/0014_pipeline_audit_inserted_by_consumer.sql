@@ -1,0 +1,12 @@
+-- pipeline_audit: the consumer counts inserted itself. The view of
+-- migration 0008 read every row of every events insert again and wrote a
+-- part of pipeline_audit per insert: in make bench (2026-12-04) it was
+-- most of the consumer's cost with the audit on (+1.1 rows selected and
+-- about 200 bytes allocated by the engine per row, 10% more files opened;
+-- BenchmarkAuditCost with BENCH_AUDIT_EVENTS=1). The consumer now writes
+-- the inserted counts with each batch's other counts, before the batch's
+-- insert (sinks/consumer, batchAudit.nameInserted): the engine sink keeps
+-- them with the rest and inserts them in bulk. A batch is committed only
+-- once its insert succeeded; until then it comes again, and its counts,
+-- named by position as the view named them, replace the earlier ones.
+DROP VIEW IF EXISTS {{table "pipeline_audit_inserted_mv"}}{{on}};
