@@ -502,7 +502,7 @@ func (c *Consumer) add(p *pending, m bus.Message) {
 		if at.IsZero() {
 			at = time.Now() // undecodable: counted in the window it was read in
 		}
-		p.audit.consume(at, r.e.Source, m)
+		r.group = p.audit.consume(at, r.e.Source, m)
 		if err != nil {
 			p.audit.message(at, r.e.Source, audit.DeadLettered, reason, m.Topic, m.Partition, m.Offset)
 		}
@@ -865,7 +865,7 @@ type position struct {
 // offsets come from storedOffsets. cols, when set, are the rows of every
 // record, in order (pending.cols): the batch takes them when it keeps
 // every record. counts, when set, gets the batch's inserted counts
-// (batchAudit.nameInserted, named over all: the records before the
+// (batchAudit.startInserted: named over all, the records before the
 // filter left any out).
 func (c *Consumer) newBatch(records []record, cols []column, all []record, counts *batchAudit) (*Batch, error) {
 	ranges, epochs := spansOf(records)
@@ -903,8 +903,14 @@ func (c *Consumer) newBatch(records []record, cols []column, all []record, count
 			delete(c.held, pos)
 		}
 	}
+	// The inserted counts (batchAudit.startInserted) are named in the pass
+	// below, unless the filter left records out: then over all first.
+	nameAll := counts != nil && len(all) != len(records)
 	if counts != nil {
-		counts.nameInserted(all, stored)
+		counts.startInserted()
+	}
+	if nameAll {
+		forAbove(all, stored, counts.nameInserted)
 	}
 	if len(records) == 0 {
 		b.cols = newColumns(c.native())
@@ -921,17 +927,20 @@ func (c *Consumer) newBatch(records []record, cols []column, all []record, count
 			hwPos = position{r.topic, r.partition}
 			hw, hwOK = stored[hwPos]
 		}
-		keep := true
-		if hwOK && r.offset <= hw {
-			keep = false
-		} else if storedAt, ok := c.win.get(r.id); ok && !c.storedCopyDeleted(r, storedAt) {
-			resends++
-			b.resent = append(b.resent, r)
-			keep = false
-		} else {
-			c.win.add(r.id, r.e.ReceivedAt)
-			if counts != nil {
-				counts.countInserted(r)
+		keep := !hwOK || r.offset > hw // else stored already
+		if keep && counts != nil && !nameAll {
+			counts.nameInserted(r)
+		}
+		if keep {
+			if storedAt, ok := c.win.get(r.id); ok && !c.storedCopyDeleted(r, storedAt) {
+				resends++
+				b.resent = append(b.resent, r)
+				keep = false
+			} else {
+				c.win.add(r.id, r.e.ReceivedAt)
+				if counts != nil {
+					counts.countInserted(r)
+				}
 			}
 		}
 		switch {
@@ -1025,6 +1034,24 @@ func spansOf(records []record) (ranges map[position][2]int64, epochs map[positio
 		ranges[sp.pos], epochs[sp.pos] = sp.rg, sp.h
 	}
 	return ranges, epochs
+}
+
+// forAbove calls f with each of records above its position's stored high
+// water in stored.
+func forAbove(records []record, stored map[position]int64, f func(*record)) {
+	var pos position
+	var hw int64
+	hwOK := false
+	for i := range records {
+		r := &records[i]
+		if i == 0 || r.partition != pos.partition || r.topic != pos.topic {
+			pos = position{r.topic, r.partition}
+			hw, hwOK = stored[pos]
+		}
+		if !hwOK || r.offset > hw {
+			f(r)
+		}
+	}
 }
 
 // hold is the epoch of a position's records in a batch: its last

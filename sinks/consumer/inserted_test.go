@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/internal/audit"
 )
 
@@ -89,14 +90,16 @@ func TestInsertedCountsMatchTheStoredRowsThroughAnyHistory(t *testing.T) {
 					}
 					c.ctx = context.Background()
 				}
+				var a batchAudit
 				var all, kept []record
 				for off := d.from; off <= d.to; off++ {
-					all = append(all, rec(off))
+					r := rec(off)
+					r.group = a.consume(r.e.ReceivedAt, r.e.Source, bus.Message{Topic: r.topic, Partition: r.partition, Offset: r.offset})
+					all = append(all, r)
 					if !d.drop[off] {
-						kept = append(kept, all[len(all)-1])
+						kept = append(kept, r)
 					}
 				}
-				var a batchAudit
 				b, err := c.newBatch(kept, nil, all, &a)
 				if err != nil {
 					t.Fatalf("delivery %d: %v", i, err)

@@ -31,6 +31,9 @@ type record struct {
 	partition int
 	offset    int64
 	epoch     int64 // bus.Message.Epoch
+	// group is the record's consumed count in its batch's audit (its
+	// window, source and position: batchAudit.consumed), with the audit on.
+	group int32
 }
 
 // minTime and maxTime bound DateTime64(3).
