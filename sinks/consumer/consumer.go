@@ -917,17 +917,11 @@ func (c *Consumer) newBatch(records []record, cols []column, all []record, count
 		return b, nil
 	}
 	resends := 0
-	var kept []int     // the records kept, once one is left out (nil while all are)
-	var hwPos position // the position of hw and hwOK
-	var hw int64
-	hwOK := false
+	var kept []int // the records kept, once one is left out (nil while all are)
+	hw := highWater{stored: stored}
 	for i := range records {
 		r := &records[i]
-		if i == 0 || r.partition != hwPos.partition || r.topic != hwPos.topic {
-			hwPos = position{r.topic, r.partition}
-			hw, hwOK = stored[hwPos]
-		}
-		keep := !hwOK || r.offset > hw // else stored already
+		keep := hw.above(r) // else stored already
 		if keep && counts != nil && !nameAll {
 			counts.nameInserted(r)
 		}
@@ -1039,19 +1033,31 @@ func spansOf(records []record) (ranges map[position][2]int64, epochs map[positio
 // forAbove calls f with each of records above its position's stored high
 // water in stored.
 func forAbove(records []record, stored map[position]int64, f func(*record)) {
-	var pos position
-	var hw int64
-	hwOK := false
+	hw := highWater{stored: stored}
 	for i := range records {
-		r := &records[i]
-		if i == 0 || r.partition != pos.partition || r.topic != pos.topic {
-			pos = position{r.topic, r.partition}
-			hw, hwOK = stored[pos]
-		}
-		if !hwOK || r.offset > hw {
-			f(r)
+		if hw.above(&records[i]) {
+			f(&records[i])
 		}
 	}
+}
+
+// highWater says, record after record, whether each is above its
+// position's stored high water (absent: none stored). A batch's records
+// come in runs of one position, so stored is asked once a run.
+type highWater struct {
+	stored  map[position]int64
+	pos     position // the position of hw and ok
+	hw      int64
+	ok, set bool
+}
+
+// above reports whether r's offset is above its position's high water.
+func (h *highWater) above(r *record) bool {
+	if !h.set || r.partition != h.pos.partition || r.topic != h.pos.topic {
+		h.pos, h.set = position{r.topic, r.partition}, true
+		h.hw, h.ok = h.stored[h.pos]
+	}
+	return !h.ok || r.offset > h.hw
 }
 
 // hold is the epoch of a position's records in a batch: its last
