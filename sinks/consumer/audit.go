@@ -123,7 +123,13 @@ func (g *groupCounts) add(k consumedKey, offset int64) int {
 // the first offset.
 func countRow(k consumedKey, stage string, first int64, n uint64) audit.Row {
 	return audit.Row{Window: time.Unix(k.minute*60, 0).UTC(), Source: k.source, Stage: stage,
-		RecordID: stage + "/" + k.pos.topic + "/" + strconv.Itoa(k.pos.partition) + "/" + strconv.FormatInt(first, 10), N: n}
+		RecordID: positionID(stage, k.pos.topic, k.pos.partition, first), N: n}
+}
+
+// positionID is the record id of a count of stage named by a bus position:
+// the stage, topic, partition and offset.
+func positionID(stage, topic string, partition int, offset int64) string {
+	return stage + "/" + topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10)
 }
 
 // unixMinute is the minute of t since the Unix epoch, floored: the window
@@ -227,7 +233,7 @@ func (a *batchAudit) message(at time.Time, source, stage, reason string, topic s
 	// Not keyed: its id names one message's position, which no other row
 	// of the batch counts.
 	a.rows.rows = append(a.rows.rows, audit.Row{Window: audit.MinuteOf(at), Source: source, Stage: stage, Reason: reason,
-		RecordID: stage + "/" + topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10), N: 1})
+		RecordID: positionID(stage, topic, partition, offset), N: 1})
 }
 
 // all returns every row, the consumed and inserted counts included, in

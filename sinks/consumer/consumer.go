@@ -869,29 +869,25 @@ type position struct {
 // filter left any out).
 func (c *Consumer) newBatch(records []record, cols []column, all []record, counts *batchAudit) (*Batch, error) {
 	ranges, epochs := spansOf(records)
-	// The stored offsets of every position the counts name, records' and
-	// those of records the filter left out.
-	asking := records
-	if counts != nil {
+	// The stored offsets of every position the counts name: when the
+	// filter left records out, those of all (the inserted counts are then
+	// named over all first).
+	nameAll := counts != nil && len(all) != len(records)
+	asking, positions := records, ranges
+	if nameAll {
 		asking = all
-		if len(all) != len(records) {
-			_, epochs = spansOf(all)
-		}
+		positions, epochs = spansOf(all)
 	}
 	b := &Batch{}
 	if len(asking) == 0 {
 		b.cols = newColumns(c.native())
 		return b, nil
 	}
-	positions := make([]position, 0, len(epochs))
-	for pos := range epochs {
-		positions = append(positions, pos)
-	}
 	stored, asked, err := c.storedOffsets(asking, epochs)
 	if err != nil {
 		return nil, err
 	}
-	for _, pos := range positions {
+	for pos := range positions {
 		if err := c.syncWindow(pos, stored); err != nil {
 			return nil, err
 		}
@@ -904,8 +900,7 @@ func (c *Consumer) newBatch(records []record, cols []column, all []record, count
 		}
 	}
 	// The inserted counts (batchAudit.startInserted) are named in the pass
-	// below, unless the filter left records out: then over all first.
-	nameAll := counts != nil && len(all) != len(records)
+	// below, unless nameAll.
 	if counts != nil {
 		counts.startInserted()
 	}
