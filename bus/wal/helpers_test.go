@@ -78,6 +78,7 @@ type faultFS struct {
 	osFS
 	syncs     atomic.Int64
 	syncDelay time.Duration
+	read      atomic.Int64 // bytes ReadAt asked for
 
 	mu sync.Mutex
 	// writeErr, if set, is called before each segment WriteAt; a non-nil
@@ -129,6 +130,11 @@ func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
 		}
 	}
 	return f.file.WriteAt(b, off)
+}
+
+func (f *faultFile) ReadAt(b []byte, off int64) (int, error) {
+	f.fs.read.Add(int64(len(b)))
+	return f.file.ReadAt(b, off)
 }
 
 func (f *faultFile) Truncate(size int64) error {

@@ -170,6 +170,47 @@ func TestReadLimits(t *testing.T) {
 	}
 }
 
+// TestReadReadsEachRecordOnce: a reader asking for fewer records than
+// its byte limit holds (bus.LogReader: 1,000 records, 4 MiB) reads each
+// record's bytes about once, not a chunk of the byte limit per call (a
+// record larger than the chunk, or the chunk's tail beyond the records
+// asked for, read again); records of mixed sizes (events and audit
+// records) come whole and in order.
+func TestReadReadsEachRecordOnce(t *testing.T) {
+	fs := &faultFS{}
+	l := openT(t, Config{Dir: t.TempDir(), SegmentBytes: 64 << 20, Cursors: []string{"c"}}, fs)
+	payloads := map[uint64][]byte{}
+	var logBytes int64
+	for i := range 5000 {
+		p := make([]byte, 900)
+		if i%51 == 50 {
+			p = make([]byte, 150)
+		}
+		p[0] = byte(i)
+		first, _ := mustAppend(t, l, p)
+		payloads[first] = p
+		logBytes += int64(len(p))
+	}
+	fs.read.Store(0)
+	want := uint64(1)
+	for want <= 5000 {
+		recs, err := l.Read(context.Background(), "c", 100, 4<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != min(100, int(5001-want)) || recs[0].Seq != want {
+			t.Fatalf("read %d records from seq %d, want %d from %d", len(recs), recs[0].Seq, min(100, int(5001-want)), want)
+		}
+		checkRecords(t, recs, want, func(s uint64) []byte { return payloads[s] })
+		want += uint64(len(recs))
+	}
+	// Headers and the first chunk (sized by the byte limit, before any
+	// record's size is known) come on top of the payloads.
+	if read, limit := fs.read.Load(), logBytes*3/2+4<<20; read > limit {
+		t.Fatalf("read %d bytes for %d bytes of payloads: want at most %d", read, logBytes, limit)
+	}
+}
+
 func slicesEqual(a, b []int) bool {
 	if len(a) != len(b) {
 		return false
