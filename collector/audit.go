@@ -260,9 +260,11 @@ type shareCount struct {
 	n      uint64
 }
 
-// of returns the records of the events idx of the group (in order), in
-// the form of their route: accepted and published, or accepted and
-// spooled; the loose records follow the first share of each route. A
+// of returns the records of the events idx of the group (in order), each
+// one count of accepted events with their route (published or spooled)
+// as its reason: one row in pipeline_audit, where a count of accepted and
+// one of the route were two (until 2026-12-04); the loose records follow
+// the first share of each route. A
 // share's events come in runs of one request each, and the requests of a
 // group mostly share their window and source: the counts are a short list
 // searched in place, not a map.
@@ -297,7 +299,7 @@ func (t *tail) of(idx []int, spooled bool) []bus.Message {
 	out := make([]bus.Message, 0, len(counts)+len(t.loose))
 	for _, c := range counts {
 		r := audit.Record{ID: t.id(), Source: c.source, Window: c.window,
-			Counts: []audit.Count{{Stage: audit.Accepted, N: c.n}, {Stage: route, N: c.n}}}
+			Counts: []audit.Count{{Stage: audit.Accepted, Reason: route, N: c.n}}}
 		m, err := r.Message()
 		if err != nil {
 			if t.err == nil {

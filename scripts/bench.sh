@@ -32,7 +32,8 @@
 # Rate limits are off in these runs: they measure capacity, not policy.
 # Environment: BENCH_SECONDS (default 20), BENCH_CONCURRENCY (16), BENCH_ROWS (2000000);
 # BENCH_AUDIT_ROUNDS (5) and BENCH_AUDIT_SIDE_ROUNDS (15) the rounds of the
-# consumer's audit cost, sequential and side by side;
+# consumer's audit cost, sequential and side by side; AUDIT_INGEST_RUNS (9)
+# the side-by-side runs of ingest with the audit off and on;
 # BENCH_SUSTAIN_* and BENCH_QUERY_* are read by internal/soak (defaults there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -134,9 +135,10 @@ for port in 18081 18082; do
 	./bin/telemetry loadgen --url http://127.0.0.1:$port --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
 done
 ab() { ./bin/telemetry loadgen --url "http://127.0.0.1:$1" --json --duration "${secs}s" "${@:2}" 2>/dev/null; }
-# Five runs (bench_report.py's AUDIT_INGEST_RUNS): the cost is a few
-# percent, and one run's swings as large.
-for i in 1 2 3 4 5; do
+# AUDIT_INGEST_RUNS runs (default 9; bench_report.py counts them): the cost
+# is a few percent, and one run's swings as large (five runs spread from
+# -0.1% to +4.8% on 2026-12-04).
+for i in $(seq "${AUDIT_INGEST_RUNS:-9}"); do
 	for load in "batch 50 $conc" "beacon 1 $((conc * 4))"; do
 		read -r mode batch senders <<<"$load"
 		suffix=

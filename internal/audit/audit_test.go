@@ -81,3 +81,34 @@ func TestTallyMakesOneRecordPerWindowAndSource(t *testing.T) {
 		t.Fatalf("rows %+v: want one per count, each named apart", rows)
 	}
 }
+
+// TestWindowReadsBothFormsOfIngestCounts: ingest's records count accepted
+// events with their route as the reason (one row); records made before
+// 2026-12-04 counted the route as a stage of its own. The report gives
+// the same window for both, and for a mix of them.
+func TestWindowReadsBothFormsOfIngestCounts(t *testing.T) {
+	type row struct {
+		stage, reason string
+		n             uint64
+	}
+	want := Window{Accepted: 10, Published: 7, Spooled: 3}
+	cases := []struct {
+		name string
+		rows []row
+	}{
+		{"one row per record", []row{{Accepted, Published, 7}, {Accepted, Spooled, 3}}},
+		{"two rows per record (before 2026-12-04)", []row{{Accepted, "", 7}, {Published, "", 7}, {Accepted, "", 3}, {Spooled, "", 3}}},
+		{"both", []row{{Accepted, Published, 4}, {Accepted, "", 3}, {Published, "", 3}, {Accepted, Spooled, 3}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var w Window
+			for _, r := range c.rows {
+				w.count(r.stage, r.reason, r.n)
+			}
+			if w != want {
+				t.Fatalf("window %+v, want %+v", w, want)
+			}
+		})
+	}
+}

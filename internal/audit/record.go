@@ -25,7 +25,11 @@ import (
 // before its insert; migration 0014 dropped the events table's view that
 // counted inserted until then).
 const (
-	// Accepted: events made durable on the bus and answered 2xx.
+	// Accepted: events made durable on the bus and answered 2xx. Ingest's
+	// records name the route the events took as the count's reason
+	// (Published or Spooled): one count, and one row, for both. Records
+	// made before 2026-12-04 count the route as a stage of its own beside
+	// accepted (reason ""); the report reads both forms.
 	Accepted = "accepted"
 	// Published: accepted events that went to the bus directly (Kafka, or
 	// the local log as the bus).

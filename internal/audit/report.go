@@ -124,22 +124,20 @@ func Query(ctx context.Context, db DB, o Options) (*Report, error) {
 		windows[b] = x
 		return x
 	}
-	rows, err := db.Query(ctx, "SELECT window_start, source, stage, sum(n) FROM "+o.Database+".pipeline_audit FINAL"+
-		" WHERE window_start >= ? GROUP BY window_start, source, stage", rep.Since)
+	rows, err := db.Query(ctx, "SELECT window_start, source, stage, reason, sum(n) FROM "+o.Database+".pipeline_audit FINAL"+
+		" WHERE window_start >= ? GROUP BY window_start, source, stage, reason", rep.Since)
 	if err != nil {
 		return nil, fmt.Errorf("reading pipeline_audit: %w", err)
 	}
 	for rows.Next() {
 		var w time.Time
-		var source, stage string
+		var source, stage, reason string
 		var n uint64
-		if err := rows.Scan(&w, &source, &stage, &n); err != nil {
+		if err := rows.Scan(&w, &source, &stage, &reason, &n); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading pipeline_audit: %w", err)
 		}
-		if f := get(w, source).field(stage); f != nil {
-			*f += n
-		}
+		get(w, source).count(stage, reason, n)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, fmt.Errorf("reading pipeline_audit: %w", err)
@@ -217,6 +215,18 @@ func queryDuplicates(ctx context.Context, db DB, database string, from, to time.
 		return nil, fmt.Errorf("counting duplicates: %w", err)
 	}
 	return out, nil
+}
+
+// count adds n to the counter of stage; an accepted count whose reason is
+// its route (Published, Spooled: ingest's records since 2026-12-04, one
+// count each) adds to the route's counter too.
+func (w *Window) count(stage, reason string, n uint64) {
+	if f := w.field(stage); f != nil {
+		*f += n
+	}
+	if stage == Accepted && (reason == Published || reason == Spooled) {
+		*w.field(reason) += n
+	}
 }
 
 // field is the counter of stage.
