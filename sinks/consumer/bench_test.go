@@ -932,7 +932,7 @@ func auditCostChild(b *testing.B, ways string) {
 // the consumer and drops fresh's database.
 func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 	b.Helper()
-	stop := profile(b, "side-"+w.name)
+	stop := profile(b, "side-"+w.name+"-"+strconv.Itoa(os.Getpid())) // one file per process and way
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	r0, t0 := rusage(b), threadCPU()
