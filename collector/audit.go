@@ -264,10 +264,9 @@ type shareCount struct {
 // one count of accepted events with their route (published or spooled)
 // as its reason: one row in pipeline_audit, where a count of accepted and
 // one of the route were two (until 2026-12-04); the loose records follow
-// the first share of each route. A
-// share's events come in runs of one request each, and the requests of a
-// group mostly share their window and source: the counts are a short list
-// searched in place, not a map.
+// the first share of each route. A share's events come in runs of one
+// request each, and the requests of a group mostly share their window and
+// source: the counts are a short list searched in place, not a map.
 func (t *tail) of(idx []int, spooled bool) []bus.Message {
 	route := audit.Published
 	if spooled {

@@ -402,6 +402,11 @@ func (l *Log) readLocked(c *cursor, maxRecords, maxBytes int) ([]Record, error) 
 				stop = true
 				break
 			}
+			if out == nil {
+				// Room for the records asked for (up to a chunk's worth): a
+				// list grown from nothing to 1,000 records allocated 11 times.
+				out = make([]Record, 0, min(maxRecords, 1024))
+			}
 			out = append(out, Record{Seq: seq, Payload: payload})
 			total += len(payload)
 			p += size
