@@ -193,12 +193,14 @@ echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # and the cost is taken side by side (BenchmarkAuditCostSideBySide: off and on
 # draining at the same time, each in a process of its own with its engine).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
-# Fifteen rounds of two phases of 1,000,000 rows (about 45 s a round): in
-# each phase one process drains with the audit off and the other with it on,
-# and each process runs both ways, so that its own speed (two identical
-# consumers differed by up to 19%, 2026-12-03) cancels out of its ratio; the
+# Fifteen rounds of two phases of 2,000,000 rows (about 80 s a round; a
+# million until 2026-12-05, whose drains held one insert of the kept audit
+# rows or none where a steady flow has one every 5 s): in each phase one
+# process drains with the audit off and the other with it on, and each
+# process runs both ways, so that its own speed (two identical consumers
+# differed by up to 19%, 2026-12-03) cancels out of its ratio; the
 # benchmark reports the median with its 95% interval.
-BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-15} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 30m 2>&1 | tee "$work/auditside.txt" >&2
+BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-15} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 60m 2>&1 | tee "$work/auditside.txt" >&2
 
 echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2

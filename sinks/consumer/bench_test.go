@@ -723,7 +723,7 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 // audit_cost_hi_%; medianInterval), each round on stderr. The phases
 // start in turn in the other order, and the halves the processes start on
 // change every other round. BENCH_ROWS sets the rows per way (default
-// 1,000,000: twenty batches), BENCH_AUDIT_ROUNDS the rounds (default 15),
+// 2,000,000: forty batches; reported as rows_per_drain), BENCH_AUDIT_ROUNDS the rounds (default 15),
 // BENCH_AUDIT_PAIR two other ways of auditWays to compare (e.g.
 // "audit_off,off_on_log").
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
@@ -732,7 +732,11 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 		auditCostChild(b, ways)
 		return
 	}
-	n := testenv.EnvInt(b, "BENCH_ROWS", 1_000_000)
+	// Until 2026-12-05 a million rows: some 7 s a drain, whose middle
+	// held one insert of the kept audit rows (every auditFlushAge) or
+	// none, where a steady flow has one every 5 s; two million hold them
+	// in proportion, and a round averages over twice the time.
+	n := testenv.EnvInt(b, "BENCH_ROWS", 2_000_000)
 	rounds := testenv.EnvInt(b, "BENCH_AUDIT_ROUNDS", 15)
 	pair := [2]string{"audit_off", "audit_on"}
 	if v := os.Getenv("BENCH_AUDIT_PAIR"); v != "" {
@@ -767,6 +771,7 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 		b.ReportMetric(median(cpus[i]), name+"_cpu_us/row")
 	}
 	b.ReportMetric(float64(rounds), "rounds")
+	b.ReportMetric(float64(n), "rows_per_drain")
 	slices.Sort(costs)
 	slices.Sort(cpuCosts)
 	fmt.Fprintf(os.Stderr, "BenchmarkAuditCostSideBySide cost per round, sorted: %.1f %%; CPU: %.1f %%; median cost %+.1f%%, 95%% interval %+.1f%% to %+.1f%%\n",
