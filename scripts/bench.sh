@@ -194,7 +194,7 @@ echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # draining at the same time, each in a process of its own with its engine).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
 # Fifteen rounds of two phases of 2,000,000 rows (about 80 s a round; a
-# million until 2026-12-05, whose drains held one insert of the kept audit
+# million until 2026-12-04, whose drains held one insert of the kept audit
 # rows or none where a steady flow has one every 5 s): in each phase one
 # process drains with the audit off and the other with it on, and each
 # process runs both ways, so that its own speed (two identical consumers

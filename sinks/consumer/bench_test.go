@@ -723,16 +723,16 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 // audit_cost_hi_%; medianInterval), each round on stderr. The phases
 // start in turn in the other order, and the halves the processes start on
 // change every other round. BENCH_ROWS sets the rows per way (default
-// 2,000,000: forty batches; reported as rows_per_drain), BENCH_AUDIT_ROUNDS the rounds (default 15),
-// BENCH_AUDIT_PAIR two other ways of auditWays to compare (e.g.
-// "audit_off,off_on_log").
+// 2,000,000: forty batches; reported as rows_per_drain),
+// BENCH_AUDIT_ROUNDS the rounds (default 15), BENCH_AUDIT_PAIR two other
+// ways of auditWays to compare (e.g. "audit_off,off_on_log").
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
 func BenchmarkAuditCostSideBySide(b *testing.B) {
 	if ways := os.Getenv(auditChildEnv); ways != "" {
 		auditCostChild(b, ways)
 		return
 	}
-	// Until 2026-12-05 a million rows: some 7 s a drain, whose middle
+	// Until 2026-12-04 a million rows: some 7 s a drain, whose middle
 	// held one insert of the kept audit rows (every auditFlushAge) or
 	// none, where a steady flow has one every 5 s; two million hold them
 	// in proportion, and a round averages over twice the time.
