@@ -193,7 +193,7 @@ echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # and the cost is taken side by side (BenchmarkAuditCostSideBySide: off and on
 # draining at the same time, each in a process of its own with its engine).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
-# Fifteen rounds of two phases of 2,000,000 rows (about 80 s a round; a
+# Fifteen rounds of two phases of 2,000,000 rows (about 95 s a round; a
 # million until 2026-12-04, whose drains held one insert of the kept audit
 # rows or none where a steady flow has one every 5 s): in each phase one
 # process drains with the audit off and the other with it on, and each
