@@ -85,11 +85,9 @@ func BenchmarkAuditGoSide(b *testing.B) {
 	for round := range rounds {
 		var perRow [2]float64
 		for k := range 2 {
-			on := (k+round)%2 == 1
-			l := logs[0]
-			if on {
-				l = logs[1]
-			}
+			w := (k + round) % 2 // 0 off, 1 on: each round starts with the other
+			on := w == 1
+			l := logs[w]
 			group := fmt.Sprintf("goside-%d-%v", round, on)
 			src, err := bus.NewLogReader(l, group, bus.LogTopic(l))
 			if err != nil {
@@ -118,12 +116,8 @@ func BenchmarkAuditGoSide(b *testing.B) {
 			if err := c.Shutdown(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			i := 0
-			if on {
-				i = 1
-			}
-			perRow[i] = float64(used.Microseconds()) / float64(n)
-			cpu[on] = append(cpu[on], perRow[i])
+			perRow[w] = float64(used.Microseconds()) / float64(n)
+			cpu[on] = append(cpu[on], perRow[w])
 		}
 		costs = append(costs, 100*(perRow[1]/perRow[0]-1))
 		fmt.Fprintf(os.Stderr, "BenchmarkAuditGoSide round %d: off %.3f, on %.3f CPU µs/row: %+.1f%%\n", round+1, perRow[0], perRow[1], costs[len(costs)-1])
