@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/segmentio/kafka-go"
 
@@ -176,6 +177,32 @@ func TestUnixMinuteIsTheAuditWindow(t *testing.T) {
 	} {
 		if got, want := time.Unix(unixMinute(at)*60, 0).UTC(), audit.MinuteOf(at); !got.Equal(want) {
 			t.Errorf("%v: window %v, want %v", at, got, want)
+		}
+	}
+}
+
+// TestAuditRowsDoNotHoldTheMessagesBytes: the source of a consumer's
+// audit row is a copy, not the decoded event's string, which aliases the
+// message's bytes (and through them the bus's read buffer, for as long
+// as the row is kept): the bytes changed once the rows are made leave the
+// rows as they were.
+func TestAuditRowsDoNotHoldTheMessagesBytes(t *testing.T) {
+	at := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	buf := []byte("web")
+	source := unsafe.String(&buf[0], len(buf)) // as decode leaves r.e.Source
+	m := bus.Message{Topic: "events", Partition: 1, Offset: 7}
+	var a batchAudit
+	a.consume(at, source, m)
+	a.message(at, source, audit.Deduplicated, "", m.Topic, m.Partition, m.Offset)
+	a.startInserted()
+	rows := a.all()
+	copy(buf, "xyz")
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want the deduplicated and the consumed count: %+v", len(rows), rows)
+	}
+	for _, r := range rows {
+		if r.Source != "web" {
+			t.Errorf("%s row: source %q after the message's bytes changed, want %q", r.Stage, r.Source, "web")
 		}
 	}
 }
