@@ -31,7 +31,7 @@
 #      recovery after a 60s consumer stop
 # Rate limits are off in these runs: they measure capacity, not policy.
 # Environment: BENCH_SECONDS (default 20), BENCH_CONCURRENCY (16), BENCH_ROWS (2000000);
-# BENCH_AUDIT_ROUNDS (5) and BENCH_AUDIT_SIDE_ROUNDS (15) the rounds of the
+# BENCH_AUDIT_ROUNDS (5) and BENCH_AUDIT_SIDE_ROUNDS (36) the rounds of the
 # consumer's audit cost, sequential and side by side; AUDIT_INGEST_RUNS (9)
 # the side-by-side runs of ingest with the audit off and on;
 # BENCH_SUSTAIN_* and BENCH_QUERY_* are read by internal/soak (defaults there).
@@ -193,14 +193,18 @@ echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # and the cost is taken side by side (BenchmarkAuditCostSideBySide: off and on
 # draining at the same time, each in a process of its own with its engine).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
-# Fifteen rounds of two phases of 2,000,000 rows (about 95 s a round; a
-# million until 2026-12-04, whose drains held one insert of the kept audit
-# rows or none where a steady flow has one every 5 s): in each phase one
-# process drains with the audit off and the other with it on, and each
-# process runs both ways, so that its own speed (two identical consumers
-# differed by up to 19%, 2026-12-03) cancels out of its ratio; the
-# benchmark reports the median with its 95% interval.
-BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-15} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 60m 2>&1 | tee "$work/auditside.txt" >&2
+# Thirty-six rounds of two phases of 2,000,000 rows (about 40 s a round,
+# after a minute writing the logs all rounds read; a million rows until
+# 2026-12-04, whose drains held one insert of the kept audit rows or none
+# where a steady flow has one every 5 s): in each phase one process drains
+# with the audit off and the other with it on, and each process runs both
+# ways, so that its own speed (two identical consumers differed by up to
+# 19%, 2026-12-03) cancels out of its ratio; the benchmark reports the
+# median with its 95% interval. Single rounds still range over some 15
+# points on this machine, so the interval narrows with rounds: fifteen
+# until 2026-12-05 (then ~95 s each, the children writing their logs
+# every round) left one 11 points wide.
+BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-36} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 60m 2>&1 | tee "$work/auditside.txt" >&2
 
 echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2

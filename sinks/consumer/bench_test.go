@@ -722,9 +722,11 @@ func logOf(b *testing.B, msgs []bus.Message) *wal.Log {
 // distribution-free 95% interval of the median cost (audit_cost_lo_%,
 // audit_cost_hi_%; medianInterval), each round on stderr. The phases
 // start in turn in the other order, and the halves the processes start on
-// change every other round. BENCH_ROWS sets the rows per way (default
+// change every other round. The logs are written once, before the first
+// round (sideBySideLogs); each round starts its two processes afresh,
+// each with its engine. BENCH_ROWS sets the rows per way (default
 // 2,000,000: forty batches; reported as rows_per_drain),
-// BENCH_AUDIT_ROUNDS the rounds (default 15), BENCH_AUDIT_PAIR two other
+// BENCH_AUDIT_ROUNDS the rounds (default 36), BENCH_AUDIT_PAIR two other
 // ways of auditWays to compare (e.g. "audit_off,off_on_log").
 // Run: go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x
 func BenchmarkAuditCostSideBySide(b *testing.B) {
@@ -737,7 +739,7 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 	// none, where a steady flow has one every 5 s; two million hold them
 	// in proportion, and a round averages over twice the time.
 	n := testenv.EnvInt(b, "BENCH_ROWS", 2_000_000)
-	rounds := testenv.EnvInt(b, "BENCH_AUDIT_ROUNDS", 15)
+	rounds := testenv.EnvInt(b, "BENCH_AUDIT_ROUNDS", 36)
 	pair := [2]string{"audit_off", "audit_on"}
 	if v := os.Getenv("BENCH_AUDIT_PAIR"); v != "" {
 		names := strings.Split(v, ",")
@@ -746,12 +748,13 @@ func BenchmarkAuditCostSideBySide(b *testing.B) {
 		}
 		pair = [2]string{auditWayNamed(b, names[0]).name, auditWayNamed(b, names[1]).name}
 	}
+	logs := sideBySideLogs(b, n, pair)
 	b.ResetTimer()
 	var costs, cpuCosts []float64
 	var rates, cpus [2][]float64
 	for range b.N {
 		for round := range rounds {
-			r, cpu := crossover(b, sideBySide(b, n, round, pair))
+			r, cpu := crossover(b, sideBySide(b, n, round, pair, logs))
 			costs = append(costs, 100*(1-r[1]/r[0]))
 			cpuCosts = append(cpuCosts, 100*(cpu[1]/cpu[0]-1))
 			for i := range rates {
@@ -802,8 +805,67 @@ func crossover(b *testing.B, phases [2][2][]step) (rates, cpu [2]float64) {
 }
 
 // auditChildEnv names the ways (of auditWays, comma-separated, in order)
-// a child process of BenchmarkAuditCostSideBySide runs.
-const auditChildEnv = "BENCH_AUDIT_CHILD"
+// a child process of BenchmarkAuditCostSideBySide runs; auditLogsEnv the
+// directory of its logs (sideBySideLogs).
+const (
+	auditChildEnv = "BENCH_AUDIT_CHILD"
+	auditLogsEnv  = "BENCH_AUDIT_LOGS"
+)
+
+// sideBySideLogs writes, once for all rounds, the logs the children of
+// BenchmarkAuditCostSideBySide drain and returns their directory: for
+// each process (0, 1) and phase (0, 1), <dir>/<process>/<phase> holds the
+// log of n events its way reads (with ingest's audit records or without),
+// hard links to the segments of one log of each kind, so that every
+// drain reads the same bytes. A log is locked by the process that opens
+// it, hence a directory each; each consumer reads it through a cursor of
+// its own (its group), and one that never moves keeps every segment
+// (openLog). Until 2026-12-05 each child wrote its two logs of 2,000,000
+// events before each phase: some 45 of a round's 110 seconds, where the
+// drains take 15 each.
+func sideBySideLogs(b *testing.B, n int, pair [2]string) string {
+	b.Helper()
+	dir := b.TempDir()
+	msgs := auditBenchMessages(b, n)
+	proto := map[bool]string{}
+	for i := range 2 {
+		for p := range 2 {
+			w := auditWayNamed(b, pair[i^p]) // process i runs way i^p in phase p
+			src, ok := proto[w.onLog]
+			if !ok {
+				src = filepath.Join(dir, "log-"+strconv.FormatBool(w.onLog))
+				if w.onLog {
+					fillLogMessages(b, src, msgs)
+				} else {
+					fillLogMessages(b, src, eventsOnly(msgs))
+				}
+				proto[w.onLog] = src
+			}
+			linkLog(b, src, filepath.Join(dir, strconv.Itoa(i), strconv.Itoa(p)))
+		}
+	}
+	return dir
+}
+
+// linkLog makes dst a log of the segments of the closed log src: a hard
+// link of each.
+func linkLog(b *testing.B, src, dst string) {
+	b.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".seg") {
+			if err := os.Link(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
 
 // step is a table's row count seen to change, when, and the process's
 // CPU time then.
@@ -818,7 +880,7 @@ type step struct {
 // second in reverse; for each phase it lets both prepare their logs and
 // tables, tells both to start at once, and takes their steps. It returns
 // the steps by phase and process.
-func sideBySide(b *testing.B, n, round int, pair [2]string) (phases [2][2][]step) {
+func sideBySide(b *testing.B, n, round int, pair [2]string, logs string) (phases [2][2][]step) {
 	b.Helper()
 	type child struct {
 		ways string
@@ -841,7 +903,7 @@ func sideBySide(b *testing.B, n, round int, pair [2]string) (phases [2][2][]step
 			args = append([]string{"taskset", "-c", cpuList(halves[(i+round/2)%2])}, args...)
 		}
 		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = append(os.Environ(), auditChildEnv+"="+ways, "BENCH_ROWS="+strconv.Itoa(n))
+		cmd.Env = append(os.Environ(), auditChildEnv+"="+ways, "BENCH_ROWS="+strconv.Itoa(n), auditLogsEnv+"="+filepath.Join(logs, strconv.Itoa(i)))
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -911,13 +973,13 @@ func auditCostChild(b *testing.B, ways string) {
 	e := newEnv(b)
 	e.cfg.BatchInterval = DefaultConfig().BatchInterval
 	stdin := bufio.NewReader(os.Stdin)
+	logs := os.Getenv(auditLogsEnv)
+	if logs == "" {
+		b.Fatalf("%s: not set", auditLogsEnv)
+	}
 	for p, name := range strings.Split(ways, ",") {
 		w := auditWayNamed(b, name)
-		msgs := auditBenchMessages(b, n)
-		if !w.onLog {
-			msgs = eventsOnly(msgs)
-		}
-		l := logOf(b, msgs)
+		l := openLog(b, filepath.Join(logs, strconv.Itoa(p)))
 		fresh := freshEnv(b, e, "side"+strconv.Itoa(p))
 		fmt.Println("audit-child ready")
 		if line, err := stdin.ReadString('\n'); err != nil || line != "go\n" {
