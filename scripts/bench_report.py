@@ -445,7 +445,8 @@ has about half the machine; median of {AUDIT_INGEST_RUNS} runs each). The consum
 size: their rates are each way's median run, their cost the median of the rounds' own costs (each round
 runs the ways back to back); these swing by up to 20% a round with the machine's speed. So the
 consumer's cost is also taken side by side (BenchmarkAuditCostSideBySide): off and on drain their logs
-at the same time, each in a process of its own with its own engine (drains of {fig(auditside, 'rows_per_drain')} rows), each way's rate and its process's
+at the same time, each in a process of its own with its own engine (drains of {fig(auditside, 'rows_per_drain')} rows, of the same
+two logs in every round: the events alone, and the same events with ingest's audit record after each request's 50), each way's rate and its process's
 CPU per row taken while both run, in the middle of their drains (from when both hold a tenth of their rows
 to when the first holds nine tenths: to the first one's end favoured it, its last batches having nothing
 after them in flight). (Two consumers in one process shared one engine, whose merges of the
