@@ -106,6 +106,22 @@ AUDIT_WAYS = (("audit_off", "audit off: no counting"),
 AUDIT_INGEST_RUNS = sum(1 for _ in glob.glob(os.path.join(work, "noaudit-[0-9]*.json"))) or 9
 
 
+def side_row(name, what, way):
+    """A row of BenchmarkAuditCostSideBySide's result in file name: audit_off
+    against way, median of its rounds with their interval and each round."""
+    m = bench_line(name, "AuditCostSideBySide")
+    if not m:
+        return f"| consumer from the local log, {what} | not measured | not measured | |"
+    rounds = raw_lines(name, "BenchmarkAuditCostSideBySide round")
+    costs = sorted(float(c) for c in re.findall(r"cost ([-+][\d.]+)%", rounds))
+    cpu = sorted(float(c) for c in re.findall(r"CPU ([-+][\d.]+)%", rounds))
+    return (f"| consumer from the local log, {what}, median of {len(costs)} rounds "
+            f"| {fig(m, 'audit_off_rows/s')} rows/s, {fig(m, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row "
+            f"| {fig(m, f'{way}_rows/s')} rows/s, {fig(m, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row "
+            f"| **{m['audit_cost_%']:+.1f}%**, 95% interval of the median {fig(m, 'audit_cost_lo_%', '{:+.1f}', '%')} to {fig(m, 'audit_cost_hi_%', '{:+.1f}', '%')} (rounds: {', '.join(f'{c:+.1f}%' for c in costs)}); "
+            f"CPU {fig(m, 'audit_cpu_cost_%', '{:+.1f}', '%')} (rounds: {', '.join(f'{c:+.1f}%' for c in cpu)}) |")
+
+
 def audit_rows():
     """Ingest with the audit off beside on (two processes loaded at the
     same time), then the consumer's: side by side, and BenchmarkAuditCost's
@@ -129,17 +145,8 @@ def audit_rows():
     if hb and hba:
         a, b = float(hb.group(1)), float(hba.group(1))
         out.append(f"| whole `/v1/events` handler, batch of 50, no broker (CPU per event) | {a / 1000:.2f} µs | {b / 1000:.2f} µs | {(b - a) / a:+.1%} |")
-    rounds = raw_lines("auditside.txt", "BenchmarkAuditCostSideBySide round")
-    side = [float(c) for c in re.findall(r"cost ([-+][\d.]+)%", rounds)]
-    side_cpu = [float(c) for c in re.findall(r"CPU ([-+][\d.]+)%", rounds)]
-    if auditside:
-        out.append(f"| consumer from the local log, off and on draining side by side (two processes, each with its engine and its half of the CPUs, each running off and on in turn, the other in the other order), median of {len(side)} rounds "
-                   f"| {fig(auditside, 'audit_off_rows/s')} rows/s, {fig(auditside, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row "
-                   f"| {fig(auditside, 'audit_on_rows/s')} rows/s, {fig(auditside, 'audit_on_cpu_us/row', '{:.2f}', ' µs')}/row "
-                   f"| **{auditside['audit_cost_%']:+.1f}%**, 95% interval of the median {fig(auditside, 'audit_cost_lo_%', '{:+.1f}', '%')} to {fig(auditside, 'audit_cost_hi_%', '{:+.1f}', '%')} (rounds: {', '.join(f'{c:+.1f}%' for c in sorted(side))}); "
-                   f"CPU {fig(auditside, 'audit_cpu_cost_%', '{:+.1f}', '%')} (rounds: {', '.join(f'{c:+.1f}%' for c in sorted(side_cpu))}) |")
-    else:
-        out.append("| consumer from the local log, side by side | not measured | not measured | |")
+    out.append(side_row("auditside.txt", "off and on draining side by side (two processes, each with its engine and its half of the CPUs, each running off and on in turn, the other in the other order)", "audit_on"))
+    out.append(side_row("auditcontrol.txt", "the same method's control: off beside off reading the log with ingest's audit records (what reading them costs; a method that favoured either log would show here)", "off_on_log"))
     runs = audit_runs()
     for way, what in AUDIT_WAYS[1:]:
         cost = paired_cost(runs.get("audit_off", []), runs.get(way, []))
@@ -456,7 +463,10 @@ A process's speed is a draw of its own (two identical consumers side by side dif
 each round is a crossover: two phases, one process running off then on, the other on then off; a
 round's cost is the geometric mean of each process's own on/off ratio, which neither a process's draw
 nor a drift of the machine between the phases moves. The figure is the median of the rounds, with a
-distribution-free 95% interval of that median (the sign test). The target is at most 3% of each.
+distribution-free 95% interval of that median (the sign test). The two logs are written together, a thousand
+messages of each in turn, so that neither is the older in the page cache; the control row runs the same method
+with the audit off on both sides, one reading the log that holds the records: its figure is what reading them
+costs, and one well below zero would mean the method favours a log. The target is at most 3% of each.
 
 | measure | audit off | audit on | cost (throughput lost; CPU added) |
 |---|---|---|---|
@@ -547,6 +557,7 @@ engine process share the same {os.cpu_count()} cores: the cores, not Kafka, boun
 {raw_lines("sink.txt", "rows/s")}
 {raw_lines("auditcost.txt", "rows/s")}
 {raw_lines("auditside.txt", "audit_cost_%")}
+{raw_lines("auditcontrol.txt", "audit_cost_%")}
 {raw_lines("merge.txt", "BenchmarkInsertAndMerge ")}
 {chr(10).join(l for l in fresh.splitlines() if 'fresh' in l)}
 {raw_lines("sustain.txt", "fresh")}
