@@ -209,8 +209,9 @@ BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-36} go test ./sinks/consumer -run 
 # The method's control, twelve rounds of the same: audit off against audit
 # off reading the log with ingest's records (what reading them costs, near
 # nothing): a figure well below zero would say the method favours one log
-# (on 2026-12-05, with the logs written one after the other, 8 rounds had a
-# median of -1.9%; written together, 12 had -0.1%).
+# (on 2026-12-05 its mid-drain window said -2.0%, as low as the audit's own
+# figure, where the whole drains said +1.0%: the headline is now the CPU per
+# row over the whole drains).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_CONTROL_ROUNDS:-12} BENCH_AUDIT_PAIR=audit_off,off_on_log go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 30m 2>&1 | tee "$work/auditcontrol.txt" >&2
 
 echo "== 5. freshness" >&2
