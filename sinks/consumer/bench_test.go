@@ -871,11 +871,11 @@ const (
 // drains take 15 each.
 //
 // The two kinds are written together, a thousand messages at a time, the
-// first kind in turn: written one after the other, the log written
-// second (the one with the records) drained faster in 5 of 8 control
-// rounds of off against off_on_log on 2026-12-05 (median 1.9%), which it
-// cannot do on its merits; so neither kind's pages are the older or the
-// later, nor its writeback still under way when the first round starts.
+// first kind in turn, so that neither kind's pages are the older, nor its
+// writeback still under way when the first round starts. (Written one
+// after the other, the log with the records drained "faster" in control
+// rounds of off against off_on_log on 2026-12-05; written together it
+// still did, mid-drain: that was sharedRates' window, not the logs.)
 func sideBySideLogs(b *testing.B, n int, pair [2]string) string {
 	b.Helper()
 	dir := b.TempDir()
@@ -1140,9 +1140,8 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 // middle). On 2026-12-05 the steps of four rounds (BENCH_AUDIT_STEPS)
 // said +1.5%, +3.7%, +5.6% and +3.9% for the audit over each process's
 // own tenth to nine tenths, where this window said -4.1%, -2.3%, -4.6%
-// and +2.6%. So
-// BenchmarkAuditCostSideBySide's cost is taken over the whole drains
-// (wholeDrain), and this is shown beside it.
+// and +2.6%. So BenchmarkAuditCostSideBySide's cost is taken over the
+// whole drains (wholeDrain), and this is shown beside it.
 func sharedRates(steps [2][]step) (rates, cpu [2]float64) {
 	var start, end time.Time
 	for i, s := range steps {
