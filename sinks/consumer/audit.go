@@ -28,7 +28,7 @@ import (
 // pipeline_audit. Storing the same rows twice must count them once (the
 // table keeps one row per record id).
 type AuditSink interface {
-	WriteAudit(ctx context.Context, token string, rows []audit.Row) error
+	WriteAudit(ctx context.Context, rows []audit.Row) error
 }
 
 var (
@@ -286,12 +286,11 @@ func (c *Consumer) startAudit(p *pending) (wait func() error) {
 		return func() error { return nil }
 	}
 	as := c.sink.(AuditSink)
-	token := auditToken(rows)
 	done := make(chan struct{})
 	var err error
 	go func() {
 		defer close(done)
-		err = c.retry("write audit rows", func() error { return as.WriteAudit(c.ctx, token, rows) })
+		err = c.retry("write audit rows", func() error { return as.WriteAudit(c.ctx, rows) })
 	}()
 	return func() error {
 		<-done
@@ -299,8 +298,12 @@ func (c *Consumer) startAudit(p *pending) (wait func() error) {
 	}
 }
 
-// auditToken is the insert_deduplication_token of audit rows: a hash of
-// their record ids and counts, in order.
+// auditToken is ClickHouseSink's insert_deduplication_token of audit
+// rows: a hash of their record ids and counts, in order, so that a retry
+// of the same insert is stored once. EngineSink names its kept files
+// instead (keptAudit): hashing every batch's rows here was 0.27% of the
+// audit-on consumer's CPU in BenchmarkAuditGoSide's drains (2026-12-05),
+// for a name the engine sink does not need to be a hash.
 func auditToken(rows []audit.Row) string {
 	h := sha256.New()
 	var buf []byte
@@ -315,10 +318,11 @@ func auditToken(rows []audit.Row) string {
 // auditColumns are pipeline_audit's columns the consumer writes.
 const auditColumns = "window_start, source, stage, reason, record_id, n"
 
-// WriteAudit inserts rows into pipeline_audit.
-func (s *ClickHouseSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
+// WriteAudit inserts rows into pipeline_audit, with auditToken(rows) as
+// the insert's deduplication token.
+func (s *ClickHouseSink) WriteAudit(ctx context.Context, rows []audit.Row) error {
 	table := auditTable(s.table)
-	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token, "async_insert": 0})),
+	ins, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": auditToken(rows), "async_insert": 0})),
 		"INSERT INTO "+table+" ("+auditColumns+")")
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", table, err)
@@ -365,7 +369,11 @@ const (
 
 // auditFilePrefix names the kept audit files: the prefix, the time kept
 // (20 digits of Unix nanoseconds, so that names sort in the order kept)
-// and the rows' token.
+// and the random part of the temporary file's name (os.CreateTemp: unique
+// in the directory when it was made), so that no two kept files, of this
+// process or another on the same directory, share a name. A file's name
+// is its insert's deduplication token (recoverAudit), the same however
+// often the file is inserted.
 const auditFilePrefix = "audit-"
 
 // keptAudit is what EngineSink holds of the audit rows kept and not yet
@@ -385,7 +393,7 @@ type keptAudit struct {
 // not take the sink's lock: it runs while WriteBatch encodes the batch's
 // block (Batch.ready), and touches no kept block. Native, not VALUES: the
 // engine parsed a VALUES row in about 4.5 µs.
-func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
+func (s *EngineSink) WriteAudit(ctx context.Context, rows []audit.Row) error {
 	tmp, err := s.encoded(auditNative(rows))
 	if err != nil {
 		return fmt.Errorf("encoding %d audit rows: %w", len(rows), err)
@@ -394,7 +402,8 @@ func (s *EngineSink) WriteAudit(ctx context.Context, token string, rows []audit.
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
-	path := filepath.Join(s.dir(), fmt.Sprintf("%s%020d-%s.native", auditFilePrefix, now.UnixNano(), token))
+	unique := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(tmp), tempPrefix), ".native")
+	path := filepath.Join(s.dir(), fmt.Sprintf("%s%020d-%s.native", auditFilePrefix, now.UnixNano(), unique))
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("keeping %d audit rows: %w", len(rows), err)
@@ -437,7 +446,7 @@ func (s *EngineSink) flushAuditLocked(ctx context.Context) error {
 		return fmt.Errorf("encoding %d kept audit rows: %w", len(a.rows.rows), err)
 	}
 	defer os.Remove(path)
-	// Unique: the files' names are (the time kept and the rows' token).
+	// Unique: the files' names are (auditFilePrefix).
 	token := strings.TrimSuffix(filepath.Base(a.files[0]), ".native") + "+" + strconv.Itoa(len(a.files))
 	if err := s.insertAudit(ctx, token, path); err != nil {
 		return fmt.Errorf("inserting %d kept audit rows of %d batches: %w", len(a.rows.rows), len(a.files), err)

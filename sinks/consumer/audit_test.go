@@ -241,7 +241,7 @@ func TestAuditRowsAreStoredExactlyThroughEitherSink(t *testing.T) {
 		t.Run(sk.name, func(t *testing.T) {
 			e := newEnv(t)
 			as := sk.new(e, t).(AuditSink)
-			if err := as.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
+			if err := as.WriteAudit(context.Background(), rows); err != nil {
 				t.Fatal(err)
 			}
 			flushKept(t, as)
@@ -285,7 +285,7 @@ type heldAuditSink struct {
 	release      chan struct{}
 }
 
-func (s *heldAuditSink) WriteAudit(ctx context.Context, token string, rows []audit.Row) error {
+func (s *heldAuditSink) WriteAudit(ctx context.Context, rows []audit.Row) error {
 	if s.audits.Add(1) == 1 {
 		return errors.New("injected: the audit insert failed")
 	}
@@ -298,7 +298,7 @@ func (s *heldAuditSink) WriteAudit(ctx context.Context, token string, rows []aud
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.EngineSink.WriteAudit(ctx, token, rows)
+	return s.EngineSink.WriteAudit(ctx, rows)
 }
 
 func (s *heldAuditSink) WriteBatch(ctx context.Context, b *Batch) error {
@@ -434,7 +434,7 @@ func TestKeptAuditRowsAreInsertedOnceDueOrRecovered(t *testing.T) {
 		}
 		s := engineSink(t, e.db)
 		for _, rows := range writes {
-			if err := s.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
+			if err := s.WriteAudit(context.Background(), rows); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -466,7 +466,7 @@ func TestKeptAuditRowsAreInsertedOnceDueOrRecovered(t *testing.T) {
 		e := newEnv(t)
 		stopped := engineSink(t, e.db)
 		for _, rows := range writes {
-			if err := stopped.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
+			if err := stopped.WriteAudit(context.Background(), rows); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -599,7 +599,7 @@ func TestRetriedAuditInsertIsStoredOnce(t *testing.T) {
 			}
 			as := sk.new(e, t).(AuditSink)
 			for range 2 {
-				if err := as.WriteAudit(context.Background(), auditToken(rows), rows); err != nil {
+				if err := as.WriteAudit(context.Background(), rows); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -134,7 +134,7 @@ func (s *EngineSink) Recover(ctx context.Context) (int, error) {
 	}
 	// Blocks encoded and never kept: their batches were never inserted,
 	// and they come again from the bus.
-	unkept, _ := filepath.Glob(filepath.Join(s.dir(), "writing-*.native"))
+	unkept, _ := filepath.Glob(filepath.Join(s.dir(), tempPrefix+"*.native"))
 	for _, path := range unkept {
 		if err := os.Remove(path); err != nil {
 			return 0, fmt.Errorf("removing a block never kept: %w", err)
@@ -188,13 +188,16 @@ func (s *EngineSink) encoded(block []byte) (string, error) {
 	})
 }
 
+// tempPrefix begins the names of the temporary files writeTemp makes.
+const tempPrefix = "writing-"
+
 // writeTemp creates a temporary file under dir(), has write fill it, and
 // returns its path; on an error the file is removed.
 func (s *EngineSink) writeTemp(write func(*os.File) error) (string, error) {
 	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
 		return "", fmt.Errorf("creating %s: %w", s.dir(), err)
 	}
-	f, err := os.CreateTemp(s.dir(), "writing-*.native")
+	f, err := os.CreateTemp(s.dir(), tempPrefix+"*.native")
 	if err != nil {
 		return "", fmt.Errorf("encoding the batch's block: %w", err)
 	}

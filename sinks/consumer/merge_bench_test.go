@@ -153,7 +153,7 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 	for i := range paths {
 		time.Sleep(time.Until(t0.Add(time.Duration(i) * pace)))
 		if auditRows != nil {
-			if err := sink.WriteAudit(context.Background(), auditToken(auditRows[i]), auditRows[i]); err != nil {
+			if err := sink.WriteAudit(context.Background(), auditRows[i]); err != nil {
 				b.Fatal(err)
 			}
 		}
