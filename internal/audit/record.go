@@ -9,9 +9,12 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/segmentio/encoding/json"
@@ -115,9 +118,12 @@ func IsRecord(m bus.Message) bool {
 
 // Decode decodes an audit message.
 func Decode(m bus.Message) (Record, error) {
-	var r Record
-	if err := json.Unmarshal(m.Value, &r); err != nil {
-		return Record{}, fmt.Errorf("%w: %w", ErrBadRecord, err)
+	r, ok := decodeCanonical(m.Value)
+	if !ok {
+		r = Record{}
+		if err := json.Unmarshal(m.Value, &r); err != nil {
+			return Record{}, fmt.Errorf("%w: %w", ErrBadRecord, err)
+		}
 	}
 	if _, err := uuid.Parse(r.ID); err != nil {
 		return Record{}, fmt.Errorf("%w: audit_id %q: not a UUID", ErrBadRecord, r.ID)
@@ -153,4 +159,119 @@ func (r Record) Rows() []Row {
 			RecordID: r.ID + "/" + c.Stage + "/" + c.Reason, N: c.N})
 	}
 	return out
+}
+
+// decodeCanonical decodes v when it is in the form Message writes: a
+// Record's fields in their order, no spaces, strings without escapes and
+// the window in RFC 3339. It reports false for any other form, which
+// Decode leaves to json.Unmarshal; what it decodes, json.Unmarshal would
+// decode alike (TestDecodeCanonicalAgreesWithUnmarshal). The consumer
+// decodes a record per request or group of them: json.Unmarshal took
+// about 1 µs a record (BenchmarkDecodeRows), 0.5% of the audit-on
+// consumer's CPU in BenchmarkAuditGoSide's drains (2026-12-05).
+func decodeCanonical(v []byte) (r Record, ok bool) {
+	c := canonical{b: v}
+	var window []byte
+	if !c.lit(`{"audit_id":`) || !c.str(&r.ID) || !c.lit(`,"source":`) || !c.str(&r.Source) ||
+		!c.lit(`,"window":`) || !c.raw(&window) || !c.lit(`,"counts":[`) {
+		return Record{}, false
+	}
+	// time.Time's UnmarshalJSON parses its string so.
+	if err := r.Window.UnmarshalText(window); err != nil {
+		return Record{}, false
+	}
+	for first := true; !c.lit("]"); first = false {
+		var n Count
+		if !first && !c.lit(",") || !c.lit(`{"stage":`) || !c.name(&n.Stage) ||
+			c.lit(`,"reason":`) && (!c.name(&n.Reason) || n.Reason == "") || !c.lit(`,"n":`) || !c.uint(&n.N) || !c.lit("}") {
+			return Record{}, false
+		}
+		r.Counts = append(r.Counts, n)
+	}
+	if !c.lit("}") || len(c.b) != 0 || r.Counts == nil {
+		return Record{}, false
+	}
+	return r, true
+}
+
+// canonical reads the form Message writes; each method takes what it
+// names from the front of b and reports whether it was there.
+type canonical struct{ b []byte }
+
+// lit takes s.
+func (c *canonical) lit(s string) bool {
+	if len(c.b) < len(s) || string(c.b[:len(s)]) != s {
+		return false
+	}
+	c.b = c.b[len(s):]
+	return true
+}
+
+// str takes a string without escapes and control characters, in UTF-8,
+// into *s (a copy: a record's strings outlive the message's bytes).
+func (c *canonical) str(s *string) bool {
+	var v []byte
+	if !c.raw(&v) {
+		return false
+	}
+	*s = string(v)
+	return true
+}
+
+// names are the stages and the routes (accepted's reasons): the strings
+// a record's counts name most.
+var names = [...]string{Accepted, Published, Spooled, Rejected, Dropped, Refused}
+
+// name is str for a count's stage or reason: one of names is not copied.
+func (c *canonical) name(s *string) bool {
+	var v []byte
+	if !c.raw(&v) {
+		return false
+	}
+	for _, n := range names {
+		if string(v) == n {
+			*s = n
+			return true
+		}
+	}
+	*s = string(v)
+	return true
+}
+
+// raw is str, *v the string's bytes in b.
+func (c *canonical) raw(v *[]byte) bool {
+	if !c.lit(`"`) {
+		return false
+	}
+	i := bytes.IndexByte(c.b, '"')
+	if i < 0 {
+		return false
+	}
+	for _, b := range c.b[:i] {
+		if b < 0x20 || b == '\\' {
+			return false
+		}
+	}
+	if !utf8.Valid(c.b[:i]) {
+		return false
+	}
+	*v, c.b = c.b[:i], c.b[i+1:]
+	return true
+}
+
+// uint takes an unsigned integer without a leading zero into *n.
+func (c *canonical) uint(n *uint64) bool {
+	i := 0
+	for i < len(c.b) && c.b[i] >= '0' && c.b[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 1 && c.b[0] == '0' {
+		return false
+	}
+	v, err := strconv.ParseUint(string(c.b[:i]), 10, 64)
+	if err != nil {
+		return false
+	}
+	*n, c.b = v, c.b[i:]
+	return true
 }
