@@ -1077,6 +1077,7 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 	r0, t0 := rusage(b), threadCPU()
 	// The first step is the start, with no rows: the CPU a consumer spends
 	// before its first insert shows in the steps (BENCH_AUDIT_STEPS).
+	events0 := engineCounters(b, fresh, true)
 	steps := []step{{At: time.Now(), CPU: cpuTime(b)}}
 	c := startOnLog(b, fresh, l, engineSink(b, fresh.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 	var mid0 map[string]time.Duration
@@ -1104,6 +1105,7 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 	stop()
 	runtime.ReadMemStats(&m1)
 	r1 := rusage(b)
+	events1 := engineCounters(b, fresh, true)
 	// The Go heap's share of the way's cost: what its drain allocated and
 	// how many collections that took; and the process's user and system
 	// CPU and page faults (on stderr, beside the rounds).
@@ -1112,6 +1114,16 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 		float64(r1.Utime.Nano()-r0.Utime.Nano())/1e3/float64(n), float64(r1.Stime.Nano()-r0.Stime.Nano())/1e3/float64(n), float64(r1.Minflt-r0.Minflt)/float64(n))
 	fmt.Fprintf(os.Stderr, "audit-child %s: CPU µs/row by thread name:%s\n", w.name, threadCPUSince(t0, n))
 	fmt.Fprintf(os.Stderr, "audit-child %s: mid-drain (1/5 to 7/10 of the rows) CPU µs/row by thread name:%s\n", w.name, midLine)
+	// The engine's work in counts, which do not swing with the machine's
+	// speed: its inserts (the events' batches, and the audit rows' with the
+	// audit on) and its merges, which take the MergeMutate threads' CPU
+	// above; with BENCH_AUDIT_EVENTS, every counter that moved.
+	d := func(k string) uint64 { return events1[k] - events0[k] }
+	fmt.Fprintf(os.Stderr, "audit-child %s: engine: %d inserts of %d rows, %d merges of %d rows (%d ms)\n",
+		w.name, d("InsertQuery"), d("InsertedRows"), d("Merge"), d("MergedRows"), d("MergeTotalMilliseconds"))
+	if os.Getenv("BENCH_AUDIT_EVENTS") != "" {
+		printEventDeltas("child-"+w.name, events0, events1, n)
+	}
 	if err := shutdown(c); err != nil {
 		b.Fatal(err)
 	}
