@@ -1124,11 +1124,38 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 	if os.Getenv("BENCH_AUDIT_EVENTS") != "" {
 		printEventDeltas("child-"+w.name, events0, events1, n)
 	}
+	printParts(fresh, w.name)
 	if err := shutdown(c); err != nil {
 		b.Fatal(err)
 	}
 	dropDatabase(b, fresh)
 	return steps
+}
+
+// printParts prints to stderr, per table of fresh's database, the parts
+// its drain made, from system.parts (the engine keeps no part_log; parts
+// merged away stay listed, inactive, for some minutes): parts written by
+// inserts (level 0) and made by merges (level > 0), with their rows, so
+// that the merges the MergeMutate threads ran can be told apart by table.
+func printParts(fresh *env, way string) {
+	rows, err := fresh.conn.Query(context.Background(), "SELECT table, countIf(level = 0), sumIf(rows, level = 0), countIf(level > 0), "+
+		"sumIf(rows, level > 0) FROM system.parts WHERE database = ? GROUP BY table ORDER BY table", fresh.db)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "audit-child %s: parts: %v\n", way, err)
+		return
+	}
+	defer rows.Close()
+	line := ""
+	for rows.Next() {
+		var table string
+		var inserted, insertedRows, merged, mergedRows uint64
+		if err := rows.Scan(&table, &inserted, &insertedRows, &merged, &mergedRows); err != nil {
+			fmt.Fprintf(os.Stderr, "audit-child %s: parts: %v\n", way, err)
+			return
+		}
+		line += fmt.Sprintf(" %s %d inserted (%d rows), %d merged (%d rows);", table, inserted, insertedRows, merged, mergedRows)
+	}
+	fmt.Fprintf(os.Stderr, "audit-child %s: parts:%s\n", way, line)
 }
 
 // sharedRates is each table's insert rate while both were being filled,
