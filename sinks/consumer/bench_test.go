@@ -1074,10 +1074,10 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 	stop := profile(b, "side-"+w.name+"-"+strconv.Itoa(os.Getpid())) // one file per process and way
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
+	events0 := engineCounters(b, fresh, true) // before the figures below start: its query is not the drain's
 	r0, t0 := rusage(b), threadCPU()
 	// The first step is the start, with no rows: the CPU a consumer spends
 	// before its first insert shows in the steps (BENCH_AUDIT_STEPS).
-	events0 := engineCounters(b, fresh, true)
 	steps := []step{{At: time.Now(), CPU: cpuTime(b)}}
 	c := startOnLog(b, fresh, l, engineSink(b, fresh.db), func(c *Consumer) error { return c.SetAudit(w.on) })
 	var mid0 map[string]time.Duration
