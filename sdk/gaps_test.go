@@ -46,6 +46,7 @@ func TestBrowserDropAtUnloadIsReportedAsAGap(t *testing.T) {
 	cfg.Ingest.Listen, cfg.Embedded.Listen, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Ingest.CORSOrigins = []string{pages.URL}
 	cfg.Consumer.BatchInterval = 200 * time.Millisecond
+	cfg.Audit.FlushInterval = time.Second // the counts within the wait below, not the default 30 s
 	p, err := pipeline.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

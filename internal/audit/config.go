@@ -28,11 +28,21 @@ type Config struct {
 	// minutes closed since the last), so its cost follows the ingest rate,
 	// not the span. Default 10m.
 	MetricsSpan time.Duration `mapstructure:"metrics_span"`
+	// FlushInterval is how long the consumer keeps its audit rows (through
+	// the embedded engine: kept in files, as good as stored) before it
+	// inserts those kept so far in one insert; it inserts them sooner once
+	// they are 50,000 rows, and all of them when it stops. Each insert is a
+	// part of pipeline_audit for the engine to write and merge, so fewer
+	// are cheaper (sinks/consumer, auditFlushRows). The counts reach the
+	// report this much later, so it must be well within grace: at most
+	// half of it. Default 30s (5s until 2026-12-05).
+	FlushInterval time.Duration `mapstructure:"flush_interval"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Enabled: true, Grace: 2 * time.Minute, MetricsInterval: time.Minute, MetricsSpan: 10 * time.Minute}
+	return Config{Enabled: true, Grace: 2 * time.Minute, MetricsInterval: time.Minute, MetricsSpan: 10 * time.Minute,
+		FlushInterval: 30 * time.Second}
 }
 
 // Validate names the invalid field.
@@ -46,6 +56,9 @@ func (c Config) Validate() error {
 	}
 	if c.MetricsInterval > 0 && c.MetricsSpan < time.Minute {
 		errs = append(errs, errors.New("audit.metrics_span: must be >= 1m when audit.metrics_interval is set"))
+	}
+	if c.FlushInterval <= 0 || c.Grace > 0 && c.FlushInterval > c.Grace/2 {
+		errs = append(errs, errors.New("audit.flush_interval: must be > 0 and at most half of audit.grace (the counts must land within it)"))
 	}
 	return errors.Join(errs...)
 }

@@ -309,6 +309,9 @@ func chaosArgs(sub string, extra ...string) []string {
 	args := []string{sub, "--listen", "127.0.0.1:0",
 		"--set", "embedded.listen=127.0.0.1:0",
 		"--set", "consumer.batch_interval=200ms",
+		// The consumer's counts inserted every 5 s, not the default 30 s:
+		// auditSettled waits 30 s for them while the pipeline runs.
+		"--set", "audit.flush_interval=5s",
 		"--set", "ingest.retry_after=1s",
 		"--set", "log.format=json",
 		"--set", "serve.shutdown_timeout=15s",

@@ -74,6 +74,8 @@ func TestLoadRefusesInvalidConfigNamingTheField(t *testing.T) {
 		{"short staff token outside dev", map[string]string{"TELEMETRY_DEV": "false", "TELEMETRY_DASHBOARD_TOKEN": "short-staff-token"}, "", "dashboard.token: must be at least 32 characters"},
 		{"dashboard listen", nil, "dashboard:\n  listen: nowhere\n", "dashboard.listen: must be host:port"},
 		{"go procs per cpu", map[string]string{"TELEMETRY_EMBEDDED_GO_PROCS_PER_CPU": "0"}, "", "embedded.go_procs_per_cpu: must be 1 to 8, got 0"},
+		{"audit flush interval past half the grace", map[string]string{"TELEMETRY_AUDIT_FLUSH_INTERVAL": "90s"}, "", "audit.flush_interval: must be > 0 and at most half of audit.grace"},
+		{"audit flush interval zero", nil, "audit:\n  flush_interval: 0s\n", "audit.flush_interval: must be > 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

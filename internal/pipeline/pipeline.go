@@ -521,7 +521,7 @@ func (p *Pipeline) startConsumer(ctx context.Context) error {
 	if p.consumer, err = consumer.New(p.cfg.Consumer, src, dlq, sink, p.log); err != nil {
 		return errors.Join(err, src.Close(), dlq.Close())
 	}
-	if err := p.consumer.SetAudit(p.cfg.Audit.Enabled); err != nil {
+	if err := p.consumer.SetAudit(p.cfg.Audit); err != nil {
 		return err
 	}
 	if p.privacy != nil {

@@ -31,6 +31,9 @@ func allInOne(t *testing.T) config.Config {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Dashboard.Listen = "127.0.0.1:0"
 	cfg.Consumer.BatchInterval = 200 * time.Millisecond
+	// The consumer's counts reach pipeline_audit within a second, not
+	// the default 30 s: the tests wait for them while it runs.
+	cfg.Audit.FlushInterval = time.Second
 	return cfg
 }
 

@@ -34,7 +34,7 @@ func (e *env) startAudited(t *testing.T, sink Sink, f Filter, hook func() error)
 		if err := c.SetFilter(f); err != nil {
 			return err
 		}
-		return c.SetAudit(true)
+		return c.SetAudit(auditConfig(true))
 	})
 }
 
@@ -337,7 +337,7 @@ func TestAuditRowsAreStoredBeforeTheirEventsAndTheCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetAudit(true); err != nil {
+	if err := c.SetAudit(auditConfig(true)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Start(context.Background()); err != nil {
@@ -403,7 +403,7 @@ func TestAuditRowsAreStoredBeforeTheirEventsAndTheCommit(t *testing.T) {
 func flushKept(t *testing.T, as AuditSink) {
 	t.Helper()
 	if f, ok := as.(auditFlusher); ok {
-		if err := f.FlushAudit(context.Background(), true); err != nil {
+		if err := f.FlushAudit(context.Background(), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -438,7 +438,7 @@ func TestKeptAuditRowsAreInsertedOnceDueOrRecovered(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.FlushAudit(context.Background(), false); err != nil {
+		if err := s.FlushAudit(context.Background(), time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if n := rowsStored(e); n != 0 {
@@ -447,8 +447,8 @@ func TestKeptAuditRowsAreInsertedOnceDueOrRecovered(t *testing.T) {
 		if kept, _ := filepath.Glob(filepath.Join(s.dir(), auditFilePrefix+"*")); len(kept) != len(writes) {
 			t.Fatalf("kept files %v, want %d", kept, len(writes))
 		}
-		s.audit.since = s.audit.since.Add(-auditFlushAge) // as if the first were kept auditFlushAge ago
-		if err := s.FlushAudit(context.Background(), false); err != nil {
+		s.audit.since = s.audit.since.Add(-time.Minute) // as if the first were kept a minute ago
+		if err := s.FlushAudit(context.Background(), time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		// One insert of one row per key: no FINAL needed.

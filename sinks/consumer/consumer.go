@@ -117,8 +117,11 @@ type Consumer struct {
 	held map[position]int64
 
 	// audit, when set (SetAudit), stores ingest's audit records and the
-	// consumer's own counts in pipeline_audit (audit.go).
-	audit bool
+	// consumer's own counts in pipeline_audit (audit.go); auditFlush is
+	// how long a sink that keeps them (auditFlusher) keeps them before it
+	// inserts them (audit.Config.FlushInterval).
+	audit      bool
+	auditFlush time.Duration
 
 	mu       sync.Mutex
 	started  bool
@@ -223,29 +226,31 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 }
 
 // auditFlusher is an AuditSink that keeps audit rows before it inserts
-// them (EngineSink): the consumer has it insert them when due, and all of
-// them once its last batch is stored.
+// them (EngineSink): the consumer has it insert them once the oldest is
+// auditFlush old, and all of them once its last batch is stored.
 type auditFlusher interface {
-	FlushAudit(ctx context.Context, all bool) error
+	// FlushAudit inserts the kept rows if the oldest was kept at least
+	// olderThan ago (0: whatever is kept).
+	FlushAudit(ctx context.Context, olderThan time.Duration) error
 }
 
-// flushAudit has f insert its kept audit rows when due, checking every
-// fifth of auditFlushAge, and all of them once run has returned (the last
-// batch stored), within flushGrace. Rows it leaves kept are inserted by
-// the next start (Recover).
+// flushAudit has f insert its kept audit rows once the oldest is
+// auditFlush old, checking every fifth of that, and all of them once run
+// has returned (the last batch stored), within flushGrace. Rows it leaves
+// kept are inserted by the next start (Recover).
 func (c *Consumer) flushAudit(f auditFlusher) {
-	tick := time.NewTicker(auditFlushAge / 5)
+	tick := time.NewTicker(c.auditFlush / 5)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
-			if err := f.FlushAudit(c.ctx, false); err != nil && c.ctx.Err() == nil {
+			if err := f.FlushAudit(c.ctx, c.auditFlush); err != nil && c.ctx.Err() == nil {
 				c.log.Warn("inserting kept audit rows; they stay kept for the next try", "err", err)
 			}
 		case <-c.done:
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), flushGrace)
 			defer cancel()
-			if err := f.FlushAudit(ctx, true); err != nil {
+			if err := f.FlushAudit(ctx, 0); err != nil {
 				c.log.Warn("inserting kept audit rows at shutdown; the next start inserts them", "err", err)
 			}
 			return

@@ -21,7 +21,7 @@ import (
 
 // discardSink stores nothing, doing the Go side of EngineSink's work: each
 // batch's block encoded (to io.Discard), the audit rows kept one per key
-// and encoded as their insert's block every auditFlushAge.
+// and encoded as their insert's block every audit.flush_interval.
 type discardSink struct {
 	rows atomic.Int64
 	mu   sync.Mutex
@@ -45,7 +45,7 @@ func (s *discardSink) WriteAudit(_ context.Context, rows []audit.Row) error {
 	if s.at.IsZero() {
 		s.at = time.Now()
 	}
-	if time.Since(s.at) >= auditFlushAge || len(s.kept.rows) >= auditFlushRows {
+	if time.Since(s.at) >= audit.DefaultConfig().FlushInterval || len(s.kept.rows) >= auditFlushRows {
 		s.buf = auditNative(s.kept.rows)
 		s.kept, s.at = newKeyedRows(len(s.kept.rows)), time.Time{}
 	}
@@ -100,7 +100,7 @@ func BenchmarkAuditGoSide(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := c.SetAudit(on); err != nil {
+			if err := c.SetAudit(auditConfig(on)); err != nil {
 				b.Fatal(err)
 			}
 			stop := profile(b, "goside-"+strconv.FormatBool(on)+"-"+strconv.Itoa(round))
@@ -169,7 +169,7 @@ func BenchmarkAuditStore(b *testing.B) {
 					}
 				}
 				c1 := cpuTime(b)
-				if err := s.FlushAudit(context.Background(), true); err != nil {
+				if err := s.FlushAudit(context.Background(), 0); err != nil {
 					b.Fatal(err)
 				}
 				write, flush = write+c1-c0, flush+cpuTime(b)-c1

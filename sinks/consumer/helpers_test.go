@@ -20,6 +20,7 @@ import (
 
 	"github.com/sora3web/telemetry/bus"
 	"github.com/sora3web/telemetry/bus/broker"
+	"github.com/sora3web/telemetry/internal/audit"
 	"github.com/sora3web/telemetry/internal/testenv"
 	"github.com/sora3web/telemetry/schema"
 	"github.com/sora3web/telemetry/schema/migrations"
@@ -116,6 +117,13 @@ func engineSink(t testing.TB, db string) *EngineSink {
 		conns[i] = sess
 	}
 	return NewEngineSink(conns[0], conns[1], engine.Path(), db)
+}
+
+// auditConfig is the default audit config (its flush interval), on or off.
+func auditConfig(on bool) audit.Config {
+	cfg := audit.DefaultConfig()
+	cfg.Enabled = on
+	return cfg
 }
 
 // startSink runs a consumer of e's topic writing to sink.

@@ -162,7 +162,7 @@ func insertAndMerge(b *testing.B, e *env, name string, values [][]byte, batchRow
 		}
 	}
 	if auditRows != nil { // the last kept rows, as the consumer's stop inserts them
-		if err := sink.FlushAudit(context.Background(), true); err != nil {
+		if err := sink.FlushAudit(context.Background(), 0); err != nil {
 			b.Fatal(err)
 		}
 	}
