@@ -450,7 +450,7 @@ below it, measured in the same run.
 `audit.enabled` (default true) beside false, in this run. Ingest with the audit on publishes a
 group's events (a group commit of whole requests), each partition's share closed by the audit records counting it in the same record batch, before the 2xx (to the local log: one append); the consumer keeps its counts (and ingest's
 records, and its count of the rows each batch's insert stores) durable before each batch's rows and inserts those of
-several batches at once (the engine sink: every 50,000 rows or 5 s); since migration 0014 no view on the events table
+several batches at once (the engine sink: at 50,000 rows or every `audit.flush_interval`, 30 s; 5 s until 2026-12-05); since migration 0014 no view on the events table
 counts the inserted rows (the consumer does). Ingest
 runs in two processes, one per setting, loaded at the same time by a load generator each (so each
 has about half the machine; median of {AUDIT_INGEST_RUNS} runs each). The consumer's ways alternate BENCH_AUDIT_ROUNDS times (BenchmarkAuditCost), at the default batch
@@ -472,7 +472,7 @@ distribution-free 95% interval of that median (the sign test). The two logs are 
 messages of each in turn, so that neither is the older in the page cache; the control row runs the same method
 with the audit off on both sides, one reading the log that holds the records: its figure is what reading them
 costs, and one well below zero would mean the method favours a log. The headline of each row is the CPU
-per row over the whole drains (each process's CPU time from its consumer's start to its last row; the same
+per row over the whole drains (each process's CPU time from its consumer's start to its last row and, with the audit on, the insert of the counts it still kept then; the same
 crossover's geometric mean per round): each process has one core and is CPU-bound, so that is the inverse
 of its throughput. The rate over the whole drains and the mid-drain window's figures follow it; the window
 (one span of time for both) favours the slower way, its part of it lying earlier in its drain, where a row
