@@ -1136,11 +1136,40 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 		printEventDeltas("child-"+w.name, events0, events1, n)
 	}
 	printParts(fresh, w.name)
+	if os.Getenv("BENCH_AUDIT_SETTLE") != "" {
+		settleMerges(b, fresh, w.name, steps, n)
+	}
 	if err := shutdown(c); err != nil {
 		b.Fatal(err)
 	}
 	dropDatabase(b, fresh)
 	return steps
+}
+
+// settleMerges waits until fresh's database has had no merge running for
+// a second (at most a minute) and prints to stderr the drain's CPU per row
+// to its last row (steps) and with the CPU spent while the merges it left
+// ran: a drain's end leaves merges of the parts it wrote undone, and a
+// slower drain gets more of them done inside it, so its CPU per row to the
+// last row counts more of the work every row needs in the end. This says
+// how much of a way's cost that is (BENCH_AUDIT_SETTLE=1). The line names
+// the process, so that its two ways can be paired.
+func settleMerges(b *testing.B, fresh *env, way string, steps []step, n int) {
+	b.Helper()
+	t0, c0 := time.Now(), cpuTime(b)
+	quiet := 0
+	for quiet < 10 && time.Since(t0) < time.Minute {
+		if fresh.count(b, "SELECT count() FROM system.merges WHERE database = '"+fresh.db+"'") == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	first, last := steps[0], steps[len(steps)-1]
+	drain := last.CPU - first.CPU
+	fmt.Fprintf(os.Stderr, "audit-child %s pid %d: settled: %.3f CPU µs/row to the last row, %.3f with the merges it left (settled after %.1f s)\n",
+		way, os.Getpid(), float64(drain.Microseconds())/float64(n), float64((drain+cpuTime(b)-c0).Microseconds())/float64(n), time.Since(t0).Seconds())
 }
 
 // printParts prints to stderr, per table of fresh's database, the parts
