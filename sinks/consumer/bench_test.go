@@ -1105,7 +1105,7 @@ func drainSide(b *testing.B, fresh *env, l *wal.Log, w auditWay, n int) []step {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The drain ends once its audit rows are stored too: the kept rows
-	// not yet inserted (those of the last audit_flush_interval, with the
+	// not yet inserted (those of the last audit.flush_interval, with the
 	// audit on) are inserted now and their insert counted, so that a
 	// longer interval cannot hide the audit's inserts past the drain's
 	// end. With the audit off there is nothing kept and this is no work.
