@@ -136,10 +136,11 @@ for port in 18081 18082; do
 	./bin/telemetry loadgen --url http://127.0.0.1:$port --json --duration 10s --mode batch --batch 50 --concurrency "$conc" >/dev/null 2>&1
 done
 ab() { ./bin/telemetry loadgen --url "http://127.0.0.1:$1" --json --duration "${secs}s" "${@:2}" 2>/dev/null; }
-# AUDIT_INGEST_RUNS runs (default 9; bench_report.py counts them): the cost
+# AUDIT_INGEST_RUNS runs (default 15; bench_report.py counts them): the cost
 # is a few percent, and one run's swings as large (five runs spread from
-# -0.1% to +4.8% on 2026-12-04).
-for i in $(seq "${AUDIT_INGEST_RUNS:-9}"); do
+# -0.1% to +4.8% on 2026-12-04; nine said a median of +1.7% for beacons in
+# one make bench and +3.1% in the next, on 2026-12-05).
+for i in $(seq "${AUDIT_INGEST_RUNS:-15}"); do
 	for load in "batch 50 $conc" "beacon 1 $((conc * 4))"; do
 		read -r mode batch senders <<<"$load"
 		suffix=
@@ -204,15 +205,17 @@ BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -
 # median with its 95% interval. Single rounds still range over some 15
 # points on this machine, so the interval narrows with rounds: fifteen
 # until 2026-12-05 (then ~95 s each, the children writing their logs
-# every round) left one 11 points wide.
-BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-36} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 60m 2>&1 | tee "$work/auditside.txt" >&2
+# every round) left one 11 points wide. Each drain runs on until the merges
+# it left have settled (some 5 s; the headline since 2026-12-06), so a round
+# takes some 80 s.
+BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-36} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 90m 2>&1 | tee "$work/auditside.txt" >&2
 # The method's control, twelve rounds of the same: audit off against audit
 # off reading the log with ingest's records (what reading them costs, near
 # nothing): a figure well below zero would say the method favours one log
 # (on 2026-12-05 its mid-drain window said -2.0%, as low as the audit's own
 # figure, where the whole drains said +1.0%: the headline is now the CPU per
-# row over the whole drains).
-BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_CONTROL_ROUNDS:-12} BENCH_AUDIT_PAIR=audit_off,off_on_log go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 30m 2>&1 | tee "$work/auditcontrol.txt" >&2
+# row over the whole drains, until their merges settled).
+BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_CONTROL_ROUNDS:-12} BENCH_AUDIT_PAIR=audit_off,off_on_log go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 40m 2>&1 | tee "$work/auditcontrol.txt" >&2
 
 echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2

@@ -103,28 +103,38 @@ AUDIT_WAYS = (("audit_off", "audit off: no counting"),
 
 # The side-by-side runs of ingest with the audit off and on (bench.sh 8a):
 # as many as it made (its AUDIT_INGEST_RUNS).
-AUDIT_INGEST_RUNS = sum(1 for _ in glob.glob(os.path.join(work, "noaudit-[0-9]*.json"))) or 9
+AUDIT_INGEST_RUNS = sum(1 for _ in glob.glob(os.path.join(work, "noaudit-[0-9]*.json"))) or 15
 
 
 def side_row(name, what, way):
     """A row of BenchmarkAuditCostSideBySide's result in file name: audit_off
-    against way, each round's CPU per row over the whole drains (the
-    headline), its rate over them, and its rate and CPU mid-drain."""
+    against way, each round's CPU per row until the drains' merges settled
+    (the headline), to their last rows, their rate, and their rate and CPU
+    mid-drain."""
     m = bench_line(name, "AuditCostSideBySide")
     if not m:
         return f"| consumer from the local log, {what} | not measured | not measured | |"
     rounds = raw_lines(name, "BenchmarkAuditCostSideBySide round")
     listed = lambda pattern: ", ".join(f"{c:+.1f}%" for c in sorted(float(c) for c in re.findall(pattern, rounds)))
-    cpu_rounds = listed(r"cost ([-+][\d.]+)%")
-    rate_rounds = listed(r"cost [-+][\d.]+%, rate ([-+][\d.]+)%")
-    mid_rounds = listed(r"CPU µs/row: rate ([-+][\d.]+)%")
+    pct = lambda k: fig(m, k, '{:+.1f}', '%')
     return (f"| consumer from the local log, {what}, median of {fig(m, 'rounds')} rounds "
-            f"| {fig(m, 'audit_off_rows/s')} rows/s, {fig(m, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row "
-            f"| {fig(m, f'{way}_rows/s')} rows/s, {fig(m, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row "
-            f"| CPU per row over the whole drains **{m['audit_cost_%']:+.1f}%**, 95% interval of the median {fig(m, 'audit_cost_lo_%', '{:+.1f}', '%')} to {fig(m, 'audit_cost_hi_%', '{:+.1f}', '%')} "
-            f"(rounds: {cpu_rounds}); rate over the whole drains {fig(m, 'audit_drain_rate_cost_%', '{:+.1f}', '%')} "
-            f"(rounds: {rate_rounds}); mid-drain rate {fig(m, 'audit_mid_cost_%', '{:+.1f}', '%')}, "
-            f"CPU {fig(m, 'audit_mid_cpu_cost_%', '{:+.1f}', '%')} (mid-drain rate rounds: {mid_rounds}) |")
+            f"| {fig(m, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row settled, {fig(m, 'audit_off_last_row_cpu_us/row', '{:.2f}', ' µs')}/row "
+            f"to the last row, {fig(m, 'audit_off_rows/s')} rows/s "
+            f"| {fig(m, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row settled, {fig(m, f'{way}_last_row_cpu_us/row', '{:.2f}', ' µs')}/row "
+            f"to the last row, {fig(m, f'{way}_rows/s')} rows/s "
+            f"| CPU per row until the merges settled **{m['audit_cost_%']:+.1f}%**, 95% interval of the median {pct('audit_cost_lo_%')} to {pct('audit_cost_hi_%')} "
+            f"(rounds: {listed(r'settled cost ([-+][0-9.]+)%')}); to the last row {pct('audit_last_row_cost_%')}, "
+            f"interval {pct('audit_last_row_cost_lo_%')} to {pct('audit_last_row_cost_hi_%')} "
+            f"(rounds: {listed(r'last-row cost ([-+][0-9.]+)%')}); rate to the last row {pct('audit_drain_rate_cost_%')} "
+            f"(rounds: {listed(r'last-row cost [-+][0-9.]+%, rate ([-+][0-9.]+)%')}); mid-drain rate {pct('audit_mid_cost_%')}, "
+            f"CPU {pct('audit_mid_cpu_cost_%')} (mid-drain rate rounds: {listed(r'CPU µs/row: rate ([-+][0-9.]+)%')}) |")
+
+
+def undone(m, way):
+    """The CPU per row a way's drains left to their merges after the last
+    row: the median settled figure less the median to the last row."""
+    settled, last = m.get(f"{way}_cpu_us/row"), m.get(f"{way}_last_row_cpu_us/row")
+    return f"{settled - last:.2f} CPU µs/row" if settled is not None and last is not None else "not measured"
 
 
 def audit_rows():
@@ -472,9 +482,13 @@ distribution-free 95% interval of that median (the sign test). The two logs are 
 messages of each in turn, so that neither is the older in the page cache; the control row runs the same method
 with the audit off on both sides, one reading the log that holds the records: its figure is what reading them
 costs, and one well below zero would mean the method favours a log. The headline of each row is the CPU
-per row over the whole drains (each process's CPU time from its consumer's start to its last row and, with the audit on, the insert of the counts it still kept then; the same
-crossover's geometric mean per round): each process has one core and is CPU-bound, so that is the inverse
-of its throughput. The rate over the whole drains and the mid-drain window's figures follow it; the window
+per row until the merges settled: each process's CPU time from its consumer's start to its last row and, with the audit on, the insert of the counts it still kept then,
+and on until its engine had run no merge for a second (the same crossover's geometric mean per round): each process has one core
+and is CPU-bound, so that is the inverse of its throughput, for the same work done by both ways (every row stored, and merged as far
+as the engine merges it). Until 2026-12-06 the CPU ran to the last row only (shown beside it): a drain's end leaves merges of the
+parts it wrote undone, and the faster way leaves more of them (in this run {undone(auditside, 'audit_off')} with the audit off,
+{undone(auditside, 'audit_on')} with it on, the medians' difference), so that figure charged the slower way with merges the other had merely
+left for later, and grew with any slowdown. The rate to the last row and the mid-drain window's figures follow; the window
 (one span of time for both) favours the slower way, its part of it lying earlier in its drain, where a row
 costs less than near the end (more parts to merge), so it is shown, not used. The target is at most 3% of each.
 
