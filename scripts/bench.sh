@@ -195,7 +195,7 @@ echo "== 8b. the audit's cost in the consumer (BenchmarkAuditCost)" >&2
 # and the cost is taken side by side (BenchmarkAuditCostSideBySide: off and on
 # draining at the same time, each in a process of its own with its engine).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCost$' -benchtime 1x -timeout 30m | tee "$work/auditcost.txt" >&2
-# Thirty-six rounds of two phases of 2,000,000 rows (about 40 s a round,
+# Thirty-six rounds of two phases of 2,000,000 rows (some 80 s a round,
 # after a minute writing the logs all rounds read; a million rows until
 # 2026-12-04, whose drains held one insert of the kept audit rows or none
 # where a steady flow has one every 5 s): in each phase one process drains
@@ -206,8 +206,7 @@ BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-5} go test ./sinks/consumer -run '^$' -
 # points on this machine, so the interval narrows with rounds: fifteen
 # until 2026-12-05 (then ~95 s each, the children writing their logs
 # every round) left one 11 points wide. Each drain runs on until the merges
-# it left have settled (some 5 s; the headline since 2026-12-06), so a round
-# takes some 80 s.
+# it left have settled (some 5 s; the headline since 2026-12-06).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-36} go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 90m 2>&1 | tee "$work/auditside.txt" >&2
 # The method's control, twelve rounds of the same: audit off against audit
 # off reading the log with ingest's records (what reading them costs, near
