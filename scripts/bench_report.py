@@ -152,9 +152,8 @@ def audit_rows():
             off, off_runs = median_run(off_prefix, key=rate, show=count, n=AUDIT_INGEST_RUNS)
             # Run i of each setting ran at the same time: the cost is the
             # median of the runs' own.
-            pairs = [(rate(j(f"{off_prefix}-{i}.json")), rate(j(f"{on_prefix}-{i}.json"))) for i in range(1, AUDIT_INGEST_RUNS + 1)]
             out.append(f"| {what} | off **{rate(off):,.0f}** events/s (runs: {off_runs}) "
-                       f"| on **{rate(on):,.0f}** (runs: {on_runs}) | {paired_cost(*zip(*pairs))} |")
+                       f"| on **{rate(on):,.0f}** (runs: {on_runs}) | {paired_cost(ingest_rates(off_prefix), ingest_rates(on_prefix))} |")
         except OSError:
             out.append(f"| {what} | not measured | not measured | |")
     if hb and hba:
@@ -175,14 +174,13 @@ def audit_target():
     """Whether the audit's cost, side by side with it off, is at most 3%
     in ingest's two loads and in the consumer (settled): yes when each
     median and its 95% interval's upper bound are."""
-    rate = lambda r: r["events_per_sec"]
     out, met = [], True
     for what, on_prefix, off_prefix in (("batches", "audit", "noaudit"), ("beacons", "audit-beacon", "noaudit-beacon")):
         try:
-            costs = [100 * (1 - rate(j(f"{on_prefix}-{i}.json")) / rate(j(f"{off_prefix}-{i}.json"))) for i in range(1, AUDIT_INGEST_RUNS + 1)]
+            costs = [100 * c for c in paired_costs(ingest_rates(off_prefix), ingest_rates(on_prefix))]
         except OSError:
             return "not measured"
-        med, (_, hi) = sorted(costs)[len(costs) // 2], median_interval(costs)
+        med, (_, hi) = costs[len(costs) // 2], median_interval(costs)
         met = met and med <= 3 and hi <= 3
         out.append(f"ingest {what} {med:+.1f}% (up to {hi:+.1f}%)")
     if "audit_cost_%" not in auditside:
@@ -191,6 +189,12 @@ def audit_target():
     met = met and med <= 3 and hi <= 3
     out.append(f"consumer {med:+.1f}% (up to {hi:+.1f}%)")
     return ("yes" if met else "no") + " (" + "; ".join(out) + ")"
+
+
+def ingest_rates(prefix):
+    """The events/s of each of ingest's side-by-side runs (bench.sh 8a)
+    whose files start with prefix, in run order."""
+    return [j(f"{prefix}-{i}.json")["events_per_sec"] for i in range(1, AUDIT_INGEST_RUNS + 1)]
 
 
 def audit_runs():
@@ -209,10 +213,16 @@ def paired_cost(off, on):
     machine, whose speed drifts by more than the cost within minutes."""
     if not off or len(off) != len(on):
         return "not measured"
-    costs = sorted((a - b) / a for a, b in zip(off, on))
+    costs = paired_costs(off, on)
     lo, hi = median_interval(costs)
     return (f"**{costs[len(costs) // 2]:+.1%}**, 95% interval of the median {lo:+.1%} to {hi:+.1%} "
             f"(rounds: {', '.join(f'{c:+.1%}' for c in costs)})")
+
+
+def paired_costs(off, on):
+    """Each round's throughput lost (a fraction), sorted: off's rate less
+    on's over off's, rounds paired by position."""
+    return sorted((a - b) / a for a, b in zip(off, on))
 
 
 def median_interval(xs):
