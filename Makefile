@@ -47,3 +47,9 @@ clean:
 .PHONY: bench
 bench: kafka-up
 	scripts/bench.sh
+
+# bench-audit: the completeness audit's cost to the consumer over long drains
+# (part of make bench); writes docs/benchmarks-audit.md.
+.PHONY: bench-audit
+bench-audit: chdb
+	scripts/bench_audit.sh

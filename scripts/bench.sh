@@ -23,7 +23,9 @@
 #   8. the completeness audit's cost: ingest -> Kafka at full speed, batches
 #      and beacons, audit.enabled false and true in two processes with
 #      alternating runs, and BenchmarkAuditCost (the consumer from the
-#      local log, audit off and on alternating, and each half of the cost)
+#      local log, audit off and on alternating, and each half of the cost),
+#      BenchmarkAuditCostSideBySide over drains of 2,000,000 rows and, in
+#      scripts/bench_audit.sh, of 6,000,000
 #   9. scale out on a private three-broker cluster (TestClusterScaling, as
 #      make bench-cluster): ingest with 1 and 2 processes beside the
 #      broker's own producer against the cluster, consumers with 1 to 3
@@ -33,7 +35,8 @@
 # Environment: BENCH_SECONDS (default 20), BENCH_CONCURRENCY (16), BENCH_ROWS (2000000);
 # BENCH_AUDIT_ROUNDS (5), BENCH_AUDIT_SIDE_ROUNDS (36) and
 # BENCH_AUDIT_CONTROL_ROUNDS (12) the rounds of the consumer's audit cost,
-# sequential, side by side and its control; AUDIT_INGEST_RUNS (9)
+# sequential, side by side and its control; BENCH_AUDIT_LONG_* those over
+# long drains (scripts/bench_audit.sh); AUDIT_INGEST_RUNS (15)
 # the side-by-side runs of ingest with the audit off and on;
 # BENCH_SUSTAIN_* and BENCH_QUERY_* are read by internal/soak (defaults there).
 set -euo pipefail
@@ -215,6 +218,10 @@ BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-36} go test ./sinks/consumer -run 
 # figure, where the whole drains said +1.0%: the headline is now the CPU per
 # row over the whole drains, until their merges settled).
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_CONTROL_ROUNDS:-12} BENCH_AUDIT_PAIR=audit_off,off_on_log go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 40m 2>&1 | tee "$work/auditcontrol.txt" >&2
+# The same over drains of 6,000,000 rows, nearer what a consumer sustains
+# (scripts/bench_audit.sh, which make bench-audit runs on its own): six
+# rounds and two of the control, some 75 minutes.
+scripts/bench_audit.sh "$work"
 
 echo "== 5. freshness" >&2
 go test ./internal/pipeline -run '^$' -bench Freshness -benchtime 1x -timeout 10m | tee "$work/fresh.txt" >&2

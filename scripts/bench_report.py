@@ -7,8 +7,15 @@ import platform
 import re
 import sys
 
-work, broker, size, rss_peak, rss_flood, rss_over, secs, conc, rows = sys.argv[1:]
-broker = float(broker)
+# "--audit WORK COMMIT" (scripts/bench_audit.sh on its own) writes the
+# consumer's audit cost over long drains alone, from WORK; otherwise the
+# whole report from bench.sh's WORK and figures.
+AUDIT_ONLY = sys.argv[1] == "--audit"
+if AUDIT_ONLY:
+    work, commit = sys.argv[2:]
+else:
+    work, broker, size, rss_peak, rss_flood, rss_over, secs, conc, rows = sys.argv[1:]
+    broker = float(broker)
 
 
 def j(name):
@@ -65,6 +72,110 @@ def failed(name):
     return "--- FAIL" in txt or "\nFAIL" in txt or "\nok " not in "\n" + txt
 
 
+def side_row(name, what, way):
+    """A row of BenchmarkAuditCostSideBySide's result in file name: audit_off
+    against way, each round's CPU per row until the drains' merges settled
+    (the headline), to their last rows, their rate, and their rate and CPU
+    mid-drain."""
+    m = bench_line(name, "AuditCostSideBySide")
+    if not m:
+        return f"| consumer from the local log, {what} | not measured | not measured | |"
+    rounds = raw_lines(name, "BenchmarkAuditCostSideBySide round")
+    listed = lambda pattern: ", ".join(f"{c:+.1f}%" for c in sorted(float(c) for c in re.findall(pattern, rounds)))
+    pct = lambda k: fig(m, k, '{:+.1f}', '%')
+    rate_interval = (f", interval {pct('audit_drain_rate_cost_lo_%')} to {pct('audit_drain_rate_cost_hi_%')}"
+                     if "audit_drain_rate_cost_hi_%" in m else "")
+    return (f"| consumer from the local log, {what}, median of {fig(m, 'rounds')} rounds "
+            f"| {fig(m, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row settled, {fig(m, 'audit_off_last_row_cpu_us/row', '{:.2f}', ' µs')}/row "
+            f"to the last row, {fig(m, 'audit_off_rows/s')} rows/s "
+            f"| {fig(m, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row settled, {fig(m, f'{way}_last_row_cpu_us/row', '{:.2f}', ' µs')}/row "
+            f"to the last row, {fig(m, f'{way}_rows/s')} rows/s "
+            f"| CPU per row until the merges settled **{m['audit_cost_%']:+.1f}%**, 95% interval of the median {pct('audit_cost_lo_%')} to {pct('audit_cost_hi_%')} "
+            f"(rounds: {listed(r'settled cost ([-+][0-9.]+)%')}); to the last row {pct('audit_last_row_cost_%')}, "
+            f"interval {pct('audit_last_row_cost_lo_%')} to {pct('audit_last_row_cost_hi_%')} "
+            f"(rounds: {listed(r'last-row cost ([-+][0-9.]+)%')}); rate to the last row {pct('audit_drain_rate_cost_%')}{rate_interval} "
+            f"(rounds: {listed(r'last-row cost [-+][0-9.]+%, rate ([-+][0-9.]+)%')}); mid-drain rate {pct('audit_mid_cost_%')}, "
+            f"CPU {pct('audit_mid_cpu_cost_%')} (mid-drain rate rounds: {listed(r'CPU µs/row: rate ([-+][0-9.]+)%')}) |")
+
+
+def undone(m, way):
+    """The CPU per row a way's drains left to their merges after the last
+    row: the median settled figure less the median to the last row."""
+    settled, last = m.get(f"{way}_cpu_us/row"), m.get(f"{way}_last_row_cpu_us/row")
+    return f"{settled - last:.2f} CPU µs/row" if settled is not None and last is not None else "not measured"
+
+
+def steal_share():
+    """The share of CPU time the hypervisor gave to other guests during the run."""
+    try:
+        a, b = ([int(x) for x in text(f).split()[1:]] for f in ("stat.start", "stat.end"))
+    except (OSError, ValueError):
+        return "unknown"
+    d = [y - x for x, y in zip(a, b)]
+    return f"{d[7] / max(sum(d[:8]), 1):.0%}" if len(d) > 7 else "unknown"
+
+
+LONG_WHAT = "off and on draining side by side, as above, over drains of {} rows (scripts/bench_audit.sh)"
+LONG_CONTROL_WHAT = "the same over drains of {} rows, its control (off beside off reading the log with ingest's audit records)"
+
+
+def long_rows():
+    """The side-by-side rows over long drains (scripts/bench_audit.sh)."""
+    drained = fig(bench_line("auditlong.txt", "AuditCostSideBySide"), "rows_per_drain")
+    return "\n".join((side_row("auditlong.txt", LONG_WHAT.format(drained), "audit_on"),
+                      side_row("auditlongcontrol.txt", LONG_CONTROL_WHAT.format(drained), "off_on_log")))
+
+
+def long_target():
+    """Whether the audit costs the consumer at most 3% of its throughput
+    over long drains: the rate to the last row and the CPU per row until
+    the merges settled, each median and its 95% interval's upper bound."""
+    m = bench_line("auditlong.txt", "AuditCostSideBySide")
+    keys = ("audit_drain_rate_cost_%", "audit_drain_rate_cost_hi_%", "audit_cost_%", "audit_cost_hi_%")
+    if any(k not in m for k in keys):
+        return None
+    rate, rate_hi, cpu, cpu_hi = (m[k] for k in keys)
+    met = all(v <= 3 for v in (rate, rate_hi, cpu, cpu_hi))
+    return met, (f"consumer over drains of {m['rows_per_drain']:,.0f} rows: throughput {rate:+.1f}% (up to {rate_hi:+.1f}%), "
+                 f"CPU per row until the merges settled {cpu:+.1f}% (up to {cpu_hi:+.1f}%)")
+
+
+if AUDIT_ONLY:
+    target = long_target()
+    print(f"""# The completeness audit's cost to the consumer, over long drains
+
+Written by `make bench-audit` ([scripts/bench_audit.sh](../scripts/bench_audit.sh)) on
+{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC from {commit}, {os.cpu_count()} cores ({platform.machine()}), of
+which the hypervisor gave **{steal_share()}** to other guests during the run. Every figure below is this
+run's. `make bench` runs the same (its report, [benchmarks.md](benchmarks.md), shows these rows
+beside the drains of 2,000,000 rows).
+
+BenchmarkAuditCostSideBySide as described in [benchmarks.md](benchmarks.md#completeness-audit-cost):
+two processes, each with its own engine and half of the CPUs, drain the same logs at the same time,
+one with the audit off and the other with it on, then the other way round; a round's cost is the
+geometric mean of each process's own on/off ratio; the figure is the median of the rounds with the
+sign test's 95% interval of that median. Here each drain is long, as a consumer's throughput is
+what it sustains: over 2,000,000 rows a drain is mostly its start and its end, and its end leaves
+merges undone, more of them the faster the drain. The throughput is the rate from the consumer's
+start to the last row stored (with the audit on, its kept counts inserted too); the CPU per row runs
+on until the merges the drain left have settled.
+
+| measure | audit off | audit on | cost |
+|---|---|---|---|
+{long_rows()}
+
+| target | met |
+|---|---|
+| the completeness audit costs at most 3% of the consumer's throughput (issue 17: the medians, and the 95% intervals' upper bounds) | {"not measured" if target is None else ("yes" if target[0] else "no") + " (" + target[1] + ")"} |
+
+```
+{raw_lines("auditlong.txt", "BenchmarkAuditCostSideBySide")}
+{raw_lines("auditlongcontrol.txt", "BenchmarkAuditCostSideBySide")}
+```
+""")
+    sys.exit(0)
+
+
 beacon, flood, over, logbus = (j(n) for n in (
     "beacon.json", "uaflood.json", "overload.json", "logbus.json"))
 
@@ -106,37 +217,6 @@ AUDIT_WAYS = (("audit_off", "audit off: no counting"),
 AUDIT_INGEST_RUNS = sum(1 for _ in glob.glob(os.path.join(work, "noaudit-[0-9]*.json"))) or 15
 
 
-def side_row(name, what, way):
-    """A row of BenchmarkAuditCostSideBySide's result in file name: audit_off
-    against way, each round's CPU per row until the drains' merges settled
-    (the headline), to their last rows, their rate, and their rate and CPU
-    mid-drain."""
-    m = bench_line(name, "AuditCostSideBySide")
-    if not m:
-        return f"| consumer from the local log, {what} | not measured | not measured | |"
-    rounds = raw_lines(name, "BenchmarkAuditCostSideBySide round")
-    listed = lambda pattern: ", ".join(f"{c:+.1f}%" for c in sorted(float(c) for c in re.findall(pattern, rounds)))
-    pct = lambda k: fig(m, k, '{:+.1f}', '%')
-    return (f"| consumer from the local log, {what}, median of {fig(m, 'rounds')} rounds "
-            f"| {fig(m, 'audit_off_cpu_us/row', '{:.2f}', ' µs')}/row settled, {fig(m, 'audit_off_last_row_cpu_us/row', '{:.2f}', ' µs')}/row "
-            f"to the last row, {fig(m, 'audit_off_rows/s')} rows/s "
-            f"| {fig(m, f'{way}_cpu_us/row', '{:.2f}', ' µs')}/row settled, {fig(m, f'{way}_last_row_cpu_us/row', '{:.2f}', ' µs')}/row "
-            f"to the last row, {fig(m, f'{way}_rows/s')} rows/s "
-            f"| CPU per row until the merges settled **{m['audit_cost_%']:+.1f}%**, 95% interval of the median {pct('audit_cost_lo_%')} to {pct('audit_cost_hi_%')} "
-            f"(rounds: {listed(r'settled cost ([-+][0-9.]+)%')}); to the last row {pct('audit_last_row_cost_%')}, "
-            f"interval {pct('audit_last_row_cost_lo_%')} to {pct('audit_last_row_cost_hi_%')} "
-            f"(rounds: {listed(r'last-row cost ([-+][0-9.]+)%')}); rate to the last row {pct('audit_drain_rate_cost_%')} "
-            f"(rounds: {listed(r'last-row cost [-+][0-9.]+%, rate ([-+][0-9.]+)%')}); mid-drain rate {pct('audit_mid_cost_%')}, "
-            f"CPU {pct('audit_mid_cpu_cost_%')} (mid-drain rate rounds: {listed(r'CPU µs/row: rate ([-+][0-9.]+)%')}) |")
-
-
-def undone(m, way):
-    """The CPU per row a way's drains left to their merges after the last
-    row: the median settled figure less the median to the last row."""
-    settled, last = m.get(f"{way}_cpu_us/row"), m.get(f"{way}_last_row_cpu_us/row")
-    return f"{settled - last:.2f} CPU µs/row" if settled is not None and last is not None else "not measured"
-
-
 def audit_rows():
     """Ingest with the audit off beside on (two processes loaded at the
     same time), then the consumer's: side by side, and BenchmarkAuditCost's
@@ -161,6 +241,7 @@ def audit_rows():
         out.append(f"| whole `/v1/events` handler, batch of 50, no broker (CPU per event) | {a / 1000:.2f} µs | {b / 1000:.2f} µs | {(b - a) / a:+.1%} |")
     out.append(side_row("auditside.txt", "off and on draining side by side (two processes, each with its engine and its half of the CPUs, each running off and on in turn, the other in the other order)", "audit_on"))
     out.append(side_row("auditcontrol.txt", "the same method's control: off beside off reading the log with ingest's audit records (what reading them costs; a method that favoured either log would show here)", "off_on_log"))
+    out.append(long_rows())
     runs = audit_runs()
     for way, what in AUDIT_WAYS[1:]:
         cost = paired_cost(runs.get("audit_off", []), runs.get(way, []))
@@ -188,6 +269,10 @@ def audit_target():
     med, hi = auditside["audit_cost_%"], auditside.get("audit_cost_hi_%", float("nan"))
     met = met and med <= 3 and hi <= 3
     out.append(f"consumer {med:+.1f}% (up to {hi:+.1f}%)")
+    long = long_target()
+    if long is not None:
+        met = met and long[0]
+        out.append(long[1])
     return ("yes" if met else "no") + " (" + "; ".join(out) + ")"
 
 
@@ -385,16 +470,6 @@ def perf_latency(name):
 
 
 perf70_p50, perf70_p99 = perf_latency("perf70.txt")
-
-
-def steal_share():
-    """The share of CPU time the hypervisor gave to other guests during the run."""
-    try:
-        a, b = ([int(x) for x in text(f).split()[1:]] for f in ("stat.start", "stat.end"))
-    except (OSError, ValueError):
-        return "unknown"
-    d = [y - x for x, y in zip(a, b)]
-    return f"{d[7] / max(sum(d[:8]), 1):.0%}" if len(d) > 7 else "unknown"
 
 
 def file_price():
@@ -635,6 +710,8 @@ engine process share the same {os.cpu_count()} cores: the cores, not Kafka, boun
 {raw_lines("auditcost.txt", "rows/s")}
 {raw_lines("auditside.txt", "audit_cost_%")}
 {raw_lines("auditcontrol.txt", "audit_cost_%")}
+{raw_lines("auditlong.txt", "audit_cost_%")}
+{raw_lines("auditlongcontrol.txt", "audit_cost_%")}
 {raw_lines("merge.txt", "BenchmarkInsertAndMerge ")}
 {chr(10).join(l for l in fresh.splitlines() if 'fresh' in l)}
 {raw_lines("sustain.txt", "fresh")}
