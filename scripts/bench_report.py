@@ -139,6 +139,17 @@ def thread_split(name, way):
     return ", ".join(f"{t} {v:.2f}" for t, v in sorted(med.items(), key=lambda kv: -kv[1]) if v >= 0.1) or "not measured"
 
 
+def long_control():
+    """What the long drains' control (off beside off reading the log with
+    ingest's records: the same work) came out at in this run, as a
+    sentence ("" when it was not measured)."""
+    m = bench_line("auditlongcontrol.txt", "AuditCostSideBySide")
+    if "audit_cost_%" not in m or "audit_drain_rate_cost_%" not in m:
+        return ""
+    return (f"In this run the long drains' control, whose two ways do the same work, came out at {m['audit_cost_%']:+.1f}% in CPU per "
+            f"row until the merges settled and {m['audit_drain_rate_cost_%']:+.1f}% in throughput ({m['rounds']:.0f} rounds).")
+
+
 def long_target():
     """Whether the audit costs the consumer at most 3% of its throughput
     over long drains (issue 17's measure): the rate to the last row, its
@@ -175,6 +186,7 @@ the merges the drain left have settled, the headline of the 2,000,000-row drains
 not used for the target here: after a long drain it rests on which merges the engine runs after the
 end, large ones among them (a merge a steady flow spreads over many more rows), which moves single
 rounds by points (each round's figures to the last row and to the settle are in the raw lines).
+{long_control()}
 
 | measure | audit off | audit on | cost |
 |---|---|---|---|
@@ -642,6 +654,10 @@ parts it wrote undone, and the faster way leaves more of them (in this run {undo
 left for later, and grew with any slowdown. The rate to the last row and the mid-drain window's figures follow; the window
 (one span of time for both) favours the slower way, its part of it lying earlier in its drain, where a row
 costs less than near the end (more parts to merge), so it is shown, not used. The target is at most 3% of each.
+The same method runs over drains of {fig(bench_line("auditlong.txt", "AuditCostSideBySide"), "rows_per_drain")} rows too
+([scripts/bench_audit.sh](../scripts/bench_audit.sh), also `make bench-audit`), nearer what a consumer sustains: there the
+target is the throughput (the rate to the last row), as over long drains the settled figure rests on the merges the engine
+runs after the end. {long_control()}
 
 | measure | audit off | audit on | cost (throughput lost; CPU added) |
 |---|---|---|---|
