@@ -220,7 +220,7 @@ BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_SIDE_ROUNDS:-36} go test ./sinks/consumer -run 
 BENCH_AUDIT_ROUNDS=${BENCH_AUDIT_CONTROL_ROUNDS:-12} BENCH_AUDIT_PAIR=audit_off,off_on_log go test ./sinks/consumer -run '^$' -bench '^BenchmarkAuditCostSideBySide$' -benchtime 1x -timeout 40m 2>&1 | tee "$work/auditcontrol.txt" >&2
 # The same over drains of 6,000,000 rows, nearer what a consumer sustains
 # (scripts/bench_audit.sh, which make bench-audit runs on its own): six
-# rounds and two of the control, some 75 minutes.
+# rounds and two of the control, some 50 minutes.
 scripts/bench_audit.sh "$work"
 
 echo "== 5. freshness" >&2

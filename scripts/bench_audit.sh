@@ -12,11 +12,15 @@
 # drains: a consumer's throughput is what it sustains, and a drain of 2M
 # rows (some 30 s) is mostly its start and its end. Its table's merges
 # cost more per row as it grows (2026-12-06: some 13 CPU µs a row over 2M
-# rows, 27 over 6M), and the end of a drain leaves merges undone, more of
-# them the faster the drain, which made the rate to the last row charge the
-# slower way with merges the faster had only deferred (over 2M rows, +3.6%
-# to the last row where the CPU until the merges settled said +1.2%; over
-# 6M, the two agree). A round is some 8 minutes, after 3 writing the logs.
+# rows, 25-30 over 6M), and the end of a drain leaves merges undone, more
+# of them the faster the drain, which made the rate to the last row charge
+# the slower way with merges the faster had only deferred (make bench on
+# ef04825, 2M rows: +3.6% to the last row where the CPU until the merges
+# settled said +1.2%). Over 6M rows the rate is the measure: the settled
+# CPU then swings with the large merges the engine runs after a drain's
+# end (make bench-audit on 5ad62e0: its control, two ways doing the same
+# work, said +2.2% settled and -0.0% in rate). A round is some 4.5
+# minutes, after 3 writing the logs: some 50 minutes in all.
 #
 # With WORK (bench.sh passes its work directory) the outputs go there
 # (auditlong.txt, auditlongcontrol.txt) for make bench's report. Without
