@@ -115,15 +115,15 @@ def steal_share():
     return f"{d[7] / max(sum(d[:8]), 1):.0%}" if len(d) > 7 else "unknown"
 
 
-LONG_WHAT = "off and on draining side by side, as above, over drains of {} rows (scripts/bench_audit.sh)"
-LONG_CONTROL_WHAT = "the same over drains of {} rows, its control (off beside off reading the log with ingest's audit records)"
+# The side by side over long drains (scripts/bench_audit.sh).
+auditlong = bench_line("auditlong.txt", "AuditCostSideBySide")
 
 
 def long_rows():
     """The side-by-side rows over long drains (scripts/bench_audit.sh)."""
-    drained = fig(bench_line("auditlong.txt", "AuditCostSideBySide"), "rows_per_drain")
-    return "\n".join((side_row("auditlong.txt", LONG_WHAT.format(drained), "audit_on"),
-                      side_row("auditlongcontrol.txt", LONG_CONTROL_WHAT.format(drained), "off_on_log")))
+    drained = fig(auditlong, "rows_per_drain")
+    return "\n".join((side_row("auditlong.txt", f"off and on draining side by side, as above, over drains of {drained} rows (scripts/bench_audit.sh)", "audit_on"),
+                      side_row("auditlongcontrol.txt", f"the same over drains of {drained} rows, its control (off beside off reading the log with ingest's audit records)", "off_on_log")))
 
 
 def thread_split(name, way):
@@ -155,7 +155,7 @@ def long_target():
     over long drains (issue 17's measure): the rate to the last row, its
     median and its 95% interval's upper bound; the CPU per row until the
     merges settled is stated beside it. None when not measured."""
-    m = bench_line("auditlong.txt", "AuditCostSideBySide")
+    m = auditlong
     keys = ("audit_drain_rate_cost_%", "audit_drain_rate_cost_hi_%", "audit_cost_%", "audit_cost_hi_%")
     if any(k not in m for k in keys):
         return None
@@ -654,7 +654,7 @@ parts it wrote undone, and the faster way leaves more of them (in this run {undo
 left for later, and grew with any slowdown. The rate to the last row and the mid-drain window's figures follow; the window
 (one span of time for both) favours the slower way, its part of it lying earlier in its drain, where a row
 costs less than near the end (more parts to merge), so it is shown, not used. The target is at most 3% of each.
-The same method runs over drains of {fig(bench_line("auditlong.txt", "AuditCostSideBySide"), "rows_per_drain")} rows too
+The same method runs over drains of {fig(auditlong, "rows_per_drain")} rows too
 ([scripts/bench_audit.sh](../scripts/bench_audit.sh), also `make bench-audit`), nearer what a consumer sustains: there the
 target is the throughput (the rate to the last row), as over long drains the settled figure rests on the merges the engine
 runs after the end. {long_control()}
